@@ -1,0 +1,64 @@
+"""The HTTP API: an app factory; routes live in `routes/`, business logic outside the API."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+
+from fastapi import FastAPI
+
+from mailer import __version__
+from mailer.api import errors
+from mailer.api.responses import Json
+from mailer.api.routes import queue, status
+from mailer.config import Settings, load_settings
+from mailer.services import Services
+
+# Something to run beside the API in the same process (the worker, in `mailer run`).
+Companion = Callable[[Services], AbstractAsyncContextManager[object]]
+
+
+def create_app(settings: Settings, dsn: str, *, companion: Companion | None = None) -> FastAPI:
+    """Build the API for a database; `companion` runs alongside for the app's lifetime."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await Services.open(settings, dsn)
+        app.state.services = services
+        try:
+            if companion is None:
+                yield
+            else:
+                async with companion(services):
+                    yield
+        finally:
+            await services.close()
+
+    app = FastAPI(
+        title="Mailer",
+        version=__version__,
+        description="Queue email for sending through Mailjet, and read back what became of it.",
+        lifespan=lifespan,
+        default_response_class=Json,
+    )
+    errors.install(app)
+    app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(queue.router)
+    app.include_router(status.router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> Json:
+        """Liveness and database reachability."""
+        await app.state.services.pool.fetchval("SELECT 1")
+        return Json({"ok": True})
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn's multi-process mode: settings and DATABASE_URL from the env."""
+    settings = load_settings()
+    if settings.database_url is None:
+        raise RuntimeError("DATABASE_URL must be set for `mailer api --workers N`")
+    return create_app(settings, settings.database_url)

@@ -1,0 +1,141 @@
+"""Every error answers JSON that says what is wrong: `{"error": code, "message": ..., ...}`.
+
+Validation errors name each bad field; unexpected errors answer a bare 500 (the details go
+to the log, never to the client); oversized bodies are refused before they are read whole.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mailer.api.responses import Json
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error with an HTTP status, a stable code and a human message."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.headers = headers
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The JSON body of an error answer."""
+    return {"error": code, "message": message, **extra}
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += ("." if path else "") + str(part)
+    return path or "body"
+
+
+def validation_details(errors: list[Any]) -> list[dict[str, str]]:
+    """Pydantic errors as `[{"field": "to[0].email", "message": ...}]`."""
+    details = []
+    for err in errors:
+        message = str(err.get("msg", "invalid"))
+        message = message.removeprefix("Value error, ")
+        details.append({"field": _field_path(tuple(err.get("loc", ()))), "message": message})
+    return details
+
+
+def install(app: FastAPI) -> None:
+    """Register the JSON error handlers on an app."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> Json:
+        return Json(error_body(exc.code, exc.message, **exc.extra), exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> Json:
+        details = validation_details(list(exc.errors()))
+        fields = ", ".join(d["field"] for d in details)
+        return Json(
+            error_body("invalid_request", f"invalid fields: {fields}", details=details), 422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Json:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return Json(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Json:
+        log.error(
+            "unhandled error",
+            exc_info=exc,
+            extra={"action": "unhandled_error", "path": request.url.path},
+        )
+        return Json(error_body("internal_error", "internal error"), 500)
+
+
+class BodySizeLimit:
+    """Refuse request bodies over `max_bytes` with a 413, counting as they stream in."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await self._too_large(send)
+                return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await self._too_large(send)
+
+    async def _too_large(self, send: Send) -> None:
+        response = Json(
+            error_body("body_too_large", f"request body exceeds {self.max_bytes} bytes"), 413
+        )
+        await response({"type": "http"}, _empty_receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _empty_receive() -> Message:
+    return {"type": "http.disconnect"}

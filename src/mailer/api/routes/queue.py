@@ -1,0 +1,80 @@
+"""`POST /queue` and `POST /queue/batch`: accept emails for sending."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from mailer.api.deps import AppId, IdempotencyKey, ServicesDep
+from mailer.api.errors import ApiError
+from mailer.api.responses import Json
+from mailer.delivery.email import EmailRequest
+from mailer.delivery.enqueue import IdempotencyConflict, new_job, request_hash
+
+router = APIRouter(tags=["queue"])
+
+MAX_BATCH = 500
+
+
+class QueuedJob(BaseModel):
+    """The answer to an accepted email."""
+
+    job_id: str
+    status: str = "queued"
+
+
+class BatchRequest(BaseModel):
+    """Several emails accepted all-or-nothing."""
+
+    emails: list[EmailRequest] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchAccepted(BaseModel):
+    """One `job_id` per email, in request order."""
+
+    jobs: list[QueuedJob]
+
+
+def _body_of(email: EmailRequest) -> dict[str, Any]:
+    return email.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+@router.post("/queue", status_code=202, response_model=QueuedJob)
+async def queue_email(
+    email: EmailRequest, app_id: AppId, services: ServicesDep, key: IdempotencyKey
+) -> Json:
+    """Queue one email. Answers 202 with the job's id once it is durably stored."""
+    body_hash = request_hash(_body_of(email)) if key is not None else None
+    job = new_job(app_id, email, idempotency_key=key, body_hash=body_hash)
+    try:
+        accepted = await services.enqueuer.enqueue(job)
+    except IdempotencyConflict as exc:
+        raise ApiError(409, "idempotency_conflict", str(exc)) from None
+    return Json({"job_id": str(accepted.job_id), "status": "queued"}, 202)
+
+
+@router.post("/queue/batch", status_code=202, response_model=BatchAccepted)
+async def queue_batch(
+    batch: BatchRequest, app_id: AppId, services: ServicesDep, key: IdempotencyKey
+) -> Json:
+    """Queue up to 500 emails in one transaction: all are accepted, or none."""
+    body_hash = request_hash([_body_of(e) for e in batch.emails]) if key is not None else None
+    jobs = [
+        new_job(
+            app_id,
+            email,
+            # Each job of a keyed batch carries the key and its index; '#' cannot occur in keys.
+            idempotency_key=None if key is None else f"{key}#{index}",
+            body_hash=body_hash,
+        )
+        for index, email in enumerate(batch.emails)
+    ]
+    try:
+        accepted = await services.enqueuer.enqueue_batch(jobs)
+    except IdempotencyConflict:
+        raise ApiError(
+            409, "idempotency_conflict", f"Idempotency-Key {key!r} was used with another batch"
+        ) from None
+    return Json({"jobs": [{"job_id": str(a.job_id), "status": "queued"} for a in accepted]}, 202)

@@ -1,0 +1,1 @@
+"""Apps (the company's applications that send email) and their API keys."""

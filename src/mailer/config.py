@@ -1,0 +1,112 @@
+"""One validated settings object, read from the environment (12-factor)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MAILJET_URL = "https://api.mailjet.com"
+
+
+def default_data_dir() -> Path:
+    """Where the embedded PostgreSQL keeps its data when no `DATABASE_URL` is set.
+
+    As root, the embedded server runs as a separate system user and opens read/traverse
+    permission on every parent folder of its data directory; `/var/lib/mailer` has only
+    world-traversable parents already, so nothing private gets opened. Other users keep the
+    data in their own XDG data directory and no permission is changed.
+    """
+    import os
+
+    if os.geteuid() == 0:
+        return Path("/var/lib/mailer")
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "mailer"
+
+
+class Settings(BaseSettings):
+    """Everything Mailer can be configured with (see the README's configuration table)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MAILER_", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "MAILER_DATABASE_URL")
+    )
+    mj_apikey_public: str | None = Field(default=None, validation_alias="MJ_APIKEY_PUBLIC")
+    mj_apikey_private: SecretStr | None = Field(default=None, validation_alias="MJ_APIKEY_PRIVATE")
+    mailjet_api_url: str = Field(default=DEFAULT_MAILJET_URL, validation_alias="MAILJET_API_URL")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+
+    worker_concurrency: int = Field(default=16, ge=1, le=512, description="Mailjet calls in flight")
+    claim_batch: int = Field(default=500, ge=1, le=5000)
+    lease_seconds: float = Field(default=120.0, ge=5)
+    poll_interval: float = Field(default=2.0, gt=0, le=60)
+    mailjet_timeout: float = Field(default=30.0, gt=0, le=300)
+    max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    key_cache_seconds: float = Field(default=10.0, ge=0, le=300)
+
+    events_user: str | None = None
+    events_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Self:
+        if (self.mj_apikey_public is None) != (self.mj_apikey_private is None):
+            raise ValueError("set both MJ_APIKEY_PUBLIC and MJ_APIKEY_PRIVATE, or neither")
+        if self.database_url is not None and not self.database_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("DATABASE_URL must start with postgresql:// or postgres://")
+        if not self.mailjet_api_url.startswith(("http://", "https://")):
+            raise ValueError("MAILJET_API_URL must be an http(s) URL")
+        if self.lease_seconds <= self.mailjet_timeout + 5:
+            raise ValueError(
+                "MAILER_LEASE_SECONDS must exceed MAILER_MAILJET_TIMEOUT by more than 5 s, "
+                "so that a live worker always records its call before its lease ends"
+            )
+        return self
+
+    @property
+    def uses_simulator(self) -> bool:
+        """True when no Mailjet keys are configured: the built-in simulator stands in."""
+        return self.mj_apikey_public is None
+
+
+class ConfigError(Exception):
+    """Settings could not be loaded; the message names each wrong value."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the settings, turning pydantic's errors into one readable message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(part) for part in err["loc"]) or "settings"
+            name = _env_name(loc)
+            lines.append(f"  {name}: {err['msg']}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+def _env_name(field: str) -> str:
+    special = {
+        "database_url": "DATABASE_URL",
+        "mj_apikey_public": "MJ_APIKEY_PUBLIC",
+        "mj_apikey_private": "MJ_APIKEY_PRIVATE",
+        "mailjet_api_url": "MAILJET_API_URL",
+    }
+    if field in special:
+        return special[field]
+    if field == "settings":
+        return field
+    return "MAILER_" + field.upper()

@@ -1,0 +1,233 @@
+"""The email an app queues: validated against Mailjet's limits, turned into a Send API message.
+
+Every check here runs before anything is stored, so a bad request gets a 422 naming the
+field and never leaves a half-written job.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_RECIPIENTS = 50  # Mailjet's limit per Send API call; a job is one message of one call
+MAX_SUBJECT = 255
+MAX_ATTACHMENTS_BYTES = 15 * 1024 * 1024
+MAX_METADATA_BYTES = 8 * 1024
+
+# Headers Mailjet refuses in `Headers` (send-0011): each has a dedicated property.
+FORBIDDEN_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "From Sender Subject To Cc Bcc Return-Path Delivered-To DKIM-Signature "
+        "DomainKey-Status Received-SPF Authentication-Results Received X-Mailjet-Prio "
+        "X-Mailjet-Debug User-Agent X-Mailer X-MJ-CustomID X-MJ-EventPayload X-MJ-Vars "
+        "X-MJ-TemplateErrorDeliver X-MJ-TemplateErrorReporting X-MJ-TemplateLanguage "
+        "X-Mailjet-TrackOpen X-Mailjet-TrackClick X-MJ-TemplateID X-MJ-WorkflowID "
+        "X-Feedback-Id X-Mailjet-Segmentation List-Id X-MJ-MID X-MJ-ErrorMessage Date "
+        "X-CSA-Complaints Message-Id X-Mailjet-Campaign X-MJ-StatisticsContactsListID"
+    ).split()
+)
+
+
+def _check_address(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid email address: {exc}") from None
+
+
+EmailAddress = Annotated[str, Field(max_length=320), AfterValidator(_check_address)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Address(_Strict):
+    """A mailbox: an address and an optional display name."""
+
+    email: EmailAddress
+    name: str | None = Field(default=None, max_length=255)
+
+
+class Attachment(_Strict):
+    """A file sent with the email; `content` is base64. With `content_id` it is inline."""
+
+    filename: str = Field(min_length=1, max_length=255)
+    content_type: str = Field(min_length=1, max_length=255)
+    content: str = Field(min_length=1)
+    content_id: str | None = Field(default=None, min_length=1, max_length=255)
+
+    @field_validator("content")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("content must be base64") from None
+        return value
+
+    @property
+    def size(self) -> int:
+        """Decoded size in bytes."""
+        return len(self.content) * 3 // 4 - self.content.count("=")
+
+
+def _no_nulls(value: Any, path: str = "variables") -> None:
+    # Mailjet answers a whole-request HTTP 500 for a JSON null in Variables.
+    if value is None:
+        raise ValueError(f"{path} must not contain null values")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _no_nulls(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _no_nulls(item, f"{path}[{index}]")
+
+
+class EmailRequest(_Strict):
+    """One email, as an app posts it to `POST /queue`."""
+
+    from_: Address = Field(alias="from")
+    to: list[Address] = Field(min_length=1)
+    cc: list[Address] = Field(default_factory=list)
+    bcc: list[Address] = Field(default_factory=list)
+    reply_to: Address | None = None
+    subject: str | None = Field(default=None, max_length=MAX_SUBJECT)
+    text: str | None = None
+    html: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    attachments: list[Attachment] = Field(default_factory=list)
+    template_id: int | None = Field(default=None, gt=0)
+    template_language: bool = False
+    variables: dict[str, Any] = Field(default_factory=dict)
+    track_opens: Literal["account_default", "disabled", "enabled"] | None = None
+    track_clicks: Literal["account_default", "disabled", "enabled"] | None = None
+    metadata: dict[str, Any] | None = None
+    send_at: datetime | None = None
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=True)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name.lower() in FORBIDDEN_HEADERS:
+                raise ValueError(f"header {name!r} cannot be set here (Mailjet refuses it)")
+            if not name or any(c in name for c in ": \r\n") or not name.isascii():
+                raise ValueError(f"header name {name!r} is not valid")
+        for name, item in value.items():
+            if "\r" in item or "\n" in item:
+                raise ValueError(f"header {name!r} must be a single line")
+        return value
+
+    @field_validator("variables")
+    @classmethod
+    def _variables(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _no_nulls(value)
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        import orjson
+
+        if value is not None and len(orjson.dumps(value)) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata must be at most {MAX_METADATA_BYTES} bytes as JSON")
+        return value
+
+    @field_validator("send_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("send_at needs a timezone (e.g. 2030-01-01T09:00:00Z)")
+        return value
+
+    @model_validator(mode="after")
+    def _whole(self) -> EmailRequest:
+        if self.text is None and self.html is None and self.template_id is None:
+            raise ValueError("give text, html or template_id")
+        if self.subject is None and self.template_id is None:
+            raise ValueError("subject is required unless template_id is given")
+        recipients = self.recipients()
+        if len(recipients) > MAX_RECIPIENTS:
+            raise ValueError(f"at most {MAX_RECIPIENTS} recipients in to, cc and bcc together")
+        seen: set[str] = set()
+        for _, email in recipients:
+            if email in seen:
+                raise ValueError(f"{email} appears more than once in to, cc and bcc")
+            seen.add(email)
+        if sum(a.size for a in self.attachments) > MAX_ATTACHMENTS_BYTES:
+            raise ValueError("attachments must total at most 15 MB")
+        return self
+
+    def recipients(self) -> list[tuple[str, str]]:
+        """(kind, lower-cased address) per recipient: To, then Cc, then Bcc, in order."""
+        return [
+            (kind, address.email.lower())
+            for kind, group in (("to", self.to), ("cc", self.cc), ("bcc", self.bcc))
+            for address in group
+        ]
+
+    def due_at(self) -> datetime | None:
+        """When to send: `send_at` if it is in the future, else None (now)."""
+        if self.send_at is not None and self.send_at > datetime.now(UTC):
+            return self.send_at
+        return None
+
+    def to_mailjet(self) -> dict[str, Any]:
+        """The Send API v3.1 message for this email (CustomID is added at send time)."""
+        message: dict[str, Any] = {
+            "From": _mj_address(self.from_),
+            "To": [_mj_address(a) for a in self.to],
+        }
+        if self.cc:
+            message["Cc"] = [_mj_address(a) for a in self.cc]
+        if self.bcc:
+            message["Bcc"] = [_mj_address(a) for a in self.bcc]
+        if self.reply_to is not None:
+            message["ReplyTo"] = _mj_address(self.reply_to)
+        optional = {
+            "Subject": self.subject,
+            "TextPart": self.text,
+            "HTMLPart": self.html,
+            "TemplateID": self.template_id,
+            "TrackOpens": self.track_opens,
+            "TrackClicks": self.track_clicks,
+        }
+        message.update({key: value for key, value in optional.items() if value is not None})
+        if self.template_language:
+            message["TemplateLanguage"] = True
+        if self.variables:
+            message["Variables"] = self.variables
+        if self.headers:
+            message["Headers"] = self.headers
+        attachments = [a for a in self.attachments if a.content_id is None]
+        inlined = [a for a in self.attachments if a.content_id is not None]
+        if attachments:
+            message["Attachments"] = [_mj_attachment(a) for a in attachments]
+        if inlined:
+            message["InlinedAttachments"] = [_mj_attachment(a) for a in inlined]
+        return message
+
+
+def _mj_address(address: Address) -> dict[str, str]:
+    if address.name:
+        return {"Email": address.email, "Name": address.name}
+    return {"Email": address.email}
+
+
+def _mj_attachment(attachment: Attachment) -> dict[str, str]:
+    result = {
+        "ContentType": attachment.content_type,
+        "Filename": attachment.filename,
+        "Base64Content": attachment.content,
+    }
+    if attachment.content_id is not None:
+        result["ContentID"] = attachment.content_id
+    return result

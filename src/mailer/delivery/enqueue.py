@@ -1,0 +1,206 @@
+"""Accepting jobs: one transaction stores the job, its recipients and the wake-up signal.
+
+Concurrent single-email requests are coalesced: whatever arrives while a write is in
+flight goes into the next transaction together (one multi-row INSERT, one commit, one
+NOTIFY), so the commit rate, not the request rate, bounds the database work. Every caller
+is answered only after its rows are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from mailer.db.pool import Conn
+from mailer.db.queries import Queries
+from mailer.delivery.email import EmailRequest
+from mailer.ids import uuid7
+
+Q = Queries("mailer.delivery")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated job, ready to store."""
+
+    id: uuid.UUID
+    app_id: uuid.UUID
+    message: dict[str, Any]
+    metadata: dict[str, Any] | None
+    recipients: list[tuple[str, str]]
+    run_at: datetime | None
+    idempotency_key: str | None = None
+    request_hash: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The answer to an enqueue: the job's id, and whether it was an idempotent replay."""
+
+    job_id: uuid.UUID
+    replayed: bool = False
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different request body."""
+
+
+def request_hash(body: Any) -> bytes:
+    """A stable hash of a request body, to tell a retry from a different request."""
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def new_job(
+    app_id: uuid.UUID,
+    email: EmailRequest,
+    *,
+    idempotency_key: str | None = None,
+    body_hash: bytes | None = None,
+) -> NewJob:
+    """Turn a validated email into a job to store."""
+    return NewJob(
+        id=uuid7(),
+        app_id=app_id,
+        message=email.to_mailjet(),
+        metadata=email.metadata,
+        recipients=email.recipients(),
+        run_at=email.due_at(),
+        idempotency_key=idempotency_key,
+        request_hash=body_hash,
+    )
+
+
+async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
+    """Store jobs inside the caller's transaction; answer per job, in order.
+
+    A job whose idempotency key exists already is not stored again: the answer names the
+    first job, or raises `IdempotencyConflict` when the stored body hash differs.
+    """
+    inserted_rows = await conn.fetch(
+        Q.insert_jobs,
+        [j.id for j in jobs],
+        [j.app_id for j in jobs],
+        [j.message for j in jobs],
+        [j.metadata for j in jobs],
+        [j.idempotency_key for j in jobs],
+        [j.request_hash for j in jobs],
+        [j.run_at for j in jobs],
+    )
+    inserted = {row["id"] for row in inserted_rows}
+    stored = [j for j in jobs if j.id in inserted]
+    if stored:
+        job_ids, positions, app_ids, kinds, emails = [], [], [], [], []
+        for job in stored:
+            for position, (kind, email) in enumerate(job.recipients):
+                job_ids.append(job.id)
+                positions.append(position)
+                app_ids.append(job.app_id)
+                kinds.append(kind)
+                emails.append(email)
+        await conn.execute(Q.insert_messages, job_ids, positions, app_ids, kinds, emails)
+        if any(j.run_at is None for j in stored):
+            await conn.execute(Q.notify_jobs)
+    if len(stored) == len(jobs):
+        return [Accepted(j.id) for j in jobs]
+    return await _resolve_replays(conn, jobs, inserted)
+
+
+async def _resolve_replays(
+    conn: Conn, jobs: Sequence[NewJob], inserted: set[uuid.UUID]
+) -> list[Accepted]:
+    skipped = [j for j in jobs if j.id not in inserted]
+    rows = await conn.fetch(
+        Q.jobs_by_idempotency_key,
+        [j.app_id for j in skipped],
+        [j.idempotency_key for j in skipped],
+    )
+    existing = {(r["app_id"], r["idempotency_key"]): r for r in rows}
+    answers = []
+    for job in jobs:
+        if job.id in inserted:
+            answers.append(Accepted(job.id))
+            continue
+        row = existing[(job.app_id, job.idempotency_key)]
+        if row["request_hash"] != job.request_hash:
+            raise IdempotencyConflict(
+                f"Idempotency-Key {job.idempotency_key!r} was used with a different request"
+            )
+        answers.append(Accepted(row["id"], replayed=True))
+    return answers
+
+
+class Enqueuer:
+    """Writes single jobs in coalesced transactions, and batches in one transaction each."""
+
+    def __init__(self, pool: asyncpg.Pool, *, writers: int = 4, max_group: int = 500) -> None:
+        self._pool = pool
+        self._writers = writers
+        self._max_group = max_group
+        self._pending: asyncio.Queue[tuple[NewJob, asyncio.Future[Accepted]]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Start the writer tasks."""
+        self._tasks = [asyncio.create_task(self._write_loop()) for _ in range(self._writers)]
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop the writers."""
+        await self._pending.join()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def enqueue(self, job: NewJob) -> Accepted:
+        """Store one job; returns once it is committed."""
+        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        self._pending.put_nowait((job, future))
+        # The write goes on even if the client goes away: a 202 may be lost, never a job.
+        return await asyncio.shield(future)
+
+    async def enqueue_batch(self, jobs: Sequence[NewJob]) -> list[Accepted]:
+        """Store several jobs all-or-nothing in one transaction."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await insert_jobs(conn, jobs)
+
+    async def _write_loop(self) -> None:
+        while True:
+            group = [await self._pending.get()]
+            while len(group) < self._max_group and not self._pending.empty():
+                group.append(self._pending.get_nowait())
+            try:
+                await self._write_group(group)
+            finally:
+                for _ in group:
+                    self._pending.task_done()
+
+    async def _write_group(self, group: list[tuple[NewJob, asyncio.Future[Accepted]]]) -> None:
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                answers = await insert_jobs(conn, [job for job, _ in group])
+        except Exception as exc:
+            if len(group) == 1:
+                _, future = group[0]
+                if not future.done():
+                    future.set_exception(exc)
+                return
+            # One bad job must not fail its neighbours: write each on its own.
+            for item in group:
+                await self._write_group([item])
+            return
+        for (_, future), answer in zip(group, answers, strict=True):
+            if not future.done():
+                future.set_result(answer)

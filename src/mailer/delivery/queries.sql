@@ -1,0 +1,147 @@
+-- Queries of the send path: enqueue, claim, record, retry, recover.
+
+-- name: insert_jobs
+INSERT INTO jobs (id, app_id, message, metadata, idempotency_key, request_hash, run_at)
+SELECT id, app_id, message, metadata, idempotency_key, request_hash, coalesce(run_at, now())
+FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::text[], $6::bytea[],
+            $7::timestamptz[])
+     AS t(id, app_id, message, metadata, idempotency_key, request_hash, run_at)
+ON CONFLICT (app_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id;
+
+-- name: insert_messages
+INSERT INTO messages (job_id, position, app_id, kind, email)
+SELECT * FROM unnest($1::uuid[], $2::int2[], $3::uuid[], $4::text[], $5::text[]);
+
+-- name: jobs_by_idempotency_key
+SELECT j.id, j.app_id, j.idempotency_key, j.request_hash
+FROM jobs j
+JOIN unnest($1::uuid[], $2::text[]) AS k(app_id, idempotency_key)
+  ON j.app_id = k.app_id AND j.idempotency_key = k.idempotency_key;
+
+-- name: notify_jobs
+SELECT pg_notify('mailer_jobs', '');
+
+-- name: claim_jobs
+-- Take up to $1 due jobs that no one holds, lease them to worker $3 for $2 seconds.
+WITH due AS (
+    SELECT id FROM jobs
+    WHERE state = 'queued' AND run_at <= now()
+    ORDER BY run_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs j
+SET state = 'sending',
+    attempts = j.attempts + 1,
+    locked_until = now() + make_interval(secs => $2),
+    locked_by = $3,
+    updated_at = now()
+FROM due
+WHERE j.id = due.id
+RETURNING j.id, j.app_id, j.message, j.attempts, j.created_at, j.needs_lookup;
+
+-- name: claimed_recipients
+-- The claimed jobs' recipients; those on their app's suppression list are marked so now.
+WITH suppressed AS (
+    UPDATE messages m
+    SET status = 'suppressed', updated_at = now()
+    FROM suppressions s
+    WHERE m.job_id = ANY($1::uuid[])
+      AND m.status = 'queued'
+      AND s.app_id = m.app_id
+      AND s.email = m.email
+    RETURNING m.job_id, m.position
+)
+SELECT m.job_id, m.position, m.kind, m.email,
+       CASE WHEN x.job_id IS NULL THEN m.status ELSE 'suppressed' END AS status
+FROM messages m
+LEFT JOIN suppressed x ON x.job_id = m.job_id AND x.position = m.position
+WHERE m.job_id = ANY($1::uuid[])
+ORDER BY m.job_id, m.position;
+
+-- name: next_due
+SELECT min(run_at) FROM jobs WHERE state = 'queued';
+
+-- name: record_accepted
+-- Mailjet accepted these recipients; a status already moved on by an event stays.
+UPDATE messages m
+SET status = CASE WHEN m.status IN ('queued', 'failed') THEN 'accepted' ELSE m.status END,
+    message_id = u.message_id,
+    message_uuid = u.message_uuid,
+    error = NULL,
+    updated_at = now()
+FROM unnest($1::uuid[], $2::int2[], $3::int8[], $4::text[])
+     AS u(job_id, position, message_id, message_uuid)
+WHERE m.job_id = u.job_id AND m.position = u.position;
+
+-- name: record_rejected
+UPDATE messages m
+SET status = 'failed', error = u.error, updated_at = now()
+FROM unnest($1::uuid[], $2::int2[], $3::jsonb[]) AS u(job_id, position, error)
+WHERE m.job_id = u.job_id AND m.position = u.position AND m.status = 'queued';
+
+-- name: finish_jobs
+-- Close jobs that Mailjet answered for; $2 are their final states, $3 their errors.
+UPDATE jobs j
+SET state = u.state,
+    last_error = u.error,
+    locked_until = NULL,
+    locked_by = NULL,
+    needs_lookup = false,
+    sent_at = CASE WHEN u.state = 'done' THEN now() ELSE j.sent_at END,
+    updated_at = now()
+FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) AS u(id, state, error)
+WHERE j.id = u.id AND j.state IN ('sending', 'queued');
+
+-- name: retry_jobs
+-- Put jobs back in the queue for a later attempt.
+UPDATE jobs j
+SET state = 'queued',
+    run_at = u.run_at,
+    needs_lookup = j.needs_lookup OR u.outcome_unknown,
+    last_error = u.error,
+    locked_until = NULL,
+    locked_by = NULL,
+    updated_at = now()
+FROM unnest($1::uuid[], $2::timestamptz[], $3::bool[], $4::jsonb[])
+     AS u(id, run_at, outcome_unknown, error)
+WHERE j.id = u.id AND j.state = 'sending' AND j.locked_by = $5;
+
+-- name: fail_messages_of_jobs
+UPDATE messages SET status = 'failed', error = $2, updated_at = now()
+WHERE job_id = ANY($1::uuid[]) AND status = 'queued';
+
+-- name: release_jobs
+-- A draining worker gives back claims it did not start: no attempt was made.
+UPDATE jobs
+SET state = 'queued', attempts = attempts - 1, locked_until = NULL, locked_by = NULL,
+    updated_at = now()
+WHERE id = ANY($1::uuid[]) AND state = 'sending' AND locked_by = $2;
+
+-- name: recover_expired_leases
+-- A worker died holding these jobs: whether Mailjet got them is unknown, so look first.
+WITH expired AS (
+    SELECT id FROM jobs
+    WHERE state = 'sending' AND locked_until < now()
+    ORDER BY locked_until
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs j
+SET state = 'queued', needs_lookup = true, run_at = now(), locked_until = NULL,
+    locked_by = NULL, updated_at = now()
+FROM expired
+WHERE j.id = expired.id
+RETURNING j.id;
+
+-- name: job_status
+SELECT id, state, attempts, run_at, last_error, metadata, created_at, updated_at, sent_at
+FROM jobs
+WHERE id = $1 AND app_id = $2;
+
+-- name: job_messages
+SELECT position, kind, email, status, message_id, error, updated_at
+FROM messages
+WHERE job_id = $1
+ORDER BY position;

@@ -1,0 +1,174 @@
+"""One Send API call for a pack of claimed jobs, and what its answer means for each job.
+
+The rules (see docs/architecture.md): trust each message's own `Status` whenever the answer
+has `Messages`, whatever the HTTP code; a per-message error fails that job at once; 429,
+5xx, timeouts and connection errors are retried with backoff; after a timeout or a 5xx the
+outcome is unknown, so the next attempt looks the job up at Mailjet before sending again; a
+whole-request rejection of several messages is split until the bad message stands alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from mailer.delivery.batching import ClaimedJob, build_message, match_accepted
+from mailer.delivery.retry import RetryAt, RetryPolicy
+from mailer.delivery.store import Finish, Outcome, RejectedRecipient, Retry
+from mailer.mailjet import (
+    MailjetClient,
+    MailjetError,
+    MailjetRequestRejected,
+    MessageAccepted,
+)
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    """The default clock."""
+    return datetime.now(UTC)
+
+
+class Sender:
+    """Sends packs of jobs through a Mailjet client and turns answers into outcomes."""
+
+    def __init__(
+        self,
+        client: MailjetClient,
+        policy: RetryPolicy,
+        *,
+        clock: Clock = utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._client = client
+        self._policy = policy
+        self._clock = clock
+        self._rng = rng or random.Random()
+
+    async def process(self, jobs: Sequence[ClaimedJob]) -> Outcome:
+        """Handle a pack: jobs with nothing to send finish, unknown outcomes are looked up
+        first, the rest go out in one call."""
+        outcome = Outcome()
+        to_send: list[ClaimedJob] = []
+        for job in jobs:
+            if not job.sendable():
+                outcome.finished.append(Finish(job.id, "done"))
+            elif not job.has_to_recipient():
+                error = {"reason": "every To recipient is suppressed"}
+                outcome.rejected += [
+                    RejectedRecipient(job.id, r.position, error) for r in job.sendable()
+                ]
+                outcome.finished.append(Finish(job.id, "failed", error))
+            elif job.needs_lookup:
+                found = await self._look_up(job, outcome)
+                if not found:
+                    to_send.append(job)
+            else:
+                to_send.append(job)
+        if to_send:
+            outcome.merge(await self._send(to_send))
+        return outcome
+
+    async def _look_up(self, job: ClaimedJob, outcome: Outcome) -> bool:
+        """Did an earlier attempt reach Mailjet? If so, record it and don't send again."""
+        try:
+            found = await self._client.find_messages_by_custom_id(
+                job.custom_id, since=job.created_at - timedelta(minutes=5)
+            )
+        except MailjetError as exc:
+            outcome.merge(self._retry_or_give_up([job], exc, outcome_unknown=True))
+            return True
+        if not found:
+            return False
+        entries = [(m.email or "", None, m.message_id, None) for m in found]
+        outcome.accepted += match_accepted(job, entries)
+        outcome.finished.append(Finish(job.id, "done"))
+        log.info("send found at Mailjet, not repeated", extra={"action": "lookup_found"})
+        return True
+
+    async def _send(self, jobs: Sequence[ClaimedJob]) -> Outcome:
+        messages = [build_message(job) for job in jobs]
+        try:
+            response = await self._client.send(messages)
+        except MailjetRequestRejected as exc:
+            if len(jobs) > 1:
+                # Nothing of a rejected request was sent: halve it to find the bad message.
+                half = len(jobs) // 2
+                first = await self._send(jobs[:half])
+                first.merge(await self._send(jobs[half:]))
+                return first
+            if exc.status in (401, 403):
+                # Our credentials, not this email: keep it and retry later.
+                log.error("Mailjet refused our credentials", extra={"action": "mailjet_auth"})
+                return self._retry_or_give_up(jobs, exc, outcome_unknown=False)
+            return self._fail(jobs[0], _error_of(exc))
+        except MailjetError as exc:
+            return self._retry_or_give_up(jobs, exc, outcome_unknown=exc.outcome_unknown)
+        outcome = Outcome()
+        for job, result in zip(jobs, response.results, strict=False):
+            if isinstance(result, MessageAccepted):
+                entries = [
+                    (r.email, r.kind, r.message_id, r.message_uuid) for r in result.recipients
+                ]
+                outcome.accepted += match_accepted(job, entries)
+                outcome.finished.append(Finish(job.id, "done"))
+            else:
+                error = {
+                    "http_status": response.http_status,
+                    "errors": [
+                        {
+                            "code": e.code,
+                            "message": e.message,
+                            "related_to": e.related_to,
+                            "status_code": e.status_code,
+                        }
+                        for e in result.errors
+                    ],
+                }
+                outcome.merge(self._fail(job, error))
+        if len(response.results) < len(jobs):
+            missing = jobs[len(response.results) :]
+            error = {"reason": "Mailjet's answer had fewer messages than the request"}
+            outcome.merge(self._retry_or_give_up(missing, error, outcome_unknown=True))
+        return outcome
+
+    def _fail(self, job: ClaimedJob, error: dict[str, Any]) -> Outcome:
+        return Outcome(
+            rejected=[RejectedRecipient(job.id, r.position, error) for r in job.sendable()],
+            finished=[Finish(job.id, "failed", error)],
+        )
+
+    def _retry_or_give_up(
+        self,
+        jobs: Sequence[ClaimedJob],
+        cause: MailjetError | dict[str, Any],
+        *,
+        outcome_unknown: bool,
+    ) -> Outcome:
+        error = _error_of(cause) if isinstance(cause, MailjetError) else cause
+        retry_after = getattr(cause, "retry_after", None)
+        now = self._clock()
+        outcome = Outcome()
+        for job in jobs:
+            decision = self._policy.decide(
+                attempts_made=job.attempts,
+                first_queued_at=job.created_at,
+                now=now,
+                retry_after=retry_after,
+                rng=self._rng,
+            )
+            if isinstance(decision, RetryAt):
+                outcome.retries.append(Retry(job.id, decision.at, outcome_unknown, error))
+            else:
+                gave_up = {**error, "gave_up": decision.reason}
+                outcome.merge(self._fail(job, gave_up))
+        return outcome
+
+
+def _error_of(exc: MailjetError) -> dict[str, Any]:
+    return {"error": type(exc).__name__, "status": exc.status, "detail": exc.detail}

@@ -1,0 +1,54 @@
+"""A job's status as an app reads it: the queue state, then what its recipients became."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from mailer.db.queries import Queries
+from mailer.tracking.status import RecipientStatus, derive_job_status
+
+Q = Queries("mailer.delivery")
+
+
+def job_status_of(state: str, recipient_statuses: list[str]) -> str:
+    """`queued`/`sending` while in the queue; afterwards derived from the recipients."""
+    if state in ("queued", "sending"):
+        return state
+    return str(derive_job_status([RecipientStatus(s) for s in recipient_statuses]))
+
+
+async def read_job_status(
+    pool: asyncpg.Pool, app_id: uuid.UUID, job_id: uuid.UUID
+) -> dict[str, Any] | None:
+    """The status document of one of the app's jobs, or None (also for another app's job)."""
+    async with pool.acquire() as conn:
+        job = await conn.fetchrow(Q.job_status, job_id, app_id)
+        if job is None:
+            return None
+        messages = await conn.fetch(Q.job_messages, job_id)
+    recipients = [
+        {
+            "email": m["email"],
+            "kind": m["kind"],
+            "status": m["status"],
+            "message_id": None if m["message_id"] is None else str(m["message_id"]),
+            "error": m["error"],
+            "updated_at": m["updated_at"],
+        }
+        for m in messages
+    ]
+    return {
+        "job_id": str(job["id"]),
+        "status": job_status_of(job["state"], [m["status"] for m in messages]),
+        "attempts": job["attempts"],
+        "next_attempt_at": job["run_at"] if job["state"] == "queued" else None,
+        "last_error": job["last_error"],
+        "metadata": job["metadata"],
+        "created_at": job["created_at"],
+        "updated_at": job["updated_at"],
+        "sent_at": job["sent_at"],
+        "recipients": recipients,
+    }

@@ -1,0 +1,142 @@
+"""The send path's database operations: claim, record, retry, release, recover."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from mailer.db.queries import Queries
+from mailer.delivery.batching import AcceptedRecipient, ClaimedJob, Recipient
+
+Q = Queries("mailer.delivery")
+
+
+async def claim(
+    pool: asyncpg.Pool, *, limit: int, lease_seconds: float, worker_id: str
+) -> list[ClaimedJob]:
+    """Lease up to `limit` due jobs to this worker (committed before any sending)."""
+    rows = await pool.fetch(Q.claim_jobs, limit, lease_seconds, worker_id)
+    if not rows:
+        return []
+    jobs = {
+        row["id"]: ClaimedJob(
+            id=row["id"],
+            app_id=row["app_id"],
+            message=row["message"],
+            attempts=row["attempts"],
+            created_at=row["created_at"],
+            needs_lookup=row["needs_lookup"],
+        )
+        for row in rows
+    }
+    for r in await pool.fetch(Q.claimed_recipients, list(jobs)):
+        jobs[r["job_id"]].recipients.append(
+            Recipient(r["position"], r["kind"], r["email"], r["status"])
+        )
+    # Keep the claim order (oldest due first) for packing.
+    return [jobs[row["id"]] for row in rows]
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A job goes back to the queue for another attempt at `run_at`."""
+
+    job_id: uuid.UUID
+    run_at: datetime
+    outcome_unknown: bool
+    error: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Finish:
+    """A job leaves the queue: `done` (Mailjet answered) or `failed` (we gave up)."""
+
+    job_id: uuid.UUID
+    state: str
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RejectedRecipient:
+    """A recipient that will not be sent: Mailjet refused its message, or we gave up."""
+
+    job_id: uuid.UUID
+    position: int
+    error: dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    """Everything one Mailjet call (or lookup) taught us, recorded in one transaction."""
+
+    accepted: list[AcceptedRecipient] = field(default_factory=list)
+    rejected: list[RejectedRecipient] = field(default_factory=list)
+    finished: list[Finish] = field(default_factory=list)
+    retries: list[Retry] = field(default_factory=list)
+
+    def merge(self, other: Outcome) -> None:
+        """Add another outcome's facts to this one."""
+        self.accepted += other.accepted
+        self.rejected += other.rejected
+        self.finished += other.finished
+        self.retries += other.retries
+
+
+async def record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> None:
+    """Write an outcome: recipients' results, finished jobs, retries — all or nothing."""
+    async with pool.acquire() as conn, conn.transaction():
+        if outcome.accepted:
+            a = outcome.accepted
+            await conn.execute(
+                Q.record_accepted,
+                [x.job_id for x in a],
+                [x.position for x in a],
+                [x.message_id for x in a],
+                [x.message_uuid for x in a],
+            )
+        if outcome.rejected:
+            r = outcome.rejected
+            await conn.execute(
+                Q.record_rejected,
+                [x.job_id for x in r],
+                [x.position for x in r],
+                [x.error for x in r],
+            )
+        if outcome.finished:
+            f = outcome.finished
+            await conn.execute(
+                Q.finish_jobs, [x.job_id for x in f], [x.state for x in f], [x.error for x in f]
+            )
+        if outcome.retries:
+            t = outcome.retries
+            await conn.execute(
+                Q.retry_jobs,
+                [x.job_id for x in t],
+                [x.run_at for x in t],
+                [x.outcome_unknown for x in t],
+                [x.error for x in t],
+                worker_id,
+            )
+
+
+async def release(pool: asyncpg.Pool, job_ids: Sequence[uuid.UUID], *, worker_id: str) -> None:
+    """Give back claimed jobs that were never attempted (a draining worker)."""
+    if job_ids:
+        await pool.execute(Q.release_jobs, list(job_ids), worker_id)
+
+
+async def recover_expired(pool: asyncpg.Pool, *, limit: int = 1000) -> int:
+    """Requeue jobs whose worker died (lease ended), marked for a lookup before resending."""
+    rows = await pool.fetch(Q.recover_expired_leases, limit)
+    return len(rows)
+
+
+async def next_due(pool: asyncpg.Pool) -> datetime | None:
+    """When the earliest waiting job is due, if any job waits."""
+    value: datetime | None = await pool.fetchval(Q.next_due)
+    return value

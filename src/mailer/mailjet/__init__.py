@@ -1,0 +1,61 @@
+"""Async client for Mailjet: Send API v3.1, message lookup, event callback registration.
+
+This package is the mailer's provider boundary. It never retries; its errors say whether a
+retry may help (``retryable``) and whether a send may have happened (``outcome_unknown``).
+"""
+
+from mailer.mailjet.client import (
+    DEFAULT_MAX_CONNECTIONS,
+    EVENT_TYPES,
+    ClientTimeouts,
+    MailjetClient,
+)
+from mailer.mailjet.errors import (
+    MailjetConnectionError,
+    MailjetError,
+    MailjetNotFound,
+    MailjetRateLimited,
+    MailjetRequestRejected,
+    MailjetServerError,
+    MailjetTimeout,
+    MailjetUnexpectedResponse,
+    error_from_response,
+    parse_retry_after,
+)
+from mailer.mailjet.models import (
+    AcceptedRecipient,
+    EventCallback,
+    LookedUpMessage,
+    MessageAccepted,
+    MessageError,
+    MessageRejected,
+    MessageResult,
+    RecipientKind,
+    SendResponse,
+)
+
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "EVENT_TYPES",
+    "AcceptedRecipient",
+    "ClientTimeouts",
+    "EventCallback",
+    "LookedUpMessage",
+    "MailjetClient",
+    "MailjetConnectionError",
+    "MailjetError",
+    "MailjetNotFound",
+    "MailjetRateLimited",
+    "MailjetRequestRejected",
+    "MailjetServerError",
+    "MailjetTimeout",
+    "MailjetUnexpectedResponse",
+    "MessageAccepted",
+    "MessageError",
+    "MessageRejected",
+    "MessageResult",
+    "RecipientKind",
+    "SendResponse",
+    "error_from_response",
+    "parse_retry_after",
+]

@@ -1,0 +1,127 @@
+"""Assembling the processes: the database (given or embedded), Mailjet (real or simulated),
+and the worker with everything it needs."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import asyncpg
+
+from mailer.config import DEFAULT_MAILJET_URL, Settings
+from mailer.db import migrate
+from mailer.db.embedded import EmbeddedPostgres
+from mailer.db.pool import connect
+from mailer.delivery.retry import RetryPolicy
+from mailer.delivery.send import Sender
+from mailer.delivery.wakeup import Wakeup
+from mailer.delivery.worker import Worker, WorkerOptions
+from mailer.mailjet import ClientTimeouts, MailjetClient
+
+log = logging.getLogger(__name__)
+
+# Credentials the simulator accepts when none are configured (it only listens on loopback).
+SIMULATOR_KEY = "simulator-public"
+SIMULATOR_SECRET = "simulator-private"
+
+
+@dataclass(frozen=True)
+class MailjetTarget:
+    """Where and as whom to call the Send API."""
+
+    url: str
+    api_key: str
+    secret_key: str
+
+
+def configured_mailjet(settings: Settings) -> MailjetTarget:
+    """The Mailjet of the settings; without keys, a simulator at MAILJET_API_URL."""
+    if settings.mj_apikey_public is not None and settings.mj_apikey_private is not None:
+        return MailjetTarget(
+            settings.mailjet_api_url,
+            settings.mj_apikey_public,
+            settings.mj_apikey_private.get_secret_value(),
+        )
+    if settings.mailjet_api_url == DEFAULT_MAILJET_URL:
+        raise RuntimeError(
+            "no Mailjet keys: set MJ_APIKEY_PUBLIC and MJ_APIKEY_PRIVATE, or point "
+            "MAILJET_API_URL at a `mailer simulator`"
+        )
+    return MailjetTarget(settings.mailjet_api_url, SIMULATOR_KEY, SIMULATOR_SECRET)
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The DSN to use: DATABASE_URL, or the embedded server started for the duration."""
+    if settings.database_url is not None:
+        yield settings.database_url
+        return
+    embedded = EmbeddedPostgres(settings.data_dir)
+    log.info(
+        "no DATABASE_URL: using the embedded PostgreSQL",
+        extra={"action": "embedded_pg", "data_dir": str(settings.data_dir)},
+    )
+    dsn = embedded.start()
+    try:
+        yield dsn
+    finally:
+        embedded.stop()
+
+
+async def apply_migrations(dsn: str) -> list[str]:
+    """Bring the schema up to date; return the names of the migrations applied."""
+    conn = await connect(dsn)
+    try:
+        applied = await migrate.migrate(conn)
+    finally:
+        await conn.close()
+    return [f"{m.version:04d}_{m.name}" for m in applied]
+
+
+async def check_migrations(dsn: str) -> None:
+    """Refuse to start against a database that lacks migrations."""
+    conn = await connect(dsn)
+    try:
+        await migrate.check(conn)
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    settings: Settings,
+    dsn: str,
+    pool: asyncpg.Pool,
+    target: MailjetTarget,
+    *,
+    policy: RetryPolicy | None = None,
+) -> AsyncIterator[Worker]:
+    """A started worker; on exit it drains and everything it opened is closed."""
+    client = MailjetClient(
+        target.url,
+        target.api_key,
+        target.secret_key,
+        timeout=ClientTimeouts(total=settings.mailjet_timeout),
+    )
+    wakeup = Wakeup(dsn)
+    await wakeup.start()
+    worker = Worker(
+        pool,
+        Sender(client, policy or RetryPolicy()),
+        wakeup,
+        WorkerOptions(
+            concurrency=settings.worker_concurrency,
+            claim_batch=settings.claim_batch,
+            lease_seconds=settings.lease_seconds,
+            poll_interval=settings.poll_interval,
+        ),
+    )
+    await worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop()
+        await wakeup.stop()
+        await client.aclose()

@@ -1,0 +1,35 @@
+"""The long-lived objects one process shares: pool, enqueuer, key verifier."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from mailer.apps.store import KeyVerifier
+from mailer.config import Settings
+from mailer.db.pool import create_pool
+from mailer.delivery.enqueue import Enqueuer
+
+
+@dataclass
+class Services:
+    """What request handlers need, created once per process."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    enqueuer: Enqueuer
+    keys: KeyVerifier
+
+    @classmethod
+    async def open(cls, settings: Settings, dsn: str, *, pool_size: int = 10) -> Services:
+        """Connect and start the background writers."""
+        pool = await create_pool(dsn, min_size=2, max_size=pool_size)
+        enqueuer = Enqueuer(pool)
+        await enqueuer.start()
+        return cls(settings, pool, enqueuer, KeyVerifier(pool, settings.key_cache_seconds))
+
+    async def close(self) -> None:
+        """Finish pending writes and close the pool."""
+        await self.enqueuer.stop()
+        await self.pool.close()

@@ -1,0 +1,35 @@
+"""A Mailjet-compatible server for the demo, the tests and the benchmarks.
+
+It implements ``POST /v3.1/send``, ``GET /v3/REST/message`` and ``/v3/REST/eventcallbackurl``
+with Mailjet's validation and error shapes, keeps what it accepted in memory, injects faults
+on demand, and offers a control API under ``/_sim/``. It only ever listens on loopback.
+"""
+
+from mailer.simulator.app import SimulatorApp
+from mailer.simulator.faults import Fault, FaultConfig, FaultInjector
+from mailer.simulator.server import (
+    DEFAULT_API_KEY,
+    DEFAULT_PORT,
+    DEFAULT_SECRET_KEY,
+    SimulatorConfig,
+    SimulatorServer,
+    run_simulator,
+)
+from mailer.simulator.state import FIRST_MESSAGE_ID, AcceptedMessage, CallbackRecord, SimulatorState
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_PORT",
+    "DEFAULT_SECRET_KEY",
+    "FIRST_MESSAGE_ID",
+    "AcceptedMessage",
+    "CallbackRecord",
+    "Fault",
+    "FaultConfig",
+    "FaultInjector",
+    "SimulatorApp",
+    "SimulatorConfig",
+    "SimulatorServer",
+    "SimulatorState",
+    "run_simulator",
+]

@@ -1,0 +1,248 @@
+"""Run the simulator on a real loopback socket: in-process (tests, demo) or blocking (CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+import logging
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import uvicorn
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _BaseProtocol
+except ImportError:  # httptools is optional; h11 always ships with uvicorn
+    from uvicorn.protocols.http.h11_impl import (  # type: ignore[assignment]
+        H11Protocol as _BaseProtocol,
+    )
+
+from mailer.simulator.app import SimulatorApp
+from mailer.simulator.faults import FaultConfig, FaultInjector
+from mailer.simulator.state import FIRST_MESSAGE_ID, SimulatorState
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_PORT",
+    "DEFAULT_SECRET_KEY",
+    "SimulatorConfig",
+    "SimulatorServer",
+    "run_simulator",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8025
+DEFAULT_API_KEY = "simulator-api-key"
+DEFAULT_SECRET_KEY = "simulator-secret-key"
+_KEEP_ALIVE_SECONDS = 75  # longer than clients keep idle connections: no stale-socket races
+_GRACEFUL_SHUTDOWN_SECONDS = 2
+
+
+def _require_loopback(host: str) -> None:
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"the simulator only listens on loopback addresses, not {host!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    """Where the simulator listens, which credentials it accepts, and its initial faults.
+
+    ``port`` 0 picks a free port (read it back from :attr:`SimulatorServer.url`).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    api_key: str = DEFAULT_API_KEY
+    secret_key: str = DEFAULT_SECRET_KEY
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    first_message_id: int = FIRST_MESSAGE_ID
+
+    def __post_init__(self) -> None:
+        _require_loopback(self.host)
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be between 0 and 65535")
+
+
+class _QuietProtocol(_BaseProtocol):
+    """uvicorn's HTTP protocol with the access log off, whatever the process's log setup."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.access_log = False
+
+
+class _InProcessConfig(uvicorn.Config):
+    """Leaves the host process's logging configuration alone."""
+
+    def configure_logging(self) -> None:
+        pass
+
+
+class _InProcessServer(uvicorn.Server):
+    """Leaves signal handling to the host process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _uvicorn_config(
+    app: SimulatorApp, *, in_process: bool, host: str = "127.0.0.1", port: int = 0
+) -> uvicorn.Config:
+    config_class = _InProcessConfig if in_process else uvicorn.Config
+    return config_class(
+        app.build(),
+        host=host,
+        port=port,
+        http=_QuietProtocol,  # httptools when installed
+        lifespan="off",
+        ws="none",
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=_KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
+    )
+
+
+class SimulatorServer:
+    """The simulator served by uvicorn on the current event loop.
+
+    ``async with SimulatorServer() as sim:`` then point a client at ``sim.url`` with
+    ``sim.config.api_key`` / ``sim.config.secret_key``; inspect ``sim.state``; change faults
+    with :meth:`set_faults`.
+    """
+
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        api_key: str | None = None,
+        secret_key: str | None = None,
+        faults: FaultConfig | None = None,
+    ) -> None:
+        """Use ``config``, or the defaults, with any keyword given taking precedence."""
+        overrides: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("host", host),
+                ("port", port),
+                ("api_key", api_key),
+                ("secret_key", secret_key),
+                ("faults", faults),
+            )
+            if v is not None
+        }
+        self.config = dataclasses.replace(config or SimulatorConfig(), **overrides)
+        self.state = SimulatorState(first_message_id=self.config.first_message_id)
+        self.faults = FaultInjector(self.config.faults)
+        self.app = SimulatorApp(
+            self.state,
+            self.faults,
+            api_key=self.config.api_key,
+            secret_key=self.config.secret_key,
+        )
+        self._server: _InProcessServer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:54321`` (only once started)."""
+        if self._url is None:
+            raise RuntimeError("the simulator is not started")
+        return self._url
+
+    def set_faults(self, faults: FaultConfig) -> None:
+        """Replace the fault settings (same as ``PUT /_sim/faults``)."""
+        self.faults.configure(faults)
+
+    async def start(self) -> None:
+        """Bind the socket and serve in a background task; returns once accepting."""
+        if self._task is not None:
+            raise RuntimeError("the simulator is already started")
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only then,
+        # and without it every keep-alive request waits ~40 ms for a delayed ACK.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.config.host, self.config.port))
+        except OSError:
+            sock.close()
+            raise
+        host, port = sock.getsockname()[:2]
+        self._url = (
+            f"http://[{host}]:{port}" if family == socket.AF_INET6 else f"http://{host}:{port}"
+        )
+        self.app.closing.clear()
+        server = _InProcessServer(_uvicorn_config(self.app, in_process=True))
+        self._server = server
+        self._task = asyncio.create_task(server.serve(sockets=[sock]), name="mailjet-simulator")
+        while not server.started:
+            if self._task.done():
+                self._task.result()  # re-raise the startup failure
+                raise RuntimeError("the simulator stopped during start-up")
+            await asyncio.sleep(0.005)
+
+    async def stop(self) -> None:
+        """Stop serving; requests hung by the timeout fault are released at once."""
+        if self._server is None or self._task is None:
+            return
+        self.app.closing.set()
+        self._server.should_exit = True
+        try:
+            await self._task
+        finally:
+            self._server = None
+            self._task = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+def run_simulator(
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    api_key: str = DEFAULT_API_KEY,
+    secret_key: str = DEFAULT_SECRET_KEY,
+    faults: FaultConfig | None = None,
+) -> None:
+    """Serve the simulator until SIGINT/SIGTERM (the ``mailer simulator`` command).
+
+    Uses uvloop and httptools when installed. Blocks; returns after a graceful shutdown.
+    """
+    config = SimulatorConfig(
+        host=host,
+        port=port,
+        api_key=api_key,
+        secret_key=secret_key,
+        faults=faults or FaultConfig(),
+    )
+    state = SimulatorState(first_message_id=config.first_message_id)
+    app = SimulatorApp(state, FaultInjector(config.faults), api_key=api_key, secret_key=secret_key)
+    logger.info("Mailjet simulator on http://%s:%d (faults: %s)", host, port, config.faults)
+    # loop="auto" (the default) picks uvloop when installed.
+    uvicorn.Server(_uvicorn_config(app, in_process=False, host=host, port=port)).run()

@@ -1,0 +1,96 @@
+"""Shared fixtures: a real PostgreSQL (given, or embedded), one fresh database per test.
+
+`MAILER_TEST_DATABASE_URL` (or `DATABASE_URL`) names a server to use, e.g. the machine's
+own `postgresql://postgres@127.0.0.1:5432/test`; without either, the embedded PostgreSQL is
+started for the run. A template database is migrated once; each test gets a copy made by
+`CREATE DATABASE ... TEMPLATE`, which takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from mailer.db.pool import connect, create_pool
+from mailer.runtime import apply_migrations
+
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+
+_counter = itertools.count()
+
+
+def with_database(dsn: str, name: str) -> str:
+    """The same server DSN pointing at another database."""
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> Iterator[str]:
+    """A DSN for a database on the test server, with rights to create databases."""
+    given = os.environ.get("MAILER_TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if given:
+        yield given
+        return
+    from mailer.db.embedded import EmbeddedPostgres
+
+    with tempfile.TemporaryDirectory(prefix="mailer-test-pg-") as tmp:
+        os.chmod(tmp, 0o755)
+        embedded = EmbeddedPostgres(Path(tmp), delete_on_stop=True)
+        dsn = embedded.start()
+        try:
+            yield dsn
+        finally:
+            embedded.stop()
+
+
+@pytest.fixture(scope="session")
+async def template_db(server_dsn: str) -> AsyncIterator[str]:
+    """A migrated template database, made once per test run."""
+    name = f"mailer_tpl_{os.getpid()}"
+    admin = await connect(server_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    await apply_migrations(with_database(server_dsn, name))
+    yield name
+    admin = await connect(server_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def db_dsn(server_dsn: str, template_db: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test."""
+    name = f"mailer_t_{os.getpid()}_{next(_counter)}"
+    admin = await connect(server_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    finally:
+        await admin.close()
+    yield with_database(server_dsn, name)
+    admin = await connect(server_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def pool(db_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    """A connection pool on the test's database."""
+    p = await create_pool(db_dsn, min_size=1, max_size=10)
+    yield p
+    await p.close()
