@@ -168,10 +168,12 @@ def test_callback_fields() -> None:
         "IsBackup": False,
         "Version": 1,
     }
-    assert isinstance(check_callback({"EventType": "*", "Url": "http://h/"}, creating=True), str)
-    assert isinstance(check_callback({"Url": "http://h/"}, creating=True), str)
+    assert isinstance(
+        check_callback({"EventType": "*", "Url": "http://127.0.0.1/"}, creating=True), str
+    )
+    assert isinstance(check_callback({"Url": "http://127.0.0.1/"}, creating=True), str)
     assert isinstance(check_callback({"Version": 3}, creating=False), str)
-    assert isinstance(check_callback({"URL": "http://h/"}, creating=False), str)
+    assert isinstance(check_callback({"URL": "http://127.0.0.1/"}, creating=False), str)
     assert check_callback({"ID": 4, "Status": "dead"}, creating=False) == {"Status": "dead"}
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 import orjson
-from asyncpg.pool import PoolConnectionProxy
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
 
 # A connection of our own, or one borrowed from a pool: queries take either.
-Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]
+Conn: TypeAlias = "asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]"
 
 
 def _encode_json(value: Any) -> str:

@@ -172,6 +172,7 @@ class MailjetClient:
                 headers=self._headers,
                 timeout=self._aio_timeout,
                 allow_redirects=False,
+                raise_for_status=False,  # even if a shared session says otherwise
             ) as response:
                 body = await response.read()
                 return response.status, response.headers, body

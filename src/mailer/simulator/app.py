@@ -1,8 +1,16 @@
 """HTTP routes of the Mailjet simulator (Starlette).
 
-Mailjet surface: ``POST /v3.1/send``, ``GET /v3/REST/message[/{id}]`` and
-``/v3/REST/eventcallbackurl[/{id}]``, all behind HTTP Basic auth. Control surface for tests
-and demos, without auth (the simulator only listens on loopback): ``/_sim/...``.
+Mailjet surface, behind HTTP Basic auth: ``POST /v3.1/send``, ``GET /v3/REST/message``
+(``CustomID``, ``ContactAlt``, ``FromTS``, ``ToTS``, ``Show*``, ``Limit``, ``Offset``,
+``countOnly``), ``GET /v3/REST/message/{id}`` and ``/v3/REST/eventcallbackurl[/{id}]``
+(GET, POST, PUT, DELETE).
+
+Control surface, without auth (the simulator only listens on loopback):
+
+- ``GET /_sim/messages[?custom_id=]``: accepted recipient-level messages.
+- ``GET /_sim/stats``: counters (accepted, calls, faults, duplicates, by_custom_id ...).
+- ``GET /_sim/faults``, ``PUT /_sim/faults``: read / replace the :class:`FaultConfig`.
+- ``POST /_sim/reset``: forget messages, calls, counters and callback URLs (faults stay).
 """
 
 from __future__ import annotations

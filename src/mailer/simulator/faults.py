@@ -7,13 +7,28 @@ generator seeded by ``FaultConfig.seed``: the same seed and call order give the 
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import logging
 import random
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
-__all__ = ["Fault", "FaultConfig", "FaultInjector", "LostAnswerMode"]
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+__all__ = [
+    "ERROR_500_BODY",
+    "HTML_429_BODY",
+    "DroppedResponse",
+    "Fault",
+    "FaultConfig",
+    "FaultInjector",
+    "LostAnswerMode",
+    "hang",
+    "hide_dropped_connections",
+]
 
 LostAnswerMode = Literal["500", "drop"]
 
@@ -132,3 +147,56 @@ class FaultInjector:
                 return fault
             roll -= rate
         return None
+
+
+# -- how faults answer ---------------------------------------------------------------------
+
+HTML_429_BODY = (
+    b"<html><body><h1>429 Too Many Requests</h1>\n"
+    b"You have sent too many requests in a given amount of time.\n</body></html>\n"
+)
+ERROR_500_BODY = {"ErrorIdentifier": "", "StatusCode": 500, "ErrorMessage": "Internal Server Error"}
+
+
+class _ConnectionDropped(Exception):
+    """Raised after the status line went out, so uvicorn closes the connection mid-answer."""
+
+
+class DroppedResponse(Response):
+    """Sends a status line and headers promising a body, then drops the connection."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"4096")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        raise _ConnectionDropped
+
+
+class _HideDroppedConnections(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], _ConnectionDropped))
+
+
+_DROP_FILTER = _HideDroppedConnections()
+
+
+def hide_dropped_connections() -> None:
+    """Keep uvicorn from logging a traceback for each deliberately dropped connection."""
+    logging.getLogger("uvicorn.error").addFilter(_DROP_FILTER)
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def hang(receive: Receive, seconds: float, closing: asyncio.Event) -> None:
+    """Wait until the client leaves, ``closing`` is set, or ``seconds`` pass."""
+    waits = [
+        asyncio.ensure_future(_wait_disconnect(receive)),
+        asyncio.ensure_future(closing.wait()),
+    ]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()

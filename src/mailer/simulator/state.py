@@ -65,6 +65,15 @@ class AcceptedMessage:
             "status": self.status,
         }
 
+    def to_send_entry(self, href: str) -> dict[str, Any]:
+        """This recipient's entry in a Send API success answer (``href`` ends with ``/``)."""
+        return {
+            "Email": self.email,
+            "MessageUUID": self.uuid,
+            "MessageID": self.message_id,
+            "MessageHref": f"{href}{self.message_id}",
+        }
+
     def to_rest(
         self, *, show_custom_id: bool, show_contact_alt: bool, show_subject: bool
     ) -> dict[str, Any]:
