@@ -52,40 +52,35 @@ def server_dsn() -> Iterator[str]:
             embedded.stop()
 
 
+async def admin_execute(server_dsn: str, *statements: str) -> None:
+    """Run statements (CREATE/DROP DATABASE) on their own connection to the test server."""
+    admin = await connect(server_dsn)
+    try:
+        for statement in statements:
+            await admin.execute(statement)
+    finally:
+        await admin.close()
+
+
 @pytest.fixture(scope="session")
 async def template_db(server_dsn: str) -> AsyncIterator[str]:
     """A migrated template database, made once per test run."""
     name = f"mailer_tpl_{os.getpid()}"
-    admin = await connect(server_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
+    await admin_execute(
+        server_dsn, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"'
+    )
     await apply_migrations(with_database(server_dsn, name))
     yield name
-    admin = await connect(server_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await admin_execute(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 async def db_dsn(server_dsn: str, template_db: str) -> AsyncIterator[str]:
     """A fresh, migrated database for one test."""
     name = f"mailer_t_{os.getpid()}_{next(_counter)}"
-    admin = await connect(server_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    finally:
-        await admin.close()
+    await admin_execute(server_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     yield with_database(server_dsn, name)
-    admin = await connect(server_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await admin_execute(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -13,14 +13,14 @@ import orjson
 from mailer.db import migrate
 from mailer.db.pool import connect
 from mailer.runtime import apply_migrations, check_migrations
-from tests.conftest import with_database
+from tests.conftest import admin_execute, with_database
 
 
 async def test_migrations_from_empty_and_again(server_dsn: str) -> None:
     name = f"mailer_migrate_{os.getpid()}"
-    admin = await connect(server_dsn)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin_execute(
+        server_dsn, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"'
+    )
     dsn = with_database(server_dsn, name)
     try:
         conn = await connect(dsn)
@@ -37,8 +37,7 @@ async def test_migrations_from_empty_and_again(server_dsn: str) -> None:
         assert await apply_migrations(dsn) == []
         await check_migrations(dsn)
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await admin_execute(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def test_embedded_postgres_starts_keeps_data_and_stops() -> None:
