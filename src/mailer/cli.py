@@ -29,6 +29,17 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
+def _with_event_credentials(settings: Settings) -> Settings:
+    """The settings with `/events` credentials (generated for a simulator run); a clear
+    error when Mailjet keys are set without them."""
+    from mailer.tracking.credentials import ensure_event_credentials
+
+    try:
+        return ensure_event_credentials(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         import uvloop
@@ -61,6 +72,7 @@ def run(host: str | None, port: int | None) -> None:
 
     settings = _settings()
     logs.configure(settings.log_level)
+    settings = _with_event_credentials(settings)
     with runtime.database(settings) as dsn:
         _run(_serve_all(settings, dsn, host or settings.host, port or settings.port))
 
@@ -72,6 +84,7 @@ async def _serve_all(settings: Settings, dsn: str, host: str, port: int) -> None
 
     for name in await runtime.apply_migrations(dsn):
         click.echo(f"applied migration {name}", err=True)
+    on_started: Callable[[int], Awaitable[None]] | None = None
     async with contextlib.AsyncExitStack() as stack:
         if settings.uses_simulator:
             from mailer.simulator.server import SimulatorServer
@@ -89,6 +102,7 @@ async def _serve_all(settings: Settings, dsn: str, host: str, port: int) -> None
                 f"{simulator.url} (nothing leaves this machine)",
                 err=True,
             )
+            on_started = _simulator_events_registration(settings, target, host)
         else:
             target = runtime.configured_mailjet(settings)
 
@@ -98,10 +112,39 @@ async def _serve_all(settings: Settings, dsn: str, host: str, port: int) -> None
                 yield w
 
         app = create_app(settings, dsn, companion=worker)
-        await _serve(app, host, port, settings.log_level)
+        await _serve(app, host, port, settings.log_level, on_started=on_started)
 
 
-async def _serve(app: Any, host: str, port: int, log_level: str) -> None:
+def _simulator_events_registration(
+    settings: Settings, target: Any, host: str
+) -> Callable[[int], Awaitable[None]]:
+    """Once the API listens: have the in-process simulator post its tracking events to our
+    `/events` (credentials generated for the run if unset), so the demo shows it all."""
+
+    async def register(port: int) -> None:
+        from mailer import runtime
+        from mailer.mailjet import MailjetError
+        from mailer.mailjet.registration import mask_url
+
+        try:
+            url = await runtime.register_events_with_simulator(settings, target, host, port)
+        except (MailjetError, ValueError) as exc:
+            click.echo(f"could not register /events with the simulator: {exc}", err=True)
+            return
+        click.echo(f"the simulator posts tracking events to {mask_url(url)}", err=True)
+
+    return register
+
+
+async def _serve(
+    app: Any,
+    host: str,
+    port: int,
+    log_level: str,
+    *,
+    on_started: Callable[[int], Awaitable[None]] | None = None,
+) -> None:
+    """Serve `app` until stopped; `on_started(port)` runs once it accepts connections."""
     import uvicorn
 
     config = uvicorn.Config(
@@ -115,7 +158,15 @@ async def _serve(app: Any, host: str, port: int, log_level: str) -> None:
         log_config=None,
     )
     click.echo(f"Mailer listening on http://{host}:{port} (OpenAPI at /docs)", err=True)
-    await uvicorn.Server(config).serve()
+    server = uvicorn.Server(config)
+    serving = asyncio.ensure_future(server.serve())
+    if on_started is not None:
+        while not server.started and not serving.done():
+            await asyncio.wait([serving], timeout=0.05)
+        if server.started:
+            bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
+            await on_started(bound)
+    await serving
 
 
 @main.command()
@@ -132,6 +183,11 @@ def api(host: str | None, port: int | None, workers: int) -> None:
 
     settings = _settings()
     logs.configure(settings.log_level)
+    settings = _with_event_credentials(settings)
+    if settings.events_user is not None and settings.events_password is not None:
+        # Every API process must accept the same (possibly generated) event credentials.
+        os.environ["MAILER_EVENTS_USER"] = settings.events_user
+        os.environ["MAILER_EVENTS_PASSWORD"] = settings.events_password.get_secret_value()
     with runtime.database(settings) as dsn:
         _run(runtime.check_migrations(dsn))
         os.environ["DATABASE_URL"] = dsn
@@ -195,9 +251,24 @@ def migrate() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8025, show_default=True)
 @click.option("--latency-ms", type=float, default=0.0, show_default=True)
-def simulator(host: str, port: int, latency_ms: float) -> None:
-    """Run the Mailjet-compatible simulator (for demos, tests and benchmarks)."""
+@click.option("--events/--no-events", default=True, show_default=True, help="Post tracking events.")
+@click.option("--event-delay-ms", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--event-retry-seconds", type=click.FloatRange(min=0, min_open=True), default=30.0)
+def simulator(
+    host: str,
+    port: int,
+    latency_ms: float,
+    events: bool,
+    event_delay_ms: float,
+    event_retry_seconds: float,
+) -> None:
+    """Run the Mailjet-compatible simulator (for demos, tests and benchmarks).
+
+    It posts tracking events scripted by the recipient address (ann+click@x: sent, open,
+    click; see docs/simulator.md) to the URLs registered with it; --no-events for benchmarks.
+    """
     from mailer import runtime
+    from mailer.simulator.events import EventsConfig
     from mailer.simulator.faults import FaultConfig
     from mailer.simulator.server import run_simulator
 
@@ -207,6 +278,9 @@ def simulator(host: str, port: int, latency_ms: float) -> None:
         api_key=runtime.SIMULATOR_KEY,
         secret_key=runtime.SIMULATOR_SECRET,
         faults=FaultConfig(latency_ms=latency_ms),
+        events=EventsConfig(
+            enabled=events, delay_ms=event_delay_ms, retry_interval=event_retry_seconds
+        ),
     )
 
 
@@ -322,6 +396,139 @@ def keys_revoke(key: str) -> None:
     if not _with_db(lambda conn: store.revoke_key(conn, key)):
         raise click.ClickException(f"no active key {key!r}")
     click.echo("revoked")
+
+
+# --- Mailjet account setup -----------------------------------------------------------------
+
+
+@main.group()
+def mailjet() -> None:
+    """Mailjet account setup: where Mailjet posts its tracking events."""
+
+
+def _mailjet_call(settings: Settings, call: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `call(client)` against the configured Mailjet (or a `mailer simulator`)."""
+    from mailer import runtime
+    from mailer.mailjet import MailjetClient, MailjetError
+
+    try:
+        target = runtime.configured_mailjet(settings)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def go() -> T:
+        async with MailjetClient(target.url, target.api_key, target.secret_key) as client:
+            return await call(client)
+
+    try:
+        return _run(go())
+    except MailjetError as exc:
+        raise click.ClickException(f"Mailjet ({target.url}): {exc}") from None
+
+
+@mailjet.command("register-webhook")
+@click.argument("public_url")
+@click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
+def mailjet_register_webhook(public_url: str, dry_run: bool) -> None:
+    """Register PUBLIC_URL, Mailer's /events as Mailjet reaches it, for all seven event types.
+
+    MAILER_EVENTS_USER/MAILER_EVENTS_PASSWORD are embedded in the URL (Mailjet's only way
+    to authenticate its callbacks); events are grouped (Version 2). Idempotent: missing
+    records are created, wrong ones updated, right ones left alone.
+    """
+    from mailer.mailjet import registration
+
+    settings = _settings()
+    if settings.events_user is None or settings.events_password is None:
+        raise click.ClickException(
+            "set MAILER_EVENTS_USER and MAILER_EVENTS_PASSWORD (the API must use the same) "
+            "before registering: Mailjet sends them with every event"
+        )
+    settings = _with_event_credentials(settings)  # validates them
+    assert settings.events_user is not None and settings.events_password is not None
+    try:
+        url = registration.webhook_url(
+            public_url, settings.events_user, settings.events_password.get_secret_value()
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="PUBLIC_URL") from None
+    if registration.is_cleartext(url):
+        click.echo("warning: plain http: the credentials will cross the network in clear", err=True)
+    actions = _mailjet_call(
+        settings, lambda client: registration.register(client, url, dry_run=dry_run)
+    )
+    for action in actions:
+        click.echo(("(dry run) " if dry_run else "") + action.describe())
+    click.echo(registration.summary(actions, dry_run=dry_run))
+
+
+@mailjet.command("webhooks")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
+def mailjet_webhooks(as_json: bool) -> None:
+    """List the event callback URLs registered with Mailjet (passwords masked)."""
+    from mailer.mailjet.registration import describe_callback, mask_url
+
+    records = _mailjet_call(_settings(), lambda client: client.list_event_callbacks())
+    records.sort(key=lambda r: (r.event_type, r.is_backup, r.id))
+    if as_json:
+        _print_json(
+            [
+                {
+                    "id": r.id,
+                    "event_type": r.event_type,
+                    "url": mask_url(r.url),
+                    "status": r.status,
+                    "is_backup": r.is_backup,
+                    "version": r.version,
+                }
+                for r in records
+            ]
+        )
+        return
+    for record in records:
+        click.echo(describe_callback(record))
+    if not records:
+        click.echo("no event callback URLs registered")
+
+
+# --- tracking events -----------------------------------------------------------------------
+
+
+@main.group()
+def events() -> None:
+    """Mailjet tracking events stored by Mailer."""
+
+
+@events.command("reprocess")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def events_reprocess(batch: int, as_json: bool) -> None:
+    """Re-derive events, statuses and suppressions from the stored callback bodies.
+
+    Run it after a parser fix. Safe to repeat: a second run changes nothing. Event ids and
+    the feed order stay as they are.
+    """
+    from mailer import runtime
+    from mailer.db.pool import create_pool
+    from mailer.tracking.reprocess import reprocess
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+
+    async def go(dsn: str) -> dict[str, int]:
+        await runtime.check_migrations(dsn)
+        pool = await create_pool(dsn, min_size=1, max_size=2)
+        try:
+            return (await reprocess(pool, batch=batch)).as_dict()
+        finally:
+            await pool.close()
+
+    with runtime.database(settings) as dsn:
+        counts = _run(go(dsn))
+    if as_json:
+        _print_json(counts)
+    else:
+        click.echo(" ".join(f"{name}={value}" for name, value in counts.items()))
 
 
 if __name__ == "__main__":  # pragma: no cover

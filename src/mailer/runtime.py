@@ -19,6 +19,8 @@ from mailer.delivery.send import Sender
 from mailer.delivery.wakeup import Wakeup
 from mailer.delivery.worker import Worker, WorkerOptions
 from mailer.mailjet import ClientTimeouts, MailjetClient
+from mailer.webhooks.dispatch import Dispatcher
+from mailer.webhooks.outbox import CHANNEL as WEBHOOK_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,25 @@ class MailjetTarget:
     url: str
     api_key: str
     secret_key: str
+
+
+async def register_events_with_simulator(
+    settings: Settings, target: MailjetTarget, host: str, port: int
+) -> str:
+    """Register the `/events` of an API on `host:port` (loopback, with the event credentials
+    of `settings`) for every event type with the simulator at `target`; return the URL.
+
+    Idempotent. Raises MailjetError, or ValueError when `settings` has no event credentials.
+    """
+    from mailer.mailjet.registration import local_events_url, register
+
+    user, password = settings.events_user, settings.events_password
+    if user is None or password is None:
+        raise ValueError("no event credentials: see mailer.tracking.credentials")
+    url = local_events_url(host, port, user, password.get_secret_value())
+    async with MailjetClient(target.url, target.api_key, target.secret_key) as client:
+        await register(client, url)
+    return url
 
 
 def configured_mailjet(settings: Settings) -> MailjetTarget:
@@ -119,9 +140,18 @@ async def running_worker(
         ),
     )
     await worker.start()
+    # Outbound webhooks are delivered by the same process, woken on their own channel.
+    webhook_wakeup = Wakeup(dsn, WEBHOOK_CHANNEL)
+    await webhook_wakeup.start()
+    dispatcher = Dispatcher(pool, webhook_wakeup)
+    await dispatcher.start()
     try:
         yield worker
     finally:
-        await worker.stop()
-        await wakeup.stop()
-        await client.aclose()
+        try:
+            await worker.stop()
+            await wakeup.stop()
+            await client.aclose()
+        finally:
+            await dispatcher.stop()
+            await webhook_wakeup.stop()

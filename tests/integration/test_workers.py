@@ -176,9 +176,8 @@ async def test_sigterm_drains_in_flight_calls(
             assert time.monotonic() < deadline, "the worker did not drain in time"
             await asyncio.sleep(0.05)
         assert proc.returncode == 0
-        states = dict(
-            await conn.fetch("SELECT state, count(*) FROM jobs GROUP BY state")  # type: ignore[arg-type]
-        )
+        rows = await conn.fetch("SELECT state, count(*) AS n FROM jobs GROUP BY state")
+        states = {row["state"]: row["n"] for row in rows}
     finally:
         await conn.close()
     # Everything claimed was either sent and recorded, or given back untouched.

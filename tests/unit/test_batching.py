@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,7 +21,7 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def job(recipients: list[tuple[str, str, str]]) -> ClaimedJob:
-    message = {
+    message: dict[str, Any] = {
         "From": {"Email": "a@shop.example"},
         "Subject": "s",
         "TextPart": "t",

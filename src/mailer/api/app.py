@@ -11,16 +11,22 @@ from fastapi import FastAPI
 from mailer import __version__
 from mailer.api import errors
 from mailer.api.responses import Json
-from mailer.api.routes import queue, status
+from mailer.api.routes import events, feed, queue, status, suppressions, webhooks
 from mailer.config import Settings, load_settings
 from mailer.services import Services
+from mailer.tracking.credentials import ensure_event_credentials
 
 # Something to run beside the API in the same process (the worker, in `mailer run`).
 Companion = Callable[[Services], AbstractAsyncContextManager[object]]
 
 
 def create_app(settings: Settings, dsn: str, *, companion: Companion | None = None) -> FastAPI:
-    """Build the API for a database; `companion` runs alongside for the app's lifetime."""
+    """Build the API for a database; `companion` runs alongside for the app's lifetime.
+
+    Raises:
+        ConfigError: Mailjet keys are configured but the `/events` credentials are not.
+    """
+    settings = ensure_event_credentials(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,6 +52,10 @@ def create_app(settings: Settings, dsn: str, *, companion: Companion | None = No
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(queue.router)
     app.include_router(status.router)
+    app.include_router(events.router)
+    app.include_router(feed.router)
+    app.include_router(suppressions.router)
+    app.include_router(webhooks.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Json:

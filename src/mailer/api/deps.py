@@ -20,6 +20,15 @@ def services(request: Request) -> Services:
     return found
 
 
+# Dependencies are `async def` even when they await nothing: FastAPI runs a plain `def`
+# dependency in its thread pool, a thread hop per request (see docs/benchmarks.md).
+
+
+async def services_dependency(request: Request) -> Services:
+    """`services` as a dependency, resolved on the event loop."""
+    return services(request)
+
+
 async def current_app(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> uuid.UUID:
@@ -43,7 +52,7 @@ async def current_app(
     return app_id
 
 
-def idempotency_key(
+async def idempotency_key(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> str | None:
     """The optional Idempotency-Key header, checked for shape."""
@@ -57,5 +66,5 @@ def idempotency_key(
 
 
 AppId = Annotated[uuid.UUID, Depends(current_app)]
-ServicesDep = Annotated[Services, Depends(services)]
+ServicesDep = Annotated[Services, Depends(services_dependency)]
 IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]

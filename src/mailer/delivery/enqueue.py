@@ -1,9 +1,9 @@
-"""Accepting jobs: one transaction stores the job, its recipients and the wake-up signal.
+"""Accepting jobs: one statement stores the jobs, their recipients and the wake-up signal.
 
 Concurrent single-email requests are coalesced: whatever arrives while a write is in
-flight goes into the next transaction together (one multi-row INSERT, one commit, one
-NOTIFY), so the commit rate, not the request rate, bounds the database work. Every caller
-is answered only after its rows are committed.
+flight goes into the next write together (one statement, one commit, one NOTIFY), so the
+commit rate, not the request rate, bounds the database work. Every caller is answered only
+after its rows are committed.
 """
 
 from __future__ import annotations
@@ -82,12 +82,22 @@ def new_job(
 
 
 async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
-    """Store jobs inside the caller's transaction; answer per job, in order.
+    """Store jobs (one statement, so all or none even outside a transaction); answer per
+    job, in order.
 
     A job whose idempotency key exists already is not stored again: the answer names the
-    first job, or raises `IdempotencyConflict` when the stored body hash differs.
+    first job, or raises `IdempotencyConflict` when the stored body hash differs. Callers
+    that must store nothing in that case run this inside a transaction.
     """
-    inserted_rows = await conn.fetch(
+    job_ids, positions, app_ids, kinds, emails = [], [], [], [], []
+    for job in jobs:
+        for position, (kind, email) in enumerate(job.recipients):
+            job_ids.append(job.id)
+            positions.append(position)
+            app_ids.append(job.app_id)
+            kinds.append(kind)
+            emails.append(email)
+    rows = await conn.fetch(
         Q.insert_jobs,
         [j.id for j in jobs],
         [j.app_id for j in jobs],
@@ -96,24 +106,27 @@ async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
         [j.idempotency_key for j in jobs],
         [j.request_hash for j in jobs],
         [j.run_at for j in jobs],
+        job_ids,
+        positions,
+        app_ids,
+        kinds,
+        emails,
+        [j.id for j in jobs if j.run_at is None],
     )
-    inserted = {row["id"] for row in inserted_rows}
-    stored = [j for j in jobs if j.id in inserted]
-    if stored:
-        job_ids, positions, app_ids, kinds, emails = [], [], [], [], []
-        for job in stored:
-            for position, (kind, email) in enumerate(job.recipients):
-                job_ids.append(job.id)
-                positions.append(position)
-                app_ids.append(job.app_id)
-                kinds.append(kind)
-                emails.append(email)
-        await conn.execute(Q.insert_messages, job_ids, positions, app_ids, kinds, emails)
-        if any(j.run_at is None for j in stored):
-            await conn.execute(Q.notify_jobs)
-    if len(stored) == len(jobs):
+    inserted = {row["id"] for row in rows if row["id"] is not None}
+    if len(inserted) == len(jobs):
         return [Accepted(j.id) for j in jobs]
     return await _resolve_replays(conn, jobs, inserted)
+
+
+async def store_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
+    """Store jobs all-or-nothing: jobs without idempotency keys in a single statement (no
+    transaction block needed), keyed ones in a transaction, which an
+    `IdempotencyConflict` rolls back."""
+    if all(j.idempotency_key is None for j in jobs):
+        return await insert_jobs(conn, jobs)
+    async with conn.transaction():
+        return await insert_jobs(conn, jobs)
 
 
 async def _resolve_replays(
@@ -141,7 +154,7 @@ async def _resolve_replays(
 
 
 class Enqueuer:
-    """Writes single jobs in coalesced transactions, and batches in one transaction each."""
+    """Writes single jobs in coalesced writes, and each batch all-or-nothing in one write."""
 
     def __init__(self, pool: asyncpg.Pool, *, writers: int = 4, max_group: int = 500) -> None:
         self._pool = pool
@@ -172,9 +185,9 @@ class Enqueuer:
         return await asyncio.shield(future)
 
     async def enqueue_batch(self, jobs: Sequence[NewJob]) -> list[Accepted]:
-        """Store several jobs all-or-nothing in one transaction."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            return await insert_jobs(conn, jobs)
+        """Store several jobs all-or-nothing."""
+        async with self._pool.acquire() as conn:
+            return await store_jobs(conn, jobs)
 
     async def _write_loop(self) -> None:
         while True:
@@ -189,8 +202,8 @@ class Enqueuer:
 
     async def _write_group(self, group: list[tuple[NewJob, asyncio.Future[Accepted]]]) -> None:
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                answers = await insert_jobs(conn, [job for job, _ in group])
+            async with self._pool.acquire() as conn:
+                answers = await store_jobs(conn, [job for job, _ in group])
         except Exception as exc:
             if len(group) == 1:
                 _, future = group[0]

@@ -1,26 +1,36 @@
 -- Queries of the send path: enqueue, claim, record, retry, recover.
 
 -- name: insert_jobs
-INSERT INTO jobs (id, app_id, message, metadata, idempotency_key, request_hash, run_at)
-SELECT id, app_id, message, metadata, idempotency_key, request_hash, coalesce(run_at, now())
-FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::text[], $6::bytea[],
-            $7::timestamptz[])
-     AS t(id, app_id, message, metadata, idempotency_key, request_hash, run_at)
-ON CONFLICT (app_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING id;
-
--- name: insert_messages
-INSERT INTO messages (job_id, position, app_id, kind, email)
-SELECT * FROM unnest($1::uuid[], $2::int2[], $3::uuid[], $4::text[], $5::text[]);
+-- Store jobs and their recipients in one statement, atomic even outside a transaction
+-- block (one round trip, no BEGIN/COMMIT). A job whose idempotency key exists already is
+-- skipped with its recipients. $13 are the jobs due now: if one of them was stored, NOTIFY
+-- once (the extra NULL row). Answers the stored jobs' ids.
+WITH stored AS (
+    INSERT INTO jobs (id, app_id, message, metadata, idempotency_key, request_hash, run_at)
+    SELECT id, app_id, message, metadata, idempotency_key, request_hash, coalesce(run_at, now())
+    FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::text[], $6::bytea[],
+                $7::timestamptz[])
+         AS t(id, app_id, message, metadata, idempotency_key, request_hash, run_at)
+    ON CONFLICT (app_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id
+), recipients AS (
+    INSERT INTO messages (job_id, position, app_id, kind, email)
+    SELECT r.job_id, r.position, r.app_id, r.kind, r.email
+    FROM unnest($8::uuid[], $9::int2[], $10::uuid[], $11::text[], $12::text[])
+         AS r(job_id, position, app_id, kind, email)
+    WHERE r.job_id IN (SELECT id FROM stored)
+)
+SELECT id FROM stored
+UNION ALL
+SELECT NULL FROM (
+    SELECT pg_notify('mailer_jobs', '') FROM stored WHERE id = ANY($13::uuid[]) LIMIT 1
+) AS notified;
 
 -- name: jobs_by_idempotency_key
 SELECT j.id, j.app_id, j.idempotency_key, j.request_hash
 FROM jobs j
 JOIN unnest($1::uuid[], $2::text[]) AS k(app_id, idempotency_key)
   ON j.app_id = k.app_id AND j.idempotency_key = k.idempotency_key;
-
--- name: notify_jobs
-SELECT pg_notify('mailer_jobs', '');
 
 -- name: claim_jobs
 -- Take up to $1 due jobs that no one holds, lease them to worker $3 for $2 seconds.

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from mailer.db.queries import Queries
+from mailer.tracking.feed import job_timelines
 from mailer.tracking.status import RecipientStatus, derive_job_status
 
 Q = Queries("mailer.delivery")
@@ -23,12 +24,17 @@ def job_status_of(state: str, recipient_statuses: list[str]) -> str:
 async def read_job_status(
     pool: asyncpg.Pool, app_id: uuid.UUID, job_id: uuid.UUID
 ) -> dict[str, Any] | None:
-    """The status document of one of the app's jobs, or None (also for another app's job)."""
+    """The status document of one of the app's jobs, or None (also for another app's job).
+
+    Each recipient carries its timeline: every tracking event linked to it, oldest first,
+    in the same shape as the event feed (`mailer.tracking.feed.event_view`).
+    """
     async with pool.acquire() as conn:
         job = await conn.fetchrow(Q.job_status, job_id, app_id)
         if job is None:
             return None
         messages = await conn.fetch(Q.job_messages, job_id)
+        timelines = await job_timelines(conn, job_id, job["metadata"])
     recipients = [
         {
             "email": m["email"],
@@ -37,6 +43,7 @@ async def read_job_status(
             "message_id": None if m["message_id"] is None else str(m["message_id"]),
             "error": m["error"],
             "updated_at": m["updated_at"],
+            "events": timelines.get(m["position"], []),
         }
         for m in messages
     ]

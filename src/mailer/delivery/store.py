@@ -12,6 +12,7 @@ import asyncpg
 
 from mailer.db.queries import Queries
 from mailer.delivery.batching import AcceptedRecipient, ClaimedJob, Recipient
+from mailer.tracking.linking import link_recorded
 
 Q = Queries("mailer.delivery")
 
@@ -99,6 +100,8 @@ async def record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> Non
                 [x.message_id for x in a],
                 [x.message_uuid for x in a],
             )
+            # Tracking events that arrived before this result wait for it: link them now.
+            await link_recorded(conn, [(x.job_id, x.position, x.message_id) for x in a])
         if outcome.rejected:
             r = outcome.rejected
             await conn.execute(

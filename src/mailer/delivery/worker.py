@@ -69,11 +69,19 @@ class Worker:
         """Drain: stop claiming, let calls in flight finish and record, release the rest."""
         self._stopping.set()
         self._wakeup.event.set()
-        for task in (self._main, self._reaper):
-            if task is not None:
-                task.cancel()
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        if self._main is not None:
+            # Let the loop finish its step: cancelled between a committed claim and the
+            # dispatch of its calls, it would strand the claimed jobs until their lease ends.
+            try:
+                await asyncio.wait_for(asyncio.shield(self._main), self._options.lease_seconds)
+            except TimeoutError:
+                self._main.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                    await self._main
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
         log.info("worker stopped", extra={"action": "worker_stopped", "worker": self.worker_id})
@@ -89,7 +97,7 @@ class Worker:
                 )
                 await asyncio.sleep(1.0)
                 continue
-            if not busy:
+            if not busy and not self._stopping.is_set():
                 await self._idle()
 
     async def _claim_and_dispatch(self) -> bool:

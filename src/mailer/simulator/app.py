@@ -11,6 +11,10 @@ Control surface, without auth (the simulator only listens on loopback):
 - ``GET /_sim/stats``: counters (accepted, calls, faults, duplicates, by_custom_id ...).
 - ``GET /_sim/faults``, ``PUT /_sim/faults``: read / replace the :class:`FaultConfig`.
 - ``POST /_sim/reset``: forget messages, calls, counters and callback URLs (faults stay).
+
+The event side (``/v3/REST/messagehistory``, ``/_sim/events``) is in :mod:`.event_routes`;
+the app's lifespan (standalone) or :class:`~mailer.simulator.server.SimulatorServer`
+(in-process) starts and stops its :class:`~mailer.simulator.poster.EventPoster`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mailer.simulator.event_routes import event_routes
+from mailer.simulator.events import EventsConfig
 from mailer.simulator.faults import (
     ERROR_500_BODY,
     HTML_429_BODY,
@@ -38,6 +44,7 @@ from mailer.simulator.faults import (
     hang,
     hide_dropped_connections,
 )
+from mailer.simulator.poster import EventPoster
 from mailer.simulator.state import SimulatorState
 from mailer.simulator.validation import (
     UNAUTHORIZED_BODY,
@@ -98,9 +105,11 @@ class SimulatorApp:
         *,
         api_key: str,
         secret_key: str,
+        events: EventsConfig | None = None,
     ) -> None:
         self.state = state
         self.injector = injector
+        self.events = EventPoster(state, events)
         token = base64.b64encode(f"{api_key}:{secret_key}".encode()).decode("ascii")
         self._expected_auth = f"Basic {token}".encode("latin-1")
         self.closing = asyncio.Event()  # set on shutdown: hung requests end at once
@@ -130,8 +139,13 @@ class SimulatorApp:
             Route("/_sim/faults", self.sim_get_faults, methods=["GET"]),
             Route("/_sim/faults", self.sim_put_faults, methods=["PUT"]),
             Route("/_sim/reset", self.sim_reset, methods=["POST"]),
+            *event_routes(self.events, self._authed),
         ]
-        return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
+        return Starlette(
+            routes=routes,
+            exception_handlers={404: not_found, 405: not_allowed},
+            lifespan=lambda app: self.events.running(),
+        )
 
     def _authed(self, handler: Handler) -> Handler:
         async def guarded(request: Request) -> Response:

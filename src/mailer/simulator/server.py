@@ -23,6 +23,7 @@ except ImportError:  # httptools is optional; h11 always ships with uvicorn
     )
 
 from mailer.simulator.app import SimulatorApp
+from mailer.simulator.events import EventsConfig
 from mailer.simulator.faults import FaultConfig, FaultInjector
 from mailer.simulator.state import FIRST_MESSAGE_ID, SimulatorState
 
@@ -57,7 +58,8 @@ def _require_loopback(host: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class SimulatorConfig:
-    """Where the simulator listens, which credentials it accepts, and its initial faults.
+    """Where the simulator listens, which credentials it accepts, its initial faults and
+    event-side options.
 
     ``port`` 0 picks a free port (read it back from :attr:`SimulatorServer.url`).
     """
@@ -68,6 +70,7 @@ class SimulatorConfig:
     secret_key: str = DEFAULT_SECRET_KEY
     faults: FaultConfig = field(default_factory=FaultConfig)
     first_message_id: int = FIRST_MESSAGE_ID
+    events: EventsConfig = field(default_factory=EventsConfig)
 
     def __post_init__(self) -> None:
         _require_loopback(self.host)
@@ -107,7 +110,9 @@ def _uvicorn_config(
         host=host,
         port=port,
         http=_QuietProtocol,  # httptools when installed
-        lifespan="off",
+        # Standalone, the app's lifespan runs the event poster; in-process, SimulatorServer
+        # does (and the host's log stays free of a second "application startup").
+        lifespan="off" if in_process else "on",
         ws="none",
         access_log=False,
         server_header=False,
@@ -121,7 +126,8 @@ class SimulatorServer:
 
     ``async with SimulatorServer() as sim:`` then point a client at ``sim.url`` with
     ``sim.config.api_key`` / ``sim.config.secret_key``; inspect ``sim.state``; change faults
-    with :meth:`set_faults`.
+    with :meth:`set_faults` and event-side options with :meth:`set_events`; wait for the
+    events to be posted with ``await sim.events.wait_idle()``.
     """
 
     def __init__(
@@ -133,6 +139,7 @@ class SimulatorServer:
         api_key: str | None = None,
         secret_key: str | None = None,
         faults: FaultConfig | None = None,
+        events: EventsConfig | None = None,
     ) -> None:
         """Use ``config``, or the defaults, with any keyword given taking precedence."""
         overrides: dict[str, Any] = {
@@ -143,6 +150,7 @@ class SimulatorServer:
                 ("api_key", api_key),
                 ("secret_key", secret_key),
                 ("faults", faults),
+                ("events", events),
             )
             if v is not None
         }
@@ -154,7 +162,9 @@ class SimulatorServer:
             self.faults,
             api_key=self.config.api_key,
             secret_key=self.config.secret_key,
+            events=self.config.events,
         )
+        self.events = self.app.events
         self._server: _InProcessServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._url: str | None = None
@@ -169,6 +179,10 @@ class SimulatorServer:
     def set_faults(self, faults: FaultConfig) -> None:
         """Replace the fault settings (same as ``PUT /_sim/faults``)."""
         self.faults.configure(faults)
+
+    def set_events(self, events: EventsConfig) -> None:
+        """Replace the event-side options (same as ``PUT /_sim/events``)."""
+        self.events.configure(events)
 
     async def start(self) -> None:
         """Bind the socket and serve in a background task; returns once accepting."""
@@ -189,11 +203,13 @@ class SimulatorServer:
             f"http://[{host}]:{port}" if family == socket.AF_INET6 else f"http://{host}:{port}"
         )
         self.app.closing.clear()
+        await self.events.start()
         server = _InProcessServer(_uvicorn_config(self.app, in_process=True))
         self._server = server
         self._task = asyncio.create_task(server.serve(sockets=[sock]), name="mailjet-simulator")
         while not server.started:
             if self._task.done():
+                await self.events.stop()
                 self._task.result()  # re-raise the startup failure
                 raise RuntimeError("the simulator stopped during start-up")
             await asyncio.sleep(0.005)
@@ -209,6 +225,7 @@ class SimulatorServer:
         finally:
             self._server = None
             self._task = None
+            await self.events.stop()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -229,6 +246,7 @@ def run_simulator(
     api_key: str = DEFAULT_API_KEY,
     secret_key: str = DEFAULT_SECRET_KEY,
     faults: FaultConfig | None = None,
+    events: EventsConfig | None = None,
 ) -> None:
     """Serve the simulator until SIGINT/SIGTERM (the ``mailer simulator`` command).
 
@@ -240,9 +258,22 @@ def run_simulator(
         api_key=api_key,
         secret_key=secret_key,
         faults=faults or FaultConfig(),
+        events=events or EventsConfig(),
     )
     state = SimulatorState(first_message_id=config.first_message_id)
-    app = SimulatorApp(state, FaultInjector(config.faults), api_key=api_key, secret_key=secret_key)
-    logger.info("Mailjet simulator on http://%s:%d (faults: %s)", host, port, config.faults)
+    app = SimulatorApp(
+        state,
+        FaultInjector(config.faults),
+        api_key=api_key,
+        secret_key=secret_key,
+        events=config.events,
+    )
+    logger.info(
+        "Mailjet simulator on http://%s:%d (faults: %s; events: %s)",
+        host,
+        port,
+        config.faults,
+        config.events,
+    )
     # loop="auto" (the default) picks uvloop when installed.
     uvicorn.Server(_uvicorn_config(app, in_process=False, host=host, port=port)).run()

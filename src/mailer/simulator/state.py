@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +18,8 @@ __all__ = [
     "FIRST_MESSAGE_ID",
     "AcceptedMessage",
     "CallbackRecord",
+    "DeliveryAttempt",
+    "EventDelivery",
     "SimulatorState",
 ]
 
@@ -25,6 +27,10 @@ __all__ = [
 # that routes ids through a float visibly corrupts them.
 FIRST_MESSAGE_ID = 576460752303423488
 API_KEY_ID = 1
+# Mailjet campaign and contact ids exceed 2**31; so do the simulator's.
+FIRST_CAMPAIGN_ID = 7653742672
+FIRST_CONTACT_ID = 3000000001
+MAX_DELIVERY_LOG = 10_000  # event POSTs kept in ``state.deliveries``, newest last
 
 
 @dataclass(slots=True)
@@ -47,6 +53,7 @@ class AcceptedMessage:
     campaign: str  # CustomCampaign, "" if none
     send_seq: int  # which accepted Messages element (per simulator) this recipient came from
     status: str = "sent"
+    history: list[dict[str, Any]] = field(default_factory=list)  # /messagehistory rows
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready view for the ``/_sim/messages`` control endpoint."""
@@ -63,6 +70,7 @@ class AcceptedMessage:
             "campaign": self.campaign,
             "send_seq": self.send_seq,
             "status": self.status,
+            "history": self.history,
         }
 
     def to_send_entry(self, href: str) -> dict[str, Any]:
@@ -117,6 +125,61 @@ class CallbackRecord:
         }
 
 
+@dataclass(slots=True)
+class DeliveryAttempt:
+    """One HTTP POST of an event delivery: when, and the HTTP status or the error."""
+
+    at: float  # Unix time, seconds
+    status: int | None  # None: no HTTP answer (see ``error``)
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {"at": self.at, "status": self.status, "error": self.error}
+
+
+@dataclass(slots=True)
+class EventDelivery:
+    """One event POST body (one event for Version 1, an array for Version 2) and its fate.
+
+    ``url`` has the credentials stripped; ``authorization`` says whether a Basic
+    ``Authorization`` header went with it. ``delivered`` once an attempt got 200;
+    ``gave_up`` once retries ran out; ``refused`` when the URL was not a loopback one
+    (nothing was posted). ``duplicate_of`` is set on a deliberate second copy.
+    """
+
+    id: int
+    url: str
+    version: int
+    body: Any  # the JSON posted: a dict (Version 1) or a list of dicts (Version 2)
+    authorization: bool
+    attempts: list[DeliveryAttempt] = field(default_factory=list)
+    delivered: bool = False
+    gave_up: bool = False
+    refused: bool = False
+    duplicate_of: int | None = None
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The events this POST carries, whatever the Version."""
+        return list(self.body) if isinstance(self.body, list) else [self.body]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready view for ``/_sim/events/deliveries``."""
+        return {
+            "id": self.id,
+            "url": self.url,
+            "version": self.version,
+            "body": self.body,
+            "authorization": self.authorization,
+            "attempts": [a.to_json() for a in self.attempts],
+            "delivered": self.delivered,
+            "gave_up": self.gave_up,
+            "refused": self.refused,
+            "duplicate_of": self.duplicate_of,
+        }
+
+
 class SimulatorState:
     """What the simulator has seen and accepted, kept in memory.
 
@@ -126,6 +189,10 @@ class SimulatorState:
     - ``callbacks``: registered event callback URLs by id.
     - ``listeners``: functions called with each new :class:`AcceptedMessage` (e.g. an event
       poster); they must not block.
+    - ``deliveries``: the last event POSTs (:class:`EventDelivery`), oldest first;
+      ``event_counts`` counts events by type plus ``unrouted``/``refused``/``delivered``...
+    - ``generation``: bumped by :meth:`reset`, so work scheduled before a reset is dropped;
+      ``reset_listeners`` are called after each reset (the poster cancels pending work).
     """
 
     def __init__(
@@ -134,6 +201,8 @@ class SimulatorState:
         self._first_message_id = first_message_id
         self._clock = clock
         self.listeners: list[Callable[[AcceptedMessage], None]] = []
+        self.reset_listeners: list[Callable[[], None]] = []
+        self.generation = 0
         self.reset()
 
     def reset(self) -> None:
@@ -150,6 +219,14 @@ class SimulatorState:
         self._next_id = self._first_message_id
         self._next_send_seq = 0
         self._next_callback_id = 1
+        self.generation += 1
+        self.deliveries: deque[EventDelivery] = deque(maxlen=MAX_DELIVERY_LOG)
+        self.event_counts: Counter[str] = Counter()
+        self._campaign_ids: dict[str, int] = {}
+        self._contact_ids: dict[str, int] = {}
+        self._next_delivery_id = 1
+        for listener in self.reset_listeners:
+            listener()
 
     # -- send ------------------------------------------------------------------------------
 
@@ -241,7 +318,36 @@ class SimulatorState:
             "faults": dict(self.faults),
             "duplicates": {cid: n for cid, n in self._sends_by_custom_id.items() if n > 1},
             "by_custom_id": dict(self._sends_by_custom_id),
+            "events": dict(self.event_counts),
         }
+
+    # -- events ----------------------------------------------------------------------------
+
+    def campaign_id(self, campaign: str) -> int:
+        """A stable ``mj_campaign_id`` for a CustomCampaign value (``""`` has one too)."""
+        return self._campaign_ids.setdefault(campaign, FIRST_CAMPAIGN_ID + len(self._campaign_ids))
+
+    def contact_id(self, email: str) -> int:
+        """A stable ``mj_contact_id`` for an address (case-insensitive)."""
+        key = email.casefold()
+        return self._contact_ids.setdefault(key, FIRST_CONTACT_ID + len(self._contact_ids))
+
+    def new_delivery(
+        self, *, url: str, version: int, body: Any, authorization: bool
+    ) -> EventDelivery:
+        """Create an :class:`EventDelivery`, log it in ``deliveries`` and return it."""
+        delivery = EventDelivery(self._next_delivery_id, url, version, body, authorization)
+        self._next_delivery_id += 1
+        self.deliveries.append(delivery)
+        return delivery
+
+    def callback_for(self, event_type: str) -> CallbackRecord | None:
+        """Where an event of this type goes: the alive primary URL, else an alive backup."""
+        for is_backup in (False, True):
+            record = self.find_callback(event_type, is_backup)
+            if record is not None and record.status == "alive":
+                return record
+        return None
 
     # -- event callback URLs ---------------------------------------------------------------
 

@@ -1,0 +1,135 @@
+"""Baselines served over HTTP: the same framework without the database, and a canned server.
+
+    python -m bench.bare queue  --port P --workers 2   # FastAPI: parse EmailRequest, 202
+    python -m bench.bare events --port P --workers 2   # FastAPI: read and parse the JSON, 200
+    python -m bench.bare canned --port P               # raw asyncio: a fixed 202, no parsing
+
+`queue` and `events` run exactly like `mailer api` (uvicorn, httptools, uvloop, the same
+worker count, the same orjson responses), so the ratio to them isolates what Mailer adds.
+`canned` answers as cheaply as Python can: it shows the load generator's ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any, cast
+
+import orjson
+from fastapi import FastAPI, Request
+
+from mailer.api.responses import Json
+from mailer.delivery.email import EmailRequest
+from mailer.ids import uuid7
+
+
+def queue_app() -> FastAPI:
+    """`POST /queue` with the same body model as Mailer's, answering 202 at once."""
+    app = FastAPI(default_response_class=Json)
+
+    @app.post("/queue", status_code=202)
+    async def queue(email: EmailRequest) -> Json:
+        return Json({"job_id": str(uuid7()), "status": "queued"}, 202)
+
+    @app.get("/healthz")
+    async def healthz() -> Json:
+        return Json({"ok": True})
+
+    return app
+
+
+def events_app() -> FastAPI:
+    """`POST /events` that reads and parses the body (an array of events), answering 200."""
+    app = FastAPI(default_response_class=Json)
+
+    @app.post("/events")
+    async def events(request: Request) -> Json:
+        data: Any = orjson.loads(await request.body())
+        return Json({"received": len(data) if isinstance(data, list) else 1})
+
+    @app.get("/healthz")
+    async def healthz() -> Json:
+        return Json({"ok": True})
+
+    return app
+
+
+_CANNED_BODY = b'{"job_id":"00000000-0000-0000-0000-000000000000","status":"queued"}'
+_CANNED = (
+    b"HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\n"
+    + f"content-length: {len(_CANNED_BODY)}\r\n\r\n".encode()
+    + _CANNED_BODY
+)
+
+
+class _Canned(asyncio.Protocol):
+    """Answers every complete request (headers + Content-Length body) with a fixed 202."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while True:
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self._buffer[:end]).lower()
+            at = head.find(b"\r\ncontent-length:")
+            length = 0
+            if at >= 0:
+                stop = head.find(b"\r\n", at + 2)
+                length = int(head[at + 17 : stop if stop >= 0 else len(head)])
+            if len(self._buffer) < end + 4 + length:
+                return
+            del self._buffer[: end + 4 + length]
+            if head.startswith(b"get /healthz"):
+                self._write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            else:
+                self._write(_CANNED)
+
+    def _write(self, data: bytes) -> None:
+        if self._transport is not None:
+            self._transport.write(data)
+
+
+async def _serve_canned(port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_Canned, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    """Serve one of the baselines until terminated."""
+    parser = argparse.ArgumentParser(prog="python -m bench.bare")
+    parser.add_argument("kind", choices=["queue", "events", "canned"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    if args.kind == "canned":
+        import uvloop
+
+        uvloop.run(_serve_canned(args.port))
+        return
+    import uvicorn
+
+    uvicorn.run(
+        f"bench.bare:{args.kind}_app",
+        factory=True,
+        host="127.0.0.1",
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+        access_log=False,
+        http="httptools",
+        loop="uvloop",
+    )
+
+
+if __name__ == "__main__":
+    main()

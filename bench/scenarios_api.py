@@ -1,0 +1,370 @@
+"""Scenarios on the HTTP side: single enqueue, batch enqueue, event intake, latency."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections import Counter
+
+import asyncpg
+import orjson
+
+from bench import infra
+from bench.load import LoadResult, raw_request
+from bench.payloads import batch_body, email_body, event_bodies
+from bench.report import Row
+from bench.stack import EVENTS_PASSWORD, EVENTS_USER, Bench, wait_drained
+
+BATCH = 500
+EVENTS_PER_POST = 100
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _single_bodies(count: int = 256) -> list[bytes]:
+    return [orjson.dumps(email_body(i)) for i in range(count)]
+
+
+def _others(result: LoadResult, expected: int) -> str:
+    """Answers other than `expected` (and connection errors), for notes."""
+    other = {k: v for k, v in result.statuses.items() if k != expected}
+    parts = [f"{v}x{k}" for k, v in sorted(other.items())]
+    if result.errors:
+        parts.append(f"{result.errors} socket errors")
+    return ", ".join(parts)
+
+
+async def single(b: Bench) -> None:
+    """POST /queue, one email per request, against the bare endpoint and the generator's
+    ceiling; every 202 must be in the database afterwards."""
+    s = b.size
+    bodies = _single_bodies()
+    conns = s.single_connections
+
+    async with b.bare("canned", workers=1) as canned:
+        raws = [raw_request(canned.port, "POST", "/queue", x, _bearer("k")) for x in bodies]
+        ceiling = await b.load.closed(
+            canned.port, raws, connections=conns, duration=s.duration, warmup=s.warmup
+        )
+    async with b.bare("queue") as bare:
+        raws = [raw_request(bare.port, "POST", "/queue", x, _bearer("k")) for x in bodies]
+        base = await b.load.closed(
+            bare.port, raws, connections=conns, duration=s.duration, warmup=s.warmup
+        )
+    async with infra.fresh_database(b.server) as dsn:
+        _, key = await infra.create_app(dsn)
+        async with b.api(dsn) as api:
+            raws = [raw_request(api.port, "POST", "/queue", x, _bearer(key)) for x in bodies]
+            result = await b.load.closed(
+                api.port, raws, connections=conns, duration=s.duration, warmup=s.warmup
+            )
+        # The API has drained and stopped: whatever is in the table is committed.
+        stored = int(await infra.fetchval(dsn, "SELECT count(*) FROM jobs"))
+
+    b.report.add(
+        Row(
+            "single",
+            f"load generator ceiling ({b.load.name} -> canned 202, 1 process)",
+            ceiling.rate,
+            "req/s",
+            "bare endpoint",
+            base.rate,
+            target=">= 2x (not the bottleneck)",
+            met=ceiling.rate >= 2 * base.rate,
+        )
+    )
+    b.report.add(
+        Row(
+            "single",
+            f"bare endpoint (FastAPI, EmailRequest, 202, no DB; {s.api_workers} procs)",
+            base.rate,
+            "req/s",
+            note=f"p99 {base.p99_ms:.1f} ms" if base.p99_ms is not None else "",
+        )
+    )
+    ok = result.count(202)
+    b.report.add(
+        Row(
+            "single",
+            f"POST /queue, {conns} connections, {s.api_workers} API procs",
+            ok / result.seconds,
+            "req/s",
+            "bare endpoint",
+            base.rate,
+            target=">= 0.6x",
+            met=ok / result.seconds >= 0.6 * base.rate,
+            note=f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms"
+            if result.p99_ms is not None
+            else "",
+        )
+    )
+    answered = ok + result.warmup_statuses.get(202, 0)
+    b.report.add(
+        Row("single", "202 answers found committed", f"{min(stored, answered)}/{answered}")
+    )
+    b.report.check("single: every 202 committed", stored >= answered and answered > 0)
+    if _others(result, 202):
+        b.report.note(f"single: answers other than 202: {_others(result, 202)}")
+
+
+async def batch(b: Bench) -> None:
+    """POST /queue/batch of 500 emails, against COPY of the same rows."""
+    s = b.size
+    bodies = [batch_body(i * BATCH, BATCH) for i in range(8)]
+    async with infra.fresh_database(b.server) as dsn:
+        _, key = await infra.create_app(dsn)
+        async with b.api(dsn) as api:
+            raws = [raw_request(api.port, "POST", "/queue/batch", x, _bearer(key)) for x in bodies]
+            result = await b.load.closed(
+                api.port,
+                raws,
+                connections=s.batch_connections,
+                duration=s.duration,
+                warmup=s.warmup,
+            )
+        stored = int(await infra.fetchval(dsn, "SELECT count(*) FROM jobs"))
+    async with infra.fresh_database(b.server) as dsn:
+        copy_rate = await _copy_rate(dsn, s.copy_emails, s.batch_connections)
+
+    accepted = result.count(202) * BATCH / result.seconds
+    b.report.add(
+        Row("batch", "COPY of the same rows (jobs + messages, 500/txn)", copy_rate, "emails/s")
+    )
+    b.report.add(
+        Row(
+            "batch",
+            f"POST /queue/batch x{BATCH}, {s.batch_connections} connections",
+            accepted,
+            "emails/s",
+            "COPY",
+            copy_rate,
+            target=">= 20,000/s and >= 0.5x",
+            met=accepted >= 20_000 and accepted >= 0.5 * copy_rate,
+            note=f"p99 {result.p99_ms:.0f} ms/request" if result.p99_ms is not None else "",
+        )
+    )
+    answered = (result.count(202) + result.warmup_statuses.get(202, 0)) * BATCH
+    b.report.check("batch: every accepted email committed", stored >= answered and answered > 0)
+    if _others(result, 202):
+        b.report.note(f"batch: answers other than 202: {_others(result, 202)}")
+
+
+async def _copy_rate(dsn: str, emails: int, connections: int) -> float:
+    """COPY `emails` jobs and their message rows, 500 per transaction, on `connections`."""
+    from mailer.delivery.email import EmailRequest
+    from mailer.ids import uuid7
+
+    app_id, _ = await infra.create_app(dsn)
+    templates = []
+    for i in range(2000):
+        email = EmailRequest.model_validate(email_body(i))
+        [(kind, address)] = email.recipients()
+        templates.append(
+            (
+                orjson.dumps(email.to_mailjet()).decode(),
+                orjson.dumps(email.metadata).decode(),
+                kind,
+                address,
+            )
+        )
+    chunks: asyncio.Queue[list[tuple[str, str, str, str]]] = asyncio.Queue()
+    for start in range(0, emails, BATCH):
+        chunks.put_nowait(
+            [templates[i % len(templates)] for i in range(start, min(emails, start + BATCH))]
+        )
+
+    async def copier() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            while not chunks.empty():
+                chunk = chunks.get_nowait()
+                ids = [uuid7() for _ in chunk]
+                async with conn.transaction():
+                    await conn.copy_records_to_table(
+                        "jobs",
+                        columns=["id", "app_id", "message", "metadata"],
+                        records=[
+                            (i, app_id, m, md) for i, (m, md, _, _) in zip(ids, chunk, strict=True)
+                        ],
+                    )
+                    await conn.copy_records_to_table(
+                        "messages",
+                        columns=["job_id", "position", "app_id", "kind", "email"],
+                        records=[
+                            (i, 0, app_id, k, a) for i, (_, _, k, a) in zip(ids, chunk, strict=True)
+                        ],
+                    )
+        finally:
+            await conn.close()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(copier() for _ in range(connections)))
+    return emails / (time.perf_counter() - began)
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+_KNOWN_MESSAGES = """
+INSERT INTO jobs (id, app_id, message, state, sent_at)
+SELECT ('00000000-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, $1, '{}'::jsonb,
+       'done', now()
+FROM generate_series(1, $2) AS i;
+"""
+
+_KNOWN_RECIPIENTS = """
+INSERT INTO messages (job_id, position, app_id, kind, email, status, message_id, message_uuid)
+SELECT id, 0, app_id, 'to', 'user' || row_number() OVER (ORDER BY id) || '@example.org',
+       'accepted', 576460752303423488 + row_number() OVER (ORDER BY id), gen_random_uuid()::text
+FROM jobs;
+"""
+
+
+async def events(b: Bench) -> None:
+    """Grouped Mailjet events (arrays of 100) about known messages, against a bare endpoint
+    given the same bodies. Skipped, with a note, while `POST /events` does not exist."""
+    s = b.size
+    auth = _basic(EVENTS_USER, EVENTS_PASSWORD)
+    async with infra.fresh_database(b.server) as dsn:
+        app_id, _ = await infra.create_app(dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(_KNOWN_MESSAGES, app_id, s.known_messages)
+            await conn.execute(_KNOWN_RECIPIENTS)
+            known = [
+                (r["message_id"], r["email"], str(r["job_id"]))
+                for r in await conn.fetch("SELECT message_id, email, job_id FROM messages")
+            ]
+        finally:
+            await conn.close()
+        bodies = event_bodies(known, EVENTS_PER_POST, 64)
+        async with b.api(dsn) as api:
+            status = await _probe(api.port, auth)
+            if status in (404, 405):
+                b.report.add(Row("events", "POST /events (grouped, 100/request)", "skipped"))
+                b.report.note(
+                    f"events: skipped, this build has no POST /events (probe answered {status})"
+                )
+                return
+            if status != 200:
+                b.report.add(Row("events", "POST /events (grouped, 100/request)", "skipped"))
+                b.report.note(
+                    f"events: skipped, POST /events answered {status} to an empty array with "
+                    "MAILER_EVENTS_USER/MAILER_EVENTS_PASSWORD basic auth"
+                )
+                return
+            raws = [raw_request(api.port, "POST", "/events", x, auth) for x in bodies]
+            result = await b.load.closed(
+                api.port, raws, connections=16, duration=s.duration, warmup=s.warmup
+            )
+    async with b.bare("events") as bare:
+        raws = [raw_request(bare.port, "POST", "/events", x, auth) for x in bodies]
+        base = await b.load.closed(
+            bare.port, raws, connections=16, duration=s.duration, warmup=s.warmup
+        )
+    rate = result.count(200) * EVENTS_PER_POST / result.seconds
+    base_rate = base.count(200) * EVENTS_PER_POST / base.seconds
+    b.report.add(Row("events", "bare endpoint (same bodies, parse, 200)", base_rate, "events/s"))
+    b.report.add(
+        Row(
+            "events",
+            "POST /events (grouped, 100/request), 16 connections",
+            rate,
+            "events/s",
+            "bare endpoint",
+            base_rate,
+            target=">= 10,000/s",
+            met=rate >= 10_000,
+        )
+    )
+    if _others(result, 200):
+        b.report.note(f"events: answers other than 200: {_others(result, 200)}")
+
+
+async def _probe(port: int, auth: dict[str, str]) -> int:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"http://127.0.0.1:{port}/events", data=b"[]", headers=auth) as response,
+    ):
+        await response.read()
+        return response.status
+
+
+async def latency(b: Bench) -> None:
+    """Enqueue -> Mailjet call at half of the whole stack's peak rate, open loop."""
+    s = b.size
+    bodies = _single_bodies()
+    async with (
+        b.simulator(latency_ms=0) as sim,
+        infra.fresh_database(b.server) as dsn,
+    ):
+        _, key = await infra.create_app(dsn)
+        async with b.api(dsn) as api, b.worker(dsn, sim):
+            raws = [raw_request(api.port, "POST", "/queue", x, _bearer(key)) for x in bodies]
+            probe = await b.load.closed(
+                api.port,
+                raws,
+                connections=s.single_connections,
+                duration=s.latency_probe,
+                warmup=min(1.0, s.warmup),
+            )
+            await wait_drained(dsn, timeout=300)
+            peak = probe.count(202) / probe.seconds
+            rate = peak / 2
+            samples = await b.python.open_loop(
+                api.port,
+                raws,
+                rate=rate,
+                duration=s.latency_duration,
+                connections=s.single_connections,
+            )
+            await wait_drained(dsn, timeout=300)
+        accepted_at = {m["custom_id"]: m["accepted_at"] for m in await sim.messages()}
+    answers = Counter(x.status for x in samples)
+    delays = []
+    missing = 0
+    for sample in samples:
+        if sample.status == 202:
+            job_id = orjson.loads(sample.body)["job_id"]
+            if job_id in accepted_at:
+                delays.append((accepted_at[job_id] - sample.sent_at) * 1000)
+            else:
+                missing += 1
+    if not delays:
+        raise RuntimeError(f"no email of the latency run reached the simulator: {answers}")
+    delays.sort()
+    p50 = delays[len(delays) // 2]
+    p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+    b.report.add(Row("latency", "whole-stack peak (API + worker, POST /queue)", peak, "req/s"))
+    b.report.add(
+        Row(
+            "latency",
+            f"enqueue -> Mailjet call p50 at {rate:,.0f} req/s (open loop)",
+            p50,
+            "ms",
+            target="<= 15 ms",
+            met=p50 <= 15,
+        )
+    )
+    b.report.add(
+        Row(
+            "latency",
+            "enqueue -> Mailjet call p99",
+            p99,
+            "ms",
+            target="<= 100 ms",
+            met=p99 <= 100,
+            note=f"max {delays[-1]:.0f} ms, {len(delays)} emails",
+        )
+    )
+    b.report.check(
+        "latency: every email reached the simulator",
+        answers.get(202) == len(samples) and missing == 0,
+    )

@@ -1,0 +1,312 @@
+"""Scenarios on the queue side: delivery drain (with its peers), backlog scale, soak."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+
+from bench import infra
+from bench.load import raw_request
+from bench.payloads import batch_body, new_jobs, send_call_body
+from bench.report import Row
+from bench.stack import EVENTS_PASSWORD, EVENTS_USER, Bench, Simulator, wait_drained
+from mailer.db.pool import connect, create_pool
+from mailer.delivery import store
+from mailer.delivery.batching import MAX_RECIPIENTS_PER_CALL, AcceptedRecipient
+from mailer.delivery.enqueue import insert_jobs
+from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET
+
+SIMULATOR_LATENCY_MS = 50.0
+PEER_CONCURRENCY = 10
+CLAIM_LIMIT = 100
+
+
+async def delivery(b: Bench) -> None:
+    """Drain a backlog of one-recipient emails through the simulator (50 ms per call);
+    PgQueuer and procrastinate drain as many no-op jobs; the simulator shows its ceiling."""
+    s = b.size
+    async with b.simulator(SIMULATOR_LATENCY_MS) as sim:
+        ceiling = await _simulator_ceiling(b, sim)
+        # Calls the generator left in flight are still sleeping in the simulator: let them
+        # land before forgetting them.
+        await asyncio.sleep(SIMULATOR_LATENCY_MS / 1000 + 1.0)
+        await sim.reset()
+        async with infra.fresh_database(b.server) as dsn:
+            app_id, _ = await infra.create_app(dsn)
+            jobs = new_jobs(app_id, s.delivery_jobs)
+            async with b.worker(dsn, sim):
+                conn = await connect(dsn)
+                try:
+                    transaction = conn.transaction()
+                    await transaction.start()
+                    await insert_jobs(conn, jobs)
+                    began = time.perf_counter()
+                    await transaction.commit()  # the backlog appears at once, with one NOTIFY
+                finally:
+                    await conn.close()
+                drained = await wait_drained(dsn, timeout=600, poll=0.1)
+            recorded = int(
+                await infra.fetchval(
+                    dsn,
+                    "SELECT count(*) FROM messages "
+                    "WHERE status = 'accepted' AND message_id IS NOT NULL",
+                )
+            )
+        stats = await sim.stats()
+    rate = len(jobs) / (drained - began)
+
+    peers: dict[str, dict[str, Any]] = {}
+    for peer_name in ("pgqueuer", "procrastinate"):
+        peers[peer_name] = await _peer(b, peer_name)
+    best_name = max(peers, key=lambda p: peers[p]["rate"])
+    best = peers[best_name]["rate"]
+
+    for name, peer in peers.items():
+        note = f"{peer['jobs']:,} jobs in {peer['seconds']:.1f} s"
+        if peer["capped"]:
+            note += f", cut at {b.size.peer_cap:.0f} s"
+        b.report.add(
+            Row(
+                "delivery",
+                f"{name}: no-op jobs, {PEER_CONCURRENCY} concurrent",
+                peer["rate"],
+                "jobs/s",
+                note=note,
+            )
+        )
+    b.report.add(
+        Row(
+            "delivery",
+            f"simulator ceiling ({SIMULATOR_LATENCY_MS:.0f} ms, 50-message calls)",
+            ceiling,
+            "emails/s",
+            "Mailer delivery",
+            rate,
+            target="> 1x (not the bottleneck)",
+            met=ceiling > rate,
+        )
+    )
+    b.report.add(
+        Row(
+            "delivery",
+            f"drain {len(jobs):,} one-recipient emails, sent and recorded",
+            rate,
+            "emails/s",
+            f"{best_name}",
+            best,
+            target=">= 5,000/s and >= 4x",
+            met=rate >= 5000 and rate >= 4 * best,
+            note=f"{drained - began:.1f} s",
+        )
+    )
+    by_custom_id: dict[str, int] = stats["by_custom_id"]
+    expected = {str(j.id) for j in jobs}
+    once = (
+        stats["accepted_messages"] == len(jobs)
+        and not stats["duplicates"]
+        and set(by_custom_id) == expected
+        and all(n == 1 for n in by_custom_id.values())
+    )
+    b.report.check("delivery: every email sent exactly once", once)
+    if not once:
+        b.report.note(
+            f"delivery: simulator accepted {stats['accepted_messages']} messages for "
+            f"{len(jobs)} jobs; {len(stats['duplicates'])} sent twice; "
+            f"{len(expected - set(by_custom_id))} never; "
+            f"{len(set(by_custom_id) - expected)} unknown CustomIDs"
+        )
+    b.report.check("delivery: every send recorded", recorded == len(jobs))
+
+
+async def _simulator_ceiling(b: Bench, sim: Simulator) -> float:
+    """Messages per second the simulator accepts in 50-message calls, 32 at a time."""
+    auth = {"Authorization": "Basic " + _basic_token(SIMULATOR_KEY, SIMULATOR_SECRET)}
+    raws = [
+        raw_request(
+            sim.port, "POST", "/v3.1/send", send_call_body(i, MAX_RECIPIENTS_PER_CALL), auth
+        )
+        for i in range(16)
+    ]
+    result = await b.load.closed(
+        sim.port, raws, connections=32, duration=b.size.simulator_probe, warmup=0.5
+    )
+    return result.count(200) * MAX_RECIPIENTS_PER_CALL / result.seconds
+
+
+def _basic_token(user: str, password: str) -> str:
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def _peer(b: Bench, peer: str) -> dict[str, Any]:
+    """Run one peer's drain in its own process, on its own fresh database."""
+    async with infra.fresh_database(b.server, migrate=False) as dsn:
+        argv = [sys.executable, "-m", "bench.peers", peer, "--dsn", dsn]
+        argv += ["--jobs", str(b.size.peer_jobs), "--concurrency", str(PEER_CONCURRENCY)]
+        argv += ["--cap", str(b.size.peer_cap)]
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=infra.ROOT,
+            env={**os.environ, "PYTHONPATH": str(infra.ROOT)},
+        )
+        output, _ = await proc.communicate()
+    for line in output.decode(errors="replace").splitlines():
+        if line.startswith("BENCH_JSON "):
+            data: dict[str, Any] = orjson.loads(line.removeprefix("BENCH_JSON "))
+            data["rate"] = data["jobs"] / data["seconds"]
+            return data
+    raise RuntimeError(f"{peer} gave no result:\n{output.decode(errors='replace')[-3000:]}")
+
+
+_BACKLOG_JOBS = """
+INSERT INTO jobs (id, app_id, message, metadata, run_at)
+SELECT ('00000000-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, $1,
+       jsonb_build_object(
+           'From', jsonb_build_object('Email', 'noreply@shop.example', 'Name', 'Shop'),
+           'To', jsonb_build_array(jsonb_build_object('Email', 'user' || i || '@example.org')),
+           'Subject', 'Your order #' || i || ' has shipped',
+           'TextPart', 'Hello, your order #' || i || ' is on its way.',
+           'HTMLPart', '<p>Hello, your order <b>#' || i || '</b> is on its way.</p>'),
+       jsonb_build_object('order', i),
+       now() - interval '1 hour' + i * interval '1 microsecond'
+FROM generate_series(1, $2) AS i;
+"""
+
+_BACKLOG_MESSAGES = """
+INSERT INTO messages (job_id, position, app_id, kind, email)
+SELECT id, 0, app_id, 'to', message -> 'To' -> 0 ->> 'Email' FROM jobs;
+"""
+
+
+async def backlog(b: Bench) -> None:
+    """Time per claim (claim + its recipients) with a small and a large backlog."""
+    s = b.size
+    medians = {}
+    for jobs in (s.backlog_small, s.backlog_large):
+        async with infra.fresh_database(b.server) as dsn:
+            app_id, _ = await infra.create_app(dsn)
+            conn = await asyncpg.connect(dsn)
+            try:
+                await conn.execute(_BACKLOG_JOBS, app_id, jobs)
+                await conn.execute(_BACKLOG_MESSAGES)
+                await conn.execute("VACUUM ANALYZE jobs")
+                await conn.execute("VACUUM ANALYZE messages")
+            finally:
+                await conn.close()
+            medians[jobs] = await _time_claims(dsn, s.claims)
+    small, large = medians[s.backlog_small], medians[s.backlog_large]
+    b.report.add(
+        Row(
+            "backlog",
+            f"claim {CLAIM_LIMIT} jobs, {s.backlog_small:,} queued (median)",
+            small * 1000,
+            "ms",
+        )
+    )
+    b.report.add(
+        Row(
+            "backlog",
+            f"claim {CLAIM_LIMIT} jobs, {s.backlog_large:,} queued (median)",
+            large * 1000,
+            "ms",
+            f"{s.backlog_small:,} queued",
+            small * 1000,
+            target="<= 1.5x",
+            met=large <= 1.5 * small,
+        )
+    )
+
+
+async def _time_claims(dsn: str, claims: int) -> float:
+    """Median seconds of `store.claim`; each claim is then recorded as sent, as a worker
+    would, so dead rows pile up the way they do in service."""
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    times = []
+    try:
+        for _ in range(claims):
+            began = time.perf_counter()
+            jobs = await store.claim(pool, limit=CLAIM_LIMIT, lease_seconds=120, worker_id="bench")
+            times.append(time.perf_counter() - began)
+            outcome = store.Outcome(
+                accepted=[
+                    AcceptedRecipient(j.id, 0, 1_000_000 + n, None) for n, j in enumerate(jobs)
+                ],
+                finished=[store.Finish(j.id, "done") for j in jobs],
+            )
+            await store.record(pool, outcome, worker_id="bench")
+    finally:
+        await pool.close()
+    times.sort()
+    return times[len(times) // 2]
+
+
+async def _wait_backlog_below(sim: Simulator, sent: int, limit: int) -> None:
+    """Wait until fewer than `limit` of the `sent` emails are still to be sent."""
+    while True:
+        accepted: int = (await sim.stats())["accepted_messages"]
+        if sent - accepted <= limit:
+            return
+        await asyncio.sleep(0.5)
+
+
+async def soak(b: Bench) -> None:
+    """Many emails through enqueue, send (and events, when Mailer has POST /events): the
+    API's and the worker's memory at the checkpoint against the end."""
+    s = b.size
+    async with b.simulator(latency_ms=0) as sim, infra.fresh_database(b.server) as dsn:
+        _, key = await infra.create_app(dsn)
+        async with b.api(dsn) as api, b.worker(dsn, sim) as worker:
+            await sim.add_callback(
+                f"http://{EVENTS_USER}:{EVENTS_PASSWORD}@127.0.0.1:{api.port}/events"
+            )
+            checkpoint: dict[str, int] = {}
+            sent = 0
+            url = f"http://127.0.0.1:{api.port}/queue/batch"
+            headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+            async with aiohttp.ClientSession() as http:
+                while sent < s.soak_emails:
+                    count = min(500, s.soak_emails - sent)
+                    async with http.post(
+                        url, data=batch_body(sent, count), headers=headers
+                    ) as response:
+                        if response.status != 202:
+                            raise RuntimeError(f"soak: batch answered {response.status}")
+                    sent += count
+                    if not checkpoint:
+                        accepted = (await sim.stats())["accepted_messages"]
+                        if accepted >= s.soak_checkpoint:
+                            checkpoint = {"api": api.rss(), "worker": worker.rss()}
+                    if sent % 20_000 == 0:
+                        # Keep the backlog bounded: enqueue no more than 50k ahead of sending.
+                        await _wait_backlog_below(sim, sent, 50_000)
+            await wait_drained(dsn, timeout=900)
+            if not checkpoint:
+                checkpoint = {"api": api.rss(), "worker": worker.rss()}
+            end = {"api": api.rss(), "worker": worker.rss()}
+        stats = await sim.stats()
+    for name in ("api", "worker"):
+        b.report.add(
+            Row(
+                "soak",
+                f"{name} RSS after {s.soak_emails:,} emails",
+                end[name] / 2**20,
+                "MiB",
+                f"at {s.soak_checkpoint:,}",
+                checkpoint[name] / 2**20,
+                target="<= 1.1x",
+                met=end[name] <= 1.1 * checkpoint[name],
+            )
+        )
+    b.report.check(
+        "soak: every email sent exactly once",
+        stats["accepted_messages"] == s.soak_emails and not stats["duplicates"],
+    )

@@ -1,0 +1,77 @@
+"""How big each scenario runs: `full` (the real figures, < 15 min on 2 cores) or `smoke`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Size:
+    """Every knob that changes between a real run and a smoke run."""
+
+    name: str
+    warmup: float  # seconds of load before measuring (not counted)
+    duration: float  # seconds measured per closed-loop run
+    single_connections: int  # POST /queue, as the issue asks: 64
+    api_workers: int  # API processes, as the issue asks: 2
+    batch_connections: int  # concurrent POST /queue/batch
+    copy_emails: int  # rows COPYed for the batch baseline
+    delivery_jobs: int  # backlog drained through the simulator
+    peer_jobs: int  # no-op jobs drained by PgQueuer and procrastinate
+    peer_cap: float  # seconds after which a peer's drain is cut short
+    simulator_probe: float  # seconds of the simulator's own ceiling probe
+    known_messages: int  # messages the event bodies refer to
+    latency_probe: float  # seconds of the peak probe before the latency run
+    latency_duration: float  # seconds of the open-loop latency run
+    backlog_small: int
+    backlog_large: int
+    claims: int  # claims timed per backlog size
+    soak_emails: int  # --long only
+    soak_checkpoint: int  # the RSS reference point
+
+
+FULL = Size(
+    name="full",
+    warmup=3.0,
+    duration=10.0,
+    single_connections=64,
+    api_workers=2,
+    batch_connections=8,
+    copy_emails=200_000,
+    delivery_jobs=100_000,
+    peer_jobs=100_000,
+    peer_cap=60.0,
+    simulator_probe=5.0,
+    known_messages=20_000,
+    latency_probe=5.0,
+    latency_duration=15.0,
+    backlog_small=10_000,
+    backlog_large=1_000_000,
+    claims=40,
+    soak_emails=1_000_000,
+    soak_checkpoint=100_000,
+)
+
+SMOKE = Size(
+    name="smoke",
+    warmup=0.5,
+    duration=1.0,
+    single_connections=16,
+    api_workers=2,
+    batch_connections=2,
+    copy_emails=2_000,
+    delivery_jobs=1_000,
+    peer_jobs=500,
+    peer_cap=10.0,
+    simulator_probe=0.5,
+    known_messages=500,
+    latency_probe=1.0,
+    latency_duration=1.5,
+    backlog_small=1_000,
+    backlog_large=5_000,
+    claims=3,
+    soak_emails=4_000,
+    soak_checkpoint=1_000,
+)
+
+SIZES = {s.name: s for s in (FULL, SMOKE)}

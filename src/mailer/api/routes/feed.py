@@ -1,0 +1,83 @@
+"""`GET /feed`: every tracking event of the calling app, in a stable order, page by page."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from mailer.api.deps import AppId, ServicesDep
+from mailer.api.errors import ApiError
+from mailer.api.responses import Json
+from mailer.tracking.feed import EVENT_TYPES, START, FeedCursor, InvalidCursor, read_feed
+
+router = APIRouter(tags=["tracking"])
+
+
+def _types(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    types = sorted({t.strip().lower() for v in values for t in v.split(",") if t.strip()})
+    unknown = [t for t in types if t not in EVENT_TYPES]
+    if unknown:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "invalid fields: type",
+            details=[
+                {
+                    "field": "type",
+                    "message": f"unknown event type {', '.join(unknown)}; "
+                    f"use {', '.join(sorted(EVENT_TYPES))}",
+                }
+            ],
+        )
+    return types or None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@router.get("/feed")
+async def feed(
+    app_id: AppId,
+    services: ServicesDep,
+    after: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    type: Annotated[list[str] | None, Query()] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Json:
+    """The app's tracking events, oldest first in a stable order, `limit` per page.
+
+    Pass the answer's `next_cursor` as `after` to get the next page; when `has_more` is
+    false you are caught up (poll again later with the same cursor). Every event appears
+    exactly once across pages, also while new events arrive. Filters: `type` (repeatable
+    or comma-separated: sent, open, click, bounce, spam, blocked, unsub) and event time
+    (`since` inclusive, `until` exclusive, ISO 8601). Each event carries its job's
+    `metadata`; ids and Mailjet's `message_id` are strings.
+    """
+    try:
+        cursor = START if after is None else FeedCursor.decode(after)
+    except InvalidCursor:
+        raise ApiError(400, "invalid_cursor", "`after` is not a cursor of this feed") from None
+    page = await read_feed(
+        services.pool,
+        app_id,
+        after=cursor,
+        limit=limit,
+        types=_types(type),
+        since=_utc(since),
+        until=_utc(until),
+    )
+    return Json(
+        {
+            "events": page.events,
+            "next_cursor": page.next_cursor.encode(),
+            "has_more": page.has_more,
+        }
+    )

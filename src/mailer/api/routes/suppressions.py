@@ -1,0 +1,60 @@
+"""`/suppressions`: the calling app's suppression list (read, add, remove)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from mailer.api.deps import AppId, ServicesDep
+from mailer.api.errors import ApiError
+from mailer.api.responses import Json
+from mailer.delivery.email import EmailAddress
+from mailer.tracking import suppressions
+from mailer.tracking.rows import SuppressionReason
+
+router = APIRouter(tags=["suppressions"])
+
+
+class NewSuppression(BaseModel):
+    """An address the app wants no more email sent to."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: EmailAddress
+    reason: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+@router.get("/suppressions")
+async def list_suppressions(
+    app_id: AppId,
+    services: ServicesDep,
+    after: Annotated[str | None, Query(max_length=1000)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Json:
+    """The app's suppressed addresses in address order, with the reason and, for those a
+    tracking event caused, the event's id. Pass `next_cursor` as `after` for the next page."""
+    try:
+        page = await suppressions.list_suppressions(services.pool, app_id, after=after, limit=limit)
+    except suppressions.InvalidCursor:
+        raise ApiError(400, "invalid_cursor", "`after` is not a cursor of this list") from None
+    return Json({"suppressions": page.suppressions, "next_cursor": page.next_cursor})
+
+
+@router.post("/suppressions", status_code=201)
+async def add_suppression(body: NewSuppression, app_id: AppId, services: ServicesDep) -> Json:
+    """Suppress an address: later emails to it are not sent (status `suppressed`). Answers
+    201 when added, 200 with the existing entry when it was already suppressed."""
+    entry, created = await suppressions.add_suppression(
+        services.pool, app_id, body.email, body.reason or SuppressionReason.MANUAL
+    )
+    return Json(entry, 201 if created else 200)
+
+
+@router.delete("/suppressions/{email}", status_code=204)
+async def delete_suppression(email: str, app_id: AppId, services: ServicesDep) -> Response:
+    """Allow sending to an address again. 404 when it is not on the app's list."""
+    if not await suppressions.delete_suppression(services.pool, app_id, email):
+        raise ApiError(404, "not_found", f"{email} is not suppressed")
+    return Response(status_code=204)

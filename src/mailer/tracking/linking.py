@@ -1,0 +1,103 @@
+"""Linking events to recipient messages, and applying them: status, MessageID, suppression.
+
+An event finds its message by MessageID, else by CustomID (our job id) and address. One
+that arrives before its message is known (no CustomID of ours, and a MessageID whose send
+result is not recorded yet) is stored unlinked and linked by :func:`link_recorded`, which
+the send path calls in the transaction that records the result. A MessageID-bucket
+advisory lock (shared for writers of MessageIDs, exclusive for the inserter of a pending
+event) makes sure one of the two transactions always sees the other: see
+``docs/tracking.md``, "Linking".
+
+Everything here runs inside the caller's transaction and is set-based: one statement per
+step, whatever the number of events.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+
+import asyncpg
+
+from mailer.db.pool import Conn
+from mailer.db.queries import Queries
+from mailer.tracking.rows import STATUS_CHAIN
+from mailer.webhooks.outbox import fan_out_stored
+
+__all__ = ["apply_linked", "link_pending", "link_recorded", "lock_pending"]
+
+Q = Queries("mailer.tracking")
+
+# Each round of applying can give messages their MessageID, which can link more pending
+# events; in practice the second round finds nothing. The bound is a guard, not a limit.
+_MAX_ROUNDS = 8
+
+
+async def link_recorded(conn: Conn, recipients: Iterable[tuple[uuid.UUID, int, int | None]]) -> int:
+    """Link and apply the events that waited for these just-recorded recipient messages.
+
+    ``recipients`` are ``(job_id, position, message_id)`` of messages whose send result was
+    written earlier in the same transaction. Returns the number of events linked.
+    """
+    keys = list(recipients)
+    if not keys:
+        return 0
+    rows = await link_pending(conn, keys)
+    return await apply_linked(conn, rows)
+
+
+async def link_pending(
+    conn: Conn, messages: Sequence[tuple[uuid.UUID, int, int | None]]
+) -> list[asyncpg.Record]:
+    """Link pending events to ``messages`` (whose MessageIDs this transaction wrote)."""
+    ids = [m[2] for m in messages if m[2]]
+    if ids:
+        await conn.execute(Q.lock_message_ids, ids)
+    return list(
+        await conn.fetch(Q.link_pending_events, [m[0] for m in messages], [m[1] for m in messages])
+    )
+
+
+async def lock_pending(conn: Conn, events: Sequence[asyncpg.Record]) -> list[asyncpg.Record]:
+    """Retry linking events just stored unlinked, under their MessageID buckets' locks.
+
+    Taking the buckets exclusively waits for any transaction that is writing one of these
+    MessageIDs right now; the retry then sees what it wrote. Returns the events linked.
+    """
+    waiting = [e for e in events if e["job_id"] is None and e["message_id"] != 0]
+    if not waiting:
+        return []
+    await conn.execute(Q.lock_message_ids_exclusive, [e["message_id"] for e in waiting])
+    return list(await conn.fetch(Q.link_events, [e["id"] for e in waiting]))
+
+
+async def apply_linked(conn: Conn, events: Sequence[asyncpg.Record]) -> int:
+    """Apply linked events to their messages; link what their MessageIDs reveal, repeatedly.
+
+    ``events`` are rows with ``id, message_id, job_id, position, rank, suppress_reason``
+    (as the insert and link queries return them); unlinked ones are skipped. Returns how
+    many events were applied.
+    """
+    applied = 0
+    rows = [e for e in events if e["job_id"] is not None]
+    for _ in range(_MAX_ROUNDS):
+        if not rows:
+            break
+        filled = await conn.fetch(
+            Q.apply_events,
+            [e["id"] for e in rows],
+            [e["job_id"] for e in rows],
+            [e["position"] for e in rows],
+            [e["rank"] for e in rows],
+            [e["message_id"] for e in rows],
+            [e["suppress_reason"] for e in rows],
+            STATUS_CHAIN,
+        )
+        applied += len(rows)
+        # Outbound webhooks: queue deliveries for these events in this same transaction.
+        await fan_out_stored(conn, [e["id"] for e in rows])
+        if not filled:
+            break
+        keys = [(f["job_id"], f["position"], f["message_id"]) for f in filled]
+        rows = await link_pending(conn, keys)
+    return applied

@@ -1,0 +1,330 @@
+-- Queries of tracking: event intake, linking, status application, feed, suppressions.
+-- Statuses are compared by rank: $chain is STATUS_CHAIN (lowest first), so the rank of a
+-- status is array_position($chain, status) - 1, the same number as STATUS_RANK in Python.
+
+-- name: insert_events
+-- Store new events (a redelivered one conflicts on its dedupe key and is skipped), each
+-- linked at once to its recipient message: by MessageID, else by CustomID (our job id) and
+-- address. Ids are drawn in the order given (event time, then body order), rows are
+-- inserted in dedupe-key order (concurrent writers of overlapping bodies then take the
+-- unique index's locks in one order: no deadlock). The inserted rows come back; those
+-- without job_id wait for their message.
+-- The body itself is stored by the same statement: $1 items, $2 bytes, $3 arrival time
+-- (the time given to events without one, so reprocessing reproduces it).
+WITH post AS (
+    INSERT INTO event_posts (event_count, body, received_at) VALUES ($1, $2, $3)
+    RETURNING id
+),
+numbered AS (
+    -- A CTE with nextval() is materialised: ids follow the sorted subquery's order.
+    SELECT nextval(pg_get_serial_sequence('events', 'id')) AS id, i.*
+    FROM (
+        SELECT *
+        FROM unnest($4::bytea[], $5::text[], $6::bool[], $7::text[], $8::int2[],
+                    $9::timestamptz[], $10::bool[], $11::int8[], $12::text[], $13::text[],
+                    $14::text[], $15::uuid[], $16::text[], $17::bool[], $18::text[],
+                    $19::jsonb[], $20::jsonb[])
+             WITH ORDINALITY
+             AS u(dedupe_key, type, understood, status, rank, occurred_at, time_estimated,
+                  message_id, message_uuid, email, custom_id, custom_job_id, payload,
+                  is_test, suppress_reason, details, raw, ord)
+        ORDER BY ord
+    ) i
+)
+INSERT INTO events (
+    id, post_id, dedupe_key, type, understood, status, rank, occurred_at, time_estimated,
+    message_id, message_uuid, email, custom_id, custom_job_id, payload, is_test,
+    suppress_reason, details, raw, app_id, job_id, position, feed_xid, linked_at
+)
+OVERRIDING SYSTEM VALUE
+SELECT u.id, (SELECT id FROM post), u.dedupe_key, u.type, u.understood, u.status, u.rank,
+       u.occurred_at, u.time_estimated, u.message_id, u.message_uuid, u.email, u.custom_id,
+       u.custom_job_id, u.payload, u.is_test, u.suppress_reason, u.details, u.raw,
+       t.app_id, t.job_id, t.position,
+       CASE WHEN t.job_id IS NOT NULL THEN pg_current_xact_id() END,
+       CASE WHEN t.job_id IS NOT NULL THEN now() END
+FROM numbered u
+LEFT JOIN LATERAL (
+    (SELECT m.app_id, m.job_id, m.position FROM messages m
+     WHERE u.message_id <> 0 AND m.message_id = u.message_id
+     LIMIT 1)
+    UNION ALL
+    (SELECT m.app_id, m.job_id, m.position FROM messages m
+     WHERE m.job_id = u.custom_job_id AND m.email = u.email
+     LIMIT 1)
+    LIMIT 1
+) t ON true
+ORDER BY u.dedupe_key
+ON CONFLICT (dedupe_key) DO NOTHING
+RETURNING id, message_id, job_id, position, rank, suppress_reason;
+
+-- name: lock_message_ids
+-- Serialises linking by MessageID with the writing of MessageIDs (docs/tracking.md,
+-- "Linking"): writers take the bucket shared, inserters of pending events exclusive.
+SELECT count(pg_advisory_xact_lock_shared(7315, k))
+FROM (SELECT DISTINCT (id % 1048576)::int AS k FROM unnest($1::int8[]) AS id ORDER BY k) b;
+
+-- name: lock_message_ids_exclusive
+SELECT count(pg_advisory_xact_lock(7315, k))
+FROM (SELECT DISTINCT (id % 1048576)::int AS k FROM unnest($1::int8[]) AS id ORDER BY k) b;
+
+-- name: link_events
+-- Retry linking these pending events (by MessageID, else CustomID and address), after the
+-- MessageID buckets are locked, or after reprocessing changed what they carry.
+WITH found AS (
+    SELECT DISTINCT ON (c.id) c.id, c.app_id, c.job_id, c.position
+    FROM (
+        SELECT e.id, m.app_id, m.job_id, m.position, 0 AS pref
+        FROM events e JOIN messages m ON m.message_id = e.message_id
+        WHERE e.id = ANY($1::int8[]) AND e.job_id IS NULL AND e.message_id <> 0
+        UNION ALL
+        SELECT e.id, m.app_id, m.job_id, m.position, 1 AS pref
+        FROM events e JOIN messages m ON m.job_id = e.custom_job_id AND m.email = e.email
+        WHERE e.id = ANY($1::int8[]) AND e.job_id IS NULL
+    ) c
+    ORDER BY c.id, c.pref, c.job_id, c.position
+)
+UPDATE events e
+SET app_id = f.app_id, job_id = f.job_id, position = f.position,
+    feed_xid = pg_current_xact_id(), linked_at = now()
+FROM found f
+WHERE e.id = f.id AND e.job_id IS NULL
+RETURNING e.id, e.message_id, e.job_id, e.position, e.rank, e.suppress_reason;
+
+-- name: link_pending_events
+-- Link the events that waited for these messages (their send results were just recorded,
+-- or an event just gave them their MessageID): by MessageID, or CustomID and address.
+WITH m AS (
+    SELECT m.app_id, m.job_id, m.position, m.email, m.message_id
+    FROM messages m
+    JOIN unnest($1::uuid[], $2::int2[]) AS k(job_id, position)
+      ON m.job_id = k.job_id AND m.position = k.position
+),
+found AS (
+    SELECT DISTINCT ON (c.id) c.id, c.app_id, c.job_id, c.position
+    FROM (
+        SELECT e.id, m.app_id, m.job_id, m.position, 0 AS pref
+        FROM m JOIN events e
+          ON e.message_id = m.message_id AND e.job_id IS NULL AND e.message_id <> 0
+        UNION ALL
+        SELECT e.id, m.app_id, m.job_id, m.position, 1 AS pref
+        FROM m JOIN events e
+          ON e.custom_job_id = m.job_id AND e.email = m.email AND e.job_id IS NULL
+             AND e.custom_job_id IS NOT NULL
+    ) c
+    ORDER BY c.id, c.pref
+)
+UPDATE events e
+SET app_id = f.app_id, job_id = f.job_id, position = f.position,
+    feed_xid = pg_current_xact_id(), linked_at = now()
+FROM found f
+WHERE e.id = f.id AND e.job_id IS NULL
+RETURNING e.id, e.message_id, e.job_id, e.position, e.rank, e.suppress_reason;
+
+-- name: apply_events
+-- Apply linked events to their messages: the status moves to the highest rank seen (never
+-- back), a message without a MessageID takes the event's, and suppressing events put the
+-- message's address on its app's suppression list. Rows are locked in key order so that
+-- concurrent posts cannot deadlock. Returns the messages that just got their MessageID.
+WITH ev AS (
+    SELECT * FROM unnest($1::int8[], $2::uuid[], $3::int2[], $4::int2[], $5::int8[],
+                         $6::text[])
+        AS e(id, job_id, position, rank, message_id, suppress_reason)
+),
+per_message AS (
+    SELECT job_id, position, max(rank) AS rank, max(NULLIF(message_id, 0)) AS message_id
+    FROM ev
+    GROUP BY job_id, position
+),
+locked AS (
+    SELECT m.job_id, m.position, p.rank, p.message_id,
+           (m.message_id IS NULL AND p.message_id IS NOT NULL) AS fills_id
+    FROM messages m
+    JOIN per_message p ON m.job_id = p.job_id AND m.position = p.position
+    WHERE coalesce(array_position($7::text[], m.status) - 1, 0) < p.rank
+       OR (m.message_id IS NULL AND p.message_id IS NOT NULL)
+    ORDER BY m.job_id, m.position
+    FOR NO KEY UPDATE OF m
+),
+updated AS (
+    UPDATE messages m
+    SET status = CASE
+            WHEN coalesce(array_position($7::text[], m.status) - 1, 0) < l.rank
+            THEN ($7::text[])[l.rank + 1]
+            ELSE m.status
+        END,
+        message_id = coalesce(m.message_id, l.message_id),
+        updated_at = now()
+    FROM locked l
+    WHERE m.job_id = l.job_id AND m.position = l.position
+    RETURNING m.job_id, m.position, m.message_id, l.fills_id
+),
+suppressed AS (
+    INSERT INTO suppressions (app_id, email, reason, event_id)
+    SELECT DISTINCT ON (m.app_id, m.email) m.app_id, m.email, ev.suppress_reason, ev.id
+    FROM ev
+    JOIN messages m ON m.job_id = ev.job_id AND m.position = ev.position
+    WHERE ev.suppress_reason IS NOT NULL
+    ORDER BY m.app_id, m.email, ev.id
+    ON CONFLICT (app_id, email) DO NOTHING
+)
+SELECT job_id, position, message_id FROM updated WHERE fills_id;
+
+-- name: job_events
+-- A job's linked events, for its status document: per recipient, in time order.
+SELECT id, position, type, status, occurred_at, message_id, email, is_test, details
+FROM events
+WHERE job_id = $1
+ORDER BY position, occurred_at, rank NULLS FIRST, id;
+
+-- name: feed_page
+-- One page of an app's feed in (feed_xid, id) order, after the cursor. Only events whose
+-- linking transaction is older than every transaction still running are served: no event
+-- can later appear before them, so a cursor never skips one (docs/tracking.md).
+SELECT e.id, e.feed_xid::text AS feed_xid, e.type, e.status, e.occurred_at, e.message_id,
+       e.email, e.is_test, e.details, e.job_id, j.metadata
+FROM events e
+JOIN jobs j ON j.id = e.job_id
+WHERE e.app_id = $1
+  AND (e.feed_xid, e.id) > ($2::text::xid8, $3::int8)
+  AND e.feed_xid < pg_snapshot_xmin(pg_current_snapshot())
+  AND ($4::text[] IS NULL OR e.type = ANY($4::text[]))
+  AND ($5::timestamptz IS NULL OR e.occurred_at >= $5)
+  AND ($6::timestamptz IS NULL OR e.occurred_at < $6)
+ORDER BY e.feed_xid, e.id
+LIMIT $7;
+
+-- name: list_suppressions
+SELECT email, reason, event_id, created_at
+FROM suppressions
+WHERE app_id = $1 AND email > $2
+ORDER BY email
+LIMIT $3;
+
+-- name: add_suppression
+-- Returns the row and whether it is new (an existing entry keeps its reason).
+WITH inserted AS (
+    INSERT INTO suppressions (app_id, email, reason) VALUES ($1, $2, $3)
+    ON CONFLICT (app_id, email) DO NOTHING
+    RETURNING email, reason, event_id, created_at
+)
+SELECT email, reason, event_id, created_at, true AS created FROM inserted
+UNION ALL
+SELECT email, reason, event_id, created_at, false FROM suppressions
+WHERE app_id = $1 AND email = $2 AND NOT EXISTS (SELECT 1 FROM inserted);
+
+-- name: delete_suppression
+DELETE FROM suppressions WHERE app_id = $1 AND email = $2 RETURNING email;
+
+-- name: posts_after
+-- Reprocessing reads the stored bodies in arrival order, a batch at a time.
+SELECT id, received_at, body FROM event_posts WHERE id > $1 ORDER BY id LIMIT $2;
+
+-- name: reparse_events
+-- Rewrite what a fixed parser derives from events already stored (identity, link and feed
+-- position stay), and insert those it had not stored. Returns what changed.
+WITH u AS (
+    SELECT * FROM unnest($2::bytea[], $3::text[], $4::bool[], $5::text[], $6::int2[],
+                         $7::timestamptz[], $8::bool[], $9::int8[], $10::text[], $11::text[],
+                         $12::text[], $13::uuid[], $14::text[], $15::bool[], $16::text[],
+                         $17::jsonb[], $18::jsonb[])
+        AS u(dedupe_key, type, understood, status, rank, occurred_at, time_estimated,
+             message_id, message_uuid, email, custom_id, custom_job_id, payload, is_test,
+             suppress_reason, details, raw)
+)
+INSERT INTO events AS e (
+    post_id, dedupe_key, type, understood, status, rank, occurred_at, time_estimated,
+    message_id, message_uuid, email, custom_id, custom_job_id, payload, is_test,
+    suppress_reason, details, raw
+)
+SELECT $1, u.dedupe_key, u.type, u.understood, u.status, u.rank, u.occurred_at,
+       u.time_estimated, u.message_id, u.message_uuid, u.email, u.custom_id, u.custom_job_id,
+       u.payload, u.is_test, u.suppress_reason, u.details, u.raw
+FROM u
+ORDER BY u.dedupe_key
+ON CONFLICT (dedupe_key) DO UPDATE
+SET type = excluded.type, understood = excluded.understood, status = excluded.status,
+    rank = excluded.rank, occurred_at = excluded.occurred_at,
+    time_estimated = excluded.time_estimated, message_id = excluded.message_id,
+    message_uuid = excluded.message_uuid, email = excluded.email,
+    custom_id = excluded.custom_id, custom_job_id = excluded.custom_job_id,
+    payload = excluded.payload, is_test = excluded.is_test,
+    suppress_reason = excluded.suppress_reason, details = excluded.details
+WHERE (e.type, e.understood, e.status, e.rank, e.occurred_at, e.time_estimated,
+       e.message_id, e.message_uuid, e.email, e.custom_id, e.custom_job_id, e.payload,
+       e.is_test, e.suppress_reason, e.details)
+      IS DISTINCT FROM
+      (excluded.type, excluded.understood, excluded.status, excluded.rank,
+       excluded.occurred_at, excluded.time_estimated, excluded.message_id,
+       excluded.message_uuid, excluded.email, excluded.custom_id, excluded.custom_job_id,
+       excluded.payload, excluded.is_test, excluded.suppress_reason, excluded.details)
+RETURNING e.id, e.job_id, e.position, (e.xmax = 0) AS inserted;
+
+-- name: recompute_statuses
+-- Re-derive these messages' statuses from scratch: our own verdict (queued, suppressed,
+-- failed or accepted), raised by the highest-ranked linked event. A status above `accepted`
+-- came from events, so the verdict under it is inferred: `failed` if Mailjet's error is
+-- kept, else `accepted`. $4 is the rank of `accepted`.
+WITH k AS (
+    SELECT DISTINCT job_id, position FROM unnest($1::uuid[], $2::int2[]) AS k(job_id, position)
+),
+derived AS (
+    SELECT m.job_id, m.position, m.status AS current,
+           CASE
+               WHEN coalesce(array_position($3::text[], m.status) - 1, 0) <= $4 THEN m.status
+               WHEN m.error IS NOT NULL THEN 'failed'
+               ELSE 'accepted'
+           END AS own,
+           (SELECT max(e.rank) FROM events e
+            WHERE e.job_id = m.job_id AND e.position = m.position) AS event_rank
+    FROM messages m
+    JOIN k ON m.job_id = k.job_id AND m.position = k.position
+),
+target AS (
+    SELECT job_id, position,
+           CASE
+               WHEN event_rank > coalesce(array_position($3::text[], own) - 1, 0)
+               THEN ($3::text[])[event_rank + 1]
+               ELSE own
+           END AS status
+    FROM derived
+)
+UPDATE messages m
+SET status = t.status, updated_at = now()
+FROM target t
+WHERE m.job_id = t.job_id AND m.position = t.position AND m.status <> t.status
+RETURNING m.job_id, m.position;
+
+-- name: drop_unwarranted_suppressions
+-- Suppressions made by these events, which (reparsed) no longer suppress, are removed,
+-- unless another event of the app still suppresses the address. Manual ones stay.
+WITH dropped AS (
+    DELETE FROM suppressions s
+    USING events e
+    WHERE s.event_id = e.id AND e.id = ANY($1::int8[]) AND e.suppress_reason IS NULL
+    RETURNING s.app_id, s.email
+),
+still AS (
+    INSERT INTO suppressions (app_id, email, reason, event_id)
+    SELECT DISTINCT ON (d.app_id, d.email) d.app_id, d.email, e.suppress_reason, e.id
+    FROM dropped d
+    JOIN messages m ON m.app_id = d.app_id AND m.email = d.email
+    JOIN events e ON e.job_id = m.job_id AND e.position = m.position
+    WHERE e.suppress_reason IS NOT NULL
+    ORDER BY d.app_id, d.email, e.id
+    ON CONFLICT (app_id, email) DO NOTHING
+    RETURNING app_id, email
+)
+SELECT (SELECT count(*) FROM dropped) - (SELECT count(*) FROM still) AS removed;
+
+-- name: pending_events_after
+-- Unlinked events that could still find their message (reprocessing retries them all).
+SELECT id FROM events
+WHERE job_id IS NULL AND id > $1 AND (message_id <> 0 OR custom_job_id IS NOT NULL)
+ORDER BY id
+LIMIT $2;
+
+-- name: linked_events
+SELECT id, message_id, job_id, position, rank, suppress_reason
+FROM events
+WHERE id = ANY($1::int8[]) AND job_id IS NOT NULL;

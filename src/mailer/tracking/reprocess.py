@@ -1,0 +1,132 @@
+"""Re-deriving events and statuses from the stored callback bodies (after a parser fix).
+
+Every body Mailjet posted is kept byte for byte (``event_posts``). Reprocessing parses them
+again, in arrival order and with the time each was first parsed at, and:
+
+- rewrites what the parser derives for events already stored (type, status, MessageID,
+  CustomID, details, suppression reason …). An event keeps its id, its raw object, its link
+  to its message and its place in the feed: apps never see an event move or repeat;
+- stores events the old parser had not produced, and links them like new ones;
+- re-derives the statuses of the messages whose events changed, from scratch: our own
+  verdict raised by the highest-ranked event (so a status can also go *down* when a
+  fixed parser takes back what a buggy one claimed);
+- removes suppressions whose causing event no longer suppresses (unless another event
+  still does; manual entries are never touched) and adds those now warranted;
+- retries linking every still unlinked event that names a MessageID or one of our jobs.
+
+Running it twice changes nothing the second time: only events whose derived fields differ
+are rewritten, and everything after follows from those.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+
+from mailer.db.pool import Conn
+from mailer.db.queries import Queries
+from mailer.tracking.linking import apply_linked
+from mailer.tracking.parse import InvalidCallbackBody, parse_callback_body
+from mailer.tracking.rows import STATUS_CHAIN, columns_of
+from mailer.tracking.status import STATUS_RANK, RecipientStatus
+
+__all__ = ["ReprocessReport", "reprocess"]
+
+Q = Queries("mailer.tracking")
+log = logging.getLogger(__name__)
+
+_ACCEPTED_RANK = STATUS_RANK[RecipientStatus.ACCEPTED]
+
+
+@dataclass
+class ReprocessReport:
+    """Counts of what one reprocessing run did."""
+
+    posts: int = 0
+    unreadable_posts: int = 0
+    events: int = 0
+    new_events: int = 0
+    changed_events: int = 0
+    linked: int = 0
+    statuses_changed: int = 0
+    suppressions_removed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts by name."""
+        return dict(self.__dict__)
+
+
+async def reprocess(pool: asyncpg.Pool, *, batch: int = 100) -> ReprocessReport:
+    """Re-derive events, links, statuses and suppressions from every stored body.
+
+    Each batch of ``batch`` bodies is one transaction, so an interrupted run can simply be
+    started again.
+    """
+    report = ReprocessReport()
+    after = 0
+    while True:
+        posts = await pool.fetch(Q.posts_after, after, batch)
+        if not posts:
+            break
+        async with pool.acquire() as conn, conn.transaction():
+            for post in posts:
+                await _reprocess_post(conn, post, report)
+        after = posts[-1]["id"]
+        log.info(
+            "reprocessed event posts",
+            extra={"action": "events_reprocessed", "through_post": after, **report.as_dict()},
+        )
+    await _link_pending(pool, report, batch * 100)
+    return report
+
+
+async def _reprocess_post(conn: Conn, post: asyncpg.Record, report: ReprocessReport) -> None:
+    report.posts += 1
+    received: datetime = post["received_at"].astimezone(UTC)
+    try:
+        events = parse_callback_body(bytes(post["body"]), now=received)
+    except InvalidCallbackBody:
+        report.unreadable_posts += 1
+        return
+    report.events += len(events)
+    columns = columns_of(events)
+    if not columns:
+        return
+    changed = await conn.fetch(Q.reparse_events, post["id"], *columns.args())
+    if not changed:
+        return
+    report.new_events += sum(1 for r in changed if r["inserted"])
+    report.changed_events += sum(1 for r in changed if not r["inserted"])
+    ids = [r["id"] for r in changed]
+    linked_now = await conn.fetch(Q.link_events, [r["id"] for r in changed if r["job_id"] is None])
+    report.linked += len(linked_now)
+    keys = [(r["job_id"], r["position"]) for r in changed if r["job_id"] is not None]
+    keys += [(r["job_id"], r["position"]) for r in linked_now]
+    if keys:
+        updated = await conn.fetch(
+            Q.recompute_statuses,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            STATUS_CHAIN,
+            _ACCEPTED_RANK,
+        )
+        report.statuses_changed += len(updated)
+    report.suppressions_removed += await conn.fetchval(Q.drop_unwarranted_suppressions, ids)
+    # Suppressions now warranted, MessageIDs the events reveal, and what those link.
+    await apply_linked(conn, await conn.fetch(Q.linked_events, ids))
+
+
+async def _link_pending(pool: asyncpg.Pool, report: ReprocessReport, batch: int) -> None:
+    after = 0
+    while True:
+        ids = [r["id"] for r in await pool.fetch(Q.pending_events_after, after, batch)]
+        if not ids:
+            return
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(Q.link_events, ids)
+            report.linked += len(rows)
+            await apply_linked(conn, rows)
+        after = ids[-1]

@@ -1,0 +1,217 @@
+"""Pure pieces of event intake: what a parsed event stores, and what it means for suppression.
+
+Nothing here touches the database, so it is unit-tested directly. The SQL that uses these
+columns is in ``queries.sql``; the orchestration in :mod:`mailer.tracking.intake`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from mailer.tracking.parse import MailjetEvent, status_of
+from mailer.tracking.status import STATUS_RANK, EventType, RecipientStatus
+
+__all__ = [
+    "DETAIL_FIELDS",
+    "STATUS_CHAIN",
+    "EventColumns",
+    "SuppressionReason",
+    "columns_of",
+    "job_id_of",
+    "suppression_reason",
+]
+
+STATUS_CHAIN: list[str] = [str(s) for s in sorted(STATUS_RANK, key=STATUS_RANK.__getitem__)]
+"""Every status, lowest precedence first: SQL takes ``array_position(chain, status) - 1`` as
+the rank, so :data:`~mailer.tracking.status.STATUS_RANK` stays the one source of truth."""
+
+DETAIL_FIELDS: tuple[str, ...] = (
+    "url",
+    "hard_bounce",
+    "blocked",
+    "error_related_to",
+    "error",
+    "comment",
+    "source",
+    "smtp_reply",
+    "ip",
+    "geo",
+    "agent",
+    "mj_list_id",
+)
+"""The type-specific fields an app is shown (those the event has)."""
+
+
+class SuppressionReason:
+    """Why an event puts its address on the app's suppression list (the stored `reason`)."""
+
+    HARD_BOUNCE = "hard_bounce"
+    SPAM_COMPLAINT = "spam_complaint"
+    UNSUBSCRIBED = "unsubscribed"
+    PREBLOCKED = "preblocked"
+    MANUAL = "manual"
+    """Added through the API without a reason."""
+
+
+def suppression_reason(event: MailjetEvent) -> str | None:
+    """The suppression reason ``event`` carries, or ``None`` if it does not suppress.
+
+    A hard bounce, a spam complaint, an unsubscribe, and a ``blocked`` event whose error is
+    ``preblocked`` (Mailjet itself already refuses the address) suppress. Soft bounces and
+    other ``blocked`` errors (``duplicate in campaign``, content or system issues) do not:
+    they say nothing permanent about the address. Test events never suppress.
+    """
+    if event.is_test or not event.email:
+        return None
+    if event.type is EventType.BOUNCE and event.hard_bounce is True:
+        return SuppressionReason.HARD_BOUNCE
+    if event.type is EventType.SPAM:
+        return SuppressionReason.SPAM_COMPLAINT
+    if event.type is EventType.UNSUB:
+        return SuppressionReason.UNSUBSCRIBED
+    if event.type is EventType.BLOCKED and (event.error or "").strip().lower() == "preblocked":
+        return SuppressionReason.PREBLOCKED
+    return None
+
+
+def job_id_of(custom_id: str | None) -> uuid.UUID | None:
+    """Our job id when ``custom_id`` is one (we send the job id as Mailjet's CustomID)."""
+    if not custom_id or len(custom_id) != 36:
+        return None
+    try:
+        return uuid.UUID(custom_id)
+    except ValueError:
+        return None
+
+
+def _text(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL: replace it (the raw body keeps the original)."""
+    return None if value is None else value.replace("\x00", "\ufffd")
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _jsonb(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` made storable as jsonb (no NUL in strings), copied only when needed."""
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                cleaned: dict[str, Any] = _clean(value)
+                return cleaned
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
+def _details(event: MailjetEvent) -> dict[str, Any]:
+    details = {}
+    for name in DETAIL_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            details[name] = _text(value) if isinstance(value, str) else value
+    return details
+
+
+@dataclass(frozen=True, slots=True)
+class EventColumns:
+    """A batch of parsed events as column arrays, in the order of the ``insert_events`` query.
+
+    Events repeated inside the batch are dropped (the first occurrence stays); the rest are
+    ordered by event time, then by their place in the body: the order their ids, and so
+    their places in the feed, are given in.
+    """
+
+    dedupe_key: list[bytes]
+    type: list[str | None]
+    understood: list[bool]
+    status: list[str | None]
+    rank: list[int | None]
+    occurred_at: list[datetime]
+    time_estimated: list[bool]
+    message_id: list[int]
+    message_uuid: list[str | None]
+    email: list[str]
+    custom_id: list[str | None]
+    custom_job_id: list[uuid.UUID | None]
+    payload: list[str | None]
+    is_test: list[bool]
+    suppress_reason: list[str | None]
+    details: list[dict[str, Any]]
+    raw: list[dict[str, Any]]
+
+    def __len__(self) -> int:
+        return len(self.dedupe_key)
+
+    def args(self) -> tuple[list[Any], ...]:
+        """The arrays, as query arguments."""
+        return (
+            self.dedupe_key,
+            self.type,
+            self.understood,
+            self.status,
+            self.rank,
+            self.occurred_at,
+            self.time_estimated,
+            self.message_id,
+            self.message_uuid,
+            self.email,
+            self.custom_id,
+            self.custom_job_id,
+            self.payload,
+            self.is_test,
+            self.suppress_reason,
+            self.details,
+            self.raw,
+        )
+
+
+def _type_of(event: MailjetEvent) -> str | None:
+    if event.type is not None:
+        return str(event.type)
+    value = event.raw.get("event")
+    return _text(value.strip().lower()) if isinstance(value, str) and value.strip() else None
+
+
+def columns_of(events: Sequence[MailjetEvent]) -> EventColumns:
+    """Turn parsed events into storable column arrays (see :class:`EventColumns`)."""
+    first: dict[bytes, int] = {}
+    for index, event in enumerate(events):
+        first.setdefault(event.dedupe_key, index)
+    ordered = sorted((events[i] for i in first.values()), key=lambda e: e.time)
+    statuses: list[RecipientStatus | None] = [status_of(e) for e in ordered]
+    return EventColumns(
+        dedupe_key=[e.dedupe_key for e in ordered],
+        type=[_type_of(e) for e in ordered],
+        understood=[e.understood for e in ordered],
+        status=[None if s is None else str(s) for s in statuses],
+        rank=[None if s is None else STATUS_RANK[s] for s in statuses],
+        occurred_at=[e.time for e in ordered],
+        time_estimated=[e.time_estimated for e in ordered],
+        message_id=[e.message_id for e in ordered],
+        message_uuid=[_text(e.message_uuid) for e in ordered],
+        email=[_text(e.email) or "" for e in ordered],
+        custom_id=[_text(e.custom_id) for e in ordered],
+        custom_job_id=[job_id_of(e.custom_id) for e in ordered],
+        payload=[_text(e.payload) for e in ordered],
+        is_test=[e.is_test for e in ordered],
+        suppress_reason=[suppression_reason(e) for e in ordered],
+        details=[_details(e) for e in ordered],
+        raw=[_jsonb(e.raw) for e in ordered],
+    )

@@ -1,0 +1,99 @@
+"""An app's suppression list: addresses it must not send to again.
+
+Entries come from tracking events (hard bounce, spam complaint, unsubscribe, ``preblocked``;
+see :func:`mailer.tracking.rows.suppression_reason`) with the event that caused them, or
+from the app through the API. The send path consults the list when it claims a job: a
+suppressed recipient gets the status ``suppressed`` and the job's other recipients are sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from mailer.db.queries import Queries
+
+__all__ = [
+    "InvalidCursor",
+    "SuppressionPage",
+    "add_suppression",
+    "delete_suppression",
+    "list_suppressions",
+]
+
+Q = Queries("mailer.tracking")
+
+
+class InvalidCursor(ValueError):
+    """The cursor was not made by this list."""
+
+
+def _encode_cursor(email: str) -> str:
+    return base64.urlsafe_b64encode(email.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        return base64.b64decode(cursor + "=" * (-len(cursor) % 4), b"-_", validate=True).decode()
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidCursor("invalid cursor") from None
+
+
+def _view(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "email": row["email"],
+        "reason": row["reason"],
+        "event_id": None if row["event_id"] is None else str(row["event_id"]),
+        "created_at": row["created_at"],
+    }
+
+
+@dataclass(frozen=True)
+class SuppressionPage:
+    """A page of the list (by address), and the cursor of the next one if there is more."""
+
+    suppressions: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+async def list_suppressions(
+    pool: asyncpg.Pool, app_id: uuid.UUID, *, after: str | None = None, limit: int = 100
+) -> SuppressionPage:
+    """The app's suppressed addresses in address order, ``limit`` at a time.
+
+    Raises:
+        InvalidCursor: ``after`` is not a cursor of this list.
+    """
+    start = "" if after is None else _decode_cursor(after)
+    rows = await pool.fetch(Q.list_suppressions, app_id, start, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = _encode_cursor(rows[-1]["email"]) if more and rows else None
+    return SuppressionPage([_view(r) for r in rows], cursor)
+
+
+async def add_suppression(
+    pool: asyncpg.Pool, app_id: uuid.UUID, email: str, reason: str
+) -> tuple[dict[str, Any], bool]:
+    """Suppress ``email`` (lower-cased) for the app; an existing entry is kept as it is.
+
+    Returns the entry and whether it is new.
+    """
+    address = email.strip().lower()
+    for _ in range(3):
+        row = await pool.fetchrow(Q.add_suppression, app_id, address, reason)
+        if row is not None:
+            return _view(row), row["created"]
+        # Inserted by a transaction that committed after this statement began: read again.
+    raise RuntimeError(f"could not add or read the suppression of {address}")
+
+
+async def delete_suppression(pool: asyncpg.Pool, app_id: uuid.UUID, email: str) -> bool:
+    """Remove ``email`` from the app's list; False if it was not there."""
+    row = await pool.fetchrow(Q.delete_suppression, app_id, email.strip().lower())
+    return row is not None

@@ -1,0 +1,232 @@
+"""An app's webhook endpoints: create, read, change, delete, rotate the secret, replay.
+
+Every function is scoped by ``app_id``: another app's endpoint reads as absent (``None``),
+so the API answers 404 without revealing that it exists.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeAlias
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from mailer.db.pool import Conn
+from mailer.ids import uuid7
+from mailer.webhooks.outbox import EVENT_TYPES, Q, render_body
+from mailer.webhooks.signing import generate_secret
+
+Db: TypeAlias = "asyncpg.Pool | Conn"
+"""A pool or one connection: single-statement functions take either."""
+
+ROTATION_GRACE_S = 24 * 3600
+"""After a rotation the previous secret keeps signing for this long."""
+
+
+class InvalidEndpoint(ValueError):
+    """A URL or event type an endpoint cannot have."""
+
+
+def check_url(url: str) -> str:
+    """Return ``url`` if it is an absolute http(s) URL without credentials, else raise."""
+    if len(url) > 2048:
+        raise InvalidEndpoint("url is longer than 2048 characters")
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a bad port
+    except ValueError as exc:
+        raise InvalidEndpoint(f"url is not valid: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise InvalidEndpoint("url must start with http:// or https://")
+    if not parts.hostname:
+        raise InvalidEndpoint("url has no host")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidEndpoint("url must not contain credentials")
+    if any(ch.isspace() for ch in url):
+        raise InvalidEndpoint("url must not contain whitespace")
+    return url
+
+
+def check_event_types(types: Sequence[str] | None) -> list[str] | None:
+    """Return the distinct, known event types (``None`` = all), else raise."""
+    if types is None:
+        return None
+    unknown = sorted(set(types) - EVENT_TYPES)
+    if unknown:
+        raise InvalidEndpoint(
+            f"unknown event types {unknown}; known: {', '.join(sorted(EVENT_TYPES))}"
+        )
+    if not types:
+        raise InvalidEndpoint("event_types must not be empty (omit it for every type)")
+    return sorted(set(types))
+
+
+def endpoint_view(row: asyncpg.Record) -> dict[str, Any]:
+    """What the API shows of an endpoint (never its secret)."""
+    return {
+        "id": str(row["id"]),
+        "url": row["url"],
+        "description": row["description"],
+        "event_types": row["event_types"],
+        "enabled": row["enabled"],
+        "disabled_reason": row["disabled_reason"],
+        "disabled_at": row["disabled_at"],
+        "failing_since": row["first_failure_at"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+async def create(
+    conn: Db,
+    app_id: uuid.UUID,
+    url: str,
+    event_types: Sequence[str] | None,
+    description: str | None,
+) -> asyncpg.Record:
+    """Create an endpoint with a new secret; the row includes ``secret``."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        Q.insert_endpoint,
+        uuid7(),
+        app_id,
+        check_url(url),
+        description,
+        check_event_types(event_types),
+        generate_secret(),
+    )
+    assert row is not None
+    return row
+
+
+async def list_for(conn: Db, app_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The app's endpoints, oldest first."""
+    return list(await conn.fetch(Q.list_endpoints, app_id))
+
+
+async def get(conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID) -> asyncpg.Record | None:
+    """One of the app's endpoints."""
+    row: asyncpg.Record | None = await conn.fetchrow(Q.get_endpoint, endpoint_id, app_id)
+    return row
+
+
+@dataclass(frozen=True)
+class Changes:
+    """A PATCH: ``None`` leaves a field unchanged; ``all_event_types`` clears the filter."""
+
+    url: str | None = None
+    description: str | None = None
+    event_types: Sequence[str] | None = None
+    all_event_types: bool = False
+    enabled: bool | None = None
+
+
+async def update(
+    conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID, changes: Changes
+) -> asyncpg.Record | None:
+    """Apply ``changes``; enabling an endpoint clears why it was disabled."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        Q.update_endpoint,
+        endpoint_id,
+        app_id,
+        None if changes.url is None else check_url(changes.url),
+        changes.description,
+        check_event_types(changes.event_types),
+        changes.enabled,
+        changes.all_event_types,
+    )
+    return row
+
+
+async def delete(conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID) -> bool:
+    """Delete an endpoint with its deliveries and log; False if the app has no such one."""
+    return await conn.fetchval(Q.delete_endpoint, endpoint_id, app_id) is not None
+
+
+async def rotate_secret(
+    conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """Give the endpoint a new secret; the old one signs too for :data:`ROTATION_GRACE_S`."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        Q.rotate_secret, endpoint_id, app_id, float(ROTATION_GRACE_S), generate_secret()
+    )
+    return row
+
+
+async def attempts(
+    conn: Db,
+    app_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    *,
+    before: int | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """The endpoint's attempt log, newest first, ``limit`` entries older than ``before``."""
+    rows = await conn.fetch(Q.list_attempts, endpoint_id, app_id, before, limit)
+    return [
+        {
+            "id": row["id"],
+            "delivery_id": str(row["delivery_id"]),
+            "event_id": row["event_id"],
+            "attempt": row["attempt"],
+            "status_code": row["status_code"],
+            "duration_ms": row["duration_ms"],
+            "error": row["error"],
+            "response": row["response"],
+            "created_at": row["created_at"],
+        }
+        for row in rows
+    ]
+
+
+async def resend(
+    pool: asyncpg.Pool, app_id: uuid.UUID, endpoint_id: uuid.UUID, delivery_id: uuid.UUID
+) -> bool | None:
+    """Queue one more attempt of a delivery, due now.
+
+    Returns ``None`` when the app has no such delivery, ``False`` when it is being attempted
+    right now (nothing to do), ``True`` when queued. A delivered or failed one gets a single
+    attempt; a pending one is brought forward and keeps its retry schedule.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        state = await conn.fetchval(Q.delivery_exists, delivery_id, endpoint_id, app_id)
+        if state is None:
+            return None
+        queued = await conn.fetchval(Q.resend, delivery_id, endpoint_id, app_id) is not None
+        if queued:
+            await conn.execute(Q.notify)
+    return queued
+
+
+async def recover(
+    pool: asyncpg.Pool, app_id: uuid.UUID, endpoint_id: uuid.UUID, since: datetime
+) -> int:
+    """Re-queue (one attempt each) the endpoint's deliveries that failed since ``since``."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(Q.recover, endpoint_id, app_id, since)
+        if rows:
+            await conn.execute(Q.notify)
+    return len(rows)
+
+
+async def send_test(
+    pool: asyncpg.Pool, app_id: uuid.UUID, endpoint_id: uuid.UUID, now: datetime
+) -> uuid.UUID | None:
+    """Queue a signed ``webhook.test`` event (one attempt) for the endpoint."""
+    delivery_id = uuid7()
+    body = render_body("webhook.test", now, {"endpoint_id": str(endpoint_id)})
+    async with pool.acquire() as conn, conn.transaction():
+        found = await conn.fetchval(
+            Q.insert_test_delivery,
+            delivery_id,
+            endpoint_id,
+            app_id,
+            f"test_{delivery_id.hex}",
+            body,
+        )
+        if found is not None:
+            await conn.execute(Q.notify)
+    return None if found is None else delivery_id

@@ -1,0 +1,164 @@
+-- Queries of outbound webhooks: endpoints, the outbox, claims, results, the attempt log.
+
+-- name: fan_out
+-- One delivery per (event, enabled endpoint of its app that wants the event's type).
+INSERT INTO webhook_deliveries (id, endpoint_id, app_id, event_id, event_type, body)
+SELECT gen_random_uuid(), w.id, e.app_id, e.event_id, e.event_type, e.body
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS e(app_id, event_id, event_type, body)
+JOIN webhook_endpoints w
+  ON w.app_id = e.app_id
+ AND w.enabled
+ AND (w.event_types IS NULL OR e.event_type = ANY (w.event_types))
+ON CONFLICT (endpoint_id, event_id) DO NOTHING;
+
+-- name: notify
+SELECT pg_notify('mailer_webhooks', '');
+
+-- name: claim
+-- Lease up to $1 due deliveries to dispatcher $3 until $2 + $4 seconds ($2 is "now").
+WITH due AS (
+    SELECT d.id FROM webhook_deliveries d
+    JOIN webhook_endpoints w ON w.id = d.endpoint_id
+    WHERE d.state = 'pending' AND d.next_attempt_at <= $2 AND w.enabled
+    ORDER BY d.next_attempt_at
+    LIMIT $1
+    FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE webhook_deliveries d
+SET attempts = d.attempts + 1,
+    next_attempt_at = $2 + make_interval(secs => $4),
+    locked_by = $3
+FROM due, webhook_endpoints w
+WHERE d.id = due.id AND w.id = d.endpoint_id
+RETURNING d.id, d.endpoint_id, d.event_id, d.body, d.attempts, d.manual, w.url,
+          CASE WHEN w.previous_expires_at > $2
+               THEN ARRAY[w.secret, w.previous_secret] ELSE ARRAY[w.secret] END AS secrets;
+
+-- name: next_due
+SELECT min(d.next_attempt_at)
+FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id
+WHERE d.state = 'pending' AND w.enabled;
+
+-- name: log_attempt
+INSERT INTO webhook_attempts
+    (delivery_id, endpoint_id, event_id, attempt, status_code, duration_ms, error, response,
+     created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
+
+-- name: record_result
+-- $2: new state; $3: next attempt time when pending. Only the holder of the claim writes.
+UPDATE webhook_deliveries
+SET state = $2::text,
+    next_attempt_at = coalesce($3::timestamptz, next_attempt_at),
+    finished_at = CASE WHEN $2::text = 'pending' THEN NULL ELSE $4::timestamptz END,
+    last_status = $5::integer,
+    last_error = $6::text,
+    manual = CASE WHEN $2::text = 'pending' THEN manual ELSE false END,
+    locked_by = NULL
+WHERE id = $1 AND locked_by = $7
+RETURNING id;
+
+-- name: endpoint_succeeded
+UPDATE webhook_endpoints SET first_failure_at = NULL WHERE id = $1 AND first_failure_at IS NOT NULL;
+
+-- name: endpoint_failed
+-- Start (or continue) the run of failures; returns when it started.
+UPDATE webhook_endpoints
+SET first_failure_at = coalesce(first_failure_at, $2)
+WHERE id = $1
+RETURNING first_failure_at, enabled;
+
+-- name: disable_endpoint
+UPDATE webhook_endpoints
+SET enabled = false, disabled_reason = $2, disabled_at = $3, updated_at = $3
+WHERE id = $1 AND enabled;
+
+-- name: insert_endpoint
+INSERT INTO webhook_endpoints (id, app_id, url, description, event_types, secret)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING *;
+
+-- name: list_endpoints
+SELECT * FROM webhook_endpoints WHERE app_id = $1 ORDER BY created_at, id;
+
+-- name: get_endpoint
+SELECT * FROM webhook_endpoints WHERE id = $1 AND app_id = $2;
+
+-- name: update_endpoint
+-- NULL leaves a field as it is; $7 true clears the event type filter (all types).
+-- Enabling clears the reason it was disabled and the run of failures.
+UPDATE webhook_endpoints
+SET url = coalesce($3, url),
+    description = coalesce($4, description),
+    event_types = CASE WHEN $7 THEN NULL ELSE coalesce($5, event_types) END,
+    enabled = coalesce($6, enabled),
+    disabled_reason = CASE WHEN $6 IS NULL THEN disabled_reason
+                           WHEN $6 THEN NULL ELSE 'disabled by the app' END,
+    disabled_at = CASE WHEN $6 IS NULL THEN disabled_at
+                       WHEN $6 THEN NULL ELSE coalesce(disabled_at, now()) END,
+    first_failure_at = CASE WHEN $6 THEN NULL ELSE first_failure_at END,
+    updated_at = now()
+WHERE id = $1 AND app_id = $2
+RETURNING *;
+
+-- name: delete_endpoint
+DELETE FROM webhook_endpoints WHERE id = $1 AND app_id = $2 RETURNING id;
+
+-- name: rotate_secret
+-- The old secret keeps signing for $3 seconds.
+UPDATE webhook_endpoints
+SET previous_secret = secret,
+    previous_expires_at = now() + make_interval(secs => $3),
+    secret = $4,
+    updated_at = now()
+WHERE id = $1 AND app_id = $2
+RETURNING *;
+
+-- name: list_attempts
+SELECT a.id, a.delivery_id, a.event_id, a.attempt, a.status_code, a.duration_ms, a.error,
+       a.response, a.created_at
+FROM webhook_attempts a
+JOIN webhook_endpoints w ON w.id = a.endpoint_id
+WHERE a.endpoint_id = $1 AND w.app_id = $2 AND ($3::bigint IS NULL OR a.id < $3)
+ORDER BY a.id DESC
+LIMIT $4;
+
+-- name: resend
+-- One more attempt of one delivery, now: a finished one gets a single (manual) attempt, a
+-- pending one not currently claimed is brought forward on its schedule.
+UPDATE webhook_deliveries d
+SET state = 'pending', manual = d.manual OR d.state <> 'pending', next_attempt_at = now(),
+    finished_at = NULL
+FROM webhook_endpoints w
+WHERE d.id = $1 AND d.endpoint_id = $2 AND w.id = d.endpoint_id AND w.app_id = $3
+  AND (d.state <> 'pending' OR d.locked_by IS NULL)
+RETURNING d.id;
+
+-- name: delivery_exists
+SELECT d.state FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id
+WHERE d.id = $1 AND d.endpoint_id = $2 AND w.app_id = $3;
+
+-- name: recover
+-- Re-queue, for one attempt each, the endpoint's deliveries that failed since $3.
+UPDATE webhook_deliveries d
+SET state = 'pending', manual = true, next_attempt_at = now(), finished_at = NULL,
+    locked_by = NULL
+FROM webhook_endpoints w
+WHERE d.endpoint_id = $1 AND w.id = d.endpoint_id AND w.app_id = $2
+  AND d.state = 'failed' AND d.finished_at >= $3
+RETURNING d.id;
+
+-- name: insert_test_delivery
+INSERT INTO webhook_deliveries (id, endpoint_id, app_id, event_id, event_type, body, manual)
+SELECT $1, w.id, w.app_id, $4, 'webhook.test', $5, true
+FROM webhook_endpoints w
+WHERE w.id = $2 AND w.app_id = $3
+RETURNING id;
+
+-- name: stored_events
+-- Tracking events (the `events` table) linked to an app, as their webhooks need them.
+SELECT e.id, e.app_id, e.status, e.occurred_at, e.job_id, e.email,
+       nullif(e.message_id, 0) AS message_id, e.details, j.metadata
+FROM events e
+JOIN jobs j ON j.id = e.job_id
+WHERE e.id = ANY ($1::bigint[]) AND e.app_id IS NOT NULL AND e.status IS NOT NULL;

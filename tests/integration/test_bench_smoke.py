@@ -1,0 +1,46 @@
+"""The benchmark harness at its smoke size: it runs end to end and every email is delivered
+exactly once. Figures are never asserted here: timing belongs to `python -m bench`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_bench_smoke_runs_and_delivers_every_email_once(server_dsn: str, tmp_path: Path) -> None:
+    env = {**os.environ, "MAILER_BENCH_DATABASE_URL": server_dsn, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--size", "smoke", "--results", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert proc.returncode == 0, output
+
+    report = orjson.loads((tmp_path / "latest-smoke.json").read_bytes())
+    scenarios = {row["scenario"] for row in report["rows"]}
+    assert {"single", "batch", "delivery", "events", "latency", "backlog"} <= scenarios, output
+    assert not [r for r in report["rows"] if r["measure"] == "scenario failed"], output
+    checks = report["checks"]
+    # Counted by the simulator: each queued email's CustomID was accepted once, none twice.
+    assert checks["delivery: every email sent exactly once"] is True
+    assert checks["delivery: every send recorded"] is True
+    assert checks["latency: every email reached the simulator"] is True
+    assert checks["single: every 202 committed"] is True
+    assert checks["batch: every accepted email committed"] is True
+    assert all(checks.values()), checks
+    # The table went to stdout and the Markdown file beside the JSON.
+    assert "| scenario | measure | value | baseline | ratio | target | met |" in proc.stdout
+    assert (tmp_path / "latest-smoke.md").read_text().count("\n|") >= len(report["rows"])
