@@ -40,12 +40,16 @@ async def service(db_dsn: str, simulator: SimulatorServer) -> AsyncIterator[Serv
         yield svc
 
 
-async def _app_event_ids(service: Service) -> set[str]:
+async def _fetch(service: Service, query: str) -> list[Any]:
     conn = await connect(service.dsn)
     try:
-        rows = await conn.fetch("SELECT id FROM events WHERE app_id IS NOT NULL")
+        return list(await conn.fetch(query))
     finally:
         await conn.close()
+
+
+async def _app_event_ids(service: Service) -> set[str]:
+    rows = await _fetch(service, "SELECT id FROM events WHERE app_id IS NOT NULL")
     return {str(r["id"]) for r in rows}
 
 
@@ -167,6 +171,22 @@ async def test_feed_filters_cursors_and_metadata(
     assert rest["has_more"] is False
     status, empty = await service.request("GET", f"/feed?after={rest['next_cursor']}", key)
     assert (empty["events"], empty["next_cursor"]) == ([], rest["next_cursor"])
+
+
+async def test_message_ids_above_2_53_stay_exact(
+    service: Service, simulator: SimulatorServer
+) -> None:
+    key = await service.create_app()
+    job_id = await service.queue(key, email())
+    [m] = await sent_messages(service, simulator, key, job_id)
+    assert m.message_id > 2**53 + 1
+    await post_events(service, [mj_event("sent", m), mj_event("open", m, at=T0 + 1)])
+    [sent, opened] = await feed_until(service, key, 2)
+    assert sent["message_id"] == opened["message_id"] == str(m.message_id)
+    raw_body = await service.status(key, job_id)
+    assert raw_body["recipients"][0]["events"][1]["message_id"] == str(m.message_id)
+    stored = await _fetch(service, "SELECT DISTINCT message_id FROM events")
+    assert [r["message_id"] for r in stored] == [m.message_id]
 
 
 def _reprocess_cli(dsn: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:

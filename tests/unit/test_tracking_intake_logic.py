@@ -22,6 +22,7 @@ from mailer.tracking.rows import (
     SuppressionReason,
     columns_of,
     job_id_of,
+    may_contain_nul,
     suppression_reason,
 )
 from mailer.tracking.status import STATUS_RANK, RecipientStatus
@@ -147,6 +148,15 @@ def test_nul_characters_are_replaced_for_postgres_but_not_in_the_event() -> None
     assert raw["extra"] == {"k\x00": ["v\x00", 1]}  # the parsed event is left as it was
     clean = ev("open")
     assert columns_of([parse_event(clean, now=NOW)]).raw[0] is clean
+
+
+def test_bodies_without_a_nul_escape_skip_the_cleaning() -> None:
+    body = orjson.dumps([ev("click", url="https://a.test/\x00")])
+    assert may_contain_nul(body)
+    assert not may_contain_nul(orjson.dumps([ev("click", url="https://a.test/")]))
+    assert not may_contain_nul(b'{"a": "0000"}')
+    events = [parse_event(ev("open"), now=NOW)]
+    assert columns_of(events, nul_free=True).raw[0] is events[0].raw
 
 
 event_dicts = st.builds(
@@ -300,3 +310,28 @@ def test_event_view() -> None:
         "metadata": {"order": 1},
     }
     assert event_view({**row, "message_id": 0}, None)["message_id"] is None
+
+
+def test_production_start_without_event_credentials_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from mailer import cli
+    from mailer.api.app import create_app
+
+    production = {"mj_apikey_public": "k", "mj_apikey_private": "s"}
+    with pytest.raises(ConfigError, match="MAILER_EVENTS_USER and MAILER_EVENTS_PASSWORD"):
+        create_app(_settings(**production), "postgresql://127.0.0.1/none")
+    monkeypatch.setattr("mailer.logs.configure", lambda level="info": None)
+    for name in ("MAILER_EVENTS_USER", "MAILER_EVENTS_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    env = {
+        "MJ_APIKEY_PUBLIC": "k",
+        "MJ_APIKEY_PRIVATE": "s",
+        "DATABASE_URL": "postgresql://127.0.0.1/none",
+    }
+    for command in ("run", "api"):
+        result = CliRunner().invoke(cli.main, [command], env=env)
+        assert result.exit_code == 1, result.output
+        assert "must be set when Mailjet keys are configured" in result.output

@@ -17,9 +17,9 @@ import asyncpg
 
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
-from mailer.tracking.linking import apply_linked, lock_pending
+from mailer.tracking.linking import apply_linked, link_unlinked
 from mailer.tracking.parse import parse_callback_body
-from mailer.tracking.rows import EventColumns, columns_of
+from mailer.tracking.rows import EventColumns, columns_of, may_contain_nul
 
 __all__ = ["IntakeResult", "store_body", "store_callback"]
 
@@ -55,7 +55,7 @@ async def store_callback(
     """
     now = datetime.now(UTC)
     events = parse_callback_body(body, now=now)
-    columns = columns_of(events)
+    columns = columns_of(events, nul_free=not may_contain_nul(body))
     for attempt in range(1, _ATTEMPTS + 1):
         try:
             async with pool.acquire(timeout=acquire_timeout) as conn, conn.transaction():
@@ -81,7 +81,9 @@ async def store_body(conn: Conn, body: bytes, *, now: datetime | None = None) ->
     """
     now = now or datetime.now(UTC)
     events = parse_callback_body(body, now=now)
-    return await _store(conn, body, now, len(events), columns_of(events))
+    return await _store(
+        conn, body, now, len(events), columns_of(events, nul_free=not may_contain_nul(body))
+    )
 
 
 async def _store(
@@ -89,5 +91,8 @@ async def _store(
 ) -> IntakeResult:
     rows = await conn.fetch(Q.insert_events, received, body, now, *columns.args())
     linked = await apply_linked(conn, rows)
-    linked += await apply_linked(conn, await lock_pending(conn, rows))
+    # Unlinked events with a MessageID may name a message whose send result is being
+    # recorded right now: retry them once that is settled (CustomID was tried already).
+    pending = [r for r in rows if r["job_id"] is None and r["message_id"] != 0]
+    linked += await apply_linked(conn, await link_unlinked(conn, pending))
     return IntakeResult(received, len(rows), linked)

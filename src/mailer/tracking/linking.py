@@ -9,7 +9,9 @@ event) makes sure one of the two transactions always sees the other: see
 ``docs/tracking.md``, "Linking".
 
 Everything here runs inside the caller's transaction and is set-based: one statement per
-step, whatever the number of events.
+step, whatever the number of events. An event is handed to its app's outbound webhooks
+(:func:`mailer.webhooks.outbox.fan_out_stored`) in the transaction that links it, so
+exactly the linked events are delivered, each once.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from mailer.db.queries import Queries
 from mailer.tracking.rows import STATUS_CHAIN
 from mailer.webhooks.outbox import fan_out_stored
 
-__all__ = ["apply_linked", "link_pending", "link_recorded", "lock_pending"]
+__all__ = ["apply_linked", "link_pending", "link_recorded", "link_unlinked"]
 
 Q = Queries("mailer.tracking")
 
@@ -58,25 +60,32 @@ async def link_pending(
     )
 
 
-async def lock_pending(conn: Conn, events: Sequence[asyncpg.Record]) -> list[asyncpg.Record]:
-    """Retry linking events just stored unlinked, under their MessageID buckets' locks.
+async def link_unlinked(conn: Conn, events: Sequence[asyncpg.Record]) -> list[asyncpg.Record]:
+    """Try again to link stored events that are not linked, under their MessageID locks.
 
-    Taking the buckets exclusively waits for any transaction that is writing one of these
+    ``events`` are rows with ``id, job_id, message_id`` (linked ones are skipped). Taking
+    the MessageIDs' buckets exclusively waits for any transaction writing one of these
     MessageIDs right now; the retry then sees what it wrote. Returns the events linked.
     """
-    waiting = [e for e in events if e["job_id"] is None and e["message_id"] != 0]
+    waiting = [e for e in events if e["job_id"] is None]
     if not waiting:
         return []
-    await conn.execute(Q.lock_message_ids_exclusive, [e["message_id"] for e in waiting])
+    message_ids = [e["message_id"] for e in waiting if e["message_id"]]
+    if message_ids:
+        await conn.execute(Q.lock_message_ids_exclusive, message_ids)
     return list(await conn.fetch(Q.link_events, [e["id"] for e in waiting]))
 
 
-async def apply_linked(conn: Conn, events: Sequence[asyncpg.Record]) -> int:
+async def apply_linked(
+    conn: Conn, events: Sequence[asyncpg.Record], *, just_linked: bool = True
+) -> int:
     """Apply linked events to their messages; link what their MessageIDs reveal, repeatedly.
 
     ``events`` are rows with ``id, message_id, job_id, position, rank, suppress_reason``
-    (as the insert and link queries return them); unlinked ones are skipped. Returns how
-    many events were applied.
+    (as the insert and link queries return them); unlinked ones are skipped. Events that
+    were ``just_linked`` to their app are also handed to the app's webhooks (the outbox, in
+    this transaction); reprocessing re-applies older events with ``just_linked=False``.
+    Events linked on the way always are. Returns how many events were applied.
     """
     applied = 0
     rows = [e for e in events if e["job_id"] is not None]
@@ -94,8 +103,10 @@ async def apply_linked(conn: Conn, events: Sequence[asyncpg.Record]) -> int:
             STATUS_CHAIN,
         )
         applied += len(rows)
-        # Outbound webhooks: queue deliveries for these events in this same transaction.
-        await fan_out_stored(conn, [e["id"] for e in rows])
+        if just_linked:
+            # Outbound webhooks: queue deliveries for these events in this same transaction.
+            await fan_out_stored(conn, [e["id"] for e in rows])
+        just_linked = True
         if not filled:
             break
         keys = [(f["job_id"], f["position"], f["message_id"]) for f in filled]

@@ -258,7 +258,7 @@ WHERE (e.type, e.understood, e.status, e.rank, e.occurred_at, e.time_estimated,
        excluded.occurred_at, excluded.time_estimated, excluded.message_id,
        excluded.message_uuid, excluded.email, excluded.custom_id, excluded.custom_job_id,
        excluded.payload, excluded.is_test, excluded.suppress_reason, excluded.details)
-RETURNING e.id, e.job_id, e.position, (e.xmax = 0) AS inserted;
+RETURNING e.id, e.job_id, e.position, e.message_id, (e.xmax = 0) AS inserted;
 
 -- name: recompute_statuses
 -- Re-derive these messages' statuses from scratch: our own verdict (queued, suppressed,
@@ -319,7 +319,7 @@ SELECT (SELECT count(*) FROM dropped) - (SELECT count(*) FROM still) AS removed;
 
 -- name: pending_events_after
 -- Unlinked events that could still find their message (reprocessing retries them all).
-SELECT id FROM events
+SELECT id, job_id, message_id FROM events
 WHERE job_id IS NULL AND id > $1 AND (message_id <> 0 OR custom_job_id IS NOT NULL)
 ORDER BY id
 LIMIT $2;

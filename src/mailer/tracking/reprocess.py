@@ -28,9 +28,9 @@ import asyncpg
 
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
-from mailer.tracking.linking import apply_linked
+from mailer.tracking.linking import apply_linked, link_unlinked
 from mailer.tracking.parse import InvalidCallbackBody, parse_callback_body
-from mailer.tracking.rows import STATUS_CHAIN, columns_of
+from mailer.tracking.rows import STATUS_CHAIN, columns_of, may_contain_nul
 from mailer.tracking.status import STATUS_RANK, RecipientStatus
 
 __all__ = ["ReprocessReport", "reprocess"]
@@ -87,12 +87,13 @@ async def _reprocess_post(conn: Conn, post: asyncpg.Record, report: ReprocessRep
     report.posts += 1
     received: datetime = post["received_at"].astimezone(UTC)
     try:
-        events = parse_callback_body(bytes(post["body"]), now=received)
+        body = bytes(post["body"])
+        events = parse_callback_body(body, now=received)
     except InvalidCallbackBody:
         report.unreadable_posts += 1
         return
     report.events += len(events)
-    columns = columns_of(events)
+    columns = columns_of(events, nul_free=not may_contain_nul(body))
     if not columns:
         return
     changed = await conn.fetch(Q.reparse_events, post["id"], *columns.args())
@@ -101,7 +102,7 @@ async def _reprocess_post(conn: Conn, post: asyncpg.Record, report: ReprocessRep
     report.new_events += sum(1 for r in changed if r["inserted"])
     report.changed_events += sum(1 for r in changed if not r["inserted"])
     ids = [r["id"] for r in changed]
-    linked_now = await conn.fetch(Q.link_events, [r["id"] for r in changed if r["job_id"] is None])
+    linked_now = await link_unlinked(conn, changed)
     report.linked += len(linked_now)
     keys = [(r["job_id"], r["position"]) for r in changed if r["job_id"] is not None]
     keys += [(r["job_id"], r["position"]) for r in linked_now]
@@ -115,18 +116,22 @@ async def _reprocess_post(conn: Conn, post: asyncpg.Record, report: ReprocessRep
         )
         report.statuses_changed += len(updated)
     report.suppressions_removed += await conn.fetchval(Q.drop_unwarranted_suppressions, ids)
-    # Suppressions now warranted, MessageIDs the events reveal, and what those link.
-    await apply_linked(conn, await conn.fetch(Q.linked_events, ids))
+    # Suppressions now warranted, MessageIDs the events reveal, and what those link; the
+    # events linked only now also go to the app's webhooks.
+    new_ids = {r["id"] for r in linked_now}
+    rows = await conn.fetch(Q.linked_events, ids)
+    await apply_linked(conn, [r for r in rows if r["id"] in new_ids])
+    await apply_linked(conn, [r for r in rows if r["id"] not in new_ids], just_linked=False)
 
 
 async def _link_pending(pool: asyncpg.Pool, report: ReprocessReport, batch: int) -> None:
     after = 0
     while True:
-        ids = [r["id"] for r in await pool.fetch(Q.pending_events_after, after, batch)]
-        if not ids:
+        pending = await pool.fetch(Q.pending_events_after, after, batch)
+        if not pending:
             return
         async with pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(Q.link_events, ids)
+            rows = await link_unlinked(conn, pending)
             report.linked += len(rows)
             await apply_linked(conn, rows)
-        after = ids[-1]
+        after = pending[-1]["id"]

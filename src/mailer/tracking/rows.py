@@ -22,6 +22,7 @@ __all__ = [
     "SuppressionReason",
     "columns_of",
     "job_id_of",
+    "may_contain_nul",
     "suppression_reason",
 ]
 
@@ -189,8 +190,17 @@ def _type_of(event: MailjetEvent) -> str | None:
     return _text(value.strip().lower()) if isinstance(value, str) and value.strip() else None
 
 
-def columns_of(events: Sequence[MailjetEvent]) -> EventColumns:
-    """Turn parsed events into storable column arrays (see :class:`EventColumns`)."""
+def may_contain_nul(body: bytes) -> bool:
+    """Whether a JSON body can decode to a string holding NUL (it must escape it)."""
+    return b"\\u0000" in body
+
+
+def columns_of(events: Sequence[MailjetEvent], *, nul_free: bool = False) -> EventColumns:
+    """Turn parsed events into storable column arrays (see :class:`EventColumns`).
+
+    ``nul_free`` (the body had no ``\\u0000``, see :func:`may_contain_nul`) skips looking
+    for NUL characters in the raw events, which PostgreSQL cannot store.
+    """
     first: dict[bytes, int] = {}
     for index, event in enumerate(events):
         first.setdefault(event.dedupe_key, index)
@@ -213,5 +223,5 @@ def columns_of(events: Sequence[MailjetEvent]) -> EventColumns:
         is_test=[e.is_test for e in ordered],
         suppress_reason=[suppression_reason(e) for e in ordered],
         details=[_details(e) for e in ordered],
-        raw=[_jsonb(e.raw) for e in ordered],
+        raw=[e.raw for e in ordered] if nul_free else [_jsonb(e.raw) for e in ordered],
     )

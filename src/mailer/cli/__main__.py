@@ -1,0 +1,7 @@
+"""`python -m mailer.cli`."""
+
+import sys
+
+from mailer.cli import main
+
+sys.exit(main())

@@ -1,0 +1,111 @@
+"""Talking to Mailjet: `mailer mailjet register-webhook`, `mailer mailjet webhooks`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import click
+
+from mailer.cli.common import (
+    T,
+    main,
+    print_json,
+    run_async,
+    settings_or_exit,
+    with_event_credentials,
+)
+from mailer.config import Settings
+
+
+@main.group()
+def mailjet() -> None:
+    """Mailjet account setup: where Mailjet posts its tracking events."""
+
+
+def _mailjet_call(settings: Settings, call: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `call(client)` against the configured Mailjet (or a `mailer simulator`)."""
+    from mailer import runtime
+    from mailer.mailjet import MailjetClient, MailjetError
+
+    try:
+        target = runtime.configured_mailjet(settings)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def go() -> T:
+        async with MailjetClient(target.url, target.api_key, target.secret_key) as client:
+            return await call(client)
+
+    try:
+        return run_async(go())
+    except MailjetError as exc:
+        raise click.ClickException(f"Mailjet ({target.url}): {exc}") from None
+
+
+@mailjet.command("register-webhook")
+@click.argument("public_url")
+@click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
+def mailjet_register_webhook(public_url: str, dry_run: bool) -> None:
+    """Register PUBLIC_URL, Mailer's /events as Mailjet reaches it, for all seven event types.
+
+    MAILER_EVENTS_USER/MAILER_EVENTS_PASSWORD are embedded in the URL (Mailjet's only way
+    to authenticate its callbacks); events are grouped (Version 2). Idempotent: missing
+    records are created, wrong ones updated, right ones left alone.
+    """
+    from mailer.mailjet import registration
+
+    settings = settings_or_exit()
+    if settings.events_user is None or settings.events_password is None:
+        raise click.ClickException(
+            "set MAILER_EVENTS_USER and MAILER_EVENTS_PASSWORD (the API must use the same) "
+            "before registering: Mailjet sends them with every event"
+        )
+    settings = with_event_credentials(settings)  # validates them
+    assert settings.events_user is not None and settings.events_password is not None
+    try:
+        url = registration.webhook_url(
+            public_url, settings.events_user, settings.events_password.get_secret_value()
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="PUBLIC_URL") from None
+    if registration.is_cleartext(url):
+        click.echo("warning: plain http: the credentials will cross the network in clear", err=True)
+    actions = _mailjet_call(
+        settings, lambda client: registration.register(client, url, dry_run=dry_run)
+    )
+    for action in actions:
+        click.echo(("(dry run) " if dry_run else "") + action.describe())
+    click.echo(registration.summary(actions, dry_run=dry_run))
+
+
+@mailjet.command("webhooks")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
+def mailjet_webhooks(as_json: bool) -> None:
+    """List the event callback URLs registered with Mailjet (passwords masked)."""
+    from mailer.mailjet.registration import describe_callback, mask_url
+
+    records = _mailjet_call(settings_or_exit(), lambda client: client.list_event_callbacks())
+    records.sort(key=lambda r: (r.event_type, r.is_backup, r.id))
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": r.id,
+                    "event_type": r.event_type,
+                    "url": mask_url(r.url),
+                    "status": r.status,
+                    "is_backup": r.is_backup,
+                    "version": r.version,
+                }
+                for r in records
+            ]
+        )
+        return
+    for record in records:
+        click.echo(describe_callback(record))
+    if not records:
+        click.echo("no event callback URLs registered")
+
+
+# --- tracking events -----------------------------------------------------------------------

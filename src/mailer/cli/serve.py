@@ -1,0 +1,245 @@
+"""Running Mailer: `run`, `api`, `worker`, `simulator`, `migrate`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import click
+
+from mailer import logs
+from mailer.cli.common import (
+    main,
+    run_async,
+    settings_or_exit,
+    with_event_credentials,
+)
+from mailer.config import Settings
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (default MAILER_HOST, 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default MAILER_PORT, 8000).")
+def run(host: str | None, port: int | None) -> None:
+    """Run the API and a worker in one process (the small-install and development default).
+
+    Without DATABASE_URL it starts an embedded PostgreSQL; without Mailjet keys it starts
+    the built-in Mailjet simulator and sends there.
+    """
+    from mailer import runtime
+
+    settings = settings_or_exit()
+    logs.configure(settings.log_level)
+    settings = with_event_credentials(settings)
+    with runtime.database(settings) as dsn:
+        run_async(_serve_all(settings, dsn, host or settings.host, port or settings.port))
+
+
+async def _serve_all(settings: Settings, dsn: str, host: str, port: int) -> None:
+    from mailer import runtime
+    from mailer.api.app import create_app
+    from mailer.services import Services
+
+    for name in await runtime.apply_migrations(dsn):
+        click.echo(f"applied migration {name}", err=True)
+    on_started: Callable[[int], Awaitable[None]] | None = None
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.uses_simulator:
+            from mailer.simulator.server import SimulatorServer
+
+            simulator = SimulatorServer(
+                api_key=runtime.SIMULATOR_KEY, secret_key=runtime.SIMULATOR_SECRET
+            )
+            await simulator.start()
+            stack.push_async_callback(simulator.stop)
+            target = runtime.MailjetTarget(
+                simulator.url, runtime.SIMULATOR_KEY, runtime.SIMULATOR_SECRET
+            )
+            click.echo(
+                f"no Mailjet keys set: sending to the built-in Mailjet simulator at "
+                f"{simulator.url} (nothing leaves this machine)",
+                err=True,
+            )
+            on_started = _simulator_events_registration(settings, target, host)
+        else:
+            target = runtime.configured_mailjet(settings)
+
+        @contextlib.asynccontextmanager
+        async def worker(services: Services) -> AsyncIterator[object]:
+            async with runtime.running_worker(settings, dsn, services.pool, target) as w:
+                yield w
+
+        app = create_app(settings, dsn, companion=worker)
+        await _serve(app, host, port, settings.log_level, on_started=on_started)
+
+
+def _simulator_events_registration(
+    settings: Settings, target: Any, host: str
+) -> Callable[[int], Awaitable[None]]:
+    """Once the API listens: have the in-process simulator post its tracking events to our
+    `/events` (credentials generated for the run if unset), so the demo shows it all."""
+
+    async def register(port: int) -> None:
+        from mailer import runtime
+        from mailer.mailjet import MailjetError
+        from mailer.mailjet.registration import mask_url
+
+        try:
+            url = await runtime.register_events_with_simulator(settings, target, host, port)
+        except (MailjetError, ValueError) as exc:
+            click.echo(f"could not register /events with the simulator: {exc}", err=True)
+            return
+        click.echo(f"the simulator posts tracking events to {mask_url(url)}", err=True)
+
+    return register
+
+
+async def _serve(
+    app: Any,
+    host: str,
+    port: int,
+    log_level: str,
+    *,
+    on_started: Callable[[int], Awaitable[None]] | None = None,
+) -> None:
+    """Serve `app` until stopped; `on_started(port)` runs once it accepts connections."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        http="httptools",
+        lifespan="on",
+        log_config=None,
+    )
+    click.echo(f"Mailer listening on http://{host}:{port} (OpenAPI at /docs)", err=True)
+    server = uvicorn.Server(config)
+    serving = asyncio.ensure_future(server.serve())
+    if on_started is not None:
+        while not server.started and not serving.done():
+            await asyncio.wait([serving], timeout=0.05)
+        if server.started:
+            bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
+            await on_started(bound)
+    await serving
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (default MAILER_HOST).")
+@click.option("--port", type=int, help="Port to listen on (default MAILER_PORT).")
+@click.option("--workers", type=int, default=1, show_default=True, help="API processes.")
+def api(host: str | None, port: int | None, workers: int) -> None:
+    """Run only the HTTP API (stateless: run as many as you like)."""
+    import os
+
+    import uvicorn
+
+    from mailer import runtime
+
+    settings = settings_or_exit()
+    logs.configure(settings.log_level)
+    settings = with_event_credentials(settings)
+    if settings.events_user is not None and settings.events_password is not None:
+        # Every API process must accept the same (possibly generated) event credentials.
+        os.environ["MAILER_EVENTS_USER"] = settings.events_user
+        os.environ["MAILER_EVENTS_PASSWORD"] = settings.events_password.get_secret_value()
+    with runtime.database(settings) as dsn:
+        run_async(runtime.check_migrations(dsn))
+        os.environ["DATABASE_URL"] = dsn
+        uvicorn.run(
+            "mailer.api.app:app_from_env",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+            log_level=settings.log_level,
+            access_log=False,
+            http="httptools",
+            loop="uvloop",
+        )
+
+
+@main.command()
+def worker() -> None:
+    """Run only a send worker (run as many as you like, on any machine)."""
+    from mailer import runtime
+
+    settings = settings_or_exit()
+    logs.configure(settings.log_level)
+    try:
+        target = runtime.configured_mailjet(settings)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    with runtime.database(settings) as dsn:
+        run_async(_work(settings, dsn, target))
+
+
+async def _work(settings: Settings, dsn: str, target: Any) -> None:
+    from mailer import runtime
+    from mailer.db.pool import create_pool
+
+    await runtime.check_migrations(dsn)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    pool = await create_pool(dsn, min_size=2, max_size=settings.worker_concurrency + 4)
+    try:
+        async with runtime.running_worker(settings, dsn, pool, target):
+            await stop.wait()
+    finally:
+        await pool.close()
+
+
+@main.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    from mailer import runtime
+
+    settings = settings_or_exit()
+    with runtime.database(settings) as dsn:
+        applied = run_async(runtime.apply_migrations(dsn))
+    click.echo("\n".join(f"applied {name}" for name in applied) or "already up to date")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8025, show_default=True)
+@click.option("--latency-ms", type=float, default=0.0, show_default=True)
+@click.option("--events/--no-events", default=True, show_default=True, help="Post tracking events.")
+@click.option("--event-delay-ms", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--event-retry-seconds", type=click.FloatRange(min=0, min_open=True), default=30.0)
+def simulator(
+    host: str,
+    port: int,
+    latency_ms: float,
+    events: bool,
+    event_delay_ms: float,
+    event_retry_seconds: float,
+) -> None:
+    """Run the Mailjet-compatible simulator (for demos, tests and benchmarks).
+
+    It posts tracking events scripted by the recipient address (ann+click@x: sent, open,
+    click; see docs/simulator.md) to the URLs registered with it; --no-events for benchmarks.
+    """
+    from mailer import runtime
+    from mailer.simulator.events import EventsConfig
+    from mailer.simulator.faults import FaultConfig
+    from mailer.simulator.server import run_simulator
+
+    run_simulator(
+        host=host,
+        port=port,
+        api_key=runtime.SIMULATOR_KEY,
+        secret_key=runtime.SIMULATOR_SECRET,
+        faults=FaultConfig(latency_ms=latency_ms),
+        events=EventsConfig(
+            enabled=events, delay_ms=event_delay_ms, retry_interval=event_retry_seconds
+        ),
+    )
