@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -34,11 +35,21 @@ FORBIDDEN_HEADERS = frozenset(
 )
 
 
-def _check_address(value: str) -> str:
+@functools.lru_cache(maxsize=65_536)
+def _normalized_address(value: str) -> str | EmailNotValidError:
     try:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as exc:
-        raise ValueError(f"not a valid email address: {exc}") from None
+        return exc
+
+
+def _check_address(value: str) -> str:
+    # email-validator costs ~50 µs an address; senders and many recipients repeat, so the
+    # (pure) result is cached per process.
+    result = _normalized_address(value)
+    if isinstance(result, EmailNotValidError):
+        raise ValueError(f"not a valid email address: {result}")
+    return result
 
 
 EmailAddress = Annotated[str, Field(max_length=320), AfterValidator(_check_address)]
