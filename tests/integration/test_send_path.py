@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from mailer.delivery.retry import RetryPolicy
-from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET
 from mailer.simulator.faults import FaultConfig
 from mailer.simulator.server import SimulatorServer
 from tests.integration.harness import Service, running_service, service_settings
@@ -29,12 +28,6 @@ def email(to: str = "ann@example.org", **extra: Any) -> dict[str, Any]:
     }
     body.update(extra)
     return body
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(api_key=SIMULATOR_KEY, secret_key=SIMULATOR_SECRET) as sim:
-        yield sim
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import pytest
 from click.testing import CliRunner
 
 from mailer.db.pool import connect
-from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET
 from mailer.simulator.server import SimulatorServer
 from mailer.tracking.intake import store_body
 from tests.integration.harness import Service
@@ -26,12 +25,6 @@ from tests.integration.tracking_helpers import (
     sent_messages,
     tracking_service,
 )
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(api_key=SIMULATOR_KEY, secret_key=SIMULATOR_SECRET) as sim:
-        yield sim
 
 
 @pytest.fixture

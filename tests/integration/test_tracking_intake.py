@@ -15,7 +15,6 @@ import pytest
 from mailer.api.app import create_app
 from mailer.db.pool import connect, create_pool
 from mailer.delivery.retry import RetryPolicy
-from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET
 from mailer.simulator.faults import FaultConfig
 from mailer.simulator.server import SimulatorServer
 from mailer.tracking.status import EventType, RecipientStatus, derive_status, status_for_event
@@ -34,12 +33,6 @@ from tests.integration.tracking_helpers import (
     tracking_service,
     tracking_settings,
 )
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(api_key=SIMULATOR_KEY, secret_key=SIMULATOR_SECRET) as sim:
-        yield sim
 
 
 @pytest.fixture

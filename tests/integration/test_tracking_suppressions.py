@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET
 from mailer.simulator.server import SimulatorServer
 from tests.integration.harness import Service
 from tests.integration.tracking_helpers import (
@@ -19,12 +18,6 @@ from tests.integration.tracking_helpers import (
     sent_messages,
     tracking_service,
 )
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(api_key=SIMULATOR_KEY, secret_key=SIMULATOR_SECRET) as sim:
-        yield sim
 
 
 @pytest.fixture

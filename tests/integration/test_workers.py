@@ -8,24 +8,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from mailer.db.pool import connect
 from mailer.delivery.email import EmailRequest
 from mailer.delivery.enqueue import insert_jobs, new_job
-from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET
 from mailer.simulator.faults import FaultConfig
 from mailer.simulator.server import SimulatorServer
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(api_key=SIMULATOR_KEY, secret_key=SIMULATOR_SECRET) as sim:
-        yield sim
 
 
 class Workers:
