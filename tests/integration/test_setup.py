@@ -108,3 +108,45 @@ def test_bad_configuration_is_refused_with_a_clear_message() -> None:
     assert done.returncode != 0
     assert "MAILER_PORT" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_run_stops_its_embedded_postgres_on_sigterm() -> None:
+    import signal
+    import socket
+    import time
+
+    with tempfile.TemporaryDirectory(prefix="mailer-run-") as tmp:
+        os.chmod(tmp, 0o755)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = {
+            **os.environ,
+            "MAILER_DATA_DIR": tmp,
+            "MAILER_PORT": str(port),
+            "MAILER_LOG_LEVEL": "warning",
+        }
+        for name in ("DATABASE_URL", "MJ_APIKEY_PUBLIC", "MJ_APIKEY_PRIVATE"):
+            env.pop(name, None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailer.cli", "run"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        pid_file = Path(tmp) / "pgdata" / "postmaster.pid"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()[1]
+                assert time.monotonic() < deadline, "mailer run did not start listening"
+                time.sleep(0.1)
+        assert pid_file.exists()
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 0, stderr
+        # The last Mailer process out stops the embedded server.
+        assert not pid_file.exists()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import click
+import uvicorn
 
 from mailer import logs
 from mailer.cli.common import (
@@ -18,6 +19,25 @@ from mailer.cli.common import (
     with_event_credentials,
 )
 from mailer.config import Settings
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn's server, minus its habit of re-raising SIGTERM/SIGINT once it has shut down.
+
+    Re-raised, the signal kills the process before our own clean-up runs — the embedded
+    PostgreSQL would be left running. Here a signal only asks the server to exit.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
 
 
 @main.command()
@@ -119,7 +139,7 @@ async def _serve(
         log_config=None,
     )
     click.echo(f"Mailer listening on http://{host}:{port} (OpenAPI at /docs)", err=True)
-    server = uvicorn.Server(config)
+    server = _GracefulServer(config)
     serving = asyncio.ensure_future(server.serve())
     if on_started is not None:
         while not server.started and not serving.done():
@@ -152,17 +172,21 @@ def api(host: str | None, port: int | None, workers: int) -> None:
     with runtime.database(settings) as dsn:
         run_async(runtime.check_migrations(dsn))
         os.environ["DATABASE_URL"] = dsn
-        uvicorn.run(
-            "mailer.api.app:app_from_env",
-            factory=True,
-            host=host or settings.host,
-            port=port or settings.port,
-            workers=workers,
-            log_level=settings.log_level,
-            access_log=False,
-            http="httptools",
-            loop="uvloop",
-        )
+        options: dict[str, Any] = {
+            "factory": True,
+            "host": host or settings.host,
+            "port": port or settings.port,
+            "workers": workers,
+            "log_level": settings.log_level,
+            "access_log": False,
+            "http": "httptools",
+            "loop": "uvloop",
+        }
+        if workers == 1:
+            _GracefulServer(uvicorn.Config("mailer.api.app:app_from_env", **options)).run()
+        else:
+            # uvicorn's process supervisor handles the signals in this (parent) process.
+            uvicorn.run("mailer.api.app:app_from_env", **options)
 
 
 @main.command()
