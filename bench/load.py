@@ -262,22 +262,32 @@ def _ms(seconds: float | None) -> float | None:
 
 _WRK_SCRIPT = """
 local dir = "%(dir)s"
-local count = %(count)d
+local nthreads = %(threads)d
 local reqs = {}
+local count = 0
+local n = 0
 counts = {}
 
+-- All requests in one file, their lengths in another; each thread sends every
+-- nthreads-th request from its own start, so no two sends repeat a body until the whole
+-- list has gone round (args[1]: where this run starts, past an earlier run's requests).
 function init(args)
-  for i = 1, count do
-    local f = assert(io.open(dir .. "/req" .. i .. ".http", "rb"))
-    reqs[i] = f:read("*a")
-    f:close()
+  local f = assert(io.open(dir .. "/requests.bin", "rb"))
+  local all = f:read("*a")
+  f:close()
+  local pos = 1
+  for line in io.lines(dir .. "/lengths.txt") do
+    local size = tonumber(line)
+    count = count + 1
+    reqs[count] = string.sub(all, pos, pos + size - 1)
+    pos = pos + size
   end
+  n = math.floor((tonumber(args[1]) or 0) / nthreads)
 end
 
-local n = 0
 function request()
   n = n + 1
-  return reqs[(n %% count) + 1]
+  return reqs[((n * nthreads + id) %% count) + 1]
 end
 
 function response(status, headers, body)
@@ -286,6 +296,7 @@ end
 
 local threads = {}
 function setup(thread)
+  thread:set("id", #threads)
   table.insert(threads, thread)
 end
 
@@ -326,20 +337,26 @@ class WrkLoad:
         """Warm up with one wrk run, measure with a second."""
         with tempfile.TemporaryDirectory(prefix="mailer-bench-wrk-") as tmp:
             directory = Path(tmp)
-            for index, raw in enumerate(requests, start=1):
-                (directory / f"req{index}.http").write_bytes(raw)
+            (directory / "requests.bin").write_bytes(b"".join(requests))
+            (directory / "lengths.txt").write_text("".join(f"{len(r)}\n" for r in requests))
+            threads = min(self.threads, connections)
             script = directory / "bench.lua"
-            script.write_text(_WRK_SCRIPT % {"dir": tmp, "count": len(requests)})
-            warm = await self._run(port, script, connections, warmup) if warmup > 0 else None
-            result = await self._run(port, script, connections, duration)
+            script.write_text(_WRK_SCRIPT % {"dir": tmp, "threads": threads})
+            warm = None
+            if warmup > 0:
+                warm = await self._run(port, script, connections, warmup, threads, 0)
+            start = sum(warm.statuses.values()) + connections if warm is not None else 0
+            result = await self._run(port, script, connections, duration, threads, start)
             if warm is not None:
                 result.warmup_statuses = warm.statuses
             return result
 
-    async def _run(self, port: int, script: Path, connections: int, seconds: float) -> LoadResult:
+    async def _run(
+        self, port: int, script: Path, connections: int, seconds: float, threads: int, start: int
+    ) -> LoadResult:
         argv = [
             self.binary,
-            f"-t{min(self.threads, connections)}",
+            f"-t{threads}",
             f"-c{connections}",
             f"-d{max(1, round(seconds))}s",
             "--timeout",
@@ -347,6 +364,7 @@ class WrkLoad:
             "-s",
             str(script),
             f"http://127.0.0.1:{port}/",
+            str(start),
         ]
         proc = await asyncio.create_subprocess_exec(
             *argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT

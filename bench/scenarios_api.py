@@ -14,7 +14,7 @@ from bench import infra
 from bench.load import LoadResult, raw_request
 from bench.payloads import batch_body, email_body, event_bodies
 from bench.report import Row
-from bench.stack import EVENTS_PASSWORD, EVENTS_USER, Bench, wait_drained
+from bench.stack import EVENTS_PASSWORD, EVENTS_USER, Bench, Simulator, wait_drained
 
 BATCH = 500
 EVENTS_PER_POST = 100
@@ -24,8 +24,10 @@ def _bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def _single_bodies(count: int = 256) -> list[bytes]:
-    return [orjson.dumps(email_body(i)) for i in range(count)]
+def _single_bodies(count: int, start: int = 0) -> list[bytes]:
+    """Distinct one-recipient emails: each recipient address is new to the API until the
+    list goes round, as in real traffic (only the sender repeats)."""
+    return [orjson.dumps(email_body(i)) for i in range(start, start + count)]
 
 
 def _others(result: LoadResult, expected: int) -> str:
@@ -41,28 +43,42 @@ async def single(b: Bench) -> None:
     """POST /queue, one email per request, against the bare endpoint and the generator's
     ceiling; every 202 must be in the database afterwards."""
     s = b.size
-    bodies = _single_bodies()
     conns = s.single_connections
 
     async with b.bare("canned", workers=1) as canned:
-        raws = [raw_request(canned.port, "POST", "/queue", x, _bearer("k")) for x in bodies]
+        raws = [
+            raw_request(canned.port, "POST", "/queue", x, _bearer("k"))
+            for x in _single_bodies(s.single_bodies)
+        ]
         ceiling = await b.load.closed(
             canned.port, raws, connections=conns, duration=s.duration, warmup=s.warmup
         )
-    async with b.bare("queue") as bare:
-        raws = [raw_request(bare.port, "POST", "/queue", x, _bearer("k")) for x in bodies]
-        base = await b.load.closed(
-            bare.port, raws, connections=conns, duration=s.duration, warmup=s.warmup
-        )
-    async with infra.fresh_database(b.server) as dsn:
+    # The bare endpoint and Mailer take turns, each round with emails new to both, and each
+    # keeps its best round: a neighbour's burst on a shared machine then spoils one round,
+    # not the ratio.
+    bases: list[LoadResult] = []
+    results: list[LoadResult] = []
+    async with b.bare("queue") as bare, infra.fresh_database(b.server) as dsn:
         _, key = await infra.create_app(dsn)
         async with b.api(dsn) as api:
-            raws = [raw_request(api.port, "POST", "/queue", x, _bearer(key)) for x in bodies]
-            result = await b.load.closed(
-                api.port, raws, connections=conns, duration=s.duration, warmup=s.warmup
-            )
+            for turn in range(s.single_rounds):
+                bodies = _single_bodies(s.single_bodies, start=turn * s.single_bodies)
+                raws = [raw_request(bare.port, "POST", "/queue", x, _bearer("k")) for x in bodies]
+                bases.append(
+                    await b.load.closed(
+                        bare.port, raws, connections=conns, duration=s.duration, warmup=s.warmup
+                    )
+                )
+                raws = [raw_request(api.port, "POST", "/queue", x, _bearer(key)) for x in bodies]
+                results.append(
+                    await b.load.closed(
+                        api.port, raws, connections=conns, duration=s.duration, warmup=s.warmup
+                    )
+                )
         # The API has drained and stopped: whatever is in the table is committed.
         stored = int(await infra.fetchval(dsn, "SELECT count(*) FROM jobs"))
+    base = max(bases, key=lambda r: r.rate)
+    result = max(results, key=lambda r: r.count(202) / r.seconds)
 
     b.report.add(
         Row(
@@ -101,19 +117,26 @@ async def single(b: Bench) -> None:
             else "",
         )
     )
-    answered = ok + result.warmup_statuses.get(202, 0)
+    answered = sum(r.count(202) + r.warmup_statuses.get(202, 0) for r in results)
+    rounds = (
+        ", ".join(f"{r.rate:,.0f}" for r in bases)
+        + " vs "
+        + ", ".join(f"{r.count(202) / r.seconds:,.0f}" for r in results)
+    )
+    b.report.note(f"single: req/s per round, bare vs POST /queue: {rounds}")
     b.report.add(
         Row("single", "202 answers found committed", f"{min(stored, answered)}/{answered}")
     )
     b.report.check("single: every 202 committed", stored >= answered and answered > 0)
-    if _others(result, 202):
-        b.report.note(f"single: answers other than 202: {_others(result, 202)}")
+    others = "; ".join(o for o in (_others(r, 202) for r in results) if o)
+    if others:
+        b.report.note(f"single: answers other than 202: {others}")
 
 
 async def batch(b: Bench) -> None:
     """POST /queue/batch of 500 emails, against COPY of the same rows."""
     s = b.size
-    bodies = [batch_body(i * BATCH, BATCH) for i in range(8)]
+    bodies = [batch_body(i * BATCH, BATCH) for i in range(s.batch_bodies)]
     async with infra.fresh_database(b.server) as dsn:
         _, key = await infra.create_app(dsn)
         async with b.api(dsn) as api:
@@ -297,10 +320,32 @@ async def _probe(port: int, auth: dict[str, str]) -> int:
         return response.status
 
 
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+async def _fetch(dsn: str, query: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(query))
+    finally:
+        await conn.close()
+
+
+async def _delivered_rate(sim: Simulator, after: float, seconds: float) -> float:
+    """Messages per second the simulator accepted from `after` to `after + seconds`."""
+    await asyncio.sleep(after)
+    first, began = (await sim.stats())["accepted_messages"], time.perf_counter()
+    await asyncio.sleep(seconds)
+    last, ended = (await sim.stats())["accepted_messages"], time.perf_counter()
+    return float(last - first) / (ended - began)
+
+
 async def latency(b: Bench) -> None:
     """Enqueue -> Mailjet call at half of the whole stack's peak rate, open loop."""
     s = b.size
-    bodies = _single_bodies()
+    bodies = _single_bodies(s.single_bodies)
     async with (
         b.simulator(latency_ms=0) as sim,
         infra.fresh_database(b.server) as dsn,
@@ -308,16 +353,25 @@ async def latency(b: Bench) -> None:
         _, key = await infra.create_app(dsn)
         async with b.api(dsn) as api, b.worker(dsn, sim):
             raws = [raw_request(api.port, "POST", "/queue", x, _bearer(key)) for x in bodies]
+            warmup = min(1.0, s.warmup)
+            delivered = asyncio.create_task(_delivered_rate(sim, warmup, s.latency_probe))
             probe = await b.load.closed(
                 api.port,
                 raws,
                 connections=s.single_connections,
                 duration=s.latency_probe,
-                warmup=min(1.0, s.warmup),
+                warmup=warmup,
             )
             await wait_drained(dsn, timeout=300)
-            peak = probe.count(202) / probe.seconds
+            # The stack's peak is what it both accepts and delivers: under a closed loop
+            # the API can outrun the worker, and that rate could not be sustained.
+            peak = min(probe.count(202) / probe.seconds, await delivered)
             rate = peak / 2
+            # Settle at the rate first (not counted), then measure.
+            await b.python.open_loop(
+                api.port, raws, rate=rate, duration=s.warmup, connections=s.single_connections
+            )
+            await wait_drained(dsn, timeout=300)
             samples = await b.python.open_loop(
                 api.port,
                 raws,
@@ -326,23 +380,31 @@ async def latency(b: Bench) -> None:
                 connections=s.single_connections,
             )
             await wait_drained(dsn, timeout=300)
+            created_at = {
+                str(r["id"]): r["created"]
+                for r in await _fetch(
+                    dsn, "SELECT id, extract(epoch FROM created_at)::float8 AS created FROM jobs"
+                )
+            }
         accepted_at = {m["custom_id"]: m["accepted_at"] for m in await sim.messages()}
     answers = Counter(x.status for x in samples)
-    delays = []
+    delays, api_side, queue_side = [], [], []
     missing = 0
     for sample in samples:
         if sample.status == 202:
             job_id = orjson.loads(sample.body)["job_id"]
             if job_id in accepted_at:
                 delays.append((accepted_at[job_id] - sample.sent_at) * 1000)
+                api_side.append((created_at[job_id] - sample.sent_at) * 1000)
+                queue_side.append((accepted_at[job_id] - created_at[job_id]) * 1000)
             else:
                 missing += 1
     if not delays:
         raise RuntimeError(f"no email of the latency run reached the simulator: {answers}")
-    delays.sort()
-    p50 = delays[len(delays) // 2]
-    p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
-    b.report.add(Row("latency", "whole-stack peak (API + worker, POST /queue)", peak, "req/s"))
+    p50, p99 = _pct(delays, 0.5), _pct(delays, 0.99)
+    b.report.add(
+        Row("latency", "whole-stack peak (accepted and delivered, API + worker)", peak, "emails/s")
+    )
     b.report.add(
         Row(
             "latency",
@@ -361,8 +423,14 @@ async def latency(b: Bench) -> None:
             "ms",
             target="<= 100 ms",
             met=p99 <= 100,
-            note=f"max {delays[-1]:.0f} ms, {len(delays)} emails",
+            note=f"max {max(delays):.0f} ms, {len(delays)} emails",
         )
+    )
+    b.report.note(
+        "latency: POST sent -> job row created (API side) "
+        f"p50 {_pct(api_side, 0.5):.1f} ms, p99 {_pct(api_side, 0.99):.1f} ms; "
+        "created -> Mailjet call (commit, NOTIFY, claim, send) "
+        f"p50 {_pct(queue_side, 0.5):.1f} ms, p99 {_pct(queue_side, 0.99):.1f} ms"
     )
     b.report.check(
         "latency: every email reached the simulator",

@@ -13,8 +13,11 @@ class Size:
     warmup: float  # seconds of load before measuring (not counted)
     duration: float  # seconds measured per closed-loop run
     single_connections: int  # POST /queue, as the issue asks: 64
+    single_bodies: int  # distinct emails sent round (more than any address cache holds)
+    single_rounds: int  # turns of bare endpoint then Mailer; each keeps its best
     api_workers: int  # API processes, as the issue asks: 2
     batch_connections: int  # concurrent POST /queue/batch
+    batch_bodies: int  # distinct batches of 500 sent round
     copy_emails: int  # rows COPYed for the batch baseline
     delivery_jobs: int  # backlog drained through the simulator
     peer_jobs: int  # no-op jobs drained by PgQueuer and procrastinate
@@ -35,8 +38,11 @@ FULL = Size(
     warmup=3.0,
     duration=10.0,
     single_connections=64,
+    single_bodies=150_000,
+    single_rounds=2,
     api_workers=2,
     batch_connections=8,
+    batch_bodies=600,
     copy_emails=200_000,
     delivery_jobs=100_000,
     peer_jobs=100_000,
@@ -48,17 +54,20 @@ FULL = Size(
     backlog_small=10_000,
     backlog_large=1_000_000,
     claims=40,
-    soak_emails=1_000_000,
+    soak_emails=200_000,
     soak_checkpoint=100_000,
 )
 
 SMOKE = Size(
     name="smoke",
-    warmup=0.5,
+    warmup=0.3,
     duration=1.0,
     single_connections=16,
+    single_bodies=5_000,
+    single_rounds=1,
     api_workers=2,
     batch_connections=2,
+    batch_bodies=8,
     copy_emails=2_000,
     delivery_jobs=1_000,
     peer_jobs=500,

@@ -190,29 +190,53 @@ class Enqueuer:
             return await store_jobs(conn, jobs)
 
     async def _write_loop(self) -> None:
+        # Each writer keeps its connection between writes: taking one from the pool per write
+        # would add the pool's reset round trip (run on every release) to every write.
         while True:
-            group = [await self._pending.get()]
-            while len(group) < self._max_group and not self._pending.empty():
-                group.append(self._pending.get_nowait())
             try:
-                await self._write_group(group)
+                conn = await self._pool.acquire()
+            except Exception as exc:
+                # No connection to write with: the next callers fail, as their write would.
+                group = await self._next_group()
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                self._done(group)
+                continue
+            try:
+                while not conn.is_closed():
+                    group = await self._next_group()
+                    try:
+                        await self._write_group(conn, group)
+                    finally:
+                        self._done(group)
             finally:
-                for _ in group:
-                    self._pending.task_done()
+                await self._pool.release(conn)
 
-    async def _write_group(self, group: list[tuple[NewJob, asyncio.Future[Accepted]]]) -> None:
+    async def _next_group(self) -> list[tuple[NewJob, asyncio.Future[Accepted]]]:
+        group = [await self._pending.get()]
+        while len(group) < self._max_group and not self._pending.empty():
+            group.append(self._pending.get_nowait())
+        return group
+
+    def _done(self, group: list[tuple[NewJob, asyncio.Future[Accepted]]]) -> None:
+        for _ in group:
+            self._pending.task_done()
+
+    async def _write_group(
+        self, conn: Conn, group: list[tuple[NewJob, asyncio.Future[Accepted]]]
+    ) -> None:
         try:
-            async with self._pool.acquire() as conn:
-                answers = await store_jobs(conn, [job for job, _ in group])
+            answers = await store_jobs(conn, [job for job, _ in group])
         except Exception as exc:
-            if len(group) == 1:
-                _, future = group[0]
-                if not future.done():
-                    future.set_exception(exc)
+            if len(group) == 1 or conn.is_closed():
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
                 return
             # One bad job must not fail its neighbours: write each on its own.
             for item in group:
-                await self._write_group([item])
+                await self._write_group(conn, [item])
             return
         for (_, future), answer in zip(group, answers, strict=True):
             if not future.done():

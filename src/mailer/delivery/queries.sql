@@ -33,42 +33,50 @@ JOIN unnest($1::uuid[], $2::text[]) AS k(app_id, idempotency_key)
   ON j.app_id = k.app_id AND j.idempotency_key = k.idempotency_key;
 
 -- name: claim_jobs
--- Take up to $1 due jobs that no one holds, lease them to worker $3 for $2 seconds.
+-- Take up to $1 due jobs that no one holds, lease them to worker $3 for $2 seconds, oldest
+-- due first, each with its recipients as arrays in position order; recipients on their
+-- app's suppression list are marked so now. One statement: one round trip per claim.
 WITH due AS (
     SELECT id FROM jobs
     WHERE state = 'queued' AND run_at <= now()
     ORDER BY run_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
-)
-UPDATE jobs j
-SET state = 'sending',
-    attempts = j.attempts + 1,
-    locked_until = now() + make_interval(secs => $2),
-    locked_by = $3,
-    updated_at = now()
-FROM due
-WHERE j.id = due.id
-RETURNING j.id, j.app_id, j.message, j.attempts, j.created_at, j.needs_lookup;
-
--- name: claimed_recipients
--- The claimed jobs' recipients; those on their app's suppression list are marked so now.
-WITH suppressed AS (
+), claimed AS (
+    UPDATE jobs j
+    SET state = 'sending',
+        attempts = j.attempts + 1,
+        locked_until = now() + make_interval(secs => $2),
+        locked_by = $3,
+        updated_at = now()
+    FROM due
+    WHERE j.id = due.id
+    RETURNING j.id, j.app_id, j.message, j.attempts, j.created_at, j.needs_lookup, j.run_at
+), suppressed AS (
     UPDATE messages m
     SET status = 'suppressed', updated_at = now()
-    FROM suppressions s
-    WHERE m.job_id = ANY($1::uuid[])
+    FROM claimed c, suppressions s
+    WHERE m.job_id = c.id
       AND m.status = 'queued'
       AND s.app_id = m.app_id
       AND s.email = m.email
     RETURNING m.job_id, m.position
 )
-SELECT m.job_id, m.position, m.kind, m.email,
-       CASE WHEN x.job_id IS NULL THEN m.status ELSE 'suppressed' END AS status
-FROM messages m
-LEFT JOIN suppressed x ON x.job_id = m.job_id AND x.position = m.position
-WHERE m.job_id = ANY($1::uuid[])
-ORDER BY m.job_id, m.position;
+SELECT c.id, c.app_id, c.message, c.attempts, c.created_at, c.needs_lookup,
+       r.positions, r.kinds, r.emails, r.statuses
+FROM claimed c
+CROSS JOIN LATERAL (
+    -- The statement sees messages as they were before `suppressed`: hence the CASE.
+    SELECT array_agg(m.position ORDER BY m.position) AS positions,
+           array_agg(m.kind ORDER BY m.position) AS kinds,
+           array_agg(m.email ORDER BY m.position) AS emails,
+           array_agg(CASE WHEN x.job_id IS NULL THEN m.status ELSE 'suppressed' END
+                     ORDER BY m.position) AS statuses
+    FROM messages m
+    LEFT JOIN suppressed x ON x.job_id = m.job_id AND x.position = m.position
+    WHERE m.job_id = c.id
+) r
+ORDER BY c.run_at, c.id;
 
 -- name: next_due
 SELECT min(run_at) FROM jobs WHERE state = 'queued';

@@ -20,27 +20,30 @@ Q = Queries("mailer.delivery")
 async def claim(
     pool: asyncpg.Pool, *, limit: int, lease_seconds: float, worker_id: str
 ) -> list[ClaimedJob]:
-    """Lease up to `limit` due jobs to this worker (committed before any sending)."""
+    """Lease up to `limit` due jobs to this worker (committed before any sending), oldest
+    due first, with their recipients."""
     rows = await pool.fetch(Q.claim_jobs, limit, lease_seconds, worker_id)
-    if not rows:
-        return []
-    jobs = {
-        row["id"]: ClaimedJob(
+    return [
+        ClaimedJob(
             id=row["id"],
             app_id=row["app_id"],
             message=row["message"],
             attempts=row["attempts"],
             created_at=row["created_at"],
             needs_lookup=row["needs_lookup"],
+            recipients=[
+                Recipient(position, kind, email, status)
+                for position, kind, email, status in zip(
+                    row["positions"] or (),
+                    row["kinds"] or (),
+                    row["emails"] or (),
+                    row["statuses"] or (),
+                    strict=True,
+                )
+            ],
         )
         for row in rows
-    }
-    for r in await pool.fetch(Q.claimed_recipients, list(jobs)):
-        jobs[r["job_id"]].recipients.append(
-            Recipient(r["position"], r["kind"], r["email"], r["status"])
-        )
-    # Keep the claim order (oldest due first) for packing.
-    return [jobs[row["id"]] for row in rows]
+    ]
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """The send worker: claim due jobs, send them in packs through Mailjet, record the results.
 
 Never a transaction across an HTTP call: the claim commits, the call runs, the result is
-written in a second short transaction. Several calls are in flight at once, bounded by a
-semaphore. SIGTERM (via `stop()`) drains: calls in flight finish and are recorded, claims
-not yet started are given back.
+written in a second short transaction (shared with the calls that finished at the same
+time). Several calls are in flight at once, bounded by a semaphore, and as many wait
+claimed behind them, so one claim serves many calls. SIGTERM (via `stop()`) drains: calls
+in flight finish and are recorded, claims not yet started are given back.
 """
 
 from __future__ import annotations
@@ -58,9 +59,11 @@ class Worker:
         self._stopping = asyncio.Event()
         self._main: asyncio.Task[None] | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._recorder = Recorder(pool, self.worker_id)
 
     async def start(self) -> None:
         """Start claiming and sending in the background."""
+        await self._recorder.start()
         self._main = asyncio.create_task(self._loop())
         self._reaper = asyncio.create_task(self._reap_loop())
         log.info("worker started", extra={"action": "worker_started", "worker": self.worker_id})
@@ -84,6 +87,7 @@ class Worker:
                     await self._main
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await self._recorder.stop()
         log.info("worker stopped", extra={"action": "worker_stopped", "worker": self.worker_id})
 
     async def _loop(self) -> None:
@@ -103,8 +107,8 @@ class Worker:
     async def _claim_and_dispatch(self) -> bool:
         """Claim what free slots can take; True when the claim came back full."""
         free = self._free_slots()
-        if free == 0:
-            # Wait for a call to finish before claiming more.
+        if free < max(1, self._options.concurrency // 2):
+            # Wait for calls to finish, so that the next claim is worth several calls.
             await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
             return True
         self._wakeup.event.clear()
@@ -122,9 +126,14 @@ class Worker:
         return len(jobs) == limit
 
     def _free_slots(self) -> int:
-        return max(0, self._options.concurrency - len(self._in_flight))
+        # Up to `concurrency` calls wait, claimed, behind those being sent: a slot that frees
+        # up finds its next call ready, and one claim serves many calls instead of one.
+        return max(0, 2 * self._options.concurrency - len(self._in_flight))
 
     async def _idle(self) -> None:
+        if self._wakeup.event.is_set():
+            # Notified while claiming: claim again at once, without asking when work is due.
+            return
         timeout = self._options.poll_interval
         due = await store.next_due(self._pool)
         if due is not None:
@@ -138,7 +147,7 @@ class Worker:
                 return
             try:
                 outcome = await self._sender.process(jobs)
-                await store.record(self._pool, outcome, worker_id=self.worker_id)
+                await self._recorder.record(outcome)
             except Exception:
                 # The lease will expire and the jobs be looked up, then retried: not lost.
                 log.exception("recording a send failed", extra={"action": "record_failed"})
@@ -157,3 +166,70 @@ class Worker:
                     extra={"action": "leases_recovered", "count": recovered},
                 )
                 self._wakeup.event.set()
+
+
+class Recorder:
+    """Records the outcomes of calls that finish together in one transaction.
+
+    Like the enqueuer's coalescing: whatever outcomes arrive while a write is in flight go
+    into the next one, so a busy worker commits once per handful of calls, not per call.
+    Each caller returns once its outcome is committed; if a combined write fails, each
+    outcome is written on its own, so one bad outcome never fails its neighbours.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, worker_id: str, *, writers: int = 2) -> None:
+        self._pool = pool
+        self._worker_id = worker_id
+        self._writers = writers
+        self._pending: asyncio.Queue[tuple[store.Outcome, asyncio.Future[None]]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Start the writer tasks."""
+        self._tasks = [asyncio.create_task(self._write_loop()) for _ in range(self._writers)]
+
+    async def stop(self) -> None:
+        """Write what is pending, then stop the writers."""
+        await self._pending.join()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def record(self, outcome: store.Outcome) -> None:
+        """Write one call's outcome; returns once it is committed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.put_nowait((outcome, future))
+        await asyncio.shield(future)
+
+    async def _write_loop(self) -> None:
+        while True:
+            group = [await self._pending.get()]
+            while not self._pending.empty():
+                group.append(self._pending.get_nowait())
+            try:
+                await self._write(group)
+            finally:
+                for _ in group:
+                    self._pending.task_done()
+
+    async def _write(self, group: list[tuple[store.Outcome, asyncio.Future[None]]]) -> None:
+        merged = store.Outcome()
+        for outcome, _ in group:
+            merged.merge(outcome)
+        try:
+            await store.record(self._pool, merged, worker_id=self._worker_id)
+        except Exception as exc:
+            if len(group) == 1:
+                _, future = group[0]
+                if not future.done():
+                    future.set_exception(exc)
+                return
+            for item in group:
+                await self._write([item])
+            return
+        for _, future in group:
+            if not future.done():
+                future.set_result(None)

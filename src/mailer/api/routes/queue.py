@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from mailer.api.deps import AppId, IdempotencyKey, ServicesDep
+from mailer.api.deps import ENQUEUING_OPENAPI, EnqueuingDep
 from mailer.api.errors import ApiError
 from mailer.api.responses import Json
 from mailer.delivery.email import EmailRequest
@@ -41,11 +41,10 @@ def _body_of(email: EmailRequest) -> dict[str, Any]:
     return email.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-@router.post("/queue", status_code=202, response_model=QueuedJob)
-async def queue_email(
-    email: EmailRequest, app_id: AppId, services: ServicesDep, key: IdempotencyKey
-) -> Json:
+@router.post("/queue", status_code=202, response_model=QueuedJob, openapi_extra=ENQUEUING_OPENAPI)
+async def queue_email(email: EmailRequest, caller: EnqueuingDep) -> Json:
     """Queue one email. Answers 202 with the job's id once it is durably stored."""
+    app_id, services, key = caller.app_id, caller.services, caller.idempotency_key
     body_hash = request_hash(_body_of(email)) if key is not None else None
     job = new_job(app_id, email, idempotency_key=key, body_hash=body_hash)
     try:
@@ -55,11 +54,15 @@ async def queue_email(
     return Json({"job_id": str(accepted.job_id), "status": "queued"}, 202)
 
 
-@router.post("/queue/batch", status_code=202, response_model=BatchAccepted)
-async def queue_batch(
-    batch: BatchRequest, app_id: AppId, services: ServicesDep, key: IdempotencyKey
-) -> Json:
+@router.post(
+    "/queue/batch",
+    status_code=202,
+    response_model=BatchAccepted,
+    openapi_extra=ENQUEUING_OPENAPI,
+)
+async def queue_batch(batch: BatchRequest, caller: EnqueuingDep) -> Json:
     """Queue up to 500 emails in one transaction: all are accepted, or none."""
+    app_id, services, key = caller.app_id, caller.services, caller.idempotency_key
     body_hash = request_hash([_body_of(e) for e in batch.emails]) if key is not None else None
     jobs = [
         new_job(
