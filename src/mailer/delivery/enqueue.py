@@ -8,8 +8,6 @@ after its rows are committed.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 import uuid
@@ -20,7 +18,9 @@ from typing import Any
 
 import asyncpg
 import orjson
+from asyncpg.pool import PoolConnectionProxy
 
+from mailer.db.coalesce import Coalescer
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.delivery.email import EmailRequest
@@ -158,86 +158,38 @@ class Enqueuer:
 
     def __init__(self, pool: asyncpg.Pool, *, writers: int = 4, max_group: int = 500) -> None:
         self._pool = pool
-        self._writers = writers
-        self._max_group = max_group
-        self._pending: asyncio.Queue[tuple[NewJob, asyncio.Future[Accepted]]] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._coalescer: Coalescer[NewJob, Accepted] = Coalescer(
+            self._write, writers=writers, max_group=max_group
+        )
+        # Connections the writers keep between writes: handing one back to the pool after
+        # every write would add the pool's reset round trip to every write.
+        self._kept: list[PoolConnectionProxy[asyncpg.Record]] = []
 
     async def start(self) -> None:
-        """Start the writer tasks."""
-        self._tasks = [asyncio.create_task(self._write_loop()) for _ in range(self._writers)]
+        """Start the writers."""
+        await self._coalescer.start()
 
     async def stop(self) -> None:
-        """Finish what is queued, then stop the writers."""
-        await self._pending.join()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        """Finish what is queued, then stop the writers and give their connections back."""
+        await self._coalescer.stop()
+        while self._kept:
+            await self._pool.release(self._kept.pop())
 
     async def enqueue(self, job: NewJob) -> Accepted:
-        """Store one job; returns once it is committed."""
-        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
-        self._pending.put_nowait((job, future))
-        # The write goes on even if the client goes away: a 202 may be lost, never a job.
-        return await asyncio.shield(future)
+        """Store one job; returns once it is committed (even if the client goes away)."""
+        return await self._coalescer.submit(job)
 
     async def enqueue_batch(self, jobs: Sequence[NewJob]) -> list[Accepted]:
         """Store several jobs all-or-nothing."""
         async with self._pool.acquire() as conn:
             return await store_jobs(conn, jobs)
 
-    async def _write_loop(self) -> None:
-        # Each writer keeps its connection between writes: taking one from the pool per write
-        # would add the pool's reset round trip (run on every release) to every write.
-        while True:
-            try:
-                conn = await self._pool.acquire()
-            except Exception as exc:
-                # No connection to write with: the next callers fail, as their write would.
-                group = await self._next_group()
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-                self._done(group)
-                continue
-            try:
-                while not conn.is_closed():
-                    group = await self._next_group()
-                    try:
-                        await self._write_group(conn, group)
-                    finally:
-                        self._done(group)
-            finally:
-                await self._pool.release(conn)
-
-    async def _next_group(self) -> list[tuple[NewJob, asyncio.Future[Accepted]]]:
-        group = [await self._pending.get()]
-        while len(group) < self._max_group and not self._pending.empty():
-            group.append(self._pending.get_nowait())
-        return group
-
-    def _done(self, group: list[tuple[NewJob, asyncio.Future[Accepted]]]) -> None:
-        for _ in group:
-            self._pending.task_done()
-
-    async def _write_group(
-        self, conn: Conn, group: list[tuple[NewJob, asyncio.Future[Accepted]]]
-    ) -> None:
+    async def _write(self, jobs: Sequence[NewJob]) -> list[Accepted]:
+        conn = self._kept.pop() if self._kept else await self._pool.acquire()
         try:
-            answers = await store_jobs(conn, [job for job, _ in group])
-        except Exception as exc:
-            if len(group) == 1 or conn.is_closed():
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-                return
-            # One bad job must not fail its neighbours: write each on its own.
-            for item in group:
-                await self._write_group(conn, [item])
-            return
-        for (_, future), answer in zip(group, answers, strict=True):
-            if not future.done():
-                future.set_result(answer)
+            return await store_jobs(conn, jobs)
+        finally:
+            if conn.is_closed():
+                await self._pool.release(conn)
+            else:
+                self._kept.append(conn)

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from mailer.db.coalesce import Coalescer
 from mailer.delivery import store
 from mailer.delivery.batching import MAX_RECIPIENTS_PER_CALL, ClaimedJob, pack
 from mailer.delivery.send import Sender
@@ -169,67 +170,31 @@ class Worker:
 
 
 class Recorder:
-    """Records the outcomes of calls that finish together in one transaction.
-
-    Like the enqueuer's coalescing: whatever outcomes arrive while a write is in flight go
-    into the next one, so a busy worker commits once per handful of calls, not per call.
-    Each caller returns once its outcome is committed; if a combined write fails, each
-    outcome is written on its own, so one bad outcome never fails its neighbours.
-    """
+    """Records the outcomes of calls that finish together in one transaction (group commit),
+    so a busy worker commits once per handful of calls, not once per call."""
 
     def __init__(self, pool: asyncpg.Pool, worker_id: str, *, writers: int = 2) -> None:
         self._pool = pool
         self._worker_id = worker_id
-        self._writers = writers
-        self._pending: asyncio.Queue[tuple[store.Outcome, asyncio.Future[None]]] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._coalescer: Coalescer[store.Outcome, None] = Coalescer(
+            self._record_many, writers=writers
+        )
 
     async def start(self) -> None:
-        """Start the writer tasks."""
-        self._tasks = [asyncio.create_task(self._write_loop()) for _ in range(self._writers)]
+        """Start the writers."""
+        await self._coalescer.start()
 
     async def stop(self) -> None:
         """Write what is pending, then stop the writers."""
-        await self._pending.join()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await self._coalescer.stop()
 
     async def record(self, outcome: store.Outcome) -> None:
         """Write one call's outcome; returns once it is committed."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.put_nowait((outcome, future))
-        await asyncio.shield(future)
+        await self._coalescer.submit(outcome)
 
-    async def _write_loop(self) -> None:
-        while True:
-            group = [await self._pending.get()]
-            while not self._pending.empty():
-                group.append(self._pending.get_nowait())
-            try:
-                await self._write(group)
-            finally:
-                for _ in group:
-                    self._pending.task_done()
-
-    async def _write(self, group: list[tuple[store.Outcome, asyncio.Future[None]]]) -> None:
+    async def _record_many(self, outcomes: Sequence[store.Outcome]) -> list[None]:
         merged = store.Outcome()
-        for outcome, _ in group:
+        for outcome in outcomes:
             merged.merge(outcome)
-        try:
-            await store.record(self._pool, merged, worker_id=self._worker_id)
-        except Exception as exc:
-            if len(group) == 1:
-                _, future = group[0]
-                if not future.done():
-                    future.set_exception(exc)
-                return
-            for item in group:
-                await self._write([item])
-            return
-        for _, future in group:
-            if not future.done():
-                future.set_result(None)
+        await store.record(self._pool, merged, worker_id=self._worker_id)
+        return [None] * len(outcomes)
