@@ -77,3 +77,17 @@ class Wakeup:
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(conn.close(), timeout=2)
+
+
+async def finish_claim_loop(loop_task: asyncio.Task[None], *, within: float) -> None:
+    """Let a claim loop that was asked to stop finish its current step, then return.
+
+    Cancelled between a committed claim and the start of its work, a loop would strand the
+    claimed rows until their lease ends; only a loop stuck past `within` is cancelled.
+    """
+    try:
+        await asyncio.wait_for(asyncio.shield(loop_task), within)
+    except TimeoutError:
+        loop_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop_task

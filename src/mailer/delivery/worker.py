@@ -24,7 +24,7 @@ from mailer.db.coalesce import Coalescer
 from mailer.delivery import store
 from mailer.delivery.batching import MAX_RECIPIENTS_PER_CALL, ClaimedJob, pack
 from mailer.delivery.send import Sender
-from mailer.delivery.wakeup import Wakeup
+from mailer.delivery.wakeup import Wakeup, finish_claim_loop
 from mailer.ids import uuid7
 
 log = logging.getLogger(__name__)
@@ -78,14 +78,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         if self._main is not None:
-            # Let the loop finish its step: cancelled between a committed claim and the
-            # dispatch of its calls, it would strand the claimed jobs until their lease ends.
-            try:
-                await asyncio.wait_for(asyncio.shield(self._main), self._options.lease_seconds)
-            except TimeoutError:
-                self._main.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._main
+            await finish_claim_loop(self._main, within=self._options.lease_seconds)
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
         await self._recorder.stop()

@@ -18,7 +18,6 @@ failures" without sleeping.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -32,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import asyncpg
 
-from mailer.delivery.wakeup import Wakeup
+from mailer.delivery.wakeup import Wakeup, finish_claim_loop
 from mailer.ids import uuid7
 from mailer.webhooks.outbox import Q
 from mailer.webhooks.schedule import DISABLE_AFTER, next_attempt_delay, parse_retry_after
@@ -138,10 +137,10 @@ class Dispatcher:
     async def stop(self) -> None:
         """Stop claiming, let attempts in flight finish and record, close the HTTP session."""
         self._stopping.set()
+        if self._wakeup is not None:
+            self._wakeup.event.set()
         if self._main is not None:
-            self._main.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._main
+            await finish_claim_loop(self._main, within=self._options.lease_seconds)
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
         if self._session is not None:
@@ -276,7 +275,7 @@ class Dispatcher:
                 )
                 await asyncio.sleep(1.0)
                 continue
-            if not full:
+            if not full and not self._stopping.is_set():
                 await self._idle()
 
     async def _claim_and_start(self) -> bool:
