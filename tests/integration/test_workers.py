@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 
+import asyncpg
 import pytest
 
 from mailer.db.pool import connect
@@ -106,6 +107,14 @@ async def wait_until_finished(dsn: str, count: int, timeout: float) -> None:
         await conn.close()
 
 
+async def wait_for_claims(conn: asyncpg.Connection, *, at_least: int) -> None:
+    """Wait until a worker holds at least `at_least` jobs."""
+    deadline = time.monotonic() + 20
+    while await conn.fetchval("SELECT count(*) FROM jobs WHERE state = 'sending'") < at_least:
+        assert time.monotonic() < deadline, f"fewer than {at_least} jobs were ever claimed"
+        await asyncio.sleep(0.05)
+
+
 async def test_three_workers_send_2000_jobs_exactly_once(
     db_dsn: str, simulator: SimulatorServer, workers: Workers
 ) -> None:
@@ -135,10 +144,7 @@ async def test_a_killed_worker_s_jobs_are_finished_by_another_exactly_once(
     first = workers.start()
     conn = await connect(db_dsn)
     try:
-        deadline = time.monotonic() + 20
-        while await conn.fetchval("SELECT count(*) FROM jobs WHERE state = 'sending'") < 100:
-            assert time.monotonic() < deadline, "the first worker never claimed the jobs"
-            await asyncio.sleep(0.05)
+        await wait_for_claims(conn, at_least=100)
     finally:
         await conn.close()
     await asyncio.sleep(0.5)
@@ -158,10 +164,7 @@ async def test_sigterm_drains_in_flight_calls(
     proc = workers.start()
     conn = await connect(db_dsn)
     try:
-        deadline = time.monotonic() + 20
-        while await conn.fetchval("SELECT count(*) FROM jobs WHERE state = 'sending'") == 0:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        await wait_for_claims(conn, at_least=1)
         proc.send_signal(signal.SIGTERM)
         # Wait without blocking the loop: the simulator answering the worker runs on it.
         deadline = time.monotonic() + 20
