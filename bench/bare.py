@@ -5,7 +5,8 @@
     python -m bench.bare canned --port P               # raw asyncio: a fixed 202, no parsing
 
 `queue` and `events` run exactly like `mailer api` (uvicorn, httptools, uvloop, the same
-worker count, the same orjson responses), so the ratio to them isolates what Mailer adds.
+worker count, the same orjson responses, the same start-up heap freeze), so the ratio to
+them isolates what Mailer adds.
 `canned` answers as cheaply as Python can: it shows the load generator's ceiling.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import orjson
@@ -20,12 +23,19 @@ from fastapi import FastAPI, Request
 
 from mailer.api.responses import Json
 from mailer.delivery.email import EmailRequest
+from mailer.heap import freeze_startup_heap
 from mailer.ids import uuid7
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    freeze_startup_heap()  # as Mailer's API does once started
+    yield
 
 
 def queue_app() -> FastAPI:
     """`POST /queue` with the same body model as Mailer's, answering 202 at once."""
-    app = FastAPI(default_response_class=Json)
+    app = FastAPI(default_response_class=Json, lifespan=_lifespan)
 
     @app.post("/queue", status_code=202)
     async def queue(email: EmailRequest) -> Json:
@@ -40,7 +50,7 @@ def queue_app() -> FastAPI:
 
 def events_app() -> FastAPI:
     """`POST /events` that reads and parses the body (an array of events), answering 200."""
-    app = FastAPI(default_response_class=Json)
+    app = FastAPI(default_response_class=Json, lifespan=_lifespan)
 
     @app.post("/events")
     async def events(request: Request) -> Json:

@@ -13,6 +13,7 @@ from mailer.api import errors
 from mailer.api.responses import Json
 from mailer.api.routes import events, feed, queue, status, suppressions, webhooks
 from mailer.config import Settings, load_settings
+from mailer.heap import freeze_startup_heap
 from mailer.services import Services
 from mailer.tracking.credentials import ensure_event_credentials
 
@@ -33,11 +34,11 @@ def create_app(settings: Settings, dsn: str, *, companion: Companion | None = No
         services = await Services.open(settings, dsn)
         app.state.services = services
         try:
-            if companion is None:
+            async with contextlib.AsyncExitStack() as stack:
+                if companion is not None:
+                    await stack.enter_async_context(companion(services))
+                freeze_startup_heap()
                 yield
-            else:
-                async with companion(services):
-                    yield
         finally:
             await services.close()
 

@@ -207,6 +207,7 @@ def worker() -> None:
 async def _work(settings: Settings, dsn: str, target: Any) -> None:
     from mailer import runtime
     from mailer.db.pool import create_pool
+    from mailer.heap import freeze_startup_heap
 
     await runtime.check_migrations(dsn)
     stop = asyncio.Event()
@@ -216,6 +217,7 @@ async def _work(settings: Settings, dsn: str, target: Any) -> None:
     pool = await create_pool(dsn, min_size=2, max_size=settings.worker_concurrency + 4)
     try:
         async with runtime.running_worker(settings, dsn, pool, target):
+            freeze_startup_heap()
             await stop.wait()
     finally:
         await pool.close()

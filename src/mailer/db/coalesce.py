@@ -54,7 +54,9 @@ class Coalescer(Generic[Item, Result]):
             raise RuntimeError("this writer is stopped")
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.put_nowait((item, future))
-        return await asyncio.shield(future)
+        # Not shielded: a caller cancelled while waiting cancels only its wait; the writer
+        # owns the write and skips answering a future that is done.
+        return await future
 
     async def _write_loop(self) -> None:
         while True:

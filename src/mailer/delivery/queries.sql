@@ -2,28 +2,34 @@
 
 -- name: insert_jobs
 -- Store jobs and their recipients in one statement, atomic even outside a transaction
--- block (one round trip, no BEGIN/COMMIT). A job whose idempotency key exists already is
--- skipped with its recipients. $13 are the jobs due now: if one of them was stored, NOTIFY
--- once (the extra NULL row). Answers the stored jobs' ids.
-WITH stored AS (
+-- block (one round trip, no BEGIN/COMMIT). $1 is a JSON array, one object per job, its
+-- `recipients` an array of [kind, email] in position order; `request_hash` is hex. A job
+-- whose idempotency key exists already is skipped with its recipients. If a stored job is
+-- due now, NOTIFY once (the extra NULL row). Answers the stored jobs' ids.
+WITH input AS (
+    SELECT *
+    FROM jsonb_to_recordset($1::jsonb)
+         AS t(id uuid, app_id uuid, message jsonb, metadata jsonb, idempotency_key text,
+              request_hash text, run_at timestamptz, recipients jsonb)
+), stored AS (
     INSERT INTO jobs (id, app_id, message, metadata, idempotency_key, request_hash, run_at)
-    SELECT id, app_id, message, metadata, idempotency_key, request_hash, coalesce(run_at, now())
-    FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::text[], $6::bytea[],
-                $7::timestamptz[])
-         AS t(id, app_id, message, metadata, idempotency_key, request_hash, run_at)
+    SELECT id, app_id, message, metadata, idempotency_key, decode(request_hash, 'hex'),
+           coalesce(run_at, now())
+    FROM input
     ON CONFLICT (app_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING id
+    RETURNING id, run_at
 ), recipients AS (
     INSERT INTO messages (job_id, position, app_id, kind, email)
-    SELECT r.job_id, r.position, r.app_id, r.kind, r.email
-    FROM unnest($8::uuid[], $9::int2[], $10::uuid[], $11::text[], $12::text[])
-         AS r(job_id, position, app_id, kind, email)
-    WHERE r.job_id IN (SELECT id FROM stored)
+    SELECT i.id, r.position - 1, i.app_id, r.recipient ->> 0, r.recipient ->> 1
+    FROM input i
+    JOIN stored s ON s.id = i.id
+    CROSS JOIN LATERAL jsonb_array_elements(i.recipients) WITH ORDINALITY
+         AS r(recipient, position)
 )
 SELECT id FROM stored
 UNION ALL
 SELECT NULL FROM (
-    SELECT pg_notify('mailer_jobs', '') FROM stored WHERE id = ANY($13::uuid[]) LIMIT 1
+    SELECT pg_notify('mailer_jobs', '') FROM stored WHERE run_at <= now() LIMIT 1
 ) AS notified;
 
 -- name: jobs_by_idempotency_key
