@@ -178,6 +178,34 @@ async def test_send_at_in_the_future_waits(service: Service, simulator: Simulato
     assert datetime.fromisoformat(done["sent_at"]) >= when
 
 
+async def test_batch_stores_recipients_and_send_at_like_single_emails(
+    service: Service, simulator: SimulatorServer
+) -> None:
+    # A batch without an Idempotency-Key is stored by COPY: the same rows as one by one.
+    from datetime import UTC, datetime, timedelta
+
+    key = await service.create_app()
+    later = datetime.now(UTC) + timedelta(hours=1)
+    batch = {
+        "emails": [
+            email(to="a@example.org", cc=[{"email": "b@example.org"}]),
+            email(to="c@example.org", send_at=later.isoformat()),
+        ]
+    }
+    status, body = await service.request("POST", "/queue/batch", key, json=batch)
+    assert status == 202, body
+    now_job, later_job = (j["job_id"] for j in body["jobs"])
+    done = await service.wait_for(key, now_job)
+    assert [(r["kind"], r["email"], r["status"]) for r in done["recipients"]] == [
+        ("to", "a@example.org", "accepted"),
+        ("cc", "b@example.org", "accepted"),
+    ]
+    assert done["metadata"] == {"order": "42"}
+    waiting = await service.status(key, later_job)
+    assert waiting["status"] == "queued"
+    assert simulator.state.count_for(later_job) == 0
+
+
 async def test_idempotency_key(service: Service, simulator: SimulatorServer) -> None:
     key = await service.create_app()
     headers = {"Idempotency-Key": "order-42-confirmation"}

@@ -14,22 +14,54 @@ if TYPE_CHECKING:
 Conn: TypeAlias = "asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]"
 
 
-def _encode_json(value: Any) -> str:
-    return orjson.dumps(value).decode()
+# The binary formats, which COPY needs: json's is its text as UTF-8, jsonb's the same after
+# a version byte (1).
+_JSONB_VERSION = b"\x01"
+
+
+def _encode_json(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    return _JSONB_VERSION + orjson.dumps(value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return orjson.loads(memoryview(data)[1:])
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
-    """Teach a new connection to read and write json/jsonb with orjson (exact big ints)."""
-    for type_name in ("json", "jsonb"):
-        await conn.set_type_codec(
-            type_name, encoder=_encode_json, decoder=orjson.loads, schema="pg_catalog"
-        )
+    """Teach a new connection to read and write json/jsonb with orjson (exact big ints), in
+    the binary format, so that COPY takes them too."""
+    await conn.set_type_codec(
+        "json", encoder=_encode_json, decoder=orjson.loads, schema="pg_catalog", format="binary"
+    )
+    await conn.set_type_codec(
+        "jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog", format="binary"
+    )
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Nothing to reset when a connection returns to the pool (asyncpg still rolls back an
+    open transaction first).
+
+    Pooled connections never change their session: no SET, no LISTEN (listeners have their
+    own connections), only transaction-scoped advisory locks. asyncpg's default reset
+    (`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`) would add a round
+    trip to every use of the pool: to every claim, record and enqueue.
+    """
 
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     """Open a connection pool to `dsn`."""
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=init_connection, command_timeout=60
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=init_connection,
+        reset=_keep_session,
+        command_timeout=60,
     )
     assert pool is not None
     return pool

@@ -232,27 +232,31 @@ class EmailRequest(_Strict):
             message["Bcc"] = [_mj_address(a) for a in self.bcc]
         if self.reply_to is not None:
             message["ReplyTo"] = _mj_address(self.reply_to)
-        optional = {
-            "Subject": self.subject,
-            "TextPart": self.text,
-            "HTMLPart": self.html,
-            "TemplateID": self.template_id,
-            "TrackOpens": self.track_opens,
-            "TrackClicks": self.track_clicks,
-        }
-        message.update({key: value for key, value in optional.items() if value is not None})
+        if self.subject is not None:
+            message["Subject"] = self.subject
+        if self.text is not None:
+            message["TextPart"] = self.text
+        if self.html is not None:
+            message["HTMLPart"] = self.html
+        if self.template_id is not None:
+            message["TemplateID"] = self.template_id
+        if self.track_opens is not None:
+            message["TrackOpens"] = self.track_opens
+        if self.track_clicks is not None:
+            message["TrackClicks"] = self.track_clicks
         if self.template_language:
             message["TemplateLanguage"] = True
         if self.variables:
             message["Variables"] = self.variables
         if self.headers:
             message["Headers"] = self.headers
-        attachments = [a for a in self.attachments if a.content_id is None]
-        inlined = [a for a in self.attachments if a.content_id is not None]
-        if attachments:
-            message["Attachments"] = [_mj_attachment(a) for a in attachments]
-        if inlined:
-            message["InlinedAttachments"] = [_mj_attachment(a) for a in inlined]
+        if self.attachments:
+            attachments = [a for a in self.attachments if a.content_id is None]
+            inlined = [a for a in self.attachments if a.content_id is not None]
+            if attachments:
+                message["Attachments"] = [_mj_attachment(a) for a in attachments]
+            if inlined:
+                message["InlinedAttachments"] = [_mj_attachment(a) for a in inlined]
         return message
 
 

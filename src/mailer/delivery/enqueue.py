@@ -18,7 +18,6 @@ from typing import Any
 
 import asyncpg
 import orjson
-from asyncpg.pool import PoolConnectionProxy
 
 from mailer.db.coalesce import Coalescer
 from mailer.db.pool import Conn
@@ -111,6 +110,33 @@ def _as_json(job: NewJob) -> dict[str, Any]:
     }
 
 
+async def copy_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
+    """Store jobs without idempotency keys in bulk, with COPY, in one transaction.
+
+    COPY cannot skip conflicts or compute values, so it is only for jobs that cannot
+    conflict; a job due now gets the transaction's `now()`, as `insert_jobs` gives it.
+    """
+    async with conn.transaction():
+        now = await conn.fetchval(Q.transaction_now)
+        await conn.copy_records_to_table(
+            "jobs",
+            columns=["id", "app_id", "message", "metadata", "run_at"],
+            records=[(j.id, j.app_id, j.message, j.metadata, j.run_at or now) for j in jobs],
+        )
+        await conn.copy_records_to_table(
+            "messages",
+            columns=["job_id", "position", "app_id", "kind", "email"],
+            records=[
+                (j.id, position, j.app_id, kind, email)
+                for j in jobs
+                for position, (kind, email) in enumerate(j.recipients)
+            ],
+        )
+        if any(j.run_at is None for j in jobs):
+            await conn.execute(Q.notify_jobs)
+    return [Accepted(j.id) for j in jobs]
+
+
 async def store_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
     """Store jobs all-or-nothing: jobs without idempotency keys in a single statement (no
     transaction block needed), keyed ones in a transaction, which an
@@ -148,40 +174,31 @@ async def _resolve_replays(
 class Enqueuer:
     """Writes single jobs in coalesced writes, and each batch all-or-nothing in one write."""
 
-    def __init__(self, pool: asyncpg.Pool, *, writers: int = 4, max_group: int = 500) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, writers: int = 2, max_group: int = 500) -> None:
         self._pool = pool
         self._coalescer: Coalescer[NewJob, Accepted] = Coalescer(
             self._write, writers=writers, max_group=max_group
         )
-        # Connections the writers keep between writes: handing one back to the pool after
-        # every write would add the pool's reset round trip to every write.
-        self._kept: list[PoolConnectionProxy[asyncpg.Record]] = []
 
     async def start(self) -> None:
         """Start the writers."""
         await self._coalescer.start()
 
     async def stop(self) -> None:
-        """Finish what is queued, then stop the writers and give their connections back."""
+        """Finish what is queued, then stop the writers."""
         await self._coalescer.stop()
-        while self._kept:
-            await self._pool.release(self._kept.pop())
 
     async def enqueue(self, job: NewJob) -> Accepted:
         """Store one job; returns once it is committed (even if the client goes away)."""
         return await self._coalescer.submit(job)
 
     async def enqueue_batch(self, jobs: Sequence[NewJob]) -> list[Accepted]:
-        """Store several jobs all-or-nothing."""
+        """Store several jobs all-or-nothing (with COPY when none has an idempotency key)."""
         async with self._pool.acquire() as conn:
+            if all(j.idempotency_key is None for j in jobs):
+                return await copy_jobs(conn, jobs)
             return await store_jobs(conn, jobs)
 
     async def _write(self, jobs: Sequence[NewJob]) -> list[Accepted]:
-        conn = self._kept.pop() if self._kept else await self._pool.acquire()
-        try:
+        async with self._pool.acquire() as conn:
             return await store_jobs(conn, jobs)
-        finally:
-            if conn.is_closed():
-                await self._pool.release(conn)
-            else:
-                self._kept.append(conn)

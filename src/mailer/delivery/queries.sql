@@ -32,6 +32,13 @@ SELECT NULL FROM (
     SELECT pg_notify('mailer_jobs', '') FROM stored WHERE run_at <= now() LIMIT 1
 ) AS notified;
 
+-- name: transaction_now
+-- The run_at of jobs due now, stored by COPY (which cannot call now() itself).
+SELECT now();
+
+-- name: notify_jobs
+SELECT pg_notify('mailer_jobs', '');
+
 -- name: jobs_by_idempotency_key
 SELECT j.id, j.app_id, j.idempotency_key, j.request_hash
 FROM jobs j
