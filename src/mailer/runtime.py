@@ -13,6 +13,7 @@ import asyncpg
 from mailer.config import DEFAULT_MAILJET_URL, Settings
 from mailer.db import migrate
 from mailer.db.embedded import EmbeddedPostgres
+from mailer.db.housekeeping import Housekeeping
 from mailer.db.pool import connect
 from mailer.delivery.retry import RetryPolicy
 from mailer.delivery.send import Sender
@@ -140,6 +141,8 @@ async def running_worker(
         ),
     )
     await worker.start()
+    housekeeping = Housekeeping(pool)
+    await housekeeping.start()
     # Outbound webhooks are delivered by the same process, woken on their own channel.
     webhook_wakeup = Wakeup(dsn, WEBHOOK_CHANNEL)
     await webhook_wakeup.start()
@@ -149,6 +152,7 @@ async def running_worker(
         yield worker
     finally:
         try:
+            await housekeeping.stop()
             await worker.stop()
             await wakeup.stop()
             await client.aclose()
