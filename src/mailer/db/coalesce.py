@@ -10,9 +10,10 @@ goes away does not cancel the write.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
+
+from mailer.aio import cancel_and_wait
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -41,11 +42,7 @@ class Coalescer(Generic[Item, Result]):
         """Write everything submitted so far, then stop the writers."""
         self._stopped = True
         await self._pending.join()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
 
     async def submit(self, item: Item) -> Result:

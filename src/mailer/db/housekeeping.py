@@ -11,12 +11,12 @@ A worker that finds autovacuum off says so and does that work itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
 import asyncpg
 
+from mailer.aio import cancel_and_wait
 from mailer.db.queries import Queries
 
 Q = Queries("mailer.db")
@@ -53,11 +53,8 @@ class Housekeeping:
 
     async def stop(self) -> None:
         """Stop the loop (a statement in progress is cancelled; it changes no data)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _loop(self) -> None:
         while True:

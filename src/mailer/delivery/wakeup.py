@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 
+from mailer.aio import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "mailer_jobs"
@@ -36,11 +38,8 @@ class Wakeup:
 
     async def stop(self) -> None:
         """Stop listening and close the connection."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def wait(self, timeout: float) -> None:
         """Return when notified, or after `timeout` seconds."""

@@ -10,7 +10,6 @@ in flight finish and are recorded, claims not yet started are given back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -20,6 +19,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from mailer.aio import cancel_and_wait
 from mailer.db.coalesce import Coalescer
 from mailer.delivery import store
 from mailer.delivery.batching import MAX_RECIPIENTS_PER_CALL, ClaimedJob, pack
@@ -73,10 +73,7 @@ class Worker:
         """Drain: stop claiming, let calls in flight finish and record, release the rest."""
         self._stopping.set()
         self._wakeup.event.set()
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+        await cancel_and_wait(self._reaper)
         if self._main is not None:
             await finish_claim_loop(self._main, within=self._options.lease_seconds)
         if self._in_flight:
