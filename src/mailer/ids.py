@@ -7,15 +7,15 @@ import time
 import uuid
 
 
-def uuid7() -> uuid.UUID:
-    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits."""
-    millis = (time.time_ns() // 1_000_000) & _MILLIS
-    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
-    return uuid.UUID(int=(value & _RANDOM) | _VERSION_AND_VARIANT)
-
-
 _MILLIS = (1 << 48) - 1
 # Clears the version (bits 76-79) and variant (bits 62-63) out of the random bits...
 _RANDOM = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
 # ...which then get version 7 and variant 0b10.
 _VERSION_AND_VARIANT = (0x7 << 76) | (0b10 << 62)
+
+
+def uuid7() -> uuid.UUID:
+    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits."""
+    millis = (time.time_ns() // 1_000_000) & _MILLIS
+    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
+    return uuid.UUID(int=(value & _RANDOM) | _VERSION_AND_VARIANT)

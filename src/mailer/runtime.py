@@ -141,21 +141,21 @@ async def running_worker(
         ),
     )
     await worker.start()
-    housekeeping = Housekeeping(pool)
-    await housekeeping.start()
     # Outbound webhooks are delivered by the same process, woken on their own channel.
     webhook_wakeup = Wakeup(dsn, WEBHOOK_CHANNEL)
     await webhook_wakeup.start()
     dispatcher = Dispatcher(pool, webhook_wakeup)
     await dispatcher.start()
+    housekeeping = Housekeeping(pool)
     try:
+        await housekeeping.start()
         yield worker
     finally:
         try:
-            await housekeeping.stop()
             await worker.stop()
             await wakeup.stop()
             await client.aclose()
         finally:
+            await housekeeping.stop()
             await dispatcher.stop()
             await webhook_wakeup.stop()

@@ -63,3 +63,26 @@ async def test_stop_writes_what_was_submitted() -> None:
     assert sorted(written) == [0, 1, 2, 3, 4]
     with pytest.raises(RuntimeError):
         await coalescer.submit(99)
+
+
+async def test_a_caller_that_goes_away_does_not_stop_the_write() -> None:
+    written: list[int] = []
+    release = asyncio.Event()
+
+    async def write(items: Sequence[int]) -> list[int]:
+        await release.wait()
+        written.extend(items)
+        return list(items)
+
+    coalescer: Coalescer[int, int] = Coalescer(write, writers=1)
+    await coalescer.start()
+    try:
+        leaving = asyncio.ensure_future(coalescer.submit(1))
+        staying = asyncio.ensure_future(coalescer.submit(2))
+        await asyncio.sleep(0.01)
+        leaving.cancel()
+        release.set()
+        assert await asyncio.wait_for(staying, 5) == 2
+    finally:
+        await coalescer.stop()
+    assert sorted(written) == [1, 2]

@@ -20,6 +20,8 @@ from mailer.aio import cancel_and_wait
 from mailer.db.queries import Queries
 
 Q = Queries("mailer.db")
+# VACUUM of a large table may take longer than the pool's 60 s statement timeout.
+_NO_LIMIT = 24 * 3600.0
 log = logging.getLogger(__name__)
 
 
@@ -44,12 +46,25 @@ class Housekeeping:
         """Check the server's autovacuum; if it is off, start the housekeeping loop."""
         if await self._pool.fetchval(Q.autovacuum_enabled):
             return
+        if not await self._pool.fetchval(Q.owns_hot_tables):
+            # PostgreSQL would only warn and skip each table: say it once, do nothing.
+            log.warning(
+                "autovacuum is off on this server and this role does not own the queue "
+                "tables, so it cannot analyze or vacuum them; turn autovacuum on",
+                extra={"action": "housekeeping_impossible"},
+            )
+            return
         log.warning(
             "autovacuum is off on this server: the worker analyzes and vacuums the queue "
             "tables itself; turn autovacuum on in production",
             extra={"action": "housekeeping_started"},
         )
         self._task = asyncio.create_task(self._loop())
+
+    @property
+    def running(self) -> bool:
+        """Whether the loop runs (only while autovacuum is off)."""
+        return self._task is not None
 
     async def stop(self) -> None:
         """Stop the loop (a statement in progress is cancelled; it changes no data)."""
@@ -60,13 +75,7 @@ class Housekeeping:
         while True:
             try:
                 await self.run_once()
-            except asyncpg.InsufficientPrivilegeError:
-                log.warning(
-                    "not allowed to analyze the queue tables; housekeeping stops",
-                    extra={"action": "housekeeping_stopped"},
-                )
-                return
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # never let it end the loop: stop() must stay quiet
                 log.warning(
                     "housekeeping failed; trying again later",
                     extra={"action": "housekeeping_failed", "error": type(exc).__name__},
@@ -85,6 +94,7 @@ class Housekeeping:
             query, done = Q.analyze_hot_tables, "analyze"
         else:
             return None
-        await self._pool.execute(query)
+        # Counted from the start, so that a failing run also waits a `pause`.
         self._last_run = time.monotonic()
+        await self._pool.execute(query, timeout=_NO_LIMIT)
         return done

@@ -3,6 +3,13 @@
 -- name: autovacuum_enabled
 SELECT current_setting('autovacuum')::boolean;
 
+-- name: owns_hot_tables
+-- ANALYZE and VACUUM need the tables' owner (or a member of its role, or a superuser).
+SELECT bool_and(pg_has_role(c.relowner, 'USAGE'))
+FROM pg_class c
+WHERE c.oid IN ('jobs'::regclass, 'messages'::regclass, 'events'::regclass,
+                'webhook_deliveries'::regclass);
+
 -- name: tables_needing_care
 -- Autovacuum's own rule with its default factors: ANALYZE after 10 % of a table's rows
 -- changed, VACUUM after 20 % are dead.

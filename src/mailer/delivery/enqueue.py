@@ -1,4 +1,5 @@
-"""Accepting jobs: one statement stores the jobs, their recipients and the wake-up signal.
+"""Accepting jobs: one statement stores the jobs, their recipients and the wake-up signal
+(a batch without idempotency keys is COPYed instead, in one transaction).
 
 Concurrent single-email requests are coalesced: whatever arrives while a write is in
 flight goes into the next write together (one statement, one commit, one NOTIFY), so the
@@ -132,7 +133,7 @@ async def copy_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
                 for position, (kind, email) in enumerate(j.recipients)
             ],
         )
-        if any(j.run_at is None for j in jobs):
+        if any(j.run_at is None or j.run_at <= now for j in jobs):
             await conn.execute(Q.notify_jobs)
     return [Accepted(j.id) for j in jobs]
 

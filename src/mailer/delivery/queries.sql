@@ -50,29 +50,30 @@ JOIN unnest($1::uuid[], $2::text[]) AS k(app_id, idempotency_key)
 -- due first, each with its recipients as arrays in position order; recipients on their
 -- app's suppression list are marked so now. One statement: one round trip per claim.
 WITH due AS (
-    SELECT ctid FROM jobs
+    SELECT id FROM jobs
     WHERE state = 'queued' AND run_at <= now()
     ORDER BY run_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
-    -- By ctid (stable: `due` holds the rows locked): a plan made without knowing $1 would
-    -- otherwise expect a tenth of the table and join it by a scan of all jobs.
+    -- `= ANY (ARRAY(...))`, not a join: a generic plan, which takes `LIMIT $1` for a tenth
+    -- of the table, would otherwise join through a scan of all jobs.
     UPDATE jobs j
     SET state = 'sending',
         attempts = j.attempts + 1,
         locked_until = now() + make_interval(secs => $2),
         locked_by = $3,
         updated_at = now()
-    WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM due))
+    WHERE j.id = ANY (ARRAY(SELECT id FROM due)) AND j.state = 'queued'
     RETURNING j.id, j.app_id, j.message, j.attempts, j.created_at, j.needs_lookup, j.run_at
 ), suppressed AS (
     -- By ctid, and one job at a time (OFFSET 0 keeps the subquery a lookup by job_id): a
     -- plan that cannot turn into a scan of all messages, whatever the statistics say
     -- (without ANALYZE, e.g. with autovacuum off, a join here became a sequential scan).
+    -- The status is checked again on the row updated, in case it changed meanwhile.
     UPDATE messages m
     SET status = 'suppressed', updated_at = now()
-    WHERE m.ctid = ANY (ARRAY(
+    WHERE m.status = 'queued' AND m.ctid = ANY (ARRAY(
         SELECT hit.ctid
         FROM claimed c
         CROSS JOIN LATERAL (
