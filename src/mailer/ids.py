@@ -6,7 +6,6 @@ import os
 import time
 import uuid
 
-
 _MILLIS = (1 << 48) - 1
 # Clears the version (bits 76-79) and variant (bits 62-63) out of the random bits...
 _RANDOM = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
