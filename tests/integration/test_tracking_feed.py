@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -23,14 +22,7 @@ from tests.integration.tracking_helpers import (
     post_events,
     read_whole_feed,
     sent_messages,
-    tracking_service,
 )
-
-
-@pytest.fixture
-async def service(db_dsn: str, simulator: SimulatorServer) -> AsyncIterator[Service]:
-    async with tracking_service(db_dsn, simulator) as svc:
-        yield svc
 
 
 async def _fetch(service: Service, query: str) -> list[Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -33,12 +32,6 @@ from tests.integration.tracking_helpers import (
     tracking_service,
     tracking_settings,
 )
-
-
-@pytest.fixture
-async def service(db_dsn: str, simulator: SimulatorServer) -> AsyncIterator[Service]:
-    async with tracking_service(db_dsn, simulator) as svc:
-        yield svc
 
 
 async def _db(service: Service, query: str, *args: Any) -> list[asyncpg.Record]:

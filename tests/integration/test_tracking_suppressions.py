@@ -3,10 +3,6 @@ through the API, one per app."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from mailer.simulator.server import SimulatorServer
 from tests.integration.harness import Service
 from tests.integration.tracking_helpers import (
@@ -16,14 +12,7 @@ from tests.integration.tracking_helpers import (
     mj_event,
     post_events,
     sent_messages,
-    tracking_service,
 )
-
-
-@pytest.fixture
-async def service(db_dsn: str, simulator: SimulatorServer) -> AsyncIterator[Service]:
-    async with tracking_service(db_dsn, simulator) as svc:
-        yield svc
 
 
 async def test_suppression_stops_the_next_send_to_that_address_only(
