@@ -87,6 +87,4 @@ async def finish_claim_loop(loop_task: asyncio.Task[None], *, within: float) -> 
     try:
         await asyncio.wait_for(asyncio.shield(loop_task), within)
     except TimeoutError:
-        loop_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await loop_task
+        await cancel_and_wait(loop_task)
