@@ -1,0 +1,59 @@
+"""Storing jobs and the pool's connections, against the real PostgreSQL: COPY wakes the
+workers only for jobs due now, and every connection runs without JIT."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from mailer.db.pool import connect
+from mailer.delivery.email import EmailRequest
+from mailer.delivery.enqueue import copy_jobs, new_job
+from mailer.delivery.wakeup import CHANNEL
+
+
+def _email(**extra: str) -> EmailRequest:
+    body = {
+        "from": {"email": "noreply@shop.example"},
+        "to": [{"email": "ann@example.org"}],
+        "subject": "Hi",
+        "text": "Hello",
+        **extra,
+    }
+    return EmailRequest.model_validate(body)
+
+
+async def _notified_by_copy(pool: asyncpg.Pool, db_dsn: str, email: EmailRequest) -> bool:
+    app_id = uuid.uuid4()
+    await pool.execute("INSERT INTO apps (id, name) VALUES ($1, $2)", app_id, str(app_id))
+    heard = asyncio.Event()
+    listener = await connect(db_dsn)
+    try:
+        await listener.add_listener(CHANNEL, lambda *_: heard.set())
+        async with pool.acquire() as conn:
+            await copy_jobs(conn, [new_job(app_id, email)])
+        try:
+            await asyncio.wait_for(heard.wait(), 1.0)
+        except TimeoutError:
+            return False
+        return True
+    finally:
+        await listener.close()
+
+
+async def test_copy_notifies_for_jobs_due_now_only(pool: asyncpg.Pool, db_dsn: str) -> None:
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert await _notified_by_copy(pool, db_dsn, _email()) is True
+    assert await _notified_by_copy(pool, db_dsn, _email(send_at=later)) is False
+
+
+async def test_connections_run_without_jit(pool: asyncpg.Pool, db_dsn: str) -> None:
+    assert await pool.fetchval("SHOW jit") == "off"
+    conn = await connect(db_dsn)
+    try:
+        assert await conn.fetchval("SHOW jit") == "off"
+    finally:
+        await conn.close()
