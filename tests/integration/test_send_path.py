@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from mailer.db.pool import connect
 from mailer.delivery.retry import RetryPolicy
 from mailer.simulator.faults import FaultConfig
 from mailer.simulator.server import SimulatorServer
@@ -97,7 +98,6 @@ async def test_a_batch_of_120_goes_out_in_calls_of_at_most_50(
 async def test_partly_failed_batch_sends_the_good_ones_once(
     service: Service, simulator: SimulatorServer
 ) -> None:
-    from mailer.db.pool import connect
     from mailer.delivery.email import EmailRequest
     from mailer.delivery.enqueue import insert_jobs, new_job
 
@@ -242,6 +242,26 @@ async def test_batch_idempotency_and_atomicity(service: Service) -> None:
     status, body = await service.request("POST", "/queue/batch", key, json=broken)
     assert status == 422
     assert body["details"][0]["field"] == "emails[1].to[0].email"
+
+
+async def test_enqueue_checks_caller_before_body(service: Service) -> None:
+    # The key is checked first (401), then the Idempotency-Key (400), then the body (422),
+    # on both enqueue routes; nothing is stored on the way.
+    key = await service.create_app("order")
+    conn = await connect(service.dsn)
+    before = await conn.fetchval("SELECT count(*) FROM jobs")
+    bad = {"emails": "not a list"}
+    for path, body in (("/queue", {"to": "nobody"}), ("/queue/batch", bad)):
+        assert (await service.request("POST", path, None, json=body))[0] == 401
+        assert (await service.request("POST", path, "mk_nope", json=body))[0] == 401
+        status, answer = await service.request(
+            "POST", path, key, json=body, headers={"Idempotency-Key": "no spaces"}
+        )
+        assert (status, answer["error"]) == (400, "invalid_idempotency_key")
+        status, answer = await service.request("POST", path, key, json=body)
+        assert (status, answer["error"]) == (422, "invalid_request")
+    assert await conn.fetchval("SELECT count(*) FROM jobs") == before
+    await conn.close()
 
 
 async def test_auth_and_app_isolation(service: Service) -> None:

@@ -54,12 +54,11 @@ def create_app(settings: Settings, dsn: str, *, companion: Companion | None = No
     )
     errors.install(app)
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.include_router(queue.router)
-    app.include_router(status.router)
-    app.include_router(events.router)
-    app.include_router(feed.router)
-    app.include_router(suppressions.router)
-    app.include_router(webhooks.router)
+    for routes in (queue, status, events, feed, suppressions, webhooks):
+        # Straight into the app's own list: `include_router` keeps each router as a nested
+        # route that FastAPI matches again, layer by layer, on every request (about 20 µs
+        # of POST /queue's CPU, docs/benchmarks.md). The routes carry their paths and tags.
+        app.router.routes.extend(routes.router.routes)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Json:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Response
+from fastapi.routing import APIRoute
 
 from mailer.api.errors import ApiError
 from mailer.services import Services
@@ -86,16 +88,41 @@ class Enqueuing:
 
 
 async def enqueuing(request: Request) -> Enqueuing:
-    """`current_app`, `services` and `idempotency_key` as one dependency, checked in that
-    order (401, then 400, both before the body's 422, as with three).
-
-    The enqueue routes are the hot path, and FastAPI resolves each dependency and header
-    parameter at a cost comparable to the whole request's own work (docs/benchmarks.md).
-    """
+    """What `current_app`, `services` and `idempotency_key` give, checked in that order
+    (401, then 400)."""
     headers = request.headers
     app_id = await app_for_authorization(request, headers.get("authorization"))
     key = checked_idempotency_key(headers.get("idempotency-key"))
     return Enqueuing(app_id, services(request), key)
+
+
+_CALLER = "mailer.enqueuing"
+
+
+class EnqueuingRoute(APIRoute):
+    """A route that resolves its caller (`enqueuing`) before FastAPI reads the body, so a
+    401 or 400 comes before the body's 422; the endpoint takes it with `caller_of`.
+
+    The enqueue routes are the hot path. FastAPI resolves a dependency at a cost
+    comparable to the request's own work (docs/benchmarks.md), and a route class is the
+    hook FastAPI offers for running code around a route's handler.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler for this route, run once the caller is known."""
+        handler = super().get_route_handler()
+
+        async def handle_enqueuing(request: Request) -> Response:
+            request.scope[_CALLER] = await enqueuing(request)
+            return await handler(request)
+
+        return handle_enqueuing
+
+
+def caller_of(request: Request) -> Enqueuing:
+    """The caller that `EnqueuingRoute` resolved for this request."""
+    caller: Enqueuing = request.scope[_CALLER]
+    return caller
 
 
 def _header_parameter(name: str, title: str) -> dict[str, Any]:
@@ -114,4 +141,3 @@ ENQUEUING_OPENAPI: dict[str, Any] = {
 AppId = Annotated[uuid.UUID, Depends(current_app)]
 ServicesDep = Annotated[Services, Depends(services_dependency)]
 IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
-EnqueuingDep = Annotated[Enqueuing, Depends(enqueuing)]

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from mailer.api.deps import ENQUEUING_OPENAPI, EnqueuingDep
+from mailer.api.deps import ENQUEUING_OPENAPI, EnqueuingRoute, caller_of
 from mailer.api.errors import ApiError
 from mailer.api.responses import Json
 from mailer.delivery.email import EmailRequest
 from mailer.delivery.enqueue import IdempotencyConflict, new_job, request_hash
 
-router = APIRouter(tags=["queue"])
+router = APIRouter(tags=["queue"], route_class=EnqueuingRoute)
 
 MAX_BATCH = 500
 
@@ -42,8 +42,9 @@ def _body_of(email: EmailRequest) -> dict[str, Any]:
 
 
 @router.post("/queue", status_code=202, response_model=QueuedJob, openapi_extra=ENQUEUING_OPENAPI)
-async def queue_email(email: EmailRequest, caller: EnqueuingDep) -> Json:
+async def queue_email(email: EmailRequest, request: Request) -> Json:
     """Queue one email. Answers 202 with the job's id once it is durably stored."""
+    caller = caller_of(request)
     app_id, services, key = caller.app_id, caller.services, caller.idempotency_key
     body_hash = request_hash(_body_of(email)) if key is not None else None
     job = new_job(app_id, email, idempotency_key=key, body_hash=body_hash)
@@ -60,8 +61,9 @@ async def queue_email(email: EmailRequest, caller: EnqueuingDep) -> Json:
     response_model=BatchAccepted,
     openapi_extra=ENQUEUING_OPENAPI,
 )
-async def queue_batch(batch: BatchRequest, caller: EnqueuingDep) -> Json:
+async def queue_batch(batch: BatchRequest, request: Request) -> Json:
     """Queue up to 500 emails in one transaction: all are accepted, or none."""
+    caller = caller_of(request)
     app_id, services, key = caller.app_id, caller.services, caller.idempotency_key
     body_hash = request_hash([_body_of(e) for e in batch.emails]) if key is not None else None
     jobs = [
