@@ -86,3 +86,88 @@ async def test_a_caller_that_goes_away_does_not_stop_the_write() -> None:
     finally:
         await coalescer.stop()
     assert sorted(written) == [1, 2]
+
+
+async def test_items_arriving_during_a_write_go_into_one_next_write() -> None:
+    writes: list[list[int]] = []
+
+    async def write(items: Sequence[int]) -> list[None]:
+        writes.append(list(items))
+        await asyncio.sleep(0.05)
+        return [None] * len(items)
+
+    # A spare writer would split the arrivals; it is not needed while writes are quick.
+    coalescer: Coalescer[int, None] = Coalescer(write, writers=2, spare_after=1.0)
+    await coalescer.start()
+    try:
+        first = asyncio.ensure_future(coalescer.submit(0))
+        await asyncio.sleep(0.01)  # the first write is in flight
+        later = []
+        for i in range(1, 6):
+            later.append(asyncio.ensure_future(coalescer.submit(i)))
+            await asyncio.sleep(0.001)
+        await asyncio.gather(first, *later)
+    finally:
+        await coalescer.stop()
+    assert writes == [[0], [1, 2, 3, 4, 5]]
+
+
+async def test_a_slow_write_does_not_hold_up_the_next() -> None:
+    release = asyncio.Event()
+    in_flight = 0
+    most_in_flight = 0
+
+    async def write(items: Sequence[str]) -> list[str]:
+        nonlocal in_flight, most_in_flight
+        in_flight += 1
+        most_in_flight = max(most_in_flight, in_flight)
+        try:
+            if "slow" in items:
+                await release.wait()
+            return list(items)
+        finally:
+            in_flight -= 1
+
+    coalescer: Coalescer[str, str] = Coalescer(write, writers=2, spare_after=0.01)
+    await coalescer.start()
+    try:
+        slow = asyncio.ensure_future(coalescer.submit("slow"))
+        await asyncio.sleep(0.005)
+        # Written by the spare writer once the slow write has run for `spare_after`.
+        assert await asyncio.wait_for(coalescer.submit("quick"), 2) == "quick"
+        assert await asyncio.wait_for(coalescer.submit("next"), 2) == "next"
+        assert not slow.done()
+        release.set()
+        assert await slow == "slow"
+    finally:
+        await coalescer.stop()
+    assert most_in_flight == 2
+
+
+async def test_no_more_writes_in_flight_than_writers() -> None:
+    release = asyncio.Event()
+    in_flight = 0
+    most_in_flight = 0
+
+    async def write(items: Sequence[int]) -> list[int]:
+        nonlocal in_flight, most_in_flight
+        in_flight += 1
+        most_in_flight = max(most_in_flight, in_flight)
+        try:
+            await release.wait()
+            return list(items)
+        finally:
+            in_flight -= 1
+
+    coalescer: Coalescer[int, int] = Coalescer(write, writers=2, spare_after=0.001)
+    await coalescer.start()
+    try:
+        submitted = []
+        for i in range(5):
+            submitted.append(asyncio.ensure_future(coalescer.submit(i)))
+            await asyncio.sleep(0.01)
+        assert most_in_flight == 2
+        release.set()
+        assert await asyncio.gather(*submitted) == [0, 1, 2, 3, 4]
+    finally:
+        await coalescer.stop()

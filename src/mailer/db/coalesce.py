@@ -1,10 +1,12 @@
 """Group commit: writes submitted concurrently are made together, each caller answered alone.
 
 Whatever arrives while a write is in flight goes into the next one, so the commit rate, not
-the request rate, bounds the database work; at low load each item is written at once. If a
-combined write fails, its items are written one by one, so one bad item never fails its
-neighbours. A caller gets its result only once its write has committed, and a caller that
-goes away does not cancel the write.
+the request rate, bounds the database work; at low load each item is written at once. One
+write is in flight at a time, which keeps the groups large; a spare writer starts only when
+the writes in flight have run for `spare_after` seconds, so one slow write (a lock wait, a
+huge email) does not hold up everything behind it. If a combined write fails, its items are
+written one by one, so one bad item never fails its neighbours. A caller gets its result
+only once its write has committed, and a caller that goes away does not cancel the write.
 """
 
 from __future__ import annotations
@@ -22,28 +24,36 @@ WriteMany = Callable[[Sequence[Item]], Awaitable[Sequence[Result]]]
 
 
 class Coalescer(Generic[Item, Result]):
-    """Runs `write(items) -> results` (one result per item, in order) over groups of items."""
+    """Runs `write(items) -> results` (one result per item, in order) over groups of items,
+    with at most `writers` writes in flight."""
 
     def __init__(
-        self, write: WriteMany[Item, Result], *, writers: int = 4, max_group: int = 500
+        self,
+        write: WriteMany[Item, Result],
+        *,
+        writers: int = 2,
+        max_group: int = 500,
+        spare_after: float = 0.02,
     ) -> None:
         self._write_many = write
         self._writers = writers
         self._max_group = max_group
+        self._spare_after = spare_after
         self._pending: asyncio.Queue[tuple[Item, asyncio.Future[Result]]] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._in_flight: dict[asyncio.Task[None], float] = {}  # write -> when it started
+        self._grouper: asyncio.Task[None] | None = None
         self._stopped = False
 
     async def start(self) -> None:
-        """Start the writer tasks."""
-        self._tasks = [asyncio.create_task(self._write_loop()) for _ in range(self._writers)]
+        """Start grouping and writing."""
+        self._grouper = asyncio.create_task(self._group_loop())
 
     async def stop(self) -> None:
-        """Write everything submitted so far, then stop the writers."""
+        """Write everything submitted so far, then stop."""
         self._stopped = True
         await self._pending.join()
-        await cancel_and_wait(*self._tasks)
-        self._tasks = []
+        await cancel_and_wait(self._grouper, *self._in_flight)
+        self._grouper = None
 
     async def submit(self, item: Item) -> Result:
         """Write one item (together with whatever else is pending); its result once committed."""
@@ -51,20 +61,41 @@ class Coalescer(Generic[Item, Result]):
             raise RuntimeError("this writer is stopped")
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.put_nowait((item, future))
-        # Not shielded: a caller cancelled while waiting cancels only its wait; the writer
-        # owns the write and skips answering a future that is done.
+        # Not shielded: a caller cancelled while waiting cancels only its wait; the write
+        # owns the item and skips answering a future that is done.
         return await future
 
-    async def _write_loop(self) -> None:
+    async def _group_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             group = [await self._pending.get()]
+            await self._writer_free()
             while len(group) < self._max_group and not self._pending.empty():
                 group.append(self._pending.get_nowait())
-            try:
-                await self._write(group)
-            finally:
-                for _ in group:
-                    self._pending.task_done()
+            write = asyncio.create_task(self._write_group(group))
+            self._in_flight[write] = loop.time()
+            write.add_done_callback(self._in_flight.pop)
+
+    async def _writer_free(self) -> None:
+        """Wait until a write may start: none is in flight, or a writer is free and the
+        youngest write in flight has run for `spare_after` seconds."""
+        loop = asyncio.get_running_loop()
+        while self._in_flight:
+            wait: float | None = None
+            if len(self._in_flight) < self._writers:
+                wait = max(self._in_flight.values()) + self._spare_after - loop.time()
+                if wait <= 0:
+                    return
+            await asyncio.wait(
+                set(self._in_flight), timeout=wait, return_when=asyncio.FIRST_COMPLETED
+            )
+
+    async def _write_group(self, group: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+        try:
+            await self._write(group)
+        finally:
+            for _ in group:
+                self._pending.task_done()
 
     async def _write(self, group: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:

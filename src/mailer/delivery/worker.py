@@ -166,8 +166,10 @@ class Recorder:
     def __init__(self, pool: asyncpg.Pool, worker_id: str, *, writers: int = 2) -> None:
         self._pool = pool
         self._worker_id = worker_id
+        # Both writers start at once (`spare_after=0`): a call keeps its send slot until its
+        # outcome is recorded, so recording favours promptness over larger groups.
         self._coalescer: Coalescer[store.Outcome, None] = Coalescer(
-            self._record_many, writers=writers
+            self._record_many, writers=writers, spare_after=0.0
         )
 
     async def start(self) -> None:
