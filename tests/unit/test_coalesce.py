@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -112,22 +113,29 @@ async def test_items_arriving_during_a_write_go_into_one_next_write() -> None:
     assert writes == [[0], [1, 2, 3, 4, 5]]
 
 
-async def test_a_slow_write_does_not_hold_up_the_next() -> None:
-    release = asyncio.Event()
-    in_flight = 0
-    most_in_flight = 0
+class HeldWrites:
+    """A write that echoes its items, holds those it is told to until `release` is set, and
+    counts the writes in flight."""
 
-    async def write(items: Sequence[str]) -> list[str]:
-        nonlocal in_flight, most_in_flight
-        in_flight += 1
-        most_in_flight = max(most_in_flight, in_flight)
+    def __init__(self, held: Callable[[Sequence[Any]], bool]) -> None:
+        self.held = held
+        self.release = asyncio.Event()
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def __call__(self, items: Sequence[Any]) -> list[Any]:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
-            if "slow" in items:
-                await release.wait()
+            if self.held(items):
+                await self.release.wait()
             return list(items)
         finally:
-            in_flight -= 1
+            self.in_flight -= 1
 
+
+async def test_a_slow_write_does_not_hold_up_the_next() -> None:
+    write = HeldWrites(lambda items: "slow" in items)
     coalescer: Coalescer[str, str] = Coalescer(write, writers=2, spare_after=0.01)
     await coalescer.start()
     try:
@@ -137,28 +145,15 @@ async def test_a_slow_write_does_not_hold_up_the_next() -> None:
         assert await asyncio.wait_for(coalescer.submit("quick"), 2) == "quick"
         assert await asyncio.wait_for(coalescer.submit("next"), 2) == "next"
         assert not slow.done()
-        release.set()
+        write.release.set()
         assert await slow == "slow"
     finally:
         await coalescer.stop()
-    assert most_in_flight == 2
+    assert write.most_in_flight == 2
 
 
 async def test_no_more_writes_in_flight_than_writers() -> None:
-    release = asyncio.Event()
-    in_flight = 0
-    most_in_flight = 0
-
-    async def write(items: Sequence[int]) -> list[int]:
-        nonlocal in_flight, most_in_flight
-        in_flight += 1
-        most_in_flight = max(most_in_flight, in_flight)
-        try:
-            await release.wait()
-            return list(items)
-        finally:
-            in_flight -= 1
-
+    write = HeldWrites(lambda items: True)
     coalescer: Coalescer[int, int] = Coalescer(write, writers=2, spare_after=0.001)
     await coalescer.start()
     try:
@@ -166,8 +161,8 @@ async def test_no_more_writes_in_flight_than_writers() -> None:
         for i in range(5):
             submitted.append(asyncio.ensure_future(coalescer.submit(i)))
             await asyncio.sleep(0.01)
-        assert most_in_flight == 2
-        release.set()
+        assert write.most_in_flight == 2
+        write.release.set()
         assert await asyncio.gather(*submitted) == [0, 1, 2, 3, 4]
     finally:
         await coalescer.stop()
