@@ -264,6 +264,24 @@ async def test_enqueue_checks_caller_before_body(service: Service) -> None:
     await conn.close()
 
 
+async def test_json_that_could_not_be_stored_is_refused(service: Service) -> None:
+    # Stored JSON is written with orjson (integers of at most 64 bits): a larger integer is
+    # refused with a 422 naming the field, not a failed write and a 500.
+    key = await service.create_app("numbers")
+    huge = 123456789012345678901234567890
+    cases = [
+        ("metadata", email(metadata={"n": huge})),
+        ("variables", email(variables={"n": [huge]})),
+        ("template_id", {**email(), "template_id": huge}),
+    ]
+    for field, body in cases:
+        status, answer = await service.request("POST", "/queue", key, json=body)
+        assert (status, answer["error"]) == (422, "invalid_request"), field
+        assert answer["details"][0]["field"] == field
+        status, answer = await service.request("POST", "/queue/batch", key, json={"emails": [body]})
+        assert (status, answer["details"][0]["field"]) == (422, f"emails[0].{field}")
+
+
 async def test_auth_and_app_isolation(service: Service) -> None:
     shop = await service.create_app("shop")
     blog = await service.create_app("blog")

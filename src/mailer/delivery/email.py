@@ -13,6 +13,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -118,6 +119,16 @@ class Attachment(_Strict):
         return len(self.content) * 3 // 4 - self.content.count("=")
 
 
+def _stored_json(value: Any, field: str) -> bytes:
+    """`value` as the JSON that will be stored (orjson, as every write); a ValueError naming
+    `field` when it cannot be, i.e. for an integer beyond 64 bits, which the standard
+    library's parser (FastAPI's) accepts."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        raise ValueError(f"{field} must hold integers of at most 64 bits") from None
+
+
 def _no_nulls(value: Any, path: str = "variables") -> None:
     # Mailjet answers a whole-request HTTP 500 for a JSON null in Variables.
     if value is None:
@@ -143,7 +154,7 @@ class EmailRequest(_Strict):
     html: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     attachments: list[Attachment] = Field(default_factory=list)
-    template_id: int | None = Field(default=None, gt=0)
+    template_id: int | None = Field(default=None, gt=0, lt=2**63)
     template_language: bool = False
     variables: dict[str, Any] = Field(default_factory=dict)
     track_opens: Literal["account_default", "disabled", "enabled"] | None = None
@@ -170,14 +181,13 @@ class EmailRequest(_Strict):
     @classmethod
     def _variables(cls, value: dict[str, Any]) -> dict[str, Any]:
         _no_nulls(value)
+        _stored_json(value, "variables")
         return value
 
     @field_validator("metadata")
     @classmethod
     def _metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        import orjson
-
-        if value is not None and len(orjson.dumps(value)) > MAX_METADATA_BYTES:
+        if value is not None and len(_stored_json(value, "metadata")) > MAX_METADATA_BYTES:
             raise ValueError(f"metadata must be at most {MAX_METADATA_BYTES} bytes as JSON")
         return value
 
