@@ -166,3 +166,30 @@ async def test_no_more_writes_in_flight_than_writers() -> None:
         assert await asyncio.gather(*submitted) == [0, 1, 2, 3, 4]
     finally:
         await coalescer.stop()
+
+
+async def test_a_group_stops_growing_at_its_weight() -> None:
+    writes: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def write(items: Sequence[int]) -> list[None]:
+        writes.append(list(items))
+        if items == [0]:
+            await release.wait()
+        return [None] * len(items)
+
+    coalescer: Coalescer[int, None] = Coalescer(
+        write, writers=1, weigh=lambda item: item, max_weight=10
+    )
+    await coalescer.start()
+    try:
+        submitted = [asyncio.ensure_future(coalescer.submit(0))]
+        await asyncio.sleep(0.01)  # the first write is in flight; the rest wait behind it
+        submitted += [asyncio.ensure_future(coalescer.submit(i)) for i in (6, 4, 7, 1, 1)]
+        await asyncio.sleep(0.01)
+        release.set()
+        await asyncio.gather(*submitted)
+    finally:
+        await coalescer.stop()
+    # 6 + 4 reaches 10: that group is full; 7 + 1 + 1 stays under.
+    assert writes == [[0], [6, 4], [7, 1, 1]]

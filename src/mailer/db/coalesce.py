@@ -7,6 +7,7 @@ the writes in flight have run for `spare_after` seconds, so one slow write (a lo
 huge email) does not hold up everything behind it. If a combined write fails, its items are
 written one by one, so one bad item never fails its neighbours. A caller gets its result
 only once its write has committed, and a caller that goes away does not cancel the write.
+A group is bounded in items and, optionally, in weight (bytes, say).
 """
 
 from __future__ import annotations
@@ -34,11 +35,16 @@ class Coalescer(Generic[Item, Result]):
         writers: int = 2,
         max_group: int = 500,
         spare_after: float = 0.02,
+        weigh: Callable[[Item], int] | None = None,
+        max_weight: int | None = None,
     ) -> None:
         self._write_many = write
         self._writers = writers
         self._max_group = max_group
         self._spare_after = spare_after
+        # A group stops growing once its items weigh `max_weight` (one item may take it past).
+        self._weigh = weigh
+        self._max_weight = max_weight
         self._pending: asyncio.Queue[tuple[Item, asyncio.Future[Result]]] = asyncio.Queue()
         self._in_flight: dict[asyncio.Task[None], float] = {}  # write -> when it started
         self._grouper: asyncio.Task[None] | None = None
@@ -70,11 +76,22 @@ class Coalescer(Generic[Item, Result]):
         while True:
             group = [await self._pending.get()]
             await self._writer_free()
-            while len(group) < self._max_group and not self._pending.empty():
-                group.append(self._pending.get_nowait())
+            self._fill(group)
             write = asyncio.create_task(self._write_group(group))
             self._in_flight[write] = loop.time()
             write.add_done_callback(self._in_flight.pop)
+
+    def _fill(self, group: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+        """Add pending items to `group` up to `max_group` items and `max_weight`."""
+        weigh, limit = self._weigh, self._max_weight
+        weight = 0 if weigh is None else weigh(group[0][0])
+        while len(group) < self._max_group and not self._pending.empty():
+            if weigh is not None and limit is not None and weight >= limit:
+                return
+            entry = self._pending.get_nowait()
+            group.append(entry)
+            if weigh is not None:
+                weight += weigh(entry[0])
 
     async def _writer_free(self) -> None:
         """Wait until a write may start: none is in flight, or a writer is free and the

@@ -224,6 +224,13 @@ class EmailRequest(_Strict):
             for address in group
         ]
 
+    def content_size(self) -> int:
+        """Roughly how many bytes the email weighs: its bodies and attachments."""
+        size = len(self.text or "") + len(self.html or "")
+        for attachment in self.attachments:
+            size += len(attachment.content)
+        return size
+
     def due_at(self) -> datetime | None:
         """When to send: `send_at` if it is in the future, else None (now)."""
         if self.send_at is not None and self.send_at > datetime.now(UTC):

@@ -42,6 +42,7 @@ class NewJob:
     run_at: datetime | None
     idempotency_key: str | None = None
     request_hash: bytes | None = None
+    size: int = 0  # roughly, the bytes of its bodies and attachments
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ def new_job(
         run_at=email.due_at(),
         idempotency_key=idempotency_key,
         request_hash=body_hash,
+        size=email.content_size(),
     )
 
 
@@ -172,13 +174,29 @@ async def _resolve_replays(
     return answers
 
 
+# A coalesced write is one jsonb parameter, which PostgreSQL caps at 256 MB; far below
+# that, a group of large emails goes out in several writes instead of one huge one.
+MAX_GROUP_BYTES = 32 * 1024 * 1024
+
+
 class Enqueuer:
     """Writes single jobs in coalesced writes, and each batch all-or-nothing in one write."""
 
-    def __init__(self, pool: asyncpg.Pool, *, writers: int = 2, max_group: int = 500) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        writers: int = 2,
+        max_group: int = 500,
+        max_group_bytes: int = MAX_GROUP_BYTES,
+    ) -> None:
         self._pool = pool
         self._coalescer: Coalescer[NewJob, Accepted] = Coalescer(
-            self._write, writers=writers, max_group=max_group
+            self._write,
+            writers=writers,
+            max_group=max_group,
+            weigh=_size_of,
+            max_weight=max_group_bytes,
         )
 
     async def start(self) -> None:
@@ -203,3 +221,7 @@ class Enqueuer:
     async def _write(self, jobs: Sequence[NewJob]) -> list[Accepted]:
         async with self._pool.acquire() as conn:
             return await store_jobs(conn, jobs)
+
+
+def _size_of(job: NewJob) -> int:
+    return job.size
