@@ -317,6 +317,26 @@ async def test_a_dispatcher_killed_mid_delivery_is_taken_over_after_its_lease(
     assert (await delivery_row(pool))["state"] == "delivered"
 
 
+async def test_stop_lets_the_attempt_in_flight_finish_and_be_recorded(
+    service: Service, pool: asyncpg.Pool, receiver: Receiver, clock: Clock
+) -> None:
+    key, app_id = await new_app(service, pool, "shop")
+    await new_endpoint(service, key, receiver.url)
+    receiver.script, receiver.slow_seconds = ["slow"], 1.0
+    await store_events(pool, [event(app_id)])
+    # A short poll: the claim loop itself ends at once, the attempt is still in flight.
+    dispatcher = Dispatcher(pool, options=DispatcherOptions(poll_interval=0.05), clock=clock)
+    await dispatcher.start()
+    await asyncio.wait_for(receiver.arrived.wait(), 5)
+    await dispatcher.stop()  # while the receiver is still answering
+    row = await delivery_row(pool)
+    assert (row["state"], row["attempts"]) == ("delivered", 1)
+    # A stopped dispatcher claims nothing more.
+    await store_events(pool, [event(app_id, event_id=2)])
+    await asyncio.sleep(0.3)
+    assert len(receiver.received) == 1
+
+
 async def test_rotation_signs_with_both_secrets_for_a_day(
     service: Service, pool: asyncpg.Pool, receiver: Receiver, dispatcher: Dispatcher, clock: Clock
 ) -> None:

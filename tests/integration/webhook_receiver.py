@@ -28,10 +28,12 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Answers `script` in order (an int status, or "hang"), then `default`."""
+    """Answers `script` in order (an int status; "hang", which answers 500 once released;
+    or "slow", `default` after `slow_seconds`), then `default`."""
 
     script: list[int | str] = field(default_factory=list)
     default: int = 200
+    slow_seconds: float = 0.3
     headers: dict[str, str] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     url: str = ""
@@ -45,6 +47,9 @@ class Receiver:
         answer = self.script.pop(0) if self.script else self.default
         if answer == "hang":
             await self._release.wait()
+        elif answer == "slow":
+            await asyncio.sleep(self.slow_seconds)
+            answer = self.default
         assert isinstance(answer, int)
         return web.Response(status=answer, text=f"answer {answer}", headers=self.headers)
 
