@@ -71,13 +71,6 @@ async def current_app(
     return await app_for_authorization(request, authorization)
 
 
-async def idempotency_key(
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> str | None:
-    """The optional Idempotency-Key header, checked for shape."""
-    return checked_idempotency_key(idempotency_key)
-
-
 @dataclass(frozen=True, slots=True)
 class Enqueuing:
     """What the enqueue routes need: the calling app, the services, the Idempotency-Key."""
@@ -88,8 +81,8 @@ class Enqueuing:
 
 
 async def enqueuing(request: Request) -> Enqueuing:
-    """What `current_app`, `services` and `idempotency_key` give, checked in that order
-    (401, then 400)."""
+    """The calling app (401 without a valid key), the services and the checked
+    Idempotency-Key (400 if malformed), checked in that order."""
     headers = request.headers
     app_id = await app_for_authorization(request, headers.get("authorization"))
     key = checked_idempotency_key(headers.get("idempotency-key"))
@@ -130,7 +123,7 @@ def _header_parameter(name: str, title: str) -> dict[str, Any]:
     return {"in": "header", "name": name, "required": False, "schema": schema}
 
 
-# The headers `enqueuing` reads, documented as the separate dependencies documented them.
+# The headers `enqueuing` reads, documented as FastAPI documents header parameters.
 ENQUEUING_OPENAPI: dict[str, Any] = {
     "parameters": [
         _header_parameter("authorization", "Authorization"),
@@ -140,4 +133,3 @@ ENQUEUING_OPENAPI: dict[str, Any] = {
 
 AppId = Annotated[uuid.UUID, Depends(current_app)]
 ServicesDep = Annotated[Services, Depends(services_dependency)]
-IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
