@@ -13,6 +13,7 @@ A group is bounded in items and, optionally, in weight (bytes, say).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -35,8 +36,8 @@ class Coalescer(Generic[Item, Result]):
         writers: int = 2,
         max_group: int = 500,
         spare_after: float = 0.02,
-        weigh: Callable[[Item], int] | None = None,
-        max_weight: int | None = None,
+        weigh: Callable[[Item], int] = lambda _: 0,
+        max_weight: float = math.inf,
     ) -> None:
         self._write_many = write
         self._writers = writers
@@ -83,15 +84,13 @@ class Coalescer(Generic[Item, Result]):
 
     def _fill(self, group: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         """Add pending items to `group` up to `max_group` items and `max_weight`."""
-        weigh, limit = self._weigh, self._max_weight
-        weight = 0 if weigh is None else weigh(group[0][0])
-        while len(group) < self._max_group and not self._pending.empty():
-            if weigh is not None and limit is not None and weight >= limit:
-                return
+        weight = self._weigh(group[0][0])
+        while (
+            len(group) < self._max_group and weight < self._max_weight and not self._pending.empty()
+        ):
             entry = self._pending.get_nowait()
             group.append(entry)
-            if weigh is not None:
-                weight += weigh(entry[0])
+            weight += self._weigh(entry[0])
 
     async def _writer_free(self) -> None:
         """Wait until a write may start: none is in flight, or a writer is free and the
