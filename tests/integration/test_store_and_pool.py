@@ -1,17 +1,19 @@
 """Storing jobs and the pool's connections, against the real PostgreSQL: COPY wakes the
-workers only for jobs due now, and every connection runs without JIT."""
+workers only for jobs due now, coalesced writes are bounded in bytes, and every connection
+runs without JIT."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from mailer.db.pool import connect
 from mailer.delivery.email import EmailRequest
-from mailer.delivery.enqueue import copy_jobs, new_job
+from mailer.delivery.enqueue import Accepted, Enqueuer, NewJob, copy_jobs, new_job
 from mailer.delivery.wakeup import CHANNEL
 
 
@@ -57,3 +59,27 @@ async def test_connections_run_without_jit(pool: asyncpg.Pool, db_dsn: str) -> N
         assert await conn.fetchval("SHOW jit") == "off"
     finally:
         await conn.close()
+
+
+async def test_coalesced_writes_stop_at_their_byte_bound(pool: asyncpg.Pool) -> None:
+    groups: list[int] = []
+
+    class CountingEnqueuer(Enqueuer):
+        async def _write(self, jobs: Sequence[NewJob]) -> list[Accepted]:
+            groups.append(len(jobs))
+            return await super()._write(jobs)
+
+    app_id = uuid.uuid4()
+    await pool.execute("INSERT INTO apps (id, name) VALUES ($1, $2)", app_id, str(app_id))
+    jobs = [new_job(app_id, _email(html="x" * 1000)) for _ in range(6)]
+    # Two jobs reach the bound: the six, all pending at once, go out two by two.
+    enqueuer = CountingEnqueuer(pool, max_group_bytes=2 * jobs[0].size)
+    await enqueuer.start()
+    try:
+        accepted = await asyncio.gather(*(enqueuer.enqueue(job) for job in jobs))
+    finally:
+        await enqueuer.stop()
+    assert groups == [2, 2, 2]
+    assert [a.job_id for a in accepted] == [j.id for j in jobs]
+    stored = await pool.fetchval("SELECT count(*) FROM jobs WHERE app_id = $1", app_id)
+    assert stored == 6
