@@ -6,6 +6,8 @@ import os
 import time
 import uuid
 
+from asyncpg.pgproto.pgproto import UUID as _RowUUID
+
 _MILLIS = (1 << 48) - 1
 # Clears the version (bits 76-79) and variant (bits 62-63) out of the random bits...
 _RANDOM = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
@@ -14,7 +16,13 @@ _VERSION_AND_VARIANT = (0x7 << 76) | (0b10 << 62)
 
 
 def uuid7() -> uuid.UUID:
-    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits."""
+    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits.
+
+    It is asyncpg's `uuid.UUID` subclass, the type every id read from the database has:
+    built and printed in C, ~0.4 µs against ~3.3 µs for the standard library's class, which
+    counts on the enqueue path (a job id per email). Like any id read back, it goes into
+    JSON as `str(id)`.
+    """
     millis = (time.time_ns() // 1_000_000) & _MILLIS
     value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
-    return uuid.UUID(int=(value & _RANDOM) | _VERSION_AND_VARIANT)
+    return _RowUUID(((value & _RANDOM) | _VERSION_AND_VARIANT).to_bytes(16, "big"))
