@@ -204,15 +204,16 @@ class EmailRequest(_Strict):
             raise ValueError("give text, html or template_id")
         if self.subject is None and self.template_id is None:
             raise ValueError("subject is required unless template_id is given")
-        recipients = self.recipients()
-        if len(recipients) > MAX_RECIPIENTS:
+        count = len(self.to) + len(self.cc) + len(self.bcc)
+        if count > MAX_RECIPIENTS:
             raise ValueError(f"at most {MAX_RECIPIENTS} recipients in to, cc and bcc together")
-        seen: set[str] = set()
-        for _, email in recipients:
-            if email in seen:
-                raise ValueError(f"{email} appears more than once in to, cc and bcc")
-            seen.add(email)
-        if sum(a.size for a in self.attachments) > MAX_ATTACHMENTS_BYTES:
+        if count > 1:
+            seen: set[str] = set()
+            for _, email in self.recipients():
+                if email in seen:
+                    raise ValueError(f"{email} appears more than once in to, cc and bcc")
+                seen.add(email)
+        if self.attachments and sum(a.size for a in self.attachments) > MAX_ATTACHMENTS_BYTES:
             raise ValueError("attachments must total at most 15 MB")
         return self
 
