@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 
 from mailer.db.pool import connect
@@ -261,6 +262,41 @@ async def test_enqueue_checks_caller_before_body(service: Service) -> None:
         status, answer = await service.request("POST", path, key, json=body)
         assert (status, answer["error"]) == (422, "invalid_request")
     assert await conn.fetchval("SELECT count(*) FROM jobs") == before
+    await conn.close()
+
+
+async def test_enqueue_bodies_must_be_json(service: Service) -> None:
+    # Both enqueue routes read their body as FastAPI reads JSON: a JSON Content-Type (with
+    # parameters, or a +json subtype) and a non-empty body; anything else is a 422 that
+    # says so, and nothing is stored.
+    key = await service.create_app("bodies")
+    conn = await connect(service.dsn)
+    before = await conn.fetchval("SELECT count(*) FROM jobs")
+    for path, good in (("/queue", email()), ("/queue/batch", {"emails": [email()]})):
+        refused = [
+            (b"", "application/json", "body", "Field required"),
+            (orjson.dumps(good), "text/plain", "body", "Content-Type: application/json"),
+            (orjson.dumps(good), None, "body", "Content-Type: application/json"),
+            (b"{not json", "application/json", "body", "Invalid JSON"),
+            (b"[1, 2]", "application/json", "body", "object"),
+        ]
+        for data, content_type, field, says in refused:
+            # With no Content-Type given, aiohttp must not add its own.
+            typed = (
+                {"skip_auto_headers": ["Content-Type"]}
+                if content_type is None
+                else {"headers": {"Content-Type": content_type}}
+            )
+            status, answer = await service.request("POST", path, key, data=data, **typed)
+            assert (status, answer["error"]) == (422, "invalid_request"), (path, data)
+            assert answer["details"][0]["field"] == field, answer
+            assert says in answer["details"][0]["message"], answer
+    assert await conn.fetchval("SELECT count(*) FROM jobs") == before
+    for content_type in ("application/json; charset=utf-8", "Application/Vnd.Shop+JSON"):
+        headers = {"Content-Type": content_type}
+        data = orjson.dumps(email())
+        status, answer = await service.request("POST", "/queue", key, data=data, headers=headers)
+        assert status == 202, answer
     await conn.close()
 
 

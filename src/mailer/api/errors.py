@@ -65,6 +65,13 @@ def validation_details(errors: list[Any]) -> list[dict[str, str]]:
     return details
 
 
+def invalid_request(errors: list[Any]) -> ApiError:
+    """The 422 for pydantic's validation errors, naming each bad field."""
+    details = validation_details(errors)
+    fields = ", ".join(d["field"] for d in details)
+    return ApiError(422, "invalid_request", f"invalid fields: {fields}", details=details)
+
+
 def install(app: FastAPI) -> None:
     """Register the JSON error handlers on an app."""
 
@@ -73,12 +80,8 @@ def install(app: FastAPI) -> None:
         return Json(error_body(exc.code, exc.message, **exc.extra), exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> Json:
-        details = validation_details(list(exc.errors()))
-        fields = ", ".join(d["field"] for d in details)
-        return Json(
-            error_body("invalid_request", f"invalid fields: {fields}", details=details), 422
-        )
+    async def _invalid(request: Request, exc: RequestValidationError) -> Json:
+        return await _api_error(request, invalid_request(list(exc.errors())))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Json:
