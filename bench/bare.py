@@ -1,12 +1,16 @@
 """Baselines served over HTTP: the same framework without the database, and a canned server.
 
     python -m bench.bare queue  --port P --workers 2   # FastAPI: parse EmailRequest, 202
+    python -m bench.bare queue_lean --port P --workers 2   # the same, read as Mailer reads it
     python -m bench.bare events --port P --workers 2   # FastAPI: read and parse the JSON, 200
     python -m bench.bare canned --port P               # raw asyncio: a fixed 202, no parsing
 
 `queue` and `events` run exactly like `mailer api` (uvicorn, httptools, uvloop, the same
 worker count, the same orjson responses, the same start-up heap freeze), so the ratio to
 them isolates what Mailer adds.
+`queue_lean` reads the body as Mailer's enqueue routes do (`EnqueuingRoute`: pydantic's
+`model_validate_json`, without FastAPI's handler): the ratio to it is what the database
+path costs, apart from how the body is read.
 `canned` answers as cheaply as Python can: it shows the load generator's ceiling.
 """
 
@@ -15,12 +19,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, cast
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from fastapi.routing import APIRoute
 
+from mailer.api.deps import json_body
 from mailer.api.responses import Json
 from mailer.delivery.email import EmailRequest
 from mailer.heap import freeze_startup_heap
@@ -40,6 +46,41 @@ def queue_app() -> FastAPI:
     @app.post("/queue", status_code=202)
     async def queue(email: EmailRequest) -> Json:
         return Json({"job_id": str(uuid7()), "status": "queued"}, 202)
+
+    @app.get("/healthz")
+    async def healthz() -> Json:
+        return Json({"ok": True})
+
+    return app
+
+
+class _LeanRoute(APIRoute):
+    """Mailer's `EnqueuingRoute` without the caller and the database."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """Read the body as Mailer does, then call the endpoint with it."""
+        endpoint = self.endpoint
+
+        async def handle(request: Request) -> Response:
+            email = json_body(
+                EmailRequest, request.headers.get("content-type"), await request.body()
+            )
+            response: Response = await endpoint(email)
+            return response
+
+        return handle
+
+
+def queue_lean_app() -> FastAPI:
+    """`POST /queue` answering 202 once the body is read and validated as Mailer reads it."""
+    app = FastAPI(default_response_class=Json, lifespan=_lifespan)
+
+    async def queue(email: EmailRequest) -> Json:
+        return Json({"job_id": str(uuid7()), "status": "queued"}, 202)
+
+    app.router.add_api_route(
+        "/queue", queue, methods=["POST"], status_code=202, route_class_override=_LeanRoute
+    )
 
     @app.get("/healthz")
     async def healthz() -> Json:
@@ -117,7 +158,7 @@ async def _serve_canned(port: int) -> None:
 def main() -> None:
     """Serve one of the baselines until terminated."""
     parser = argparse.ArgumentParser(prog="python -m bench.bare")
-    parser.add_argument("kind", choices=["queue", "events", "canned"])
+    parser.add_argument("kind", choices=["queue", "queue_lean", "events", "canned"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()

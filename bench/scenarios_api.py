@@ -57,19 +57,34 @@ async def single(b: Bench) -> None:
     # round with the median ratio is reported: the machine's state drifts between rounds
     # but is shared within one, and a burst that favours either side moves one round's
     # ratio, not the median.
+    # Each round also measures a bare endpoint that reads the body as Mailer does, to show
+    # the database path's share apart from how the body is read.
     bases: list[LoadResult] = []
+    leans: list[LoadResult] = []
     results: list[LoadResult] = []
-    async with b.bare("queue") as bare, infra.fresh_database(b.server) as dsn:
+    async with (
+        b.bare("queue") as bare,
+        b.bare("queue_lean") as lean,
+        infra.fresh_database(b.server) as dsn,
+    ):
         _, key = await infra.create_app(dsn)
         async with b.api(dsn) as api:
             for turn in range(s.single_rounds):
                 bodies = _single_bodies(s.single_bodies, start=turn * s.single_bodies)
-                raws = [raw_request(bare.port, "POST", "/queue", x, _bearer("k")) for x in bodies]
-                bases.append(
-                    await b.load.closed(
-                        bare.port, raws, connections=conns, duration=s.duration, warmup=s.warmup
+                for baseline, runs in ((bare, bases), (lean, leans)):
+                    raws = [
+                        raw_request(baseline.port, "POST", "/queue", x, _bearer("k"))
+                        for x in bodies
+                    ]
+                    runs.append(
+                        await b.load.closed(
+                            baseline.port,
+                            raws,
+                            connections=conns,
+                            duration=s.duration,
+                            warmup=s.warmup,
+                        )
                     )
-                )
                 raws = [raw_request(api.port, "POST", "/queue", x, _bearer(key)) for x in bodies]
                 results.append(
                     await b.load.closed(
@@ -83,7 +98,7 @@ async def single(b: Bench) -> None:
         for base_run, run in zip(bases, results, strict=True)
     ]
     median_round = sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]
-    base, result = bases[median_round], results[median_round]
+    base, lean_base, result = bases[median_round], leans[median_round], results[median_round]
 
     b.report.add(
         Row(
@@ -122,10 +137,22 @@ async def single(b: Bench) -> None:
             else "",
         )
     )
+    b.report.add(
+        Row(
+            "single",
+            "POST /queue against a bare endpoint that reads the body as Mailer does",
+            ok / result.seconds,
+            "req/s",
+            "lean bare endpoint",
+            lean_base.rate,
+            note="no target: the database path's share (same round)",
+        )
+    )
     answered = sum(r.count(202) + r.warmup_statuses.get(202, 0) for r in results)
     rounds = "; ".join(
-        f"{base_run.rate:,.0f} vs {run.count(202) / run.seconds:,.0f} ({ratio:.2f}x)"
-        for base_run, run, ratio in zip(bases, results, ratios, strict=True)
+        f"{base_run.rate:,.0f} vs {run.count(202) / run.seconds:,.0f} ({ratio:.2f}x; "
+        f"lean bare {lean_run.rate:,.0f}, {run.count(202) / run.seconds / lean_run.rate:.2f}x)"
+        for base_run, lean_run, run, ratio in zip(bases, leans, results, ratios, strict=True)
     )
     b.report.note(f"single: req/s per round, bare vs POST /queue (ratio): {rounds}")
     b.report.add(
