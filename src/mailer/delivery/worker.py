@@ -125,11 +125,27 @@ class Worker:
         if self._wakeup.event.is_set():
             # Notified while claiming: claim again at once, without asking when work is due.
             return
-        timeout = self._options.poll_interval
-        due = await store.next_due(self._pool)
-        if due is not None:
-            timeout = min(timeout, max(0.0, (due - datetime.now(UTC)).total_seconds()))
-        await self._wakeup.wait(timeout)
+        # Already listening while asking when work is next due: a notification that comes
+        # during the query wakes the worker at once (under load the query took ~1.6 ms,
+        # after half the claims). The query then finishes on its own; its answer is moot.
+        asking = asyncio.create_task(store.next_due(self._pool))
+        asking.add_done_callback(_consume_outcome)
+        notified = asyncio.create_task(self._wakeup.event.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {asking, notified},
+                timeout=self._options.poll_interval,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if asking not in done or notified in done:
+                return
+            due = asking.result()
+            timeout = self._options.poll_interval
+            if due is not None:
+                timeout = min(timeout, max(0.0, (due - datetime.now(UTC)).total_seconds()))
+            await self._wakeup.wait(timeout)
+        finally:
+            notified.cancel()
 
     async def _run_call(self, jobs: Sequence[ClaimedJob]) -> None:
         async with self._slots:
@@ -157,6 +173,13 @@ class Worker:
                     extra={"action": "leases_recovered", "count": recovered},
                 )
                 self._wakeup.event.set()
+
+
+def _consume_outcome(task: asyncio.Task[object]) -> None:
+    # A query left to finish on its own may fail; its error is not news (the claim loop
+    # meets any real trouble itself), but an unretrieved one would be logged as a bug.
+    if not task.cancelled():
+        task.exception()
 
 
 class Recorder:
