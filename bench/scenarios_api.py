@@ -140,12 +140,12 @@ async def single(b: Bench) -> None:
     b.report.add(
         Row(
             "single",
-            "POST /queue against a bare endpoint that reads the body as Mailer does",
+            "POST /queue vs a bare endpoint reading the body as Mailer does",
             ok / result.seconds,
             "req/s",
             "lean bare endpoint",
             lean_base.rate,
-            note="no target: the database path's share (same round)",
+            note="no target; the database path's share",
         )
     )
     answered = sum(r.count(202) + r.warmup_statuses.get(202, 0) for r in results)
