@@ -469,3 +469,52 @@ async def test_an_event_posted_by_mailjet_reaches_the_endpoint(
         assert payload["data"]["message_id"] == str(message_id)
         assert payload["data"]["metadata"] == {"order": "42"}
         assert got.headers["webhook-id"].startswith("evt_")
+
+
+async def test_a_recipient_given_up_on_sends_email_failed(
+    db_dsn: str, pool: asyncpg.Pool, receiver: Receiver
+) -> None:
+    # With its only To on the suppression list, the email cannot go out: its Cc fails, and
+    # the app hears of it once, signed, with the reason and its metadata. The suppressed To
+    # is not a failure (it has its own status).
+    from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET
+    from mailer.simulator.server import SimulatorServer
+
+    async with (
+        SimulatorServer(api_key=SIMULATOR_KEY, secret_key=SIMULATOR_SECRET) as simulator,
+        running_service(db_dsn, simulator) as service,
+    ):
+        key, _ = await new_app(service, pool, "shop")
+        endpoint = await new_endpoint(service, key, receiver.url, event_types=["email.failed"])
+        status, _ = await service.request(
+            "POST", "/suppressions", key, json={"email": "ann@example.org"}
+        )
+        assert status == 201
+        email = {
+            "from": {"email": "noreply@shop.example"},
+            "to": [{"email": "ann@example.org"}],
+            "cc": [{"email": "bob@example.org"}],
+            "subject": "Hi",
+            "text": "Hi",
+            "metadata": {"order": "42"},
+        }
+        job_id = await service.queue(key, email)
+        done = await service.wait_for(key, job_id)
+        assert [r["status"] for r in done["recipients"]] == ["suppressed", "failed"]
+        for _ in range(100):
+            if receiver.received:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # room for a duplicate to show up, if there were one
+        [got] = receiver.received
+        payload = Webhook(endpoint["secret"]).verify(got.body, got.headers)
+        assert payload["type"] == "email.failed"
+        assert payload["data"]["job_id"] == job_id
+        assert payload["data"]["recipient"] == "bob@example.org"
+        assert payload["data"]["message_id"] is None
+        assert payload["data"]["details"] == {
+            "error": {"reason": "every To recipient is suppressed"}
+        }
+        assert payload["data"]["metadata"] == {"order": "42"}
+        assert got.headers["webhook-id"] == f"evt_failed_{job_id}_1"
+        assert simulator.state.count_for(job_id) == 0

@@ -118,10 +118,14 @@ FROM unnest($1::uuid[], $2::int2[], $3::int8[], $4::text[])
 WHERE m.job_id = u.job_id AND m.position = u.position;
 
 -- name: record_rejected
+-- These recipients will not be sent (Mailjet refused, or we gave up). Answers those that
+-- were still queued, with what their `email.failed` webhook tells the app.
 UPDATE messages m
 SET status = 'failed', error = u.error, updated_at = now()
-FROM unnest($1::uuid[], $2::int2[], $3::jsonb[]) AS u(job_id, position, error)
-WHERE m.job_id = u.job_id AND m.position = u.position AND m.status = 'queued';
+FROM unnest($1::uuid[], $2::int2[], $3::jsonb[]) AS u(job_id, position, error), jobs j
+WHERE m.job_id = u.job_id AND m.position = u.position AND m.status = 'queued'
+  AND j.id = m.job_id
+RETURNING m.job_id, m.position, m.app_id, m.email, m.error, j.metadata, now() AS failed_at;
 
 -- name: finish_jobs
 -- Close jobs that Mailjet answered for; $2 are their final states, $3 their errors.

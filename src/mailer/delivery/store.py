@@ -13,6 +13,7 @@ import asyncpg
 from mailer.db.queries import Queries
 from mailer.delivery.batching import AcceptedRecipient, ClaimedJob, Recipient
 from mailer.tracking.linking import link_recorded
+from mailer.webhooks.outbox import EMAIL_FAILED, OutboxEvent, fan_out
 
 Q = Queries("mailer.delivery")
 
@@ -107,12 +108,13 @@ async def record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> Non
             await link_recorded(conn, [(x.job_id, x.position, x.message_id) for x in a])
         if outcome.rejected:
             r = outcome.rejected
-            await conn.execute(
+            failed = await conn.fetch(
                 Q.record_rejected,
                 [x.job_id for x in r],
                 [x.position for x in r],
                 [x.error for x in r],
             )
+            await fan_out(conn, [_failed_event(row) for row in failed])
         if outcome.finished:
             f = outcome.finished
             await conn.execute(
@@ -128,6 +130,22 @@ async def record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> Non
                 [x.error for x in t],
                 worker_id,
             )
+
+
+def _failed_event(row: asyncpg.Record) -> OutboxEvent:
+    """The `email.failed` webhook event of a recipient `record_rejected` just failed."""
+    return OutboxEvent(
+        # One per recipient: a recipient fails at most once (only a queued one can).
+        event_id=f"failed_{row['job_id']}_{row['position']}",
+        app_id=row["app_id"],
+        type=EMAIL_FAILED,
+        occurred_at=row["failed_at"],
+        job_id=row["job_id"],
+        recipient=row["email"],
+        message_id=None,
+        details={"error": row["error"]},
+        metadata=row["metadata"],
+    )
 
 
 async def release(pool: asyncpg.Pool, job_ids: Sequence[uuid.UUID], *, worker_id: str) -> None:

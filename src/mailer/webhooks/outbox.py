@@ -1,7 +1,8 @@
 """The webhook outbox: deliveries written in the same transaction that stores an event.
 
 Whoever stores tracking events (the intake) calls :func:`fan_out` inside its transaction,
-once the events are linked to an app. Every enabled endpoint of that app whose event types
+once the events are linked to an app; the send path does the same for the recipients it
+gives up on (``email.failed``). Every enabled endpoint of that app whose event types
 match gets one ``webhook_deliveries`` row, in one set-based statement, so an event is
 delivered if and only if it was stored: nothing is lost between the commit and the
 dispatcher, and nothing is sent for a transaction that rolled back. A NOTIFY on
@@ -28,6 +29,7 @@ from mailer.tracking.status import RecipientStatus
 
 __all__ = [
     "CHANNEL",
+    "EMAIL_FAILED",
     "EVENT_TYPES",
     "OutboxEvent",
     "event_type_for_status",
@@ -52,7 +54,11 @@ _STATUS_EVENT: Mapping[RecipientStatus, str] = {
     RecipientStatus.UNSUBSCRIBED: "email.unsubscribed",
 }
 
-EVENT_TYPES: frozenset[str] = frozenset(_STATUS_EVENT.values())
+EMAIL_FAILED = "email.failed"
+"""A recipient will not be sent: Mailjet refused the message, or our retries ran out. The
+send path emits it (not a Mailjet event); its `details` hold the error."""
+
+EVENT_TYPES: frozenset[str] = frozenset(_STATUS_EVENT.values()) | {EMAIL_FAILED}
 """The event types an endpoint can subscribe to."""
 
 
