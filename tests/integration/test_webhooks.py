@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from mailer.simulator.server import SimulatorServer
 from mailer.webhooks.dispatch import Dispatcher, DispatcherOptions
 from mailer.webhooks.outbox import EVENT_TYPES, OutboxEvent, fan_out
 from mailer.webhooks.schedule import MAX_ATTEMPTS, next_attempt_delay
@@ -395,15 +396,10 @@ async def test_resend_recover_and_test_event(
 
 
 async def test_the_worker_process_delivers_webhooks(
-    db_dsn: str, pool: asyncpg.Pool, receiver: Receiver
+    db_dsn: str, pool: asyncpg.Pool, receiver: Receiver, simulator: SimulatorServer
 ) -> None:
-    from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET
-    from mailer.simulator.server import SimulatorServer
 
-    async with (
-        SimulatorServer(api_key=SIMULATOR_KEY, secret_key=SIMULATOR_SECRET) as simulator,
-        running_service(db_dsn, simulator) as service,
-    ):
+    async with running_service(db_dsn, simulator) as service:
         key, app_id = await new_app(service, pool, "shop")
         endpoint = await new_endpoint(service, key, receiver.url)
         await store_events(pool, [event(app_id)])
@@ -420,17 +416,12 @@ async def test_the_worker_process_delivers_webhooks(
 
 
 async def test_an_event_posted_by_mailjet_reaches_the_endpoint(
-    db_dsn: str, pool: asyncpg.Pool, receiver: Receiver
+    db_dsn: str, pool: asyncpg.Pool, receiver: Receiver, simulator: SimulatorServer
 ) -> None:
-    from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET
-    from mailer.simulator.server import SimulatorServer
     from tests.integration.harness import service_settings
 
     settings = service_settings(events_user="mj", events_password="pw")
-    async with (
-        SimulatorServer(api_key=SIMULATOR_KEY, secret_key=SIMULATOR_SECRET) as simulator,
-        running_service(db_dsn, simulator, settings=settings) as service,
-    ):
+    async with running_service(db_dsn, simulator, settings=settings) as service:
         key, _ = await new_app(service, pool, "shop")
         endpoint = await new_endpoint(service, key, receiver.url, event_types=["email.opened"])
         email = {
@@ -472,18 +463,13 @@ async def test_an_event_posted_by_mailjet_reaches_the_endpoint(
 
 
 async def test_a_recipient_given_up_on_sends_email_failed(
-    db_dsn: str, pool: asyncpg.Pool, receiver: Receiver
+    db_dsn: str, pool: asyncpg.Pool, receiver: Receiver, simulator: SimulatorServer
 ) -> None:
     # With its only To on the suppression list, the email cannot go out: its Cc fails, and
     # the app hears of it once, signed, with the reason and its metadata. The suppressed To
     # is not a failure (it has its own status).
-    from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET
-    from mailer.simulator.server import SimulatorServer
 
-    async with (
-        SimulatorServer(api_key=SIMULATOR_KEY, secret_key=SIMULATOR_SECRET) as simulator,
-        running_service(db_dsn, simulator) as service,
-    ):
+    async with running_service(db_dsn, simulator) as service:
         key, _ = await new_app(service, pool, "shop")
         endpoint = await new_endpoint(service, key, receiver.url, event_types=["email.failed"])
         status, _ = await service.request(
