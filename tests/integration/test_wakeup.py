@@ -1,4 +1,5 @@
-"""The worker's wake-up listener survives a database restart."""
+"""Waking the worker: the listener survives a database restart, and an idle worker wakes
+at once on a notification."""
 
 from __future__ import annotations
 
@@ -7,9 +8,17 @@ import os
 import tempfile
 from pathlib import Path
 
+import asyncpg
+
 from mailer.db.embedded import EmbeddedPostgres
 from mailer.db.pool import connect
+from mailer.delivery.retry import RetryPolicy
+from mailer.delivery.send import Sender
 from mailer.delivery.wakeup import CHANNEL, Wakeup
+from mailer.delivery.worker import Worker
+from mailer.mailjet.client import MailjetClient
+from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET
+from mailer.simulator.server import SimulatorServer
 
 
 async def _notify(dsn: str) -> None:
@@ -51,3 +60,25 @@ async def _until(condition: object) -> None:
     assert callable(condition)
     while not condition():
         await asyncio.sleep(0.05)
+
+
+async def test_a_notification_wakes_an_idle_worker_while_it_asks_when_work_is_due(
+    db_dsn: str, pool: asyncpg.Pool, simulator: SimulatorServer
+) -> None:
+    # An idle worker asks when work is next due while already listening: a notification
+    # that comes meanwhile wakes it at once, however long the query takes (here it waits
+    # for a lock on the jobs table).
+    wakeup = Wakeup(db_dsn)  # not started: the test sets its event as a NOTIFY would
+    async with MailjetClient(simulator.url, SIMULATOR_KEY, SIMULATOR_SECRET) as client:
+        worker = Worker(pool, Sender(client, RetryPolicy()), wakeup)
+        locker = await connect(db_dsn)
+        try:
+            async with locker.transaction():
+                await locker.execute("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
+                idle = asyncio.create_task(worker._idle())
+                await asyncio.sleep(0.3)
+                assert not idle.done()  # the next-due query is held up by the lock
+                wakeup.event.set()
+                await asyncio.wait_for(idle, 2)
+        finally:
+            await locker.close()
