@@ -13,7 +13,7 @@ import asyncpg
 
 from mailer.db.pool import connect
 from mailer.delivery.email import EmailRequest
-from mailer.delivery.enqueue import Accepted, Enqueuer, NewJob, copy_jobs, new_job
+from mailer.delivery.enqueue import Accepted, Enqueuer, NewJob, copy_jobs, job_size, new_job
 from mailer.delivery.wakeup import CHANNEL
 
 
@@ -73,7 +73,7 @@ async def test_coalesced_writes_stop_at_their_byte_bound(pool: asyncpg.Pool) -> 
     await pool.execute("INSERT INTO apps (id, name) VALUES ($1, $2)", app_id, str(app_id))
     jobs = [new_job(app_id, _email(html="x" * 1000)) for _ in range(6)]
     # Two jobs reach the bound: the six, all pending at once, go out two by two.
-    enqueuer = CountingEnqueuer(pool, max_group_bytes=2 * jobs[0].size)
+    enqueuer = CountingEnqueuer(pool, max_group_bytes=2 * job_size(jobs[0]))
     await enqueuer.start()
     try:
         accepted = await asyncio.gather(*(enqueuer.enqueue(job) for job in jobs))

@@ -6,7 +6,7 @@ import base64
 import uuid
 
 from mailer.delivery.email import EmailRequest
-from mailer.delivery.enqueue import new_job
+from mailer.delivery.enqueue import job_size, new_job
 
 
 def test_a_job_weighs_its_bodies_and_attachments() -> None:
@@ -19,10 +19,16 @@ def test_a_job_weighs_its_bodies_and_attachments() -> None:
             "text": "t" * 100,
             "html": "h" * 200,
             "attachments": [
-                {"filename": "a.pdf", "content_type": "application/pdf", "content": content}
+                {"filename": "a.pdf", "content_type": "application/pdf", "content": content},
+                {
+                    "filename": "logo.png",
+                    "content_type": "image/png",
+                    "content": content,
+                    "content_id": "logo",
+                },
             ],
         }
     )
     job = new_job(uuid.uuid4(), email)
-    assert job.size == 100 + 200 + len(content)
+    assert job_size(job) == 100 + 200 + 2 * len(content)
     assert job.recipients == [("to", "ann@example.org")]

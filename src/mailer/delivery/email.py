@@ -51,27 +51,37 @@ def _validated(value: str) -> str | EmailNotValidError:
         return exc
 
 
+@functools.lru_cache(maxsize=4096)
+def _domain_suffix(domain: str) -> tuple[str, bool] | EmailNotValidError:
+    """'@' and `domain` as email-validator normalizes it, and whether that changed nothing;
+    or the library's verdict against the domain (judged on a probe address)."""
+    probe = _validated("a@" + domain)
+    if isinstance(probe, EmailNotValidError):
+        return probe
+    return probe[1:], probe[2:] == domain
+
+
 def _normalized_address(value: str) -> str | EmailNotValidError:
     """email-validator's verdict on an address, computed once per distinct domain.
 
     The library spends ~50 µs an address, nearly all of it checking the domain. Many
     addresses share few domains: for a plain ASCII local part, its check is the regex above
-    and the domain's verdict (from a probe address on the same domain) is cached; anything
-    else goes to the library whole. Results match the library's (a property test holds
-    them to it).
+    and the domain's verdict is cached; anything else goes to the library whole. Results
+    match the library's (a property test holds them to it).
     """
     local, at, domain = value.rpartition("@")
     if (
         at
         and len(local) <= _MAX_LOCAL
         and len(value) <= _MAX_ADDRESS
-        and _DOT_ATOM.fullmatch(local)
         and domain.isascii()
+        and _DOT_ATOM.fullmatch(local)
     ):
-        probe = _validated("a@" + domain)
-        if isinstance(probe, EmailNotValidError):
-            return probe
-        return local + probe[1:]
+        verdict = _domain_suffix(domain)
+        if isinstance(verdict, EmailNotValidError):
+            return verdict
+        suffix, unchanged = verdict
+        return value if unchanged else local + suffix
     return _validated(value)
 
 
@@ -219,18 +229,12 @@ class EmailRequest(_Strict):
 
     def recipients(self) -> list[tuple[str, str]]:
         """(kind, lower-cased address) per recipient: To, then Cc, then Bcc, in order."""
-        return [
-            (kind, address.email.lower())
-            for kind, group in (("to", self.to), ("cc", self.cc), ("bcc", self.bcc))
-            for address in group
-        ]
-
-    def content_size(self) -> int:
-        """Roughly how many bytes the email weighs: its bodies and attachments."""
-        size = len(self.text or "") + len(self.html or "")
-        for attachment in self.attachments:
-            size += len(attachment.content)
-        return size
+        found = [("to", address.email.lower()) for address in self.to]
+        if self.cc:
+            found += [("cc", address.email.lower()) for address in self.cc]
+        if self.bcc:
+            found += [("bcc", address.email.lower()) for address in self.bcc]
+        return found
 
     def due_at(self) -> datetime | None:
         """When to send: `send_at` if it is in the future, else None (now)."""
