@@ -85,10 +85,23 @@ def _normalized_address(value: str) -> str | EmailNotValidError:
     return _validated(value)
 
 
+# Valid addresses seen lately, as normalized: a sender's address comes back with every
+# email it sends, so it skips the checks (a plain dict, emptied when full, costs a unique
+# recipient ~0.1 µs; an lru_cache costs it more).
+_recent_addresses: dict[str, str] = {}
+_MAX_RECENT = 4096
+
+
 def _check_address(value: str) -> str:
+    known = _recent_addresses.get(value)
+    if known is not None:
+        return known
     result = _normalized_address(value)
     if isinstance(result, EmailNotValidError):
         raise ValueError(f"not a valid email address: {result}")
+    if len(_recent_addresses) >= _MAX_RECENT:
+        _recent_addresses.clear()
+    _recent_addresses[value] = result
     return result
 
 
