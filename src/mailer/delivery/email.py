@@ -271,18 +271,10 @@ class EmailRequest(_Strict):
             message["Bcc"] = list(map(_mj_address, fields["bcc"]))
         if fields["reply_to"] is not None:
             message["ReplyTo"] = _mj_address(fields["reply_to"])
-        if fields["subject"] is not None:
-            message["Subject"] = fields["subject"]
-        if fields["text"] is not None:
-            message["TextPart"] = fields["text"]
-        if fields["html"] is not None:
-            message["HTMLPart"] = fields["html"]
-        if fields["template_id"] is not None:
-            message["TemplateID"] = fields["template_id"]
-        if fields["track_opens"] is not None:
-            message["TrackOpens"] = fields["track_opens"]
-        if fields["track_clicks"] is not None:
-            message["TrackClicks"] = fields["track_clicks"]
+        for name, key in _AS_GIVEN:
+            value = fields[name]
+            if value is not None:
+                message[key] = value
         if fields["template_language"]:
             message["TemplateLanguage"] = True
         if fields["variables"]:
@@ -297,6 +289,17 @@ class EmailRequest(_Strict):
             if inlined:
                 message["InlinedAttachments"] = [_mj_attachment(a) for a in inlined]
         return message
+
+
+# Fields that go to Mailjet as they are, when given: (our name, the Send API's).
+_AS_GIVEN = (
+    ("subject", "Subject"),
+    ("text", "TextPart"),
+    ("html", "HTMLPart"),
+    ("template_id", "TemplateID"),
+    ("track_opens", "TrackOpens"),
+    ("track_clicks", "TrackClicks"),
+)
 
 
 def _mj_address(address: Address) -> dict[str, str]:
