@@ -122,21 +122,17 @@ async def copy_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
     every job is due now (the common case, one round trip less), else read first.
     """
     async with conn.transaction():
+        columns = ["id", "app_id", "message", "metadata"]
+        records: list[tuple[Any, ...]]
         if all(j.run_at is None for j in jobs):
-            await conn.copy_records_to_table(
-                "jobs",
-                columns=["id", "app_id", "message", "metadata"],
-                records=[(j.id, j.app_id, j.message, j.metadata) for j in jobs],
-            )
+            records = [(j.id, j.app_id, j.message, j.metadata) for j in jobs]
             due_now = True
         else:
             now = await conn.fetchval(Q.transaction_now)
-            await conn.copy_records_to_table(
-                "jobs",
-                columns=["id", "app_id", "message", "metadata", "run_at"],
-                records=[(j.id, j.app_id, j.message, j.metadata, j.run_at or now) for j in jobs],
-            )
+            columns.append("run_at")
+            records = [(j.id, j.app_id, j.message, j.metadata, j.run_at or now) for j in jobs]
             due_now = any(j.run_at is None or j.run_at <= now for j in jobs)
+        await conn.copy_records_to_table("jobs", columns=columns, records=records)
         await conn.copy_records_to_table(
             "messages",
             columns=["job_id", "position", "app_id", "kind", "email"],
