@@ -11,21 +11,20 @@ wall-clock time its request was sent): the latency scenario needs the job ids it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import statistics
 import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, cast
 
 import orjson
 
-from mailer.heap import freeze_startup_heap, thaw_heap
+from mailer.heap import frozen_heap
 
 
 def raw_request(
@@ -241,7 +240,11 @@ class PythonLoad:
             idle.put_nowait(conn)
 
         total = int(rate * duration)
-        with _steady_heap():
+        # No long garbage-collector pauses while requests are paced: a full collection over
+        # the harness's own data (bodies, samples) took 35-70 ms here, and the requests due
+        # meanwhile then went out in one burst, which the latency figures counted against
+        # Mailer. The same treatment as Mailer's processes get.
+        with frozen_heap():
             begin = time.perf_counter()
             for index in range(total):
                 delay = begin + index / rate - time.perf_counter()
@@ -256,19 +259,6 @@ class PythonLoad:
         while not idle.empty():
             idle.get_nowait().close()
         return samples
-
-
-@contextlib.contextmanager
-def _steady_heap() -> Iterator[None]:
-    """No long garbage-collector pauses while requests are paced: a full collection over
-    the harness's own data (bodies, samples) took 35-70 ms here, and the requests due
-    meanwhile then went out in one burst, which the latency figures counted against
-    Mailer. The same treatment as Mailer's processes get (`mailer.heap`)."""
-    freeze_startup_heap()
-    try:
-        yield
-    finally:
-        thaw_heap()
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+from collections.abc import Iterator
 
 # The youngest generation is collected after 50,000 net allocations of container objects
 # instead of 700: a batch of 500 emails allocates some 15,000 objects, most of them
@@ -31,3 +33,13 @@ def thaw_heap() -> None:
     gc.unfreeze()
     if _saved:
         gc.set_threshold(*_saved.pop())
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """`freeze_startup_heap` for the length of a `with` block, `thaw_heap` after it."""
+    freeze_startup_heap()
+    try:
+        yield
+    finally:
+        thaw_heap()

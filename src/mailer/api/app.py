@@ -13,7 +13,7 @@ from mailer.api import errors
 from mailer.api.responses import Json
 from mailer.api.routes import events, feed, queue, status, suppressions, webhooks
 from mailer.config import Settings, load_settings
-from mailer.heap import freeze_startup_heap, thaw_heap
+from mailer.heap import frozen_heap
 from mailer.services import Services
 from mailer.tracking.credentials import ensure_event_credentials
 
@@ -37,11 +37,8 @@ def create_app(settings: Settings, dsn: str, *, companion: Companion | None = No
             async with contextlib.AsyncExitStack() as stack:
                 if companion is not None:
                     await stack.enter_async_context(companion(services))
-                freeze_startup_heap()
-                try:
+                with frozen_heap():
                     yield
-                finally:
-                    thaw_heap()
         finally:
             await services.close()
 
