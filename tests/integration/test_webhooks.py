@@ -405,10 +405,7 @@ async def test_the_worker_process_delivers_webhooks(
         await store_events(pool, [event(app_id)])
         status, _ = await service.request("POST", f"/webhooks/{endpoint['id']}/test", key)
         assert status == 202
-        for _ in range(100):
-            if len(receiver.received) == 2:
-                break
-            await asyncio.sleep(0.05)
+        await receiver.wait_for(2)
         assert sorted(r.json["type"] for r in receiver.received) == [
             "email.opened",
             "webhook.test",
@@ -448,10 +445,7 @@ async def test_an_event_posted_by_mailjet_reaches_the_endpoint(
         for event_ in ({**opened, "event": "sent", "smtp_reply": "250 OK"}, opened):
             async with service.http.post(service.url + "/events", json=event_, headers=auth) as r:
                 assert r.status == 200, await r.text()
-        for _ in range(100):
-            if receiver.received:
-                break
-            await asyncio.sleep(0.05)
+        await receiver.wait_for(1)
         [got] = receiver.received
         payload = Webhook(endpoint["secret"]).verify(got.body, got.headers)
         assert payload["type"] == "email.opened"
@@ -487,10 +481,7 @@ async def test_a_recipient_given_up_on_sends_email_failed(
         job_id = await service.queue(key, email)
         done = await service.wait_for(key, job_id)
         assert [r["status"] for r in done["recipients"]] == ["suppressed", "failed"]
-        for _ in range(100):
-            if receiver.received:
-                break
-            await asyncio.sleep(0.05)
+        await receiver.wait_for(1)
         await asyncio.sleep(0.3)  # room for a duplicate to show up, if there were one
         [got] = receiver.received
         payload = Webhook(endpoint["secret"]).verify(got.body, got.headers)

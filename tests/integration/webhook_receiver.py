@@ -53,6 +53,13 @@ class Receiver:
         assert isinstance(answer, int)
         return web.Response(status=answer, text=f"answer {answer}", headers=self.headers)
 
+    async def wait_for(self, count: int, timeout: float = 5.0) -> None:
+        """Return once `count` deliveries have arrived, or after `timeout` seconds: the
+        caller asserts on what did arrive."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.received) < count and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+
     async def __aenter__(self) -> Receiver:
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._handle)
