@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from email_validator import EmailNotValidError, validate_email
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from mailer.delivery import email as email_module
 from mailer.delivery.email import _normalized_address
 
 
@@ -44,3 +46,32 @@ domain_chars = st.sampled_from(list("abcXYZ019.-_ é@"))
 def test_same_verdict_as_email_validator(local: str, domain: str) -> None:
     value = f"{local}@{domain}" if domain else local
     assert ours(value) == library(value)
+
+
+def test_a_valid_address_seen_lately_is_not_checked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checked: list[str] = []
+
+    def counting(value: str) -> str | EmailNotValidError:
+        checked.append(value)
+        return _normalized_address(value)
+
+    monkeypatch.setattr(email_module, "_normalized_address", counting)
+    monkeypatch.setattr(email_module, "_recent_addresses", {})
+    for _ in range(2):
+        assert email_module._check_address("Ann@Example.ORG") == "Ann@example.org"
+    assert checked == ["Ann@Example.ORG"]
+    for _ in range(2):  # an invalid one is never remembered: refused every time
+        with pytest.raises(ValueError, match="not a valid email address"):
+            email_module._check_address("ann@@example.org")
+    assert checked == ["Ann@Example.ORG", "ann@@example.org", "ann@@example.org"]
+
+
+def test_the_recent_addresses_are_forgotten_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    recent: dict[str, str] = {}
+    monkeypatch.setattr(email_module, "_recent_addresses", recent)
+    monkeypatch.setattr(email_module, "_MAX_RECENT", 3)
+    for i in range(4):
+        email_module._check_address(f"user{i}@example.org")
+    assert recent == {"user3@example.org": "user3@example.org"}

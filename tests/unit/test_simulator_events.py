@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import gc
+import weakref
 from typing import Any
 
 import orjson
@@ -10,7 +12,7 @@ import pytest
 
 from mailer.simulator import EventsConfig, Step, build_event, parse_script
 from mailer.simulator.events import history_row
-from mailer.simulator.poster import is_loopback_host, parse_target
+from mailer.simulator.poster import EventPoster, is_loopback_host, parse_target
 from mailer.simulator.state import AcceptedMessage, SimulatorState
 
 S = Step
@@ -189,3 +191,22 @@ def test_state_ids_are_stable_and_large() -> None:
     assert state.contact_id("b@x.org") == state.contact_id("a@x.org") + 1
     assert state.campaign_id("") == state.campaign_id("") > 2**31
     assert state.campaign_id("spring") != state.campaign_id("")
+
+
+async def test_a_fired_timer_leaves_no_cycle_for_the_garbage_collector() -> None:
+    # A timer's handle holds its callback; a callback that kept holding the handle made a
+    # cycle per message, which only the collector could free (long pauses at volume).
+    poster = EventPoster(SimulatorState())
+    fired: list[int] = []
+    async with poster.running():
+        gc.disable()
+        try:
+            poster._later(0, fired.append, 1)
+            [handle] = poster._timers
+            freed = weakref.ref(handle)
+            del handle
+            await poster.wait_idle()
+            assert fired == [1]
+            assert freed() is None
+        finally:
+            gc.enable()
