@@ -26,7 +26,7 @@ from mailer.heap import freeze_startup_heap
 from mailer.simulator.app import SimulatorApp
 from mailer.simulator.events import EventsConfig
 from mailer.simulator.faults import FaultConfig, FaultInjector
-from mailer.simulator.state import FIRST_MESSAGE_ID, SimulatorState
+from mailer.simulator.state import SimulatorState, fresh_first_message_id
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -70,7 +70,7 @@ class SimulatorConfig:
     api_key: str = DEFAULT_API_KEY
     secret_key: str = DEFAULT_SECRET_KEY
     faults: FaultConfig = field(default_factory=FaultConfig)
-    first_message_id: int = FIRST_MESSAGE_ID
+    first_message_id: int = field(default_factory=fresh_first_message_id)
     events: EventsConfig = field(default_factory=EventsConfig)
 
     def __post_init__(self) -> None:

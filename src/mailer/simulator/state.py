@@ -21,11 +21,23 @@ __all__ = [
     "DeliveryAttempt",
     "EventDelivery",
     "SimulatorState",
+    "fresh_first_message_id",
 ]
 
 # 2**59, the order of magnitude of real Mailjet MessageIDs: well above 2**53, so a client
 # that routes ids through a float visibly corrupts them.
 FIRST_MESSAGE_ID = 576460752303423488
+
+
+def fresh_first_message_id() -> int:
+    """Where a simulator starting now numbers its MessageIDs: past every id an earlier start
+    could have issued, as Mailjet never reuses one (a database kept across restarts, as
+    `mailer run`'s is, would otherwise link a new message's events to an old message).
+
+    The microseconds since the epoch, past `FIRST_MESSAGE_ID`: a simulator would have to
+    accept a million messages a second to catch up with a later start (~2**59 + 2**51).
+    """
+    return FIRST_MESSAGE_ID + time.time_ns() // 1000
 API_KEY_ID = 1
 # Mailjet campaign and contact ids exceed 2**31; so do the simulator's.
 FIRST_CAMPAIGN_ID = 7653742672
