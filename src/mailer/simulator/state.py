@@ -38,6 +38,8 @@ def fresh_first_message_id() -> int:
     accept a million messages a second to catch up with a later start (~2**59 + 2**51).
     """
     return FIRST_MESSAGE_ID + time.time_ns() // 1000
+
+
 API_KEY_ID = 1
 # Mailjet campaign and contact ids exceed 2**31; so do the simulator's.
 FIRST_CAMPAIGN_ID = 7653742672
