@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench import infra, scenarios_api, scenarios_queue
 from bench.load import pick_generator
-from bench.report import Report, Row, machine_info
+from bench.report import Report, Row, cpu_ticks, machine_info, stolen_share
 from bench.sizes import SIZES
 from bench.stack import Bench
 
@@ -87,6 +87,7 @@ async def run(args: argparse.Namespace, command: str) -> Report:
         report.note("wrk not found: the Python load generator is used (apt-get install wrk)")
     for name in args.scenarios:
         print(f"== {name}", flush=True)
+        ticks = cpu_ticks()
         try:
             await SCENARIOS[name](bench)
         except Exception as exc:
@@ -94,6 +95,11 @@ async def run(args: argparse.Namespace, command: str) -> Report:
             report.add(Row(name, "scenario failed", f"error: {type(exc).__name__}"))
             report.check(f"{name}: ran", False)
             report.note(f"{name}: {type(exc).__name__}: {exc}")
+        # On a shared virtual machine the hypervisor may run other guests on "our" cores:
+        # figures measured while much was stolen are not comparable with other runs.
+        stolen = stolen_share(ticks, cpu_ticks())
+        if stolen is not None:
+            report.note(f"{name}: CPU time stolen by the hypervisor: {stolen:.0%}")
     return report
 
 

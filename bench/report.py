@@ -191,3 +191,24 @@ def machine_info(pg_version: str, load_generator: str) -> dict[str, str]:
         "postgresql": pg_version,
         "load generator": load_generator,
     }
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """All CPU time and the part stolen by the hypervisor, in ticks since boot (Linux's
+    /proc/stat); None where that is not available."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return None
+    if fields[0] != "cpu" or len(fields) < 9:
+        return None
+    ticks = [int(x) for x in fields[1:]]
+    # guest time (fields 9, 10) is counted in user time already
+    return sum(ticks[:8]), ticks[7]
+
+
+def stolen_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of the machine's CPU time the hypervisor took between two `cpu_ticks`."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return (after[1] - before[1]) / (after[0] - before[0])
