@@ -105,17 +105,12 @@ ORDER BY c.run_at, c.id;
 -- name: next_due
 SELECT min(run_at) FROM jobs WHERE state = 'queued';
 
--- name: record_accepted
--- Mailjet accepted these recipients; a status already moved on by an event stays.
-UPDATE messages m
-SET status = CASE WHEN m.status IN ('queued', 'failed') THEN 'accepted' ELSE m.status END,
-    message_id = u.message_id,
-    message_uuid = u.message_uuid,
-    error = NULL,
-    updated_at = now()
-FROM unnest($1::uuid[], $2::int2[], $3::int8[], $4::text[])
-     AS u(job_id, position, message_id, message_uuid)
-WHERE m.job_id = u.job_id AND m.position = u.position;
+-- name: record_sends
+-- Mailjet accepted these recipients ($1-$4) and answered for these jobs ($5-$7): one call
+-- of the function that records both under the MessageIDs' bucket locks (migration 0005).
+-- $8: write nothing and answer false if an unlinked event might be waiting for them.
+SELECT record_sends($1::uuid[], $2::int2[], $3::int8[], $4::text[],
+                    $5::uuid[], $6::text[], $7::jsonb[], $8::boolean);
 
 -- name: record_rejected
 -- These recipients will not be sent (Mailjet refused, or we gave up). Answers those that
@@ -126,19 +121,6 @@ FROM unnest($1::uuid[], $2::int2[], $3::jsonb[]) AS u(job_id, position, error), 
 WHERE m.job_id = u.job_id AND m.position = u.position AND m.status = 'queued'
   AND j.id = m.job_id
 RETURNING m.job_id, m.position, m.app_id, m.email, m.error, j.metadata, now() AS failed_at;
-
--- name: finish_jobs
--- Close jobs that Mailjet answered for; $2 are their final states, $3 their errors.
-UPDATE jobs j
-SET state = u.state,
-    last_error = u.error,
-    locked_until = NULL,
-    locked_by = NULL,
-    needs_lookup = false,
-    sent_at = CASE WHEN u.state = 'done' THEN now() ELSE j.sent_at END,
-    updated_at = now()
-FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) AS u(id, state, error)
-WHERE j.id = u.id AND j.state IN ('sending', 'queued');
 
 -- name: retry_jobs
 -- Put jobs back in the queue for a later attempt.

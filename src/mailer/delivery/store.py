@@ -93,18 +93,21 @@ class Outcome:
 
 
 async def record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> None:
-    """Write an outcome: recipients' results, finished jobs, retries — all or nothing."""
+    """Write an outcome: recipients' results, finished jobs, retries — all or nothing.
+
+    The common outcome, every message accepted, takes one statement (atomic on its own):
+    it writes nothing if an event might be waiting for one of its recipients, and the
+    outcome is then recorded in a transaction that links such events too.
+    """
+    if not outcome.rejected and not outcome.retries:
+        if await pool.fetchval(Q.record_sends, *_sends(outcome), True):
+            return
     async with pool.acquire() as conn, conn.transaction():
+        if outcome.accepted or outcome.finished:
+            await conn.fetchval(Q.record_sends, *_sends(outcome), False)
         if outcome.accepted:
-            a = outcome.accepted
-            await conn.execute(
-                Q.record_accepted,
-                [x.job_id for x in a],
-                [x.position for x in a],
-                [x.message_id for x in a],
-                [x.message_uuid for x in a],
-            )
             # Tracking events that arrived before this result wait for it: link them now.
+            a = outcome.accepted
             await link_recorded(conn, [(x.job_id, x.position, x.message_id) for x in a])
         if outcome.rejected:
             r = outcome.rejected
@@ -115,11 +118,6 @@ async def record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> Non
                 [x.error for x in r],
             )
             await fan_out(conn, [_failed_event(row) for row in failed])
-        if outcome.finished:
-            f = outcome.finished
-            await conn.execute(
-                Q.finish_jobs, [x.job_id for x in f], [x.state for x in f], [x.error for x in f]
-            )
         if outcome.retries:
             t = outcome.retries
             await conn.execute(
@@ -130,6 +128,20 @@ async def record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> Non
                 [x.error for x in t],
                 worker_id,
             )
+
+
+def _sends(outcome: Outcome) -> tuple[list[Any], ...]:
+    """`record_sends`'s array parameters: the accepted recipients, then the finished jobs."""
+    a, f = outcome.accepted, outcome.finished
+    return (
+        [x.job_id for x in a],
+        [x.position for x in a],
+        [x.message_id for x in a],
+        [x.message_uuid for x in a],
+        [x.job_id for x in f],
+        [x.state for x in f],
+        [x.error for x in f],
+    )
 
 
 def _failed_event(row: asyncpg.Record) -> OutboxEvent:

@@ -61,12 +61,10 @@ RETURNING id, message_id, job_id, position, rank, suppress_reason;
 -- name: lock_message_ids
 -- Serialises linking by MessageID with the writing of MessageIDs (docs/tracking.md,
 -- "Linking"): writers take the bucket shared, inserters of pending events exclusive.
-SELECT count(pg_advisory_xact_lock_shared(7315, k))
-FROM (SELECT DISTINCT (id % 1048576)::int AS k FROM unnest($1::int8[]) AS id ORDER BY k) b;
+SELECT lock_message_id_buckets($1::int8[], false);
 
 -- name: lock_message_ids_exclusive
-SELECT count(pg_advisory_xact_lock(7315, k))
-FROM (SELECT DISTINCT (id % 1048576)::int AS k FROM unnest($1::int8[]) AS id ORDER BY k) b;
+SELECT lock_message_id_buckets($1::int8[], true);
 
 -- name: link_events
 -- Retry linking these pending events (by MessageID, else CustomID and address), after the

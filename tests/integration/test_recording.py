@@ -1,0 +1,122 @@
+"""Recording a Send API call's results (`delivery.store.record`) against the real PostgreSQL:
+the common case in one statement, and no event that waited for a MessageID left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+
+from mailer.db.pool import Conn, connect
+from mailer.db.queries import Queries
+from mailer.delivery import store
+from mailer.delivery.batching import AcceptedRecipient
+from mailer.delivery.email import EmailRequest
+from mailer.delivery.enqueue import insert_jobs, new_job
+from mailer.tracking.status import STATUS_RANK, RecipientStatus
+
+Q = Queries("mailer.delivery")
+MESSAGE_ID = 1_152_921_504_606_846_999
+
+
+async def _claimed_job(pool: asyncpg.Pool) -> uuid.UUID:
+    app_id = uuid.uuid4()
+    await pool.execute("INSERT INTO apps (id, name) VALUES ($1, $2)", app_id, str(app_id))
+    body = {
+        "from": {"email": "noreply@shop.example"},
+        "to": [{"email": "ann@example.org"}],
+        "subject": "Hi",
+        "text": "Hello",
+    }
+    job = new_job(app_id, EmailRequest.model_validate(body))
+    async with pool.acquire() as conn:
+        await insert_jobs(conn, [job])
+    [claimed] = await store.claim(pool, limit=10, lease_seconds=60, worker_id="test")
+    return claimed.id
+
+
+async def _insert_pending_open(conn: Conn) -> int:
+    """An open event for MESSAGE_ID without a CustomID: it waits for the send result."""
+    event_id: int = await conn.fetchval(
+        """
+        INSERT INTO events (post_id, dedupe_key, type, understood, status, rank, occurred_at,
+                            time_estimated, message_id, email, is_test, details, raw)
+        VALUES (0, $1, 'open', true, 'opened', $2, now(), false, $3, 'ann@example.org',
+                false, '{}', '{}')
+        RETURNING id
+        """,
+        uuid.uuid4().bytes,
+        STATUS_RANK[RecipientStatus.OPENED],
+        MESSAGE_ID,
+    )
+    return event_id
+
+
+def _sent(job_id: uuid.UUID) -> store.Outcome:
+    return store.Outcome(
+        accepted=[AcceptedRecipient(job_id, 0, MESSAGE_ID, "uuid-1")],
+        finished=[store.Finish(job_id, "done")],
+    )
+
+
+async def _state(pool: asyncpg.Pool, job_id: uuid.UUID) -> tuple[str, str, int | None]:
+    row = await pool.fetchrow(
+        "SELECT j.state, m.status, m.message_id FROM jobs j JOIN messages m ON m.job_id = j.id "
+        "WHERE j.id = $1",
+        job_id,
+    )
+    assert row is not None
+    return row["state"], row["status"], row["message_id"]
+
+
+async def _linked_job(pool: asyncpg.Pool, event_id: int) -> uuid.UUID | None:
+    job_id: uuid.UUID | None = await pool.fetchval(
+        "SELECT job_id FROM events WHERE id = $1", event_id
+    )
+    return job_id
+
+
+async def test_a_sent_call_is_recorded(pool: asyncpg.Pool) -> None:
+    job_id = await _claimed_job(pool)
+    await store.record(pool, _sent(job_id), worker_id="test")
+    assert await _state(pool, job_id) == ("done", "accepted", MESSAGE_ID)
+
+
+async def test_the_one_statement_writes_nothing_while_an_event_waits(pool: asyncpg.Pool) -> None:
+    job_id = await _claimed_job(pool)
+    async with pool.acquire() as conn:
+        await _insert_pending_open(conn)
+    args = ([job_id], [0], [MESSAGE_ID], ["uuid-1"], [job_id], ["done"], [None])
+    assert await pool.fetchval(Q.record_sends, *args, True) is False
+    assert await _state(pool, job_id) == ("sending", "queued", None)
+
+
+async def test_an_event_that_waited_is_linked_and_applied(pool: asyncpg.Pool) -> None:
+    job_id = await _claimed_job(pool)
+    async with pool.acquire() as conn:
+        event_id = await _insert_pending_open(conn)
+    await store.record(pool, _sent(job_id), worker_id="test")
+    assert await _linked_job(pool, event_id) == job_id
+    assert await _state(pool, job_id) == ("done", "opened", MESSAGE_ID)
+
+
+async def test_an_event_inserted_while_recording_waits_is_not_left_behind(
+    pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    # The event's inserter holds the MessageID's bucket (its retry found no message with
+    # that MessageID); the recording waits for it, then must see the event it committed.
+    job_id = await _claimed_job(pool)
+    inserter = await connect(db_dsn)
+    try:
+        async with inserter.transaction():
+            event_id = await _insert_pending_open(inserter)
+            await inserter.execute("SELECT lock_message_id_buckets($1, true)", [MESSAGE_ID])
+            recording = asyncio.create_task(store.record(pool, _sent(job_id), worker_id="test"))
+            await asyncio.sleep(0.3)
+            assert not recording.done()  # waiting for the bucket
+        await asyncio.wait_for(recording, 5)
+    finally:
+        await inserter.close()
+    assert await _linked_job(pool, event_id) == job_id
+    assert await _state(pool, job_id) == ("done", "opened", MESSAGE_ID)
