@@ -120,3 +120,28 @@ async def test_an_event_inserted_while_recording_waits_is_not_left_behind(
         await inserter.close()
     assert await _linked_job(pool, event_id) == job_id
     assert await _state(pool, job_id) == ("done", "opened", MESSAGE_ID)
+
+
+async def test_recording_survives_a_deadlock_with_an_event_intake(
+    pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    # An intake applies an event to the message (its row), then takes the MessageID's
+    # bucket for another event; the recording holds the bucket and waits for the row.
+    # PostgreSQL aborts one of the two; the recording must still land.
+    job_id = await _claimed_job(pool)
+    intake = await connect(db_dsn)
+    try:
+        try:
+            async with intake.transaction():
+                await intake.execute(
+                    "UPDATE messages SET updated_at = now() WHERE job_id = $1", job_id
+                )
+                recording = asyncio.create_task(store.record(pool, _sent(job_id), worker_id="test"))
+                await asyncio.sleep(0.3)  # holding the bucket, waiting for the row
+                await intake.execute("SELECT lock_message_id_buckets($1, true)", [MESSAGE_ID])
+        except asyncpg.DeadlockDetectedError:
+            pass  # the intake lost: it would run again
+        await asyncio.wait_for(recording, 10)
+    finally:
+        await intake.close()
+    assert await _state(pool, job_id) == ("done", "accepted", MESSAGE_ID)

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from mailer.db.conflicts import retrying_conflicts
 from mailer.db.queries import Queries
 from mailer.delivery.batching import AcceptedRecipient, ClaimedJob, Recipient
 from mailer.tracking.linking import link_recorded
@@ -97,8 +98,16 @@ async def record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> Non
 
     The common outcome, every message accepted, takes one statement (atomic on its own):
     it writes nothing if an event might be waiting for one of its recipients, and the
-    outcome is then recorded in a transaction that links such events too.
+    outcome is then recorded in a transaction that links such events too. Recording takes
+    MessageID bucket locks before row locks, an event intake row locks first: in a rare
+    interleaving the two deadlock, and the loser runs again (docs/tracking.md, "Linking").
     """
+    await retrying_conflicts(
+        lambda: _record(pool, outcome, worker_id=worker_id), action="record_retry"
+    )
+
+
+async def _record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> None:
     if not outcome.rejected and not outcome.retries:
         if await pool.fetchval(Q.record_sends, *_sends(outcome), True):
             return

@@ -8,13 +8,12 @@ Mailjet sends the body again (redelivered events are then recognised by their de
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
 
+from mailer.db.conflicts import retrying_conflicts
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.tracking.linking import apply_linked, link_unlinked
@@ -24,12 +23,6 @@ from mailer.tracking.rows import EventColumns, columns_of, may_contain_nul
 __all__ = ["IntakeResult", "store_body", "store_callback"]
 
 Q = Queries("mailer.tracking")
-log = logging.getLogger(__name__)
-
-# A deadlock is possible in rare interleavings (two posts naming the same messages in a
-# different order while a worker records them); the loser is simply run again.
-_ATTEMPTS = 4
-_RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 
 @dataclass(frozen=True)
@@ -56,19 +49,14 @@ async def store_callback(
     now = datetime.now(UTC)
     events = parse_callback_body(body, now=now)
     columns = columns_of(events, nul_free=not may_contain_nul(body))
-    for attempt in range(1, _ATTEMPTS + 1):
-        try:
-            async with pool.acquire(timeout=acquire_timeout) as conn, conn.transaction():
-                return await _store(conn, body, now, len(events), columns)
-        except _RETRYABLE as exc:
-            if attempt == _ATTEMPTS:
-                raise
-            log.info(
-                "event intake conflicted; retrying",
-                extra={"action": "events_retry", "error": type(exc).__name__},
-            )
-            await asyncio.sleep(0.01 * attempt)
-    raise AssertionError("unreachable")
+
+    async def attempt() -> IntakeResult:
+        async with pool.acquire(timeout=acquire_timeout) as conn, conn.transaction():
+            return await _store(conn, body, now, len(events), columns)
+
+    # A deadlock is possible in rare interleavings (two posts naming the same messages in
+    # a different order, or a post and a worker recording them); the loser runs again.
+    return await retrying_conflicts(attempt, action="events_retry")
 
 
 async def store_body(conn: Conn, body: bytes, *, now: datetime | None = None) -> IntakeResult:
