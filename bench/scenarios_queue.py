@@ -251,9 +251,11 @@ async def _time_claims(dsns: list[str], claims: int) -> list[float]:
     """Median seconds of `store.claim` in each database, claiming from each in turn; each
     claim is then recorded as sent, as a worker would, so dead rows pile up the way they
     do in service."""
-    pools = [await create_pool(dsn, min_size=1, max_size=2) for dsn in dsns]
-    times: list[list[float]] = [[] for _ in pools]
+    pools: list[asyncpg.Pool] = []
+    times: list[list[float]] = [[] for _ in dsns]
     try:
+        for dsn in dsns:
+            pools.append(await create_pool(dsn, min_size=1, max_size=2))
         for _ in range(claims):
             for pool, timed in zip(pools, times, strict=True):
                 began = time.perf_counter()

@@ -23,9 +23,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 import asyncpg
 
+from mailer.db.conflicts import retrying_conflicts
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.tracking.linking import apply_linked, link_unlinked
@@ -58,12 +60,18 @@ class ReprocessReport:
         """The counts by name."""
         return dict(self.__dict__)
 
+    def add(self, other: ReprocessReport) -> None:
+        """Count what another (committed) part of the run did, too."""
+        for name, value in other.__dict__.items():
+            setattr(self, name, getattr(self, name) + value)
+
 
 async def reprocess(pool: asyncpg.Pool, *, batch: int = 100) -> ReprocessReport:
     """Re-derive events, links, statuses and suppressions from every stored body.
 
     Each batch of ``batch`` bodies is one transaction, so an interrupted run can simply be
-    started again.
+    started again; one that loses a deadlock (with an intake or a worker recording the
+    same messages) runs again.
     """
     report = ReprocessReport()
     after = 0
@@ -71,9 +79,8 @@ async def reprocess(pool: asyncpg.Pool, *, batch: int = 100) -> ReprocessReport:
         posts = await pool.fetch(Q.posts_after, after, batch)
         if not posts:
             break
-        async with pool.acquire() as conn, conn.transaction():
-            for post in posts:
-                await _reprocess_post(conn, post, report)
+        batch_report = partial(_reprocess_posts, pool, posts)
+        report.add(await retrying_conflicts(batch_report, action="events_reprocess_retry"))
         after = posts[-1]["id"]
         log.info(
             "reprocessed event posts",
@@ -81,6 +88,15 @@ async def reprocess(pool: asyncpg.Pool, *, batch: int = 100) -> ReprocessReport:
         )
     await _link_pending(pool, report, batch * 100)
     return report
+
+
+async def _reprocess_posts(pool: asyncpg.Pool, posts: list[asyncpg.Record]) -> ReprocessReport:
+    """Reprocess `posts` in one transaction; what it did, once committed."""
+    counts = ReprocessReport()
+    async with pool.acquire() as conn, conn.transaction():
+        for post in posts:
+            await _reprocess_post(conn, post, counts)
+    return counts
 
 
 async def _reprocess_post(conn: Conn, post: asyncpg.Record, report: ReprocessReport) -> None:
@@ -130,8 +146,14 @@ async def _link_pending(pool: asyncpg.Pool, report: ReprocessReport, batch: int)
         pending = await pool.fetch(Q.pending_events_after, after, batch)
         if not pending:
             return
-        async with pool.acquire() as conn, conn.transaction():
-            rows = await link_unlinked(conn, pending)
-            report.linked += len(rows)
-            await apply_linked(conn, rows)
+        link = partial(_link_and_apply, pool, pending)
+        report.linked += await retrying_conflicts(link, action="events_reprocess_retry")
         after = pending[-1]["id"]
+
+
+async def _link_and_apply(pool: asyncpg.Pool, pending: list[asyncpg.Record]) -> int:
+    """Link and apply what of `pending` can be, in one transaction; how many were linked."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await link_unlinked(conn, pending)
+        await apply_linked(conn, rows)
+    return len(rows)
