@@ -6,12 +6,14 @@ import asyncio
 import os
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 from click.testing import CliRunner
 
 from mailer.db.pool import connect
 from mailer.simulator.server import SimulatorServer
+from mailer.tracking import reprocess as reprocess_module
 from mailer.tracking.intake import store_body
 from tests.integration.harness import Service
 from tests.integration.tracking_helpers import (
@@ -253,3 +255,29 @@ async def test_reprocess_rederives_events_statuses_and_suppressions(
     assert all(v == 0 for k, v in again.items() if k not in ("posts", "events")), again
     assert await read_whole_feed(service, key) == after
     assert (await service.status(key, job_id))["recipients"] == fixed["recipients"]
+
+
+async def test_a_reprocess_batch_that_loses_a_deadlock_runs_again_and_counts_once(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = orjson.dumps([{"event": "open", "time": T0, "MessageID": 123, "email": "a@b.example"}])
+    async with pool.acquire() as conn, conn.transaction():
+        await store_body(conn, body)
+    await pool.execute("DELETE FROM events")  # reprocessing stores it again
+
+    # The batch's transaction does its work, then PostgreSQL aborts it, once.
+    real = reprocess_module._reprocess_post
+    aborted = False
+
+    async def aborted_once(conn: Any, post: Any, report: Any) -> None:
+        nonlocal aborted
+        await real(conn, post, report)
+        if not aborted:
+            aborted = True
+            raise asyncpg.DeadlockDetectedError("deadlock detected")
+
+    monkeypatch.setattr(reprocess_module, "_reprocess_post", aborted_once)
+    report = await reprocess_module.reprocess(pool)
+    assert aborted
+    assert (report.posts, report.events, report.new_events) == (1, 1, 1)
+    assert await pool.fetchval("SELECT count(*) FROM events") == 1
