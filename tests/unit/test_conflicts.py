@@ -8,40 +8,37 @@ import pytest
 from mailer.db.conflicts import retrying_conflicts
 
 
+class Attempts:
+    """A transaction whose calls end, in turn, as `outcomes` say: raising an exception, or
+    answering a value; `calls` counts them."""
+
+    def __init__(self, *outcomes: Exception | str) -> None:
+        self._outcomes = list(outcomes)
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        outcome = self._outcomes[self.calls]
+        self.calls += 1
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
 async def test_a_conflict_is_run_again_until_it_goes_through() -> None:
-    failures = [asyncpg.DeadlockDetectedError("deadlock"), asyncpg.SerializationError("s")]
-    calls = 0
-
-    async def attempt() -> str:
-        nonlocal calls
-        calls += 1
-        if failures:
-            raise failures.pop(0)
-        return "stored"
-
+    attempt = Attempts(
+        asyncpg.DeadlockDetectedError("deadlock"), asyncpg.SerializationError("s"), "stored"
+    )
     assert await retrying_conflicts(attempt, action="test") == "stored"
-    assert calls == 3
+    assert attempt.calls == 3
 
 
 async def test_the_last_conflict_is_raised_and_other_errors_at_once() -> None:
-    calls = 0
-
-    async def deadlocks() -> None:
-        nonlocal calls
-        calls += 1
-        raise asyncpg.DeadlockDetectedError("deadlock")
-
+    deadlocks = Attempts(*[asyncpg.DeadlockDetectedError("deadlock")] * 3, "stored")
     with pytest.raises(asyncpg.DeadlockDetectedError):
         await retrying_conflicts(deadlocks, action="test", attempts=3)
-    assert calls == 3
+    assert deadlocks.calls == 3
 
-    calls = 0
-
-    async def breaks() -> None:
-        nonlocal calls
-        calls += 1
-        raise asyncpg.UniqueViolationError("duplicate")
-
+    breaks = Attempts(asyncpg.UniqueViolationError("duplicate"), "stored")
     with pytest.raises(asyncpg.UniqueViolationError):
         await retrying_conflicts(breaks, action="test")
-    assert calls == 1
+    assert breaks.calls == 1
