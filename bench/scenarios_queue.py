@@ -20,7 +20,7 @@ from bench.payloads import batch_body, new_jobs, send_call_body
 from bench.report import Row
 from bench.stack import EVENTS_PASSWORD, EVENTS_USER, Bench, Simulator, wait_drained
 from mailer.db.pool import connect, create_pool
-from mailer.delivery import store
+from mailer.delivery import send, store
 from mailer.delivery.batching import MAX_RECIPIENTS_PER_CALL, AcceptedRecipient
 from mailer.delivery.enqueue import insert_jobs
 from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET
@@ -263,11 +263,11 @@ async def _time_claims(dsns: list[str], claims: int) -> list[float]:
                     pool, limit=CLAIM_LIMIT, lease_seconds=120, worker_id="bench"
                 )
                 timed.append(time.perf_counter() - began)
-                outcome = store.Outcome(
+                outcome = send.Outcome(
                     accepted=[
                         AcceptedRecipient(j.id, 0, 1_000_000 + n, None) for n, j in enumerate(jobs)
                     ],
-                    finished=[store.Finish(j.id, "done") for j in jobs],
+                    finished=[send.Finish(j.id, "done") for j in jobs],
                 )
                 await store.record(pool, outcome, worker_id="bench")
     finally:

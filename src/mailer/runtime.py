@@ -17,9 +17,9 @@ from mailer.db.housekeeping import Housekeeping
 from mailer.db.pool import connect
 from mailer.delivery.retry import RetryPolicy
 from mailer.delivery.send import Sender
-from mailer.delivery.wakeup import Wakeup
-from mailer.delivery.worker import Worker, WorkerOptions
+from mailer.delivery.worker import JOBS_CHANNEL, Worker, WorkerOptions
 from mailer.mailjet import ClientTimeouts, MailjetClient
+from mailer.queue.wakeup import Wakeup
 from mailer.webhooks.dispatch import Dispatcher
 from mailer.webhooks.outbox import CHANNEL as WEBHOOK_CHANNEL
 
@@ -127,12 +127,13 @@ async def running_worker(
         target.secret_key,
         timeout=ClientTimeouts(total=settings.mailjet_timeout),
     )
-    wakeup = Wakeup(dsn)
+    # One LISTEN connection wakes both of the process's queues.
+    wakeup = Wakeup(dsn, (JOBS_CHANNEL, WEBHOOK_CHANNEL))
     await wakeup.start()
     worker = Worker(
         pool,
         Sender(client, policy or RetryPolicy()),
-        wakeup,
+        wakeup.signal(JOBS_CHANNEL),
         WorkerOptions(
             concurrency=settings.worker_concurrency,
             claim_batch=settings.claim_batch,
@@ -142,9 +143,7 @@ async def running_worker(
     )
     await worker.start()
     # Outbound webhooks are delivered by the same process, woken on their own channel.
-    webhook_wakeup = Wakeup(dsn, WEBHOOK_CHANNEL)
-    await webhook_wakeup.start()
-    dispatcher = Dispatcher(pool, webhook_wakeup)
+    dispatcher = Dispatcher(pool, wakeup.signal(WEBHOOK_CHANNEL))
     await dispatcher.start()
     housekeeping = Housekeeping(pool)
     try:
@@ -153,9 +152,8 @@ async def running_worker(
     finally:
         try:
             await worker.stop()
-            await wakeup.stop()
             await client.aclose()
         finally:
             await housekeeping.stop()
             await dispatcher.stop()
-            await webhook_wakeup.stop()
+            await wakeup.stop()

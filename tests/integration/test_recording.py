@@ -13,7 +13,7 @@ import pytest
 
 from mailer.db.pool import Conn, connect
 from mailer.db.queries import Queries
-from mailer.delivery import store
+from mailer.delivery import send, store
 from mailer.delivery.batching import AcceptedRecipient
 from mailer.delivery.email import EmailRequest
 from mailer.delivery.enqueue import insert_jobs, new_job
@@ -61,10 +61,10 @@ async def _insert_pending_open(
     return event_id
 
 
-def _sent(job_id: uuid.UUID) -> store.Outcome:
-    return store.Outcome(
+def _sent(job_id: uuid.UUID) -> send.Outcome:
+    return send.Outcome(
         accepted=[AcceptedRecipient(job_id, 0, MESSAGE_ID, "uuid-1")],
-        finished=[store.Finish(job_id, "done")],
+        finished=[send.Finish(job_id, "done")],
     )
 
 
@@ -93,7 +93,7 @@ async def test_a_sent_call_is_recorded(pool: asyncpg.Pool) -> None:
 
 async def test_a_call_with_nothing_to_send_finishes_its_job(pool: asyncpg.Pool) -> None:
     job_id = await _claimed_job(pool)
-    outcome = store.Outcome(finished=[store.Finish(job_id, "done")])
+    outcome = send.Outcome(finished=[send.Finish(job_id, "done")])
     await store.record(pool, outcome, worker_id="test")
     assert await _state(pool, job_id) == ("done", "queued", None)
 
@@ -122,11 +122,11 @@ async def test_accepted_rejected_and_retried_in_one_outcome(pool: asyncpg.Pool) 
     again = await _claimed_job(pool)
     error = {"reason": "refused"}
     later = datetime.now(UTC) + timedelta(minutes=5)
-    outcome = store.Outcome(
+    outcome = send.Outcome(
         accepted=[AcceptedRecipient(sent, 0, MESSAGE_ID, "uuid-1")],
-        rejected=[store.RejectedRecipient(sent, 1, error)],
-        finished=[store.Finish(sent, "done")],
-        retries=[store.Retry(again, later, outcome_unknown=True, error=error)],
+        rejected=[send.RejectedRecipient(sent, 1, error)],
+        finished=[send.Finish(sent, "done")],
+        retries=[send.Retry(again, later, outcome_unknown=True, error=error)],
     )
     await store.record(pool, outcome, worker_id="test")
     rows = await pool.fetch(

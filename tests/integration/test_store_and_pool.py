@@ -14,7 +14,7 @@ import asyncpg
 from mailer.db.pool import connect
 from mailer.delivery.email import EmailRequest
 from mailer.delivery.enqueue import Accepted, Enqueuer, NewJob, copy_jobs, job_size, new_job
-from mailer.delivery.wakeup import CHANNEL
+from mailer.delivery.worker import JOBS_CHANNEL as CHANNEL
 
 
 def _email(**extra: str) -> EmailRequest:

@@ -13,7 +13,6 @@ from mailer.mailjet import (
     MailjetServerError,
     MailjetUnexpectedResponse,
     error_from_response,
-    parse_retry_after,
 )
 
 HTML_429 = (
@@ -109,22 +108,3 @@ def test_success_status_without_messages_is_unexpected(status: int) -> None:
     exc = error_from_response(status, b"<html>maintenance</html>")
     assert isinstance(exc, MailjetUnexpectedResponse)
     assert flags(exc) == (True, True)
-
-
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        (None, None),
-        ("", None),
-        ("0", 0.0),
-        ("30", 30.0),
-        (" 1.5 ", 1.5),
-        ("-4", 0.0),
-        ("soon", None),
-        ("nan", None),
-        ("Thu, 01 Jan 1970 00:01:40 GMT", 60.0),  # now = 40 s after the epoch
-        ("Thu, 01 Jan 1970 00:00:10 GMT", 0.0),  # already past
-    ],
-)
-def test_parse_retry_after(header: str | None, expected: float | None) -> None:
-    assert parse_retry_after(header, now=40.0) == expected

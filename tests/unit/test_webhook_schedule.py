@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from hypothesis import given
@@ -14,7 +14,6 @@ from mailer.webhooks.schedule import (
     RETRY_AFTER_MAX_FACTOR,
     RETRY_DELAYS_S,
     next_attempt_delay,
-    parse_retry_after,
 )
 
 retriable = st.integers(min_value=1, max_value=MAX_ATTEMPTS - 1)
@@ -105,29 +104,3 @@ def test_total_span_is_about_three_days(rng: random.Random) -> None:
     assert attempt == MAX_ATTEMPTS
     assert timedelta(days=2.5) <= timedelta(seconds=sum(delays)) <= timedelta(days=4)
     assert timedelta(seconds=sum(delays)) < DISABLE_AFTER
-
-
-NOW = datetime(2015, 10, 21, 7, 0, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        ("120", 120.0),
-        (" 0 ", 0.0),
-        ("Wed, 21 Oct 2015 07:28:00 GMT", 1680.0),
-        ("Wed, 21 Oct 2015 06:00:00 GMT", 0.0),
-        ("Wed, 21 Oct 2015 07:28:00 -0000", 1680.0),
-        (None, None),
-        ("", None),
-        ("-5", None),
-        ("1.5", None),
-        ("soon", None),
-    ],
-)
-def test_parse_retry_after(header: str | None, expected: float | None) -> None:
-    assert parse_retry_after(header, now=NOW) == expected
-
-
-def test_parse_retry_after_defaults_to_current_time() -> None:
-    assert parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT") == 0.0

@@ -5,19 +5,23 @@ has `Messages`, whatever the HTTP code; a per-message error fails that job at on
 5xx, timeouts and connection errors are retried with backoff; after a timeout or a 5xx the
 outcome is unknown, so the next attempt looks the job up at Mailjet before sending again; a
 whole-request rejection of several messages is split until the bad message stands alone.
+
+What a call taught us is an :class:`Outcome` (accepted recipients, rejected ones, jobs that
+finished, jobs to retry), which :func:`mailer.delivery.store.record` writes.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mailer.delivery.batching import ClaimedJob, build_message, match_accepted
+from mailer.delivery.batching import AcceptedRecipient, ClaimedJob, build_message, match_accepted
 from mailer.delivery.retry import RetryAt, RetryPolicy
-from mailer.delivery.store import Finish, Outcome, RejectedRecipient, Retry
 from mailer.mailjet import (
     MailjetClient,
     MailjetError,
@@ -32,6 +36,51 @@ Clock = Callable[[], datetime]
 def utcnow() -> datetime:
     """The default clock."""
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A job goes back to the queue for another attempt at `run_at`."""
+
+    job_id: uuid.UUID
+    run_at: datetime
+    outcome_unknown: bool
+    error: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Finish:
+    """A job leaves the queue: `done` (Mailjet answered) or `failed` (we gave up)."""
+
+    job_id: uuid.UUID
+    state: str
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RejectedRecipient:
+    """A recipient that will not be sent: Mailjet refused its message, or we gave up."""
+
+    job_id: uuid.UUID
+    position: int
+    error: dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    """Everything one Mailjet call (or lookup) taught us, recorded in one transaction."""
+
+    accepted: list[AcceptedRecipient] = field(default_factory=list)
+    rejected: list[RejectedRecipient] = field(default_factory=list)
+    finished: list[Finish] = field(default_factory=list)
+    retries: list[Retry] = field(default_factory=list)
+
+    def merge(self, other: Outcome) -> None:
+        """Add another outcome's facts to this one."""
+        self.accepted += other.accepted
+        self.rejected += other.rejected
+        self.finished += other.finished
+        self.retries += other.retries
 
 
 class Sender:

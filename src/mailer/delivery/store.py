@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +11,8 @@ import asyncpg
 
 from mailer.db.conflicts import retrying_conflicts
 from mailer.db.queries import Queries
-from mailer.delivery.batching import AcceptedRecipient, ClaimedJob, Recipient
+from mailer.delivery.batching import ClaimedJob, Recipient
+from mailer.delivery.send import Outcome
 from mailer.tracking.linking import link_recorded
 from mailer.webhooks.outbox import EMAIL_FAILED, OutboxEvent, fan_out
 
@@ -46,51 +46,6 @@ async def claim(
         )
         for row in rows
     ]
-
-
-@dataclass(frozen=True)
-class Retry:
-    """A job goes back to the queue for another attempt at `run_at`."""
-
-    job_id: uuid.UUID
-    run_at: datetime
-    outcome_unknown: bool
-    error: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Finish:
-    """A job leaves the queue: `done` (Mailjet answered) or `failed` (we gave up)."""
-
-    job_id: uuid.UUID
-    state: str
-    error: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class RejectedRecipient:
-    """A recipient that will not be sent: Mailjet refused its message, or we gave up."""
-
-    job_id: uuid.UUID
-    position: int
-    error: dict[str, Any]
-
-
-@dataclass
-class Outcome:
-    """Everything one Mailjet call (or lookup) taught us, recorded in one transaction."""
-
-    accepted: list[AcceptedRecipient] = field(default_factory=list)
-    rejected: list[RejectedRecipient] = field(default_factory=list)
-    finished: list[Finish] = field(default_factory=list)
-    retries: list[Retry] = field(default_factory=list)
-
-    def merge(self, other: Outcome) -> None:
-        """Add another outcome's facts to this one."""
-        self.accepted += other.accepted
-        self.rejected += other.rejected
-        self.finished += other.finished
-        self.retries += other.retries
 
 
 async def record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> None:

@@ -20,7 +20,6 @@ from mailer.mailjet.errors import (
     MailjetTimeout,
     MailjetUnexpectedResponse,
     error_from_response,
-    parse_retry_after,
 )
 from mailer.mailjet.models import (
     AcceptedRecipient,
@@ -57,5 +56,4 @@ __all__ = [
     "RecipientKind",
     "SendResponse",
     "error_from_response",
-    "parse_retry_after",
 ]

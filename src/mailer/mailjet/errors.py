@@ -28,12 +28,12 @@ per-message results whatever the HTTP status.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
+
+from mailer.queue.retry_after import parse_retry_after
 
 __all__ = [
     "MailjetConnectionError",
@@ -45,7 +45,6 @@ __all__ = [
     "MailjetTimeout",
     "MailjetUnexpectedResponse",
     "error_from_response",
-    "parse_retry_after",
 ]
 
 _DETAIL_MAX = 300
@@ -156,31 +155,6 @@ class MailjetRequestRejected(MailjetError):
 
 class MailjetNotFound(MailjetRequestRejected):
     """HTTP 404 on a REST v3 resource (``Object not found``)."""
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Parse a ``Retry-After`` header (delta seconds or HTTP-date) into seconds from now.
-
-    Returns ``None`` when absent or unparsable; never a negative number.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive parse means "-0000"
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):
-        return None
-    return max(0.0, seconds)
 
 
 def _loads(body: bytes) -> Any:

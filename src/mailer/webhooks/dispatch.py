@@ -24,29 +24,32 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+from functools import partial
 
 import aiohttp
 import asyncpg
 
-from mailer.delivery.wakeup import Wakeup, finish_claim_loop
 from mailer.ids import uuid7
+from mailer.queue.loop import (
+    DATABASE_ERRORS,
+    Claim,
+    ClaimLoop,
+    Clock,
+    LoopOptions,
+    Work,
+    system_clock,
+)
+from mailer.queue.retry_after import parse_retry_after
+from mailer.queue.wakeup import Signal
 from mailer.webhooks.outbox import Q
-from mailer.webhooks.schedule import DISABLE_AFTER, next_attempt_delay, parse_retry_after
+from mailer.webhooks.schedule import DISABLE_AFTER, next_attempt_delay
 from mailer.webhooks.signing import webhook_headers
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
-
 RESPONSE_KEEP_BYTES = 2048
-
-
-def system_clock() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -96,22 +99,32 @@ class Dispatcher:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        wakeup: Wakeup | None = None,
+        signal: Signal | None = None,
         options: DispatcherOptions = DispatcherOptions(),
         *,
         clock: Clock = system_clock,
         rng: random.Random | None = None,
     ) -> None:
         self._pool = pool
-        self._wakeup = wakeup
         self._options = options
         self._clock = clock
         self._rng = rng or random.Random()
         self.dispatcher_id = f"{socket.gethostname()}:{os.getpid()}:wh:{uuid7().hex[-8:]}"
         self._session: aiohttp.ClientSession | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self._main: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        # An expired lease needs no recovery: the claim takes a delivery whose
+        # `next_attempt_at` (pushed forward by the lease) has passed.
+        self.loop = ClaimLoop(
+            "webhooks",
+            claim=self._claim,
+            next_due=lambda: self._pool.fetchval(Q.next_due),
+            signal=signal,
+            options=LoopOptions(
+                concurrency=options.concurrency,
+                lease_seconds=options.lease_seconds,
+                poll_interval=options.poll_interval,
+            ),
+            clock=clock,
+        )
 
     async def __aenter__(self) -> Dispatcher:
         self._open_session()
@@ -131,18 +144,12 @@ class Dispatcher:
     async def start(self) -> None:
         """Start delivering in the background."""
         self._open_session()
-        self._main = asyncio.create_task(self._loop())
+        self.loop.start()
         log.info("webhook dispatcher started", extra={"action": "webhooks_started"})
 
     async def stop(self) -> None:
         """Stop claiming, let attempts in flight finish and record, close the HTTP session."""
-        self._stopping.set()
-        if self._wakeup is not None:
-            self._wakeup.event.set()
-        if self._main is not None:
-            await finish_claim_loop(self._main, within=self._options.lease_seconds)
-        if self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await self.loop.stop()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -177,7 +184,7 @@ class Dispatcher:
         answer = await self.post(delivery)
         try:
             await self._record(delivery, answer)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except DATABASE_ERRORS:
             log.exception("recording a webhook attempt failed", extra={"action": "wh_record"})
 
     async def post(self, delivery: Claimed) -> Answer:
@@ -264,43 +271,9 @@ class Dispatcher:
                     extra={"action": "wh_disabled", "endpoint": str(delivery.endpoint_id)},
                 )
 
-    async def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                full = await self._claim_and_start()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning(
-                    "webhook claim failed; retrying",
-                    extra={"action": "wh_claim_failed", "error": type(exc).__name__},
-                )
-                await asyncio.sleep(1.0)
-                continue
-            if not full and not self._stopping.is_set():
-                await self._idle()
-
-    async def _claim_and_start(self) -> bool:
-        free = self._options.concurrency - len(self._in_flight)
-        if free <= 0:
-            await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
-            return True
-        if self._wakeup is not None:
-            self._wakeup.event.clear()
-        claimed = await self.claim(free)
-        for delivery in claimed:
-            task = asyncio.create_task(self.deliver(delivery))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
-        return len(claimed) == free
-
-    async def _idle(self) -> None:
-        timeout = self._options.poll_interval
-        due = await self._pool.fetchval(Q.next_due)
-        if due is not None:
-            timeout = min(timeout, max(0.0, (due - self._clock()).total_seconds()))
-        if self._wakeup is None:
-            await asyncio.sleep(timeout)
-        else:
-            await self._wakeup.wait(timeout)
+    async def _claim(self, places: int) -> Claim:
+        claimed = await self.claim(places)
+        return Claim([Work(run=partial(self.deliver, c)) for c in claimed], len(claimed) == places)
 
 
 def _ms_since(started: float) -> int:

@@ -14,8 +14,7 @@ The schedule is a list rather than a formula so operators can read it.
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import timedelta
 
 __all__ = [
     "DISABLE_AFTER",
@@ -24,7 +23,6 @@ __all__ = [
     "RETRY_AFTER_MAX_FACTOR",
     "RETRY_DELAYS_S",
     "next_attempt_delay",
-    "parse_retry_after",
 ]
 
 RETRY_DELAYS_S: tuple[int, ...] = (
@@ -66,7 +64,7 @@ def next_attempt_delay(
     Args:
         attempt_number: the 1-based number of the attempt that just failed.
         retry_after: seconds from a ``Retry-After`` header; pass it for 429 and 503 only
-            (see :func:`parse_retry_after`). The result is then
+            (see :func:`mailer.queue.retry_after.parse_retry_after`). The result is then
             ``max(jittered, min(retry_after, RETRY_AFTER_MAX_FACTOR * base))``.
         rng: random source for the jitter (inject a seeded one in tests).
 
@@ -86,24 +84,3 @@ def next_attempt_delay(
     if retry_after is not None:
         delay = max(delay, min(retry_after, RETRY_AFTER_MAX_FACTOR * base))
     return delay
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Parse a ``Retry-After`` header into seconds from ``now`` (never negative).
-
-    Accepts delta-seconds (``"120"``) and an HTTP-date (``"Wed, 21 Oct 2015 07:28:00 GMT"``;
-    a date in the past gives 0). Returns ``None`` when the header is absent or invalid.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isascii() and text.isdigit():
-        return float(int(text))
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # HTTP-dates are GMT; "-0000" parses as naive
-        when = when.replace(tzinfo=UTC)
-    reference = now if now is not None else datetime.now(UTC)
-    return max(0.0, (when - reference).total_seconds())
