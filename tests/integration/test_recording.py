@@ -17,7 +17,7 @@ from mailer.delivery import send, store
 from mailer.delivery.batching import AcceptedRecipient
 from mailer.delivery.email import EmailRequest
 from mailer.delivery.enqueue import insert_jobs, new_job
-from mailer.tracking.status import STATUS_RANK, RecipientStatus
+from mailer.tracking.precedence import STATUS_RANK, RecipientStatus
 
 Q = Queries("mailer.delivery")
 MESSAGE_ID = 1_152_921_504_606_846_999

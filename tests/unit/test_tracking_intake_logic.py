@@ -14,18 +14,12 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from mailer.config import ConfigError, Settings
+from mailer.tracking.columns import columns_of, job_id_of, may_contain_nul
 from mailer.tracking.credentials import basic_auth_matches, ensure_event_credentials
 from mailer.tracking.feed import FeedCursor, InvalidCursor, event_view
 from mailer.tracking.parse import parse_event
-from mailer.tracking.rows import (
-    STATUS_CHAIN,
-    SuppressionReason,
-    columns_of,
-    job_id_of,
-    may_contain_nul,
-    suppression_reason,
-)
-from mailer.tracking.status import STATUS_RANK, RecipientStatus
+from mailer.tracking.precedence import STATUS_CHAIN, STATUS_RANK, RecipientStatus
+from mailer.tracking.suppressions import SuppressionReason, suppression_reason
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 JOB = "0190f3b8-2c4e-7d3a-9b1e-0a1b2c3d4e5f"

@@ -18,7 +18,7 @@ from mailer.tracking.parse import (
     parse_event,
     status_of,
 )
-from mailer.tracking.status import EventType, RecipientStatus
+from mailer.tracking.precedence import EventType, RecipientStatus
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 T = 1433333949

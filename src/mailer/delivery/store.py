@@ -13,7 +13,7 @@ from mailer.db.conflicts import retrying_conflicts
 from mailer.db.queries import Queries
 from mailer.delivery.batching import ClaimedJob, Recipient
 from mailer.delivery.send import Outcome
-from mailer.tracking.linking import link_recorded
+from mailer.tracking.apply import link_recorded
 from mailer.webhooks.outbox import EMAIL_FAILED, OutboxEvent, fan_out
 
 Q = Queries("mailer.delivery")

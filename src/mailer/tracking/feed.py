@@ -25,7 +25,7 @@ import asyncpg
 
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
-from mailer.tracking.status import EventType
+from mailer.tracking.precedence import EventType
 
 __all__ = [
     "EVENT_TYPES",

@@ -16,9 +16,9 @@ import asyncpg
 from mailer.db.conflicts import retrying_conflicts
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
-from mailer.tracking.linking import apply_linked, link_unlinked
+from mailer.tracking.apply import apply_linked, link_unlinked
+from mailer.tracking.columns import EventColumns, columns_of, may_contain_nul
 from mailer.tracking.parse import parse_callback_body
-from mailer.tracking.rows import EventColumns, columns_of, may_contain_nul
 
 __all__ = ["IntakeResult", "store_body", "store_callback"]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from mailer.tracking.status import EventType, RecipientStatus, status_for_event
+from mailer.tracking.precedence import EventType, RecipientStatus, status_for_event
 
 __all__ = [
     "NON_OBJECT_KEY",

@@ -326,3 +326,13 @@ LIMIT $2;
 SELECT id, message_id, job_id, position, rank, suppress_reason
 FROM events
 WHERE id = ANY($1::int8[]) AND job_id IS NOT NULL;
+
+-- name: stored_events
+-- Tracking events (the `events` table) linked to an app, as their webhooks need them.
+SELECT e.id, e.app_id, e.status, e.occurred_at, e.job_id, e.email,
+       nullif(e.message_id, 0) AS message_id, e.details, j.metadata
+FROM events e
+JOIN jobs j ON j.id = e.job_id
+WHERE e.id = ANY ($1::bigint[]) AND e.app_id IS NOT NULL AND e.status IS NOT NULL
+  -- Most apps have no endpoint: don't build payloads nobody will be sent.
+  AND EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.app_id = e.app_id AND w.enabled);

@@ -30,10 +30,10 @@ import asyncpg
 from mailer.db.conflicts import retrying_conflicts
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
-from mailer.tracking.linking import apply_linked, link_unlinked
+from mailer.tracking.apply import apply_linked, link_unlinked
+from mailer.tracking.columns import columns_of, may_contain_nul
 from mailer.tracking.parse import InvalidCallbackBody, parse_callback_body
-from mailer.tracking.rows import STATUS_CHAIN, columns_of, may_contain_nul
-from mailer.tracking.status import STATUS_RANK, RecipientStatus
+from mailer.tracking.precedence import STATUS_CHAIN, STATUS_RANK, RecipientStatus
 
 __all__ = ["ReprocessReport", "reprocess"]
 

@@ -1,7 +1,7 @@
 """An app's suppression list: addresses it must not send to again.
 
 Entries come from tracking events (hard bounce, spam complaint, unsubscribe, ``preblocked``;
-see :func:`mailer.tracking.rows.suppression_reason`) with the event that caused them, or
+see :func:`suppression_reason`) with the event that caused them, or
 from the app through the API. The send path consults the list when it claims a job: a
 suppressed recipient gets the status ``suppressed`` and the job's other recipients are sent.
 """
@@ -17,16 +17,52 @@ from typing import Any
 import asyncpg
 
 from mailer.db.queries import Queries
+from mailer.tracking.parse import MailjetEvent
+from mailer.tracking.precedence import EventType
 
 __all__ = [
     "InvalidCursor",
     "SuppressionPage",
+    "SuppressionReason",
     "add_suppression",
     "delete_suppression",
     "list_suppressions",
+    "suppression_reason",
 ]
 
 Q = Queries("mailer.tracking")
+
+
+class SuppressionReason:
+    """Why an event puts its address on the app's suppression list (the stored `reason`)."""
+
+    HARD_BOUNCE = "hard_bounce"
+    SPAM_COMPLAINT = "spam_complaint"
+    UNSUBSCRIBED = "unsubscribed"
+    PREBLOCKED = "preblocked"
+    MANUAL = "manual"
+    """Added through the API without a reason."""
+
+
+def suppression_reason(event: MailjetEvent) -> str | None:
+    """The suppression reason ``event`` carries, or ``None`` if it does not suppress.
+
+    A hard bounce, a spam complaint, an unsubscribe, and a ``blocked`` event whose error is
+    ``preblocked`` (Mailjet itself already refuses the address) suppress. Soft bounces and
+    other ``blocked`` errors (``duplicate in campaign``, content or system issues) do not:
+    they say nothing permanent about the address. Test events never suppress.
+    """
+    if event.is_test or not event.email:
+        return None
+    if event.type is EventType.BOUNCE and event.hard_bounce is True:
+        return SuppressionReason.HARD_BOUNCE
+    if event.type is EventType.SPAM:
+        return SuppressionReason.SPAM_COMPLAINT
+    if event.type is EventType.UNSUB:
+        return SuppressionReason.UNSUBSCRIBED
+    if event.type is EventType.BLOCKED and (event.error or "").strip().lower() == "preblocked":
+        return SuppressionReason.PREBLOCKED
+    return None
 
 
 class InvalidCursor(ValueError):

@@ -1,11 +1,13 @@
 """The webhook outbox: deliveries written in the same transaction that stores an event.
 
-Whoever stores tracking events (the intake) calls :func:`fan_out` inside its transaction,
-once the events are linked to an app; the send path does the same for the recipients it
-gives up on (``email.failed``). Every enabled endpoint of that app whose event types
-match gets one ``webhook_deliveries`` row, in one set-based statement, so an event is
-delivered if and only if it was stored: nothing is lost between the commit and the
-dispatcher, and nothing is sent for a transaction that rolled back. A NOTIFY on
+Whoever stores tracking events (the intake, through :mod:`mailer.tracking.webhook_events`)
+calls :func:`fan_out` inside its transaction, once the events are linked to an app; the
+send path does the same for the recipients it gives up on (``email.failed``). This module
+knows nothing of tracking: it is handed events of the types in :data:`EVENT_TYPES`.
+Every enabled endpoint of that app whose event types match gets one
+``webhook_deliveries`` row, in one set-based statement, so an event is delivered if and
+only if it was stored: nothing is lost between the commit and the dispatcher, and nothing
+is sent for a transaction that rolled back. A NOTIFY on
 :data:`CHANNEL` (sent at commit, once per transaction) wakes the dispatchers.
 
 The body is serialised here, once per event, and stored as text: the dispatcher signs and
@@ -25,16 +27,13 @@ import orjson
 
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
-from mailer.tracking.status import RecipientStatus
 
 __all__ = [
     "CHANNEL",
     "EMAIL_FAILED",
     "EVENT_TYPES",
     "OutboxEvent",
-    "event_type_for_status",
     "fan_out",
-    "fan_out_stored",
     "render_body",
 ]
 
@@ -43,29 +42,33 @@ Q = Queries("mailer.webhooks")
 CHANNEL = "mailer_webhooks"
 """The LISTEN/NOTIFY channel that wakes webhook dispatchers."""
 
-_STATUS_EVENT: Mapping[RecipientStatus, str] = {
-    RecipientStatus.SENT: "email.sent",
-    RecipientStatus.OPENED: "email.opened",
-    RecipientStatus.CLICKED: "email.clicked",
-    RecipientStatus.BOUNCED: "email.bounced",
-    RecipientStatus.DEFERRED: "email.deferred",
-    RecipientStatus.BLOCKED: "email.blocked",
-    RecipientStatus.SPAM: "email.spam",
-    RecipientStatus.UNSUBSCRIBED: "email.unsubscribed",
-}
-
+EMAIL_SENT = "email.sent"
+EMAIL_OPENED = "email.opened"
+EMAIL_CLICKED = "email.clicked"
+EMAIL_BOUNCED = "email.bounced"
+EMAIL_DEFERRED = "email.deferred"
+EMAIL_BLOCKED = "email.blocked"
+EMAIL_SPAM = "email.spam"
+EMAIL_UNSUBSCRIBED = "email.unsubscribed"
 EMAIL_FAILED = "email.failed"
 """A recipient will not be sent: Mailjet refused the message, or our retries ran out. The
 send path emits it (not a Mailjet event); its `details` hold the error."""
 
-EVENT_TYPES: frozenset[str] = frozenset(_STATUS_EVENT.values()) | {EMAIL_FAILED}
-"""The event types an endpoint can subscribe to."""
-
-
-def event_type_for_status(status: RecipientStatus) -> str | None:
-    """The webhook event type for the status a Mailjet event produced (see
-    :func:`mailer.tracking.status.status_for_event`), or ``None`` when none is sent."""
-    return _STATUS_EVENT.get(status)
+EVENT_TYPES: frozenset[str] = frozenset(
+    {
+        EMAIL_SENT,
+        EMAIL_OPENED,
+        EMAIL_CLICKED,
+        EMAIL_BOUNCED,
+        EMAIL_DEFERRED,
+        EMAIL_BLOCKED,
+        EMAIL_SPAM,
+        EMAIL_UNSUBSCRIBED,
+        EMAIL_FAILED,
+    }
+)
+"""The event types an endpoint can subscribe to (which tracking status gives which is
+:mod:`mailer.tracking.webhook_events`'s to say)."""
 
 
 @dataclass(frozen=True)
@@ -145,34 +148,3 @@ async def fan_out(conn: Conn, events: Sequence[OutboxEvent]) -> int:
     if inserted:
         await conn.execute(Q.notify)
     return inserted
-
-
-async def fan_out_stored(conn: Conn, event_ids: Sequence[int]) -> int:
-    """:func:`fan_out` for tracking events already stored and linked, by their ``events.id``.
-
-    The tracking intake calls this inside its transaction where events get linked to an app
-    (on arrival, or later when the send result that names their MessageID is recorded).
-    Unlinked events and those whose status has no webhook type are skipped.
-    """
-    if not event_ids:
-        return 0
-    rows = await conn.fetch(Q.stored_events, list(event_ids))
-    events = []
-    for row in rows:
-        kind = event_type_for_status(RecipientStatus(row["status"]))
-        if kind is None:
-            continue
-        events.append(
-            OutboxEvent(
-                event_id=row["id"],
-                app_id=row["app_id"],
-                type=kind,
-                occurred_at=row["occurred_at"],
-                job_id=row["job_id"],
-                recipient=row["email"],
-                message_id=row["message_id"],
-                details=row["details"] or {},
-                metadata=row["metadata"],
-            )
-        )
-    return await fan_out(conn, events)

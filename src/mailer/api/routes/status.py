@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from mailer.api.deps import AppId, ServicesDep
 from mailer.api.errors import ApiError
 from mailer.api.responses import Json
-from mailer.delivery.status import read_job_status
+from mailer.delivery.job_status import read_job_status
 
 router = APIRouter(tags=["status"])
 

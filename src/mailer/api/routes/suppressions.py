@@ -12,7 +12,7 @@ from mailer.api.errors import ApiError
 from mailer.api.responses import Json
 from mailer.delivery.email import EmailAddress
 from mailer.tracking import suppressions
-from mailer.tracking.rows import SuppressionReason
+from mailer.tracking.suppressions import SuppressionReason
 
 router = APIRouter(tags=["suppressions"])
 

@@ -10,7 +10,7 @@ event) makes sure one of the two transactions always sees the other: see
 
 Everything here runs inside the caller's transaction and is set-based: one statement per
 step, whatever the number of events. An event is handed to its app's outbound webhooks
-(:func:`mailer.webhooks.outbox.fan_out_stored`) in the transaction that links it, so
+(:func:`mailer.tracking.webhook_events.fan_out_stored`) in the transaction that links it, so
 exactly the linked events are delivered, each once.
 """
 
@@ -23,8 +23,8 @@ import asyncpg
 
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
-from mailer.tracking.rows import STATUS_CHAIN
-from mailer.webhooks.outbox import fan_out_stored
+from mailer.tracking.precedence import STATUS_CHAIN
+from mailer.tracking.webhook_events import fan_out_stored
 
 __all__ = ["apply_linked", "link_pending", "link_recorded", "link_unlinked"]
 

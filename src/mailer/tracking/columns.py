@@ -1,4 +1,4 @@
-"""Pure pieces of event intake: what a parsed event stores, and what it means for suppression.
+"""What a parsed Mailjet event stores: the columns of the ``events`` table, as arrays.
 
 Nothing here touches the database, so it is unit-tested directly. The SQL that uses these
 columns is in ``queries.sql``; the orchestration in :mod:`mailer.tracking.intake`.
@@ -13,22 +13,16 @@ from datetime import datetime
 from typing import Any
 
 from mailer.tracking.parse import MailjetEvent, status_of
-from mailer.tracking.status import STATUS_RANK, EventType, RecipientStatus
+from mailer.tracking.precedence import STATUS_RANK, RecipientStatus
+from mailer.tracking.suppressions import suppression_reason
 
 __all__ = [
     "DETAIL_FIELDS",
-    "STATUS_CHAIN",
     "EventColumns",
-    "SuppressionReason",
     "columns_of",
     "job_id_of",
     "may_contain_nul",
-    "suppression_reason",
 ]
-
-STATUS_CHAIN: list[str] = [str(s) for s in sorted(STATUS_RANK, key=STATUS_RANK.__getitem__)]
-"""Every status, lowest precedence first: SQL takes ``array_position(chain, status) - 1`` as
-the rank, so :data:`~mailer.tracking.status.STATUS_RANK` stays the one source of truth."""
 
 DETAIL_FIELDS: tuple[str, ...] = (
     "url",
@@ -45,38 +39,6 @@ DETAIL_FIELDS: tuple[str, ...] = (
     "mj_list_id",
 )
 """The type-specific fields an app is shown (those the event has)."""
-
-
-class SuppressionReason:
-    """Why an event puts its address on the app's suppression list (the stored `reason`)."""
-
-    HARD_BOUNCE = "hard_bounce"
-    SPAM_COMPLAINT = "spam_complaint"
-    UNSUBSCRIBED = "unsubscribed"
-    PREBLOCKED = "preblocked"
-    MANUAL = "manual"
-    """Added through the API without a reason."""
-
-
-def suppression_reason(event: MailjetEvent) -> str | None:
-    """The suppression reason ``event`` carries, or ``None`` if it does not suppress.
-
-    A hard bounce, a spam complaint, an unsubscribe, and a ``blocked`` event whose error is
-    ``preblocked`` (Mailjet itself already refuses the address) suppress. Soft bounces and
-    other ``blocked`` errors (``duplicate in campaign``, content or system issues) do not:
-    they say nothing permanent about the address. Test events never suppress.
-    """
-    if event.is_test or not event.email:
-        return None
-    if event.type is EventType.BOUNCE and event.hard_bounce is True:
-        return SuppressionReason.HARD_BOUNCE
-    if event.type is EventType.SPAM:
-        return SuppressionReason.SPAM_COMPLAINT
-    if event.type is EventType.UNSUB:
-        return SuppressionReason.UNSUBSCRIBED
-    if event.type is EventType.BLOCKED and (event.error or "").strip().lower() == "preblocked":
-        return SuppressionReason.PREBLOCKED
-    return None
 
 
 def job_id_of(custom_id: str | None) -> uuid.UUID | None:

@@ -6,14 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailer.tracking.status import (
+from mailer.tracking.precedence import (
     LOCAL_FINAL_STATUSES,
     STATUS_RANK,
     EventType,
     RecipientStatus,
-    apply_event,
     derive_job_status,
-    derive_status,
     status_for_event,
 )
 
@@ -70,78 +68,6 @@ def test_enum_values_are_the_wire_strings() -> None:
 
 
 @pytest.mark.parametrize(
-    ("current", "event", "expected"),
-    [
-        (S.QUEUED, S.ACCEPTED, S.ACCEPTED),
-        (S.ACCEPTED, S.SENT, S.SENT),
-        (S.OPENED, S.SENT, S.OPENED),  # late `sent` never hides `opened`
-        (S.CLICKED, S.OPENED, S.CLICKED),
-        (S.DEFERRED, S.SENT, S.SENT),  # soft bounce is not final
-        (S.DEFERRED, S.BOUNCED, S.BOUNCED),
-        (S.SENT, S.DEFERRED, S.SENT),
-        (S.OPENED, S.BOUNCED, S.BOUNCED),
-        (S.SPAM, S.UNSUBSCRIBED, S.SPAM),
-        (S.BOUNCED, S.BLOCKED, S.BLOCKED),
-        (S.FAILED, S.SENT, S.SENT),  # lost answer: Mailjet's evidence wins
-        (S.FAILED, S.ACCEPTED, S.ACCEPTED),  # found by CustomID reconciliation
-        (S.SUPPRESSED, S.OPENED, S.OPENED),
-        (S.FAILED, S.QUEUED, S.FAILED),
-        (S.ACCEPTED, S.FAILED, S.ACCEPTED),
-        (S.SENT, S.SUPPRESSED, S.SENT),
-    ],
-)
-def test_apply_event(
-    current: RecipientStatus, event: RecipientStatus, expected: RecipientStatus
-) -> None:
-    assert apply_event(current, event) is expected
-
-
-def test_derive_status_examples() -> None:
-    assert derive_status(S.ACCEPTED, []) is S.ACCEPTED
-    assert derive_status(S.ACCEPTED, [S.OPENED, S.SENT, S.CLICKED, S.OPENED]) is S.CLICKED
-    assert derive_status(S.FAILED, [S.DEFERRED, S.SENT]) is S.SENT
-
-
-@given(statuses, st.lists(statuses), st.randoms(use_true_random=False))
-def test_derive_status_is_order_independent(
-    base: RecipientStatus, events: list[RecipientStatus], rnd: random.Random
-) -> None:
-    shuffled = list(events)
-    rnd.shuffle(shuffled)
-    assert derive_status(base, shuffled) is derive_status(base, events)
-
-
-@given(statuses, st.lists(statuses), st.lists(st.integers(min_value=0, max_value=20)))
-def test_derive_status_ignores_duplicates(
-    base: RecipientStatus, events: list[RecipientStatus], picks: list[int]
-) -> None:
-    duplicated = list(events)
-    if events:
-        duplicated += [events[i % len(events)] for i in picks]
-    assert derive_status(base, duplicated) is derive_status(base, events)
-
-
-@given(statuses, st.lists(statuses))
-def test_never_moves_backward(base: RecipientStatus, events: list[RecipientStatus]) -> None:
-    status = base
-    for event in events:
-        new = apply_event(status, event)
-        assert STATUS_RANK[new] >= STATUS_RANK[status]
-        assert new in (status, event)
-        status = new
-
-
-@given(st.sampled_from(sorted(LOCAL_FINAL_STATUSES)), st.lists(event_statuses, min_size=1))
-def test_events_override_local_verdicts(
-    base: RecipientStatus, events: list[RecipientStatus]
-) -> None:
-    assert derive_status(base, events) is derive_status(S.ACCEPTED, events)
-
-
-# --- job status ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
     ("recipients", "expected"),
     [
         ([S.OPENED], S.OPENED),
@@ -193,7 +119,7 @@ def test_job_status_never_moves_backward(
     event = data.draw(event_statuses)
     before = derive_job_status(recipients)
     advanced = list(recipients)
-    advanced[index] = apply_event(advanced[index], event)
+    advanced[index] = max(advanced[index], event, key=STATUS_RANK.__getitem__)  # moved on
     after = derive_job_status(advanced)
     if recipients[index] in LOCAL_FINAL_STATUSES:
         # A recipient we had written off turned out to be at Mailjet: it now counts, and may
@@ -207,4 +133,4 @@ def test_job_status_never_moves_backward(
 
 def test_revived_failed_recipient_can_pull_job_back() -> None:
     assert derive_job_status([S.FAILED, S.OPENED]) is S.OPENED
-    assert derive_job_status([apply_event(S.FAILED, S.DEFERRED), S.OPENED]) is S.DEFERRED
+    assert derive_job_status([S.DEFERRED, S.OPENED]) is S.DEFERRED  # failed, then deferred

@@ -4,9 +4,15 @@ Every recipient of a job has one :class:`RecipientStatus`. It is changed by our 
 verdicts (``accepted``, ``failed``, ``suppressed``) and by Mailjet's tracking events, which
 arrive duplicated and in arbitrary order. To make the result independent of arrival order,
 all statuses form a single chain ordered by :data:`STATUS_RANK` and a new observation is
-combined with the current status by taking the maximum (:func:`apply_event`). ``max`` is
-commutative, associative and idempotent, so any permutation of the same observations, with
-or without duplicates, folds to the same status, and a status never moves backward.
+combined with the current status by taking the maximum. ``max`` is commutative,
+associative and idempotent, so any permutation of the same observations, with or without
+duplicates, folds to the same status, and a status never moves backward.
+
+The chain is defined here, once; the rule that applies it runs in PostgreSQL (the
+``apply_events`` and ``recompute_statuses`` queries of ``tracking/queries.sql`` take
+:data:`STATUS_CHAIN` as a parameter, and ``record_sends`` in migration 0005 moves only
+``queued`` and ``failed`` recipients to ``accepted``). The property tests in
+``tests/integration/test_status_rules.py`` drive that SQL, not a copy of it.
 
 The chain, lowest first::
 
@@ -24,18 +30,17 @@ really happened to the email. See ``docs/status-model.md``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from types import MappingProxyType
 
 __all__ = [
     "LOCAL_FINAL_STATUSES",
+    "STATUS_CHAIN",
     "STATUS_RANK",
     "EventType",
     "RecipientStatus",
-    "apply_event",
     "derive_job_status",
-    "derive_status",
     "status_for_event",
 ]
 
@@ -97,6 +102,11 @@ STATUS_RANK: Mapping[RecipientStatus, int] = MappingProxyType(
 )
 """Precedence of each status (higher wins). Stable: usable for ``GREATEST()`` in SQL."""
 
+STATUS_CHAIN: list[str] = [str(s) for s in _CHAIN]
+"""Every status, lowest precedence first: SQL takes ``array_position(chain, status) - 1`` as
+the rank, so this chain (with :data:`STATUS_RANK`, made from it) is the one
+source of the precedence."""
+
 LOCAL_FINAL_STATUSES: frozenset[RecipientStatus] = frozenset(
     {RecipientStatus.FAILED, RecipientStatus.SUPPRESSED}
 )
@@ -124,26 +134,6 @@ def status_for_event(event_type: EventType, *, hard_bounce: bool | None = None) 
     if event_type is EventType.BOUNCE:
         return RecipientStatus.BOUNCED if hard_bounce is True else RecipientStatus.DEFERRED
     return _EVENT_STATUS[event_type]
-
-
-def apply_event(current: RecipientStatus, event_status: RecipientStatus) -> RecipientStatus:
-    """Return the recipient's status after observing ``event_status``.
-
-    The more advanced of the two by :data:`STATUS_RANK` wins, so the result never moves
-    backward and does not depend on the order observations arrive in. Works for our own
-    transitions too (``queued`` -> ``accepted``/``failed``/``suppressed``).
-    """
-    return event_status if STATUS_RANK[event_status] > STATUS_RANK[current] else current
-
-
-def derive_status(
-    base: RecipientStatus, event_statuses: Iterable[RecipientStatus]
-) -> RecipientStatus:
-    """Fold ``event_statuses`` into ``base`` with :func:`apply_event`."""
-    status = base
-    for event_status in event_statuses:
-        status = apply_event(status, event_status)
-    return status
 
 
 def derive_job_status(recipient_statuses: Sequence[RecipientStatus]) -> RecipientStatus:

@@ -9,7 +9,7 @@ import asyncpg
 
 from mailer.db.queries import Queries
 from mailer.tracking.feed import job_timelines
-from mailer.tracking.status import RecipientStatus, derive_job_status
+from mailer.tracking.precedence import RecipientStatus, derive_job_status
 
 Q = Queries("mailer.delivery")
 
