@@ -4,7 +4,7 @@
     python3 dev.py run     # start Mailer (API + worker; embedded PostgreSQL and Mailjet
                            # simulator unless DATABASE_URL / Mailjet keys are set)
     python3 dev.py test    # run the test suite (extra arguments go to pytest)
-    python3 dev.py lint    # ruff and mypy
+    python3 dev.py lint    # ruff, mypy and the import contracts (import-linter)
     python3 dev.py bench   # the benchmarks (see docs/benchmarks.md)
 
 The first call makes `.venv/` and installs the project into it; later calls reuse it and
@@ -62,6 +62,8 @@ def main(argv: list[str]) -> int:
             [str(BIN / "ruff"), "check", "."],
             [str(BIN / "ruff"), "format", "--check", "."],
             [str(BIN / "mypy")],
+            # Dependencies point one way: the contracts in pyproject.toml.
+            [str(BIN / "lint-imports"), "--no-cache"],
         ]
         return max(subprocess.run(c, cwd=ROOT).returncode for c in checks)
     if command == "bench":
