@@ -136,10 +136,6 @@ FROM unnest($1::uuid[], $2::timestamptz[], $3::bool[], $4::jsonb[])
      AS u(id, run_at, outcome_unknown, error)
 WHERE j.id = u.id AND j.state = 'sending' AND j.locked_by = $5;
 
--- name: fail_messages_of_jobs
-UPDATE messages SET status = 'failed', error = $2, updated_at = now()
-WHERE job_id = ANY($1::uuid[]) AND status = 'queued';
-
 -- name: release_jobs
 -- A draining worker gives back claims it did not start: no attempt was made.
 UPDATE jobs
