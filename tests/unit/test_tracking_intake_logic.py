@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -278,18 +279,33 @@ def test_cursor_order_follows_the_feed_order() -> None:
     assert FeedCursor(5, 100) < FeedCursor(6, 1) < FeedCursor(6, 2)
 
 
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event row as `job_events` returns it."""
+
+    id: int
+    type: str | None
+    status: str | None
+    occurred_at: datetime
+    job_id: uuid.UUID
+    email: str
+    message_id: int
+    is_test: bool
+    details: dict[str, Any]
+
+
 def test_event_view() -> None:
-    row = {
-        "id": 7,
-        "type": "click",
-        "status": "clicked",
-        "occurred_at": NOW,
-        "job_id": uuid.UUID(JOB),
-        "email": "ann@example.org",
-        "message_id": 576460752303423489,
-        "is_test": False,
-        "details": {"url": "https://a.test"},
-    }
+    row = StoredEvent(
+        id=7,
+        type="click",
+        status="clicked",
+        occurred_at=NOW,
+        job_id=uuid.UUID(JOB),
+        email="ann@example.org",
+        message_id=576460752303423489,
+        is_test=False,
+        details={"url": "https://a.test"},
+    )
     view = event_view(row, {"order": 1})
     assert view == {
         "id": "7",
@@ -303,7 +319,7 @@ def test_event_view() -> None:
         "url": "https://a.test",
         "metadata": {"order": 1},
     }
-    assert event_view({**row, "message_id": 0}, None)["message_id"] is None
+    assert event_view(replace(row, message_id=0), None)["message_id"] is None
 
 
 def test_production_start_without_event_credentials_is_refused(

@@ -19,11 +19,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 
-import asyncpg
-
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.tracking.precedence import STATUS_CHAIN
+from mailer.tracking.rows import FilledMessage, LinkedEvent, PendingEvent
 from mailer.tracking.webhook_events import fan_out_stored
 
 __all__ = ["apply_linked", "link_pending", "link_recorded", "link_unlinked"]
@@ -50,65 +49,68 @@ async def link_recorded(conn: Conn, recipients: Iterable[tuple[uuid.UUID, int, i
 
 async def link_pending(
     conn: Conn, messages: Sequence[tuple[uuid.UUID, int, int | None]]
-) -> list[asyncpg.Record]:
+) -> list[LinkedEvent]:
     """Link pending events to ``messages`` (whose MessageIDs this transaction wrote)."""
     ids = [m[2] for m in messages if m[2]]
     if ids:
         await conn.execute(Q.lock_message_ids, ids)
-    return list(
-        await conn.fetch(Q.link_pending_events, [m[0] for m in messages], [m[1] for m in messages])
+    return await conn.fetch(
+        Q.link_pending_events,
+        [m[0] for m in messages],
+        [m[1] for m in messages],
+        record_class=LinkedEvent,
     )
 
 
-async def link_unlinked(conn: Conn, events: Sequence[asyncpg.Record]) -> list[asyncpg.Record]:
+async def link_unlinked(conn: Conn, events: Sequence[PendingEvent]) -> list[LinkedEvent]:
     """Try again to link stored events that are not linked, under their MessageID locks.
 
-    ``events`` are rows with ``id, job_id, message_id`` (linked ones are skipped). Taking
+    Linked ``events`` are skipped. Taking
     the MessageIDs' buckets exclusively waits for any transaction writing one of these
     MessageIDs right now; the retry then sees what it wrote. Returns the events linked.
     """
-    waiting = [e for e in events if e["job_id"] is None]
+    waiting = [e for e in events if e.job_id is None]
     if not waiting:
         return []
-    message_ids = [e["message_id"] for e in waiting if e["message_id"]]
+    message_ids = [e.message_id for e in waiting if e.message_id]
     if message_ids:
         await conn.execute(Q.lock_message_ids_exclusive, message_ids)
-    return list(await conn.fetch(Q.link_events, [e["id"] for e in waiting]))
+    return await conn.fetch(Q.link_events, [e.id for e in waiting], record_class=LinkedEvent)
 
 
 async def apply_linked(
-    conn: Conn, events: Sequence[asyncpg.Record], *, just_linked: bool = True
+    conn: Conn, events: Sequence[LinkedEvent], *, just_linked: bool = True
 ) -> int:
     """Apply linked events to their messages; link what their MessageIDs reveal, repeatedly.
 
-    ``events`` are rows with ``id, message_id, job_id, position, rank, suppress_reason``
-    (as the insert and link queries return them); unlinked ones are skipped. Events that
+    Unlinked ``events`` are skipped. Events that
     were ``just_linked`` to their app are also handed to the app's webhooks (the outbox, in
     this transaction); reprocessing re-applies older events with ``just_linked=False``.
     Events linked on the way always are. Returns how many events were applied.
     """
     applied = 0
-    rows = [e for e in events if e["job_id"] is not None]
+    rows = [e for e in events if e.job_id is not None]
     for _ in range(_MAX_ROUNDS):
         if not rows:
             break
         filled = await conn.fetch(
             Q.apply_events,
-            [e["id"] for e in rows],
-            [e["job_id"] for e in rows],
-            [e["position"] for e in rows],
-            [e["rank"] for e in rows],
-            [e["message_id"] for e in rows],
-            [e["suppress_reason"] for e in rows],
+            [e.id for e in rows],
+            [e.job_id for e in rows],
+            [e.position for e in rows],
+            [e.rank for e in rows],
+            [e.message_id for e in rows],
+            [e.suppress_reason for e in rows],
             STATUS_CHAIN,
+            record_class=FilledMessage,
         )
         applied += len(rows)
         if just_linked:
             # Outbound webhooks: queue deliveries for these events in this same transaction.
-            await fan_out_stored(conn, [e["id"] for e in rows])
+            await fan_out_stored(conn, [e.id for e in rows])
         just_linked = True
         if not filled:
             break
-        keys = [(f["job_id"], f["position"], f["message_id"]) for f in filled]
+        keys = [(f.job_id, f.position, f.message_id) for f in filled]
         rows = await link_pending(conn, keys)
     return applied

@@ -19,13 +19,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.tracking.precedence import EventType
+from mailer.tracking.rows import FeedEvent, TimelineEvent
 
 __all__ = [
     "EVENT_TYPES",
@@ -84,7 +85,30 @@ class FeedCursor:
 START = FeedCursor(0, 0)
 
 
-def event_view(row: asyncpg.Record | dict[str, Any], metadata: Any) -> dict[str, Any]:
+class EventFields(Protocol):
+    """What :func:`event_view` reads of an event (a :class:`~.rows.TimelineEvent`)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def type(self) -> str | None: ...
+    @property
+    def status(self) -> str | None: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def job_id(self) -> uuid.UUID: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def message_id(self) -> int: ...
+    @property
+    def is_test(self) -> bool: ...
+    @property
+    def details(self) -> dict[str, Any]: ...
+
+
+def event_view(row: EventFields, metadata: Any) -> dict[str, Any]:
     """One event as apps see it, in the feed and in a job's status timeline.
 
     Ids are strings: event ids are stable, MessageIDs exceed 2^53. ``status`` is the
@@ -93,16 +117,16 @@ def event_view(row: asyncpg.Record | dict[str, Any], metadata: Any) -> dict[str,
     is the job's, as the app gave it.
     """
     view: dict[str, Any] = {
-        "id": str(row["id"]),
-        "type": row["type"],
-        "status": row["status"],
-        "time": row["occurred_at"],
-        "job_id": str(row["job_id"]),
-        "email": row["email"],
-        "message_id": str(row["message_id"]) if row["message_id"] else None,
-        "test": row["is_test"],
+        "id": str(row.id),
+        "type": row.type,
+        "status": row.status,
+        "time": row.occurred_at,
+        "job_id": str(row.job_id),
+        "email": row.email,
+        "message_id": str(row.message_id) if row.message_id else None,
+        "test": row.is_test,
     }
-    view.update(row["details"])
+    view.update(row.details)
     view["metadata"] = metadata
     return view
 
@@ -112,9 +136,8 @@ async def job_timelines(
 ) -> dict[int, list[dict[str, Any]]]:
     """Each recipient's (by position) events of a job, oldest first."""
     timelines: dict[int, list[dict[str, Any]]] = {}
-    for row in await conn.fetch(Q.job_events, job_id):
-        view = event_view({**dict(row), "job_id": job_id}, metadata)
-        timelines.setdefault(row["position"], []).append(view)
+    for row in await conn.fetch(Q.job_events, job_id, record_class=TimelineEvent):
+        timelines.setdefault(row.position, []).append(event_view(row, metadata))
     return timelines
 
 
@@ -152,11 +175,12 @@ async def read_feed(
         since,
         until,
         limit + 1,
+        record_class=FeedEvent,
     )
     has_more = len(rows) > limit
     rows = rows[:limit]
-    events = [event_view(row, row["metadata"]) for row in rows]
+    events = [event_view(row, row.metadata) for row in rows]
     cursor = after
     if rows:
-        cursor = FeedCursor(int(rows[-1]["feed_xid"]), rows[-1]["id"])
+        cursor = FeedCursor(int(rows[-1].feed_xid), rows[-1].id)
     return FeedPage(events, cursor, has_more)

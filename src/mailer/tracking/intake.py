@@ -19,6 +19,7 @@ from mailer.db.queries import Queries
 from mailer.tracking.apply import apply_linked, link_unlinked
 from mailer.tracking.columns import EventColumns, columns_of, may_contain_nul
 from mailer.tracking.parse import parse_callback_body
+from mailer.tracking.rows import LinkedEvent
 
 __all__ = ["IntakeResult", "store_body", "store_callback"]
 
@@ -77,10 +78,12 @@ async def store_body(conn: Conn, body: bytes, *, now: datetime | None = None) ->
 async def _store(
     conn: Conn, body: bytes, now: datetime, received: int, columns: EventColumns
 ) -> IntakeResult:
-    rows = await conn.fetch(Q.insert_events, received, body, now, *columns.args())
+    rows = await conn.fetch(
+        Q.insert_events, received, body, now, *columns.args(), record_class=LinkedEvent
+    )
     linked = await apply_linked(conn, rows)
     # Unlinked events with a MessageID may name a message whose send result is being
     # recorded right now: retry them once that is settled (CustomID was tried already).
-    pending = [r for r in rows if r["job_id"] is None and r["message_id"] != 0]
+    pending = [r for r in rows if r.job_id is None and r.message_id != 0]
     linked += await apply_linked(conn, await link_unlinked(conn, pending))
     return IntakeResult(received, len(rows), linked)

@@ -170,7 +170,7 @@ SELECT job_id, position, message_id FROM updated WHERE fills_id;
 
 -- name: job_events
 -- A job's linked events, for its status document: per recipient, in time order.
-SELECT id, position, type, status, occurred_at, message_id, email, is_test, details
+SELECT id, job_id, position, type, status, occurred_at, message_id, email, is_test, details
 FROM events
 WHERE job_id = $1
 ORDER BY position, occurred_at, rank NULLS FIRST, id;

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from functools import partial
 
 import asyncpg
@@ -34,6 +34,7 @@ from mailer.tracking.apply import apply_linked, link_unlinked
 from mailer.tracking.columns import columns_of, may_contain_nul
 from mailer.tracking.parse import InvalidCallbackBody, parse_callback_body
 from mailer.tracking.precedence import STATUS_CHAIN, STATUS_RANK, RecipientStatus
+from mailer.tracking.rows import LinkedEvent, PendingEvent, Post, ReparsedEvent
 
 __all__ = ["ReprocessReport", "reprocess"]
 
@@ -76,12 +77,12 @@ async def reprocess(pool: asyncpg.Pool, *, batch: int = 100) -> ReprocessReport:
     report = ReprocessReport()
     after = 0
     while True:
-        posts = await pool.fetch(Q.posts_after, after, batch)
+        posts = await pool.fetch(Q.posts_after, after, batch, record_class=Post)
         if not posts:
             break
         batch_report = partial(_reprocess_posts, pool, posts)
         report.add(await retrying_conflicts(batch_report, action="events_reprocess_retry"))
-        after = posts[-1]["id"]
+        after = posts[-1].id
         log.info(
             "reprocessed event posts",
             extra={"action": "events_reprocessed", "through_post": after, **report.as_dict()},
@@ -90,7 +91,7 @@ async def reprocess(pool: asyncpg.Pool, *, batch: int = 100) -> ReprocessReport:
     return report
 
 
-async def _reprocess_posts(pool: asyncpg.Pool, posts: list[asyncpg.Record]) -> ReprocessReport:
+async def _reprocess_posts(pool: asyncpg.Pool, posts: list[Post]) -> ReprocessReport:
     """Reprocess `posts` in one transaction; what it did, once committed."""
     counts = ReprocessReport()
     async with pool.acquire() as conn, conn.transaction():
@@ -99,11 +100,11 @@ async def _reprocess_posts(pool: asyncpg.Pool, posts: list[asyncpg.Record]) -> R
     return counts
 
 
-async def _reprocess_post(conn: Conn, post: asyncpg.Record, report: ReprocessReport) -> None:
+async def _reprocess_post(conn: Conn, post: Post, report: ReprocessReport) -> None:
     report.posts += 1
-    received: datetime = post["received_at"].astimezone(UTC)
+    received = post.received_at.astimezone(UTC)
     try:
-        body = bytes(post["body"])
+        body = bytes(post.body)
         events = parse_callback_body(body, now=received)
     except InvalidCallbackBody:
         report.unreadable_posts += 1
@@ -112,16 +113,18 @@ async def _reprocess_post(conn: Conn, post: asyncpg.Record, report: ReprocessRep
     columns = columns_of(events, nul_free=not may_contain_nul(body))
     if not columns:
         return
-    changed = await conn.fetch(Q.reparse_events, post["id"], *columns.args())
+    changed = await conn.fetch(
+        Q.reparse_events, post.id, *columns.args(), record_class=ReparsedEvent
+    )
     if not changed:
         return
-    report.new_events += sum(1 for r in changed if r["inserted"])
-    report.changed_events += sum(1 for r in changed if not r["inserted"])
-    ids = [r["id"] for r in changed]
+    report.new_events += sum(1 for r in changed if r.inserted)
+    report.changed_events += sum(1 for r in changed if not r.inserted)
+    ids = [r.id for r in changed]
     linked_now = await link_unlinked(conn, changed)
     report.linked += len(linked_now)
-    keys = [(r["job_id"], r["position"]) for r in changed if r["job_id"] is not None]
-    keys += [(r["job_id"], r["position"]) for r in linked_now]
+    keys = [(r.job_id, r.position) for r in changed if r.job_id is not None]
+    keys += [(r.job_id, r.position) for r in linked_now if r.job_id is not None]
     if keys:
         updated = await conn.fetch(
             Q.recompute_statuses,
@@ -134,24 +137,24 @@ async def _reprocess_post(conn: Conn, post: asyncpg.Record, report: ReprocessRep
     report.suppressions_removed += await conn.fetchval(Q.drop_unwarranted_suppressions, ids)
     # Suppressions now warranted, MessageIDs the events reveal, and what those link; the
     # events linked only now also go to the app's webhooks.
-    new_ids = {r["id"] for r in linked_now}
-    rows = await conn.fetch(Q.linked_events, ids)
-    await apply_linked(conn, [r for r in rows if r["id"] in new_ids])
-    await apply_linked(conn, [r for r in rows if r["id"] not in new_ids], just_linked=False)
+    new_ids = {r.id for r in linked_now}
+    rows = await conn.fetch(Q.linked_events, ids, record_class=LinkedEvent)
+    await apply_linked(conn, [r for r in rows if r.id in new_ids])
+    await apply_linked(conn, [r for r in rows if r.id not in new_ids], just_linked=False)
 
 
 async def _link_pending(pool: asyncpg.Pool, report: ReprocessReport, batch: int) -> None:
     after = 0
     while True:
-        pending = await pool.fetch(Q.pending_events_after, after, batch)
+        pending = await pool.fetch(Q.pending_events_after, after, batch, record_class=PendingEvent)
         if not pending:
             return
         link = partial(_link_and_apply, pool, pending)
         report.linked += await retrying_conflicts(link, action="events_reprocess_retry")
-        after = pending[-1]["id"]
+        after = pending[-1].id
 
 
-async def _link_and_apply(pool: asyncpg.Pool, pending: list[asyncpg.Record]) -> int:
+async def _link_and_apply(pool: asyncpg.Pool, pending: list[PendingEvent]) -> int:
     """Link and apply what of `pending` can be, in one transaction; how many were linked."""
     async with pool.acquire() as conn, conn.transaction():
         rows = await link_unlinked(conn, pending)

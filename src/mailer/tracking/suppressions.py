@@ -19,6 +19,7 @@ import asyncpg
 from mailer.db.queries import Queries
 from mailer.tracking.parse import MailjetEvent
 from mailer.tracking.precedence import EventType
+from mailer.tracking.rows import AddedSuppression, Suppression
 
 __all__ = [
     "InvalidCursor",
@@ -80,12 +81,12 @@ def _decode_cursor(cursor: str) -> str:
         raise InvalidCursor("invalid cursor") from None
 
 
-def _view(row: asyncpg.Record) -> dict[str, Any]:
+def _view(row: Suppression) -> dict[str, Any]:
     return {
-        "email": row["email"],
-        "reason": row["reason"],
-        "event_id": None if row["event_id"] is None else str(row["event_id"]),
-        "created_at": row["created_at"],
+        "email": row.email,
+        "reason": row.reason,
+        "event_id": None if row.event_id is None else str(row.event_id),
+        "created_at": row.created_at,
     }
 
 
@@ -106,10 +107,10 @@ async def list_suppressions(
         InvalidCursor: ``after`` is not a cursor of this list.
     """
     start = "" if after is None else _decode_cursor(after)
-    rows = await pool.fetch(Q.list_suppressions, app_id, start, limit + 1)
+    rows = await pool.fetch(Q.list_suppressions, app_id, start, limit + 1, record_class=Suppression)
     more = len(rows) > limit
     rows = rows[:limit]
-    cursor = _encode_cursor(rows[-1]["email"]) if more and rows else None
+    cursor = _encode_cursor(rows[-1].email) if more and rows else None
     return SuppressionPage([_view(r) for r in rows], cursor)
 
 
@@ -122,9 +123,11 @@ async def add_suppression(
     """
     address = email.strip().lower()
     for _ in range(3):
-        row = await pool.fetchrow(Q.add_suppression, app_id, address, reason)
+        row = await pool.fetchrow(
+            Q.add_suppression, app_id, address, reason, record_class=AddedSuppression
+        )
         if row is not None:
-            return _view(row), row["created"]
+            return _view(row), row.created
         # Inserted by a transaction that committed after this statement began: read again.
     raise RuntimeError(f"could not add or read the suppression of {address}")
 

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.tracking.precedence import RecipientStatus
+from mailer.tracking.rows import StoredEvent
 from mailer.webhooks import outbox
 from mailer.webhooks.outbox import OutboxEvent
 
@@ -52,23 +53,23 @@ async def fan_out_stored(conn: Conn, event_ids: Sequence[int]) -> int:
     """
     if not event_ids:
         return 0
-    rows = await conn.fetch(Q.stored_events, list(event_ids))
+    rows = await conn.fetch(Q.stored_events, list(event_ids), record_class=StoredEvent)
     events = []
     for row in rows:
-        kind = event_type_for_status(RecipientStatus(row["status"]))
+        kind = event_type_for_status(RecipientStatus(row.status))
         if kind is None:
             continue
         events.append(
             OutboxEvent(
-                event_id=row["id"],
-                app_id=row["app_id"],
+                event_id=row.id,
+                app_id=row.app_id,
                 type=kind,
-                occurred_at=row["occurred_at"],
-                job_id=row["job_id"],
-                recipient=row["email"],
-                message_id=row["message_id"],
-                details=row["details"] or {},
-                metadata=row["metadata"],
+                occurred_at=row.occurred_at,
+                job_id=row.job_id,
+                recipient=row.email,
+                message_id=row.message_id,
+                details=row.details or {},
+                metadata=row.metadata,
             )
         )
     return await outbox.fan_out(conn, events)

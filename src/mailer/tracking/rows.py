@@ -1,0 +1,114 @@
+"""The rows tracking's queries return, typed (see :mod:`mailer.db.rows`)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from mailer.db.rows import Column, Row
+
+__all__ = [
+    "AddedSuppression",
+    "FeedEvent",
+    "FilledMessage",
+    "LinkedEvent",
+    "PendingEvent",
+    "Post",
+    "ReparsedEvent",
+    "StoredEvent",
+    "Suppression",
+    "TimelineEvent",
+]
+
+
+class PendingEvent(Row):
+    """An event that may still find its message (``pending_events_after``)."""
+
+    id = Column[int]()
+    job_id = Column[uuid.UUID | None]()
+    message_id = Column[int]()
+    """Mailjet's MessageID, 0 when the event had none."""
+
+
+class LinkedEvent(PendingEvent):
+    """A stored event as applying it needs it (``insert_events``, ``link_events`` …);
+    ``job_id`` is ``None`` while it waits for its message."""
+
+    position = Column[int | None]()
+    rank = Column[int | None]()
+    suppress_reason = Column[str | None]()
+
+
+class FilledMessage(Row):
+    """A message that just got its MessageID from an event (``apply_events``)."""
+
+    job_id = Column[uuid.UUID]()
+    position = Column[int]()
+    message_id = Column[int | None]()
+
+
+class ReparsedEvent(PendingEvent):
+    """An event a fixed parser rewrote or newly stored (``reparse_events``)."""
+
+    position = Column[int | None]()
+    inserted = Column[bool]()
+
+
+class Post(Row):
+    """A stored callback body (``posts_after``)."""
+
+    id = Column[int]()
+    received_at = Column[datetime]()
+    body = Column[bytes]()
+
+
+class TimelineEvent(Row):
+    """A linked event as apps see it (``job_events``)."""
+
+    id = Column[int]()
+    job_id = Column[uuid.UUID]()
+    position = Column[int]()
+    type = Column[str | None]()
+    status = Column[str | None]()
+    occurred_at = Column[datetime]()
+    message_id = Column[int]()
+    email = Column[str]()
+    is_test = Column[bool]()
+    details = Column[dict[str, Any]]()
+
+
+class FeedEvent(TimelineEvent):
+    """A feed entry (``feed_page``): the event, its feed position and its job's metadata."""
+
+    feed_xid = Column[str]()
+    metadata = Column[Any]()
+
+
+class StoredEvent(Row):
+    """A linked event as its webhooks need it (``stored_events``)."""
+
+    id = Column[int]()
+    app_id = Column[uuid.UUID]()
+    status = Column[str]()
+    occurred_at = Column[datetime]()
+    job_id = Column[uuid.UUID]()
+    email = Column[str]()
+    message_id = Column[int | None]()
+    details = Column[dict[str, Any] | None]()
+    metadata = Column[Any]()
+
+
+class Suppression(Row):
+    """An entry of an app's suppression list (``list_suppressions``, ``add_suppression``)."""
+
+    email = Column[str]()
+    reason = Column[str]()
+    event_id = Column[int | None]()
+    created_at = Column[datetime]()
+
+
+class AddedSuppression(Suppression):
+    """``add_suppression``'s answer: the entry, and whether this call created it."""
+
+    created = Column[bool]()
