@@ -12,6 +12,7 @@ import asyncpg
 from mailer.db.conflicts import retrying_conflicts
 from mailer.db.queries import Queries
 from mailer.delivery.batching import ClaimedJob, Recipient
+from mailer.delivery.rows import ClaimedRow, FailedRecipient
 from mailer.delivery.send import Outcome
 from mailer.tracking.apply import link_recorded
 from mailer.webhooks.outbox import EMAIL_FAILED, OutboxEvent, fan_out
@@ -24,22 +25,22 @@ async def claim(
 ) -> list[ClaimedJob]:
     """Lease up to `limit` due jobs to this worker (committed before any sending), oldest
     due first, with their recipients."""
-    rows = await pool.fetch(Q.claim_jobs, limit, lease_seconds, worker_id)
+    rows = await pool.fetch(Q.claim_jobs, limit, lease_seconds, worker_id, record_class=ClaimedRow)
     return [
         ClaimedJob(
-            id=row["id"],
-            app_id=row["app_id"],
-            message=row["message"],
-            attempts=row["attempts"],
-            created_at=row["created_at"],
-            needs_lookup=row["needs_lookup"],
+            id=row.id,
+            app_id=row.app_id,
+            message=row.message,
+            attempts=row.attempts,
+            created_at=row.created_at,
+            needs_lookup=row.needs_lookup,
             recipients=[
                 Recipient(position, kind, email, status)
                 for position, kind, email, status in zip(
-                    row["positions"] or (),
-                    row["kinds"] or (),
-                    row["emails"] or (),
-                    row["statuses"] or (),
+                    row.positions or (),
+                    row.kinds or (),
+                    row.emails or (),
+                    row.statuses or (),
                     strict=True,
                 )
             ],
@@ -80,6 +81,7 @@ async def _record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> No
                 [x.job_id for x in r],
                 [x.position for x in r],
                 [x.error for x in r],
+                record_class=FailedRecipient,
             )
             await fan_out(conn, [_failed_event(row) for row in failed])
         if outcome.retries:
@@ -108,19 +110,19 @@ def _sends(outcome: Outcome) -> tuple[list[Any], ...]:
     )
 
 
-def _failed_event(row: asyncpg.Record) -> OutboxEvent:
+def _failed_event(row: FailedRecipient) -> OutboxEvent:
     """The `email.failed` webhook event of a recipient `record_rejected` just failed."""
     return OutboxEvent(
         # One per recipient: a recipient fails at most once (only a queued one can).
-        event_id=f"failed_{row['job_id']}_{row['position']}",
-        app_id=row["app_id"],
+        event_id=f"failed_{row.job_id}_{row.position}",
+        app_id=row.app_id,
         type=EMAIL_FAILED,
-        occurred_at=row["failed_at"],
-        job_id=row["job_id"],
-        recipient=row["email"],
+        occurred_at=row.failed_at,
+        job_id=row.job_id,
+        recipient=row.email,
         message_id=None,
-        details={"error": row["error"]},
-        metadata=row["metadata"],
+        details={"error": row.error},
+        metadata=row.metadata,
     )
 
 

@@ -23,7 +23,6 @@ import os
 import random
 import socket
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -44,6 +43,7 @@ from mailer.queue.loop import (
 from mailer.queue.retry_after import parse_retry_after
 from mailer.queue.wakeup import Signal
 from mailer.webhooks.outbox import Q
+from mailer.webhooks.rows import ClaimedDelivery, FailureRun
 from mailer.webhooks.schedule import DISABLE_AFTER, next_attempt_delay
 from mailer.webhooks.signing import webhook_headers
 
@@ -61,20 +61,6 @@ class DispatcherOptions:
     poll_interval: float = 2.0
     connect_timeout: float = 5.0
     total_timeout: float = 15.0
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """A delivery leased to this dispatcher."""
-
-    id: uuid.UUID
-    endpoint_id: uuid.UUID
-    event_id: str
-    body: str
-    attempt: int
-    manual: bool
-    url: str
-    secrets: list[str]
 
 
 @dataclass(frozen=True)
@@ -160,26 +146,18 @@ class Dispatcher:
         await asyncio.gather(*(self.deliver(c) for c in claimed))
         return len(claimed)
 
-    async def claim(self, limit: int) -> list[Claimed]:
+    async def claim(self, limit: int) -> list[ClaimedDelivery]:
         """Lease up to ``limit`` due deliveries (committed before any request)."""
-        rows = await self._pool.fetch(
-            Q.claim, limit, self._clock(), self.dispatcher_id, self._options.lease_seconds
+        return await self._pool.fetch(
+            Q.claim,
+            limit,
+            self._clock(),
+            self.dispatcher_id,
+            self._options.lease_seconds,
+            record_class=ClaimedDelivery,
         )
-        return [
-            Claimed(
-                id=r["id"],
-                endpoint_id=r["endpoint_id"],
-                event_id=r["event_id"],
-                body=r["body"],
-                attempt=r["attempts"],
-                manual=r["manual"],
-                url=r["url"],
-                secrets=list(r["secrets"]),
-            )
-            for r in rows
-        ]
 
-    async def deliver(self, delivery: Claimed) -> None:
+    async def deliver(self, delivery: ClaimedDelivery) -> None:
         """Make one attempt and record it (a failure to record leaves it to the lease)."""
         answer = await self.post(delivery)
         try:
@@ -187,7 +165,7 @@ class Dispatcher:
         except DATABASE_ERRORS:
             log.exception("recording a webhook attempt failed", extra={"action": "wh_record"})
 
-    async def post(self, delivery: Claimed) -> Answer:
+    async def post(self, delivery: ClaimedDelivery) -> Answer:
         """Send the delivery's body, signed with every valid secret; never raises."""
         body = delivery.body.encode()
         stamp = int(self._clock().timestamp())
@@ -212,7 +190,7 @@ class Dispatcher:
         except aiohttp.ClientError as exc:
             return Answer(None, _ms_since(started), error=f"{type(exc).__name__}: {exc}"[:500])
 
-    async def _record(self, delivery: Claimed, answer: Answer) -> None:
+    async def _record(self, delivery: ClaimedDelivery, answer: Answer) -> None:
         now = self._clock()
         state, next_at = "delivered", None
         if not answer.ok:
@@ -221,7 +199,9 @@ class Dispatcher:
                 retry_after = parse_retry_after(answer.retry_after, now=now)
             delay = None
             if not delivery.manual and answer.status != 410:
-                delay = next_attempt_delay(delivery.attempt, retry_after=retry_after, rng=self._rng)
+                delay = next_attempt_delay(
+                    delivery.attempts, retry_after=retry_after, rng=self._rng
+                )
             if delay is None:
                 state = "failed"
             else:
@@ -247,7 +227,7 @@ class Dispatcher:
                 delivery.id,
                 delivery.endpoint_id,
                 delivery.event_id,
-                delivery.attempt,
+                delivery.attempts,
                 answer.status,
                 answer.duration_ms,
                 error,
@@ -257,12 +237,14 @@ class Dispatcher:
             if answer.ok:
                 await conn.execute(Q.endpoint_succeeded, delivery.endpoint_id)
                 return
-            row = await conn.fetchrow(Q.endpoint_failed, delivery.endpoint_id, now)
+            run = await conn.fetchrow(
+                Q.endpoint_failed, delivery.endpoint_id, now, record_class=FailureRun
+            )
             reason = None
             if answer.status == 410:
                 reason = "the endpoint answered 410 Gone"
-            elif row is not None and now - row["first_failure_at"] >= DISABLE_AFTER:
-                since = row["first_failure_at"].isoformat()
+            elif run is not None and now - run.first_failure_at >= DISABLE_AFTER:
+                since = run.first_failure_at.isoformat()
                 reason = f"every delivery failed for {DISABLE_AFTER.days} days (since {since})"
             if reason is not None:
                 await conn.execute(Q.disable_endpoint, delivery.endpoint_id, reason, now)

@@ -18,6 +18,7 @@ import asyncpg
 from mailer.db.pool import Conn
 from mailer.ids import uuid7
 from mailer.webhooks.outbox import EVENT_TYPES, Q, render_body
+from mailer.webhooks.rows import Attempt, Endpoint
 from mailer.webhooks.signing import generate_secret
 
 Db: TypeAlias = "asyncpg.Pool | Conn"
@@ -65,19 +66,19 @@ def check_event_types(types: Sequence[str] | None) -> list[str] | None:
     return sorted(set(types))
 
 
-def endpoint_view(row: asyncpg.Record) -> dict[str, Any]:
+def endpoint_view(row: Endpoint) -> dict[str, Any]:
     """What the API shows of an endpoint (never its secret)."""
     return {
-        "id": str(row["id"]),
-        "url": row["url"],
-        "description": row["description"],
-        "event_types": row["event_types"],
-        "enabled": row["enabled"],
-        "disabled_reason": row["disabled_reason"],
-        "disabled_at": row["disabled_at"],
-        "failing_since": row["first_failure_at"],
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
+        "id": str(row.id),
+        "url": row.url,
+        "description": row.description,
+        "event_types": row.event_types,
+        "enabled": row.enabled,
+        "disabled_reason": row.disabled_reason,
+        "disabled_at": row.disabled_at,
+        "failing_since": row.first_failure_at,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
     }
 
 
@@ -87,9 +88,9 @@ async def create(
     url: str,
     event_types: Sequence[str] | None,
     description: str | None,
-) -> asyncpg.Record:
+) -> Endpoint:
     """Create an endpoint with a new secret; the row includes ``secret``."""
-    row: asyncpg.Record | None = await conn.fetchrow(
+    row = await conn.fetchrow(
         Q.insert_endpoint,
         uuid7(),
         app_id,
@@ -97,20 +98,20 @@ async def create(
         description,
         check_event_types(event_types),
         generate_secret(),
+        record_class=Endpoint,
     )
     assert row is not None
     return row
 
 
-async def list_for(conn: Db, app_id: uuid.UUID) -> list[asyncpg.Record]:
+async def list_for(conn: Db, app_id: uuid.UUID) -> list[Endpoint]:
     """The app's endpoints, oldest first."""
-    return list(await conn.fetch(Q.list_endpoints, app_id))
+    return await conn.fetch(Q.list_endpoints, app_id, record_class=Endpoint)
 
 
-async def get(conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID) -> asyncpg.Record | None:
+async def get(conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID) -> Endpoint | None:
     """One of the app's endpoints."""
-    row: asyncpg.Record | None = await conn.fetchrow(Q.get_endpoint, endpoint_id, app_id)
-    return row
+    return await conn.fetchrow(Q.get_endpoint, endpoint_id, app_id, record_class=Endpoint)
 
 
 @dataclass(frozen=True)
@@ -126,9 +127,9 @@ class Changes:
 
 async def update(
     conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID, changes: Changes
-) -> asyncpg.Record | None:
+) -> Endpoint | None:
     """Apply ``changes``; enabling an endpoint clears why it was disabled."""
-    row: asyncpg.Record | None = await conn.fetchrow(
+    return await conn.fetchrow(
         Q.update_endpoint,
         endpoint_id,
         app_id,
@@ -137,8 +138,8 @@ async def update(
         check_event_types(changes.event_types),
         changes.enabled,
         changes.all_event_types,
+        record_class=Endpoint,
     )
-    return row
 
 
 async def delete(conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID) -> bool:
@@ -146,14 +147,16 @@ async def delete(conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID) -> bool:
     return await conn.fetchval(Q.delete_endpoint, endpoint_id, app_id) is not None
 
 
-async def rotate_secret(
-    conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID
-) -> asyncpg.Record | None:
+async def rotate_secret(conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID) -> Endpoint | None:
     """Give the endpoint a new secret; the old one signs too for :data:`ROTATION_GRACE_S`."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        Q.rotate_secret, endpoint_id, app_id, float(ROTATION_GRACE_S), generate_secret()
+    return await conn.fetchrow(
+        Q.rotate_secret,
+        endpoint_id,
+        app_id,
+        float(ROTATION_GRACE_S),
+        generate_secret(),
+        record_class=Endpoint,
     )
-    return row
 
 
 async def attempts(
@@ -165,18 +168,20 @@ async def attempts(
     limit: int,
 ) -> list[dict[str, Any]]:
     """The endpoint's attempt log, newest first, ``limit`` entries older than ``before``."""
-    rows = await conn.fetch(Q.list_attempts, endpoint_id, app_id, before, limit)
+    rows = await conn.fetch(
+        Q.list_attempts, endpoint_id, app_id, before, limit, record_class=Attempt
+    )
     return [
         {
-            "id": row["id"],
-            "delivery_id": str(row["delivery_id"]),
-            "event_id": row["event_id"],
-            "attempt": row["attempt"],
-            "status_code": row["status_code"],
-            "duration_ms": row["duration_ms"],
-            "error": row["error"],
-            "response": row["response"],
-            "created_at": row["created_at"],
+            "id": row.id,
+            "delivery_id": str(row.delivery_id),
+            "event_id": row.event_id,
+            "attempt": row.attempt,
+            "status_code": row.status_code,
+            "duration_ms": row.duration_ms,
+            "error": row.error,
+            "response": row.response,
+            "created_at": row.created_at,
         }
         for row in rows
     ]

@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-import asyncpg
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -15,6 +14,7 @@ from mailer.api.errors import ApiError
 from mailer.api.responses import Json
 from mailer.webhooks import endpoints
 from mailer.webhooks.endpoints import Changes, InvalidEndpoint, endpoint_view
+from mailer.webhooks.rows import Endpoint
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -49,7 +49,7 @@ def _id(value: str, what: str = "webhook endpoint") -> uuid.UUID:
         raise ApiError(404, "not_found", f"no {what} {value}") from None
 
 
-def _found(row: asyncpg.Record | None, endpoint_id: str) -> asyncpg.Record:
+def _found(row: Endpoint | None, endpoint_id: str) -> Endpoint:
     if row is None:
         raise ApiError(404, "not_found", f"no webhook endpoint {endpoint_id}")
     return row
@@ -68,7 +68,7 @@ async def create_endpoint(body: EndpointIn, app_id: AppId, services: ServicesDep
         )
     except InvalidEndpoint as exc:
         raise _invalid(exc) from None
-    return Json({**endpoint_view(row), "secret": row["secret"]}, 201)
+    return Json({**endpoint_view(row), "secret": row.secret}, 201)
 
 
 @router.get("")
@@ -116,13 +116,14 @@ async def delete_endpoint(endpoint_id: str, app_id: AppId, services: ServicesDep
 @router.post("/{endpoint_id}/rotate-secret")
 async def rotate_secret(endpoint_id: str, app_id: AppId, services: ServicesDep) -> Json:
     """A new secret; the previous one keeps signing (beside it) for 24 hours."""
-    row = await endpoints.rotate_secret(services.pool, app_id, _id(endpoint_id))
-    row = _found(row, endpoint_id)
+    row = _found(
+        await endpoints.rotate_secret(services.pool, app_id, _id(endpoint_id)), endpoint_id
+    )
     return Json(
         {
-            "id": str(row["id"]),
-            "secret": row["secret"],
-            "previous_secret_expires_at": row["previous_expires_at"],
+            "id": str(row.id),
+            "secret": row.secret,
+            "previous_secret_expires_at": row.previous_expires_at,
         }
     )
 
