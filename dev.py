@@ -3,7 +3,8 @@
 
     python3 dev.py run     # start Mailer (API + worker; embedded PostgreSQL and Mailjet
                            # simulator unless DATABASE_URL / Mailjet keys are set)
-    python3 dev.py test    # run the test suite (extra arguments go to pytest)
+    python3 dev.py test    # run the test suite (extra arguments go to pytest);
+                           # --fast: unit and integration only, not the real processes
     python3 dev.py lint    # ruff, mypy and the import contracts (import-linter)
     python3 dev.py bench   # the benchmarks (see docs/benchmarks.md)
 
@@ -51,6 +52,8 @@ def main(argv: list[str]) -> int:
         os.execv(str(BIN / "mailer"), [str(BIN / "mailer"), "run", *args])
     if command == "test":
         ensure_venv("dev")
+        if "--fast" in args:
+            args = [a for a in args if a != "--fast"] + ["-m", "not acceptance"]
         code = subprocess.run([str(BIN / "pytest"), *args], cwd=ROOT).returncode
         if code == 5:
             print("pytest collected no tests: that is a failure here", file=sys.stderr)

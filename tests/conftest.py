@@ -20,11 +20,23 @@ import asyncpg
 import pytest
 
 from mailer.db.pool import connect, create_pool
-from mailer.runtime import apply_migrations
+from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET, apply_migrations
+from mailer.simulator.server import SimulatorServer
 
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 _counter = itertools.count()
+
+_LAYERS = ("unit", "integration", "acceptance")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its layer, from its folder: `-m "not acceptance"` skips the real
+    processes (what `python3 dev.py test --fast` runs)."""
+    for item in items:
+        layer = item.path.parent.name
+        if layer in _LAYERS:
+            item.add_marker(getattr(pytest.mark, layer))
 
 
 def with_database(dsn: str, name: str) -> str:
@@ -89,3 +101,10 @@ async def pool(db_dsn: str) -> AsyncIterator[asyncpg.Pool]:
     p = await create_pool(db_dsn, min_size=1, max_size=10)
     yield p
     await p.close()
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[SimulatorServer]:
+    """A Mailjet simulator on a free loopback port, with the credentials workers use."""
+    async with SimulatorServer(api_key=SIMULATOR_KEY, secret_key=SIMULATOR_SECRET) as sim:
+        yield sim

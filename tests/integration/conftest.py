@@ -6,17 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET
 from mailer.simulator.server import SimulatorServer
 from tests.integration.harness import Service
 from tests.integration.tracking_helpers import tracking_service
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[SimulatorServer]:
-    """A Mailjet simulator on a free loopback port, with the credentials workers use."""
-    async with SimulatorServer(api_key=SIMULATOR_KEY, secret_key=SIMULATOR_SECRET) as sim:
-        yield sim
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import click
@@ -19,25 +19,7 @@ from mailer.cli.common import (
     with_event_credentials,
 )
 from mailer.config import Settings
-
-
-class _GracefulServer(uvicorn.Server):
-    """uvicorn's server, minus its habit of re-raising SIGTERM/SIGINT once it has shut down.
-
-    Re-raised, the signal kills the process before our own clean-up runs — the embedded
-    PostgreSQL would be left running. Here a signal only asks the server to exit.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.handle_exit, sig, None)
-        try:
-            yield
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+from mailer.serving import GracefulServer
 
 
 @main.command()
@@ -126,7 +108,6 @@ async def _serve(
     on_started: Callable[[int], Awaitable[None]] | None = None,
 ) -> None:
     """Serve `app` until stopped; `on_started(port)` runs once it accepts connections."""
-    import uvicorn
 
     config = uvicorn.Config(
         app,
@@ -139,7 +120,7 @@ async def _serve(
         log_config=None,
     )
     click.echo(f"Mailer listening on http://{host}:{port} (OpenAPI at /docs)", err=True)
-    server = _GracefulServer(config)
+    server = GracefulServer(config)
     serving = asyncio.ensure_future(server.serve())
     if on_started is not None:
         while not server.started and not serving.done():
@@ -157,8 +138,6 @@ async def _serve(
 def api(host: str | None, port: int | None, workers: int) -> None:
     """Run only the HTTP API (stateless: run as many as you like)."""
     import os
-
-    import uvicorn
 
     from mailer import runtime
 
@@ -183,7 +162,7 @@ def api(host: str | None, port: int | None, workers: int) -> None:
             "loop": "uvloop",
         }
         if workers == 1:
-            _GracefulServer(uvicorn.Config("mailer.api.app:app_from_env", **options)).run()
+            GracefulServer(uvicorn.Config("mailer.api.app:app_from_env", **options)).run()
         else:
             # uvicorn's process supervisor handles the signals in this (parent) process.
             uvicorn.run("mailer.api.app:app_from_env", **options)

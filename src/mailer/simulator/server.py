@@ -23,6 +23,7 @@ except ImportError:  # httptools is optional; h11 always ships with uvicorn
     )
 
 from mailer.heap import freeze_startup_heap
+from mailer.serving import GracefulServer
 from mailer.simulator.app import SimulatorApp
 from mailer.simulator.events import EventsConfig
 from mailer.simulator.faults import FaultConfig, FaultInjector
@@ -281,4 +282,4 @@ def run_simulator(
     # the calls arriving meanwhile were stamped late (the latency benchmark counted it).
     freeze_startup_heap()
     # loop="auto" (the default) picks uvloop when installed.
-    uvicorn.Server(_uvicorn_config(app, in_process=False, host=host, port=port)).run()
+    GracefulServer(_uvicorn_config(app, in_process=False, host=host, port=port)).run()
