@@ -2,7 +2,7 @@
 
 A part declares the rows its queries return as subclasses of :class:`Row` with one typed
 :class:`Column` per column, in its own ``rows.py``, and passes the class to asyncpg
-(``conn.fetch(Q.x, ..., record_class=EventRow)``). asyncpg then builds its records as that
+(``conn.fetch(query, *args, record_class=EventRow)``). asyncpg then builds its records as that
 class directly, so nothing is copied, and the code reads ``row.job_id`` (checked by mypy)
 instead of ``row["job_id"]`` (checked by nothing). A column the query does not return
 raises ``KeyError`` on first use, which the tests of every query's path meet.
