@@ -17,8 +17,9 @@ from mailer.db.housekeeping import Housekeeping
 from mailer.db.pool import connect
 from mailer.delivery.retry import RetryPolicy
 from mailer.delivery.send import Sender
-from mailer.delivery.worker import JOBS_CHANNEL, Worker, WorkerOptions
+from mailer.delivery.worker import JOBS_CHANNEL, Worker
 from mailer.mailjet import ClientTimeouts, MailjetClient
+from mailer.queue.loop import claiming_ahead
 from mailer.queue.wakeup import Wakeup
 from mailer.webhooks.dispatch import Dispatcher
 from mailer.webhooks.outbox import CHANNEL as WEBHOOK_CHANNEL
@@ -134,12 +135,12 @@ async def running_worker(
         pool,
         Sender(client, policy or RetryPolicy()),
         wakeup.signal(JOBS_CHANNEL),
-        WorkerOptions(
-            concurrency=settings.worker_concurrency,
-            claim_batch=settings.claim_batch,
+        claiming_ahead(
+            settings.worker_concurrency,
             lease_seconds=settings.lease_seconds,
             poll_interval=settings.poll_interval,
         ),
+        claim_batch=settings.claim_batch,
     )
     await worker.start()
     # Outbound webhooks are delivered by the same process, woken on their own channel.

@@ -16,8 +16,9 @@ import asyncpg
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from mailer.queue.loop import LoopOptions
 from mailer.simulator.server import SimulatorServer
-from mailer.webhooks.dispatch import Dispatcher, DispatcherOptions
+from mailer.webhooks.dispatch import Dispatcher
 from mailer.webhooks.outbox import EVENT_TYPES, OutboxEvent, fan_out
 from mailer.webhooks.schedule import MAX_ATTEMPTS, next_attempt_delay
 from tests.integration.harness import Service, running_service
@@ -303,7 +304,7 @@ async def test_a_dispatcher_killed_mid_delivery_is_taken_over_after_its_lease(
     await new_endpoint(service, key, receiver.url)
     receiver.script = ["hang"]
     await store_events(pool, [event(app_id)])
-    options = DispatcherOptions(lease_seconds=60)
+    options = LoopOptions(concurrency=16, lease_seconds=60)
     async with Dispatcher(pool, options=options, clock=clock) as first:
         task = asyncio.create_task(first.run_once())
         await asyncio.wait_for(receiver.arrived.wait(), 5)
@@ -326,7 +327,9 @@ async def test_stop_lets_the_attempt_in_flight_finish_and_be_recorded(
     receiver.script, receiver.slow_seconds = ["slow"], 1.0
     await store_events(pool, [event(app_id)])
     # A short poll: the claim loop itself ends at once, the attempt is still in flight.
-    dispatcher = Dispatcher(pool, options=DispatcherOptions(poll_interval=0.05), clock=clock)
+    dispatcher = Dispatcher(
+        pool, options=LoopOptions(concurrency=16, lease_seconds=60, poll_interval=0.05), clock=clock
+    )
     await dispatcher.start()
     await asyncio.wait_for(receiver.arrived.wait(), 5)
     await dispatcher.stop()  # while the receiver is still answering

@@ -14,7 +14,6 @@ import logging
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
 
 import asyncpg
@@ -24,7 +23,7 @@ from mailer.delivery import store
 from mailer.delivery.batching import MAX_RECIPIENTS_PER_CALL, ClaimedJob, pack
 from mailer.delivery.send import Outcome, Sender
 from mailer.ids import uuid7
-from mailer.queue.loop import Claim, ClaimLoop, LoopOptions, Work
+from mailer.queue.loop import Claim, ClaimLoop, LoopOptions, Work, claiming_ahead
 from mailer.queue.wakeup import Signal
 
 log = logging.getLogger(__name__)
@@ -33,14 +32,8 @@ JOBS_CHANNEL = "mailer_jobs"
 """The LISTEN/NOTIFY channel an enqueue notifies (in its SQL), which wakes workers."""
 
 
-@dataclass(frozen=True)
-class WorkerOptions:
-    """How a worker paces itself; defaults suit one process on a small machine."""
-
-    concurrency: int = 16
-    claim_batch: int = 500
-    lease_seconds: float = 120.0
-    poll_interval: float = 2.0
+DEFAULT_PACING = claiming_ahead(16, lease_seconds=120.0)
+"""16 Mailjet calls in flight, 16 more claimed behind them; a claim lasts 2 minutes."""
 
 
 class Worker:
@@ -51,28 +44,23 @@ class Worker:
         pool: asyncpg.Pool,
         sender: Sender,
         signal: Signal | None,
-        options: WorkerOptions = WorkerOptions(),
+        pacing: LoopOptions = DEFAULT_PACING,
+        *,
+        claim_batch: int = 500,
     ) -> None:
         self._pool = pool
         self._sender = sender
-        self._options = options
+        self._lease_seconds = pacing.lease_seconds
+        self._claim_batch = claim_batch
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid7().hex[-8:]}"
         self._recorder = Recorder(pool, self.worker_id)
-        # Up to `concurrency` calls wait, claimed, behind those being sent: a slot that frees
-        # up finds its next call ready, and one claim serves many calls instead of one.
         self.loop = ClaimLoop(
             "jobs",
             claim=self._claim,
             next_due=lambda: store.next_due(pool),
             recover=lambda: store.recover_expired(pool),
             signal=signal,
-            options=LoopOptions(
-                concurrency=options.concurrency,
-                ahead=options.concurrency,
-                min_free=max(1, options.concurrency // 2),
-                lease_seconds=options.lease_seconds,
-                poll_interval=options.poll_interval,
-            ),
+            options=pacing,
         )
 
     async def start(self) -> None:
@@ -89,11 +77,11 @@ class Worker:
 
     async def _claim(self, places: int) -> Claim:
         """Claim jobs for up to `places` calls, packed into calls of 50 recipients at most."""
-        limit = min(self._options.claim_batch, places * MAX_RECIPIENTS_PER_CALL)
+        limit = min(self._claim_batch, places * MAX_RECIPIENTS_PER_CALL)
         jobs = await store.claim(
             self._pool,
             limit=limit,
-            lease_seconds=self._options.lease_seconds,
+            lease_seconds=self._lease_seconds,
             worker_id=self.worker_id,
         )
         work = [

@@ -27,7 +27,7 @@ import asyncpg
 from mailer.aio import cancel_and_wait
 from mailer.queue.wakeup import Signal
 
-__all__ = ["Claim", "ClaimLoop", "Clock", "LoopOptions", "Work", "system_clock"]
+__all__ = ["Claim", "ClaimLoop", "Clock", "LoopOptions", "Work", "claiming_ahead", "system_clock"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,21 @@ class LoopOptions:
     """How long a claim lasts; a stuck step is cancelled after this long when stopping."""
     poll_interval: float = 2.0
     """The longest an idle loop sleeps without a notification."""
+
+
+def claiming_ahead(
+    concurrency: int, *, lease_seconds: float, poll_interval: float = 2.0
+) -> LoopOptions:
+    """Pacing for a queue whose claims are worth batching: as many units wait, claimed,
+    behind those running, and the loop claims again once half of all places are free, so
+    a unit that finishes finds its successor ready and one claim serves many units."""
+    return LoopOptions(
+        concurrency=concurrency,
+        ahead=concurrency,
+        min_free=max(1, concurrency // 2),
+        lease_seconds=lease_seconds,
+        poll_interval=poll_interval,
+    )
 
 
 class ClaimLoop:

@@ -304,13 +304,9 @@ class SimulatorApp:
 
     async def create_callback(self, request: Request) -> Response:
         """Register a callback URL: 201, or 400 when the type/backup slot is taken."""
-        try:
-            data = orjson.loads(await request.body())
-        except (orjson.JSONDecodeError, ClientDisconnect):
-            return _json(rest_error(400, "Malformed JSON"), 400)
-        fields = check_callback(data, creating=True)
-        if isinstance(fields, str):
-            return _json(rest_error(400, fields), 400)
+        fields = await _callback_fields(request, creating=True)
+        if isinstance(fields, Response):
+            return fields
         if self.state.find_callback(fields["EventType"], fields["IsBackup"]) is not None:
             return _json(rest_error(400, _duplicate(fields["EventType"])), 400)
         record = self.state.add_callback(
@@ -327,13 +323,9 @@ class SimulatorApp:
         record = self.state.callbacks.get(request.path_params["id"])
         if record is None:
             return _json(rest_error(404, "Object not found"), 404)
-        try:
-            data = orjson.loads(await request.body())
-        except (orjson.JSONDecodeError, ClientDisconnect):
-            return _json(rest_error(400, "Malformed JSON"), 400)
-        fields = check_callback(data, creating=False)
-        if isinstance(fields, str):
-            return _json(rest_error(400, fields), 400)
+        fields = await _callback_fields(request, creating=False)
+        if isinstance(fields, Response):
+            return fields
         current = record.to_rest()
         changes = {k: v for k, v in fields.items() if current[k] != v}
         if not changes:
@@ -391,3 +383,15 @@ def _duplicate(event_type: str) -> str:
     return (
         f'MJ18 A Eventcallbackurl resource with value "{event_type}" for EventType already exists.'
     )
+
+
+async def _callback_fields(request: Request, *, creating: bool) -> dict[str, Any] | Response:
+    """An eventcallbackurl body's checked fields, or the 400 Mailjet answers for it."""
+    try:
+        data = orjson.loads(await request.body())
+    except (orjson.JSONDecodeError, ClientDisconnect):
+        return _json(rest_error(400, "Malformed JSON"), 400)
+    fields = check_callback(data, creating=creating)
+    if isinstance(fields, str):
+        return _json(rest_error(400, fields), 400)
+    return fields

@@ -21,9 +21,11 @@ are rewritten, and everything after follows from those.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC
 from functools import partial
+from typing import TypeVar
 
 import asyncpg
 
@@ -42,6 +44,7 @@ Q = Queries("mailer.tracking")
 log = logging.getLogger(__name__)
 
 _ACCEPTED_RANK = STATUS_RANK[RecipientStatus.ACCEPTED]
+_Keyed = TypeVar("_Keyed", Post, PendingEvent)
 
 
 @dataclass
@@ -75,17 +78,16 @@ async def reprocess(pool: asyncpg.Pool, *, batch: int = 100) -> ReprocessReport:
     same messages) runs again.
     """
     report = ReprocessReport()
-    after = 0
-    while True:
-        posts = await pool.fetch(Q.posts_after, after, batch, record_class=Post)
-        if not posts:
-            break
+    async for posts in _pages(pool, Q.posts_after, Post, batch):
         batch_report = partial(_reprocess_posts, pool, posts)
         report.add(await retrying_conflicts(batch_report, action="events_reprocess_retry"))
-        after = posts[-1].id
         log.info(
             "reprocessed event posts",
-            extra={"action": "events_reprocessed", "through_post": after, **report.as_dict()},
+            extra={
+                "action": "events_reprocessed",
+                "through_post": posts[-1].id,
+                **report.as_dict(),
+            },
         )
     await _link_pending(pool, report, batch * 100)
     return report
@@ -144,14 +146,19 @@ async def _reprocess_post(conn: Conn, post: Post, report: ReprocessReport) -> No
 
 
 async def _link_pending(pool: asyncpg.Pool, report: ReprocessReport, batch: int) -> None:
-    after = 0
-    while True:
-        pending = await pool.fetch(Q.pending_events_after, after, batch, record_class=PendingEvent)
-        if not pending:
-            return
+    async for pending in _pages(pool, Q.pending_events_after, PendingEvent, batch):
         link = partial(_link_and_apply, pool, pending)
         report.linked += await retrying_conflicts(link, action="events_reprocess_retry")
-        after = pending[-1].id
+
+
+async def _pages(
+    pool: asyncpg.Pool, query: str, row: type[_Keyed], batch: int
+) -> AsyncIterator[list[_Keyed]]:
+    """The rows of `query` (`id > $1 … ORDER BY id LIMIT $2`), `batch` at a time."""
+    after = 0
+    while rows := await pool.fetch(query, after, batch, record_class=row):
+        yield rows
+        after = rows[-1].id
 
 
 async def _link_and_apply(pool: asyncpg.Pool, pending: list[PendingEvent]) -> int:

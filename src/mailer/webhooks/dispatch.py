@@ -52,15 +52,13 @@ log = logging.getLogger(__name__)
 RESPONSE_KEEP_BYTES = 2048
 
 
-@dataclass(frozen=True)
-class DispatcherOptions:
-    """How a dispatcher paces itself."""
+CONNECT_TIMEOUT_S = 5.0
+"""Per attempt: the connection within 5 s ..."""
+TOTAL_TIMEOUT_S = 15.0
+"""... and the whole answer within 15 s."""
 
-    concurrency: int = 16
-    lease_seconds: float = 60.0
-    poll_interval: float = 2.0
-    connect_timeout: float = 5.0
-    total_timeout: float = 15.0
+DEFAULT_PACING = LoopOptions(concurrency=16, lease_seconds=60.0, poll_interval=2.0)
+"""Attempts in flight at once, how long a claim lasts, the longest idle sleep."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,7 @@ class Dispatcher:
         self,
         pool: asyncpg.Pool,
         signal: Signal | None = None,
-        options: DispatcherOptions = DispatcherOptions(),
+        options: LoopOptions = DEFAULT_PACING,
         *,
         clock: Clock = system_clock,
         rng: random.Random | None = None,
@@ -104,11 +102,7 @@ class Dispatcher:
             claim=self._claim,
             next_due=lambda: self._pool.fetchval(Q.next_due),
             signal=signal,
-            options=LoopOptions(
-                concurrency=options.concurrency,
-                lease_seconds=options.lease_seconds,
-                poll_interval=options.poll_interval,
-            ),
+            options=options,
             clock=clock,
         )
 
@@ -121,9 +115,7 @@ class Dispatcher:
 
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            timeout = aiohttp.ClientTimeout(
-                total=self._options.total_timeout, sock_connect=self._options.connect_timeout
-            )
+            timeout = aiohttp.ClientTimeout(total=TOTAL_TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S)
             self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=True)
         return self._session
 
