@@ -281,3 +281,33 @@ async def test_a_reprocess_batch_that_loses_a_deadlock_runs_again_and_counts_onc
     assert aborted
     assert (report.posts, report.events, report.new_events) == (1, 1, 1)
     assert await pool.fetchval("SELECT count(*) FROM events") == 1
+
+
+async def test_reprocess_lifts_suppressions_older_versions_made_from_domain_bounces(
+    service: Service, simulator: SimulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = await service.create_app()
+    job_id = await service.queue(key, email("kept@example.org"))
+    [m] = await sent_messages(service, simulator, key, job_id)
+    bounce = mj_event("bounce", m, error_related_to="domain", error="no mail host")
+    await post_events(service, bounce)
+    [stored] = await feed_until(service, key, 1)
+    # What a version that suppressed on every hard bounce left behind.
+    conn = await connect(service.dsn)
+    try:
+        await conn.execute(
+            "UPDATE events SET suppress_reason = 'hard_bounce' WHERE id = $1", int(stored["id"])
+        )
+        await conn.execute(
+            "INSERT INTO suppressions (app_id, email, reason, event_id)"
+            " SELECT app_id, email, 'hard_bounce', $2 FROM messages WHERE email = $1",
+            m.email,
+            int(stored["id"]),
+        )
+    finally:
+        await conn.close()
+    counts = await asyncio.to_thread(_reprocess_cli, service.dsn, monkeypatch)
+    assert counts["suppressions_removed"] == 1
+    _, page = await service.request("GET", "/suppressions", key)
+    assert page["suppressions"] == []
+    assert (await service.status(key, job_id))["recipients"][0]["status"] == "bounced"

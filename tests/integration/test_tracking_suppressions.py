@@ -36,6 +36,24 @@ async def test_suppression_stops_the_next_send_to_that_address_only(
     assert (await service.wait_for(key, third))["status"] == "accepted"
 
 
+async def test_only_a_recipient_class_hard_bounce_suppresses(
+    service: Service, simulator: SimulatorServer
+) -> None:
+    key = await service.create_app()
+    job = await service.queue(key, email("a@example.org", "b@example.org", "c@example.org"))
+    a, b, c = await sent_messages(service, simulator, key, job)
+    domain = mj_event("bounce", a, error_related_to="domain", error="no mail host")
+    soft = mj_event("bounce", b, hard_bounce=False, error_related_to="domain", error="greylisted")
+    recipient = mj_event("bounce", c)  # error_related_to: recipient, user unknown
+    assert (await post_events(service, [domain, soft, recipient]))[0] == 200
+    doc = await service.status(key, job)
+    # Each is recorded and shown: a hard bounce is `bounced` whatever its class.
+    assert [r["status"] for r in doc["recipients"]] == ["bounced", "deferred", "bounced"]
+    status, listed = await service.request("GET", "/suppressions", key)
+    assert status == 200
+    assert [s["email"] for s in listed["suppressions"]] == ["c@example.org"]
+
+
 async def test_app_isolation(service: Service, simulator: SimulatorServer) -> None:
     shop = await service.create_app("shop")
     blog = await service.create_app("blog")

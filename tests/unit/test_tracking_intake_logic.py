@@ -53,8 +53,22 @@ def test_status_chain_is_the_rank_order() -> None:
 @pytest.mark.parametrize(
     ("event", "reason"),
     [
-        (ev("bounce", hard_bounce=True, error="user unknown"), SuppressionReason.HARD_BOUNCE),
-        (ev("bounce", hard_bounce="true"), SuppressionReason.HARD_BOUNCE),
+        (
+            ev("bounce", hard_bounce=True, error_related_to="recipient", error="user unknown"),
+            SuppressionReason.HARD_BOUNCE,
+        ),
+        (
+            ev("bounce", hard_bounce="true", error_related_to=" Recipient "),
+            SuppressionReason.HARD_BOUNCE,
+        ),
+        # Hard bounces that blame the domain, the content, a filter, the system or Mailjet
+        # leave the address usable (Hyvor Relay #258, useSend #337).
+        (ev("bounce", hard_bounce=True, error_related_to="domain", error="no mail host"), None),
+        (ev("bounce", hard_bounce=True, error_related_to="content", error="bad template"), None),
+        (ev("bounce", hard_bounce=True, error_related_to="spam", error="policy issue"), None),
+        (ev("bounce", hard_bounce=True, error_related_to="system", error="system issue"), None),
+        (ev("bounce", hard_bounce=True, error_related_to="mailjet"), None),
+        (ev("bounce", hard_bounce=True, error="user unknown"), None),  # class not given
         (ev("bounce", hard_bounce=False, error="greylisted"), None),
         (ev("bounce", hard_bounce=""), None),
         (ev("bounce"), None),

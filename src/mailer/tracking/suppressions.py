@@ -48,15 +48,20 @@ class SuppressionReason:
 def suppression_reason(event: MailjetEvent) -> str | None:
     """The suppression reason ``event`` carries, or ``None`` if it does not suppress.
 
-    A hard bounce, a spam complaint, an unsubscribe, and a ``blocked`` event whose error is
-    ``preblocked`` (Mailjet itself already refuses the address) suppress. Soft bounces and
-    other ``blocked`` errors (``duplicate in campaign``, content or system issues) do not:
-    they say nothing permanent about the address. Test events never suppress.
+    A hard bounce of the recipient class (Mailjet's ``error_related_to: recipient``: user
+    unknown, mailbox inactive …), a spam complaint, an unsubscribe, and a ``blocked`` event
+    whose error is ``preblocked`` (Mailjet itself already refuses the address) suppress.
+    Nothing else does: a hard bounce blamed on the domain, the content, a spam filter, the
+    system or Mailjet (``no mail host``, ``policy issue``, ``connection issue`` …) says
+    nothing permanent about the address, so it is recorded and counted but the address
+    stays usable; soft bounces are ``deferred``; other ``blocked`` errors neither. Test
+    events never suppress.
     """
     if event.is_test or not event.email:
         return None
     if event.type is EventType.BOUNCE and event.hard_bounce is True:
-        return SuppressionReason.HARD_BOUNCE
+        related = (event.error_related_to or "").strip().lower()
+        return SuppressionReason.HARD_BOUNCE if related == "recipient" else None
     if event.type is EventType.SPAM:
         return SuppressionReason.SPAM_COMPLAINT
     if event.type is EventType.UNSUB:
