@@ -1,15 +1,26 @@
 """Mailjet's event callbacks in: parse leniently, store raw body and events, apply them.
 
-One callback body is one transaction: the raw body, every new event (linked to its
-recipient message when it is known), the status changes and suppressions it causes. So an
-answer of 200 means everything is stored, and any failure stores nothing, answers 503 and
-Mailjet sends the body again (redelivered events are then recognised by their dedupe key).
+A callback body of up to :data:`CHUNK_EVENTS` items is one transaction: the raw body,
+every new event (linked to its recipient message when it is known), the status changes and
+suppressions it causes. So an answer of 200 means everything is stored, and any failure
+stores nothing, answers 503 and Mailjet sends the body again (redelivered events are then
+recognised by their dedupe key).
+
+A larger body is stored first, then parsed and applied a chunk at a time, one transaction
+per chunk: a transaction that names 100,000 messages would take as many MessageID-bucket
+locks and exhaust PostgreSQL's lock table (``max_locks_per_transaction``), and parsing a
+million items at once held up every other request for seconds. The answer is still 200
+only once every chunk is stored; if one fails, Mailjet sends the whole body again and the
+chunks stored already are recognised by their dedupe keys, so nothing is applied twice.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
@@ -18,12 +29,15 @@ from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.tracking.apply import apply_linked, link_unlinked
 from mailer.tracking.columns import EventColumns, columns_of, may_contain_nul
-from mailer.tracking.parse import parse_callback_body
+from mailer.tracking.parse import decode_callback_body, parse_callback_body, parse_event
 from mailer.tracking.rows import LinkedEvent
 
-__all__ = ["IntakeResult", "store_body", "store_callback"]
+__all__ = ["CHUNK_EVENTS", "IntakeResult", "store_body", "store_callback"]
 
 Q = Queries("mailer.tracking")
+
+CHUNK_EVENTS = 1000
+"""Items of a body parsed and applied per transaction."""
 
 
 @dataclass(frozen=True)
@@ -39,25 +53,41 @@ class IntakeResult:
 
 
 async def store_callback(
-    pool: asyncpg.Pool, body: bytes, *, acquire_timeout: float = 10.0
+    pool: asyncpg.Pool,
+    body: bytes,
+    *,
+    acquire_timeout: float = 10.0,
+    chunk: int = CHUNK_EVENTS,
 ) -> IntakeResult:
-    """Parse and store one callback body in one transaction; apply its events.
+    """Parse and store one callback body; apply its events (see the module's docstring).
 
     Raises:
         InvalidCallbackBody: the body is not JSON, or not an object or array.
-        Exception: anything the database raises; nothing was stored then.
+        Exception: anything the database raises; the body must be posted again.
     """
     now = datetime.now(UTC)
-    events = parse_callback_body(body, now=now)
-    columns = columns_of(events, nul_free=not may_contain_nul(body))
+    items = decode_callback_body(body)
+    nul_free = not may_contain_nul(body)
 
-    async def attempt() -> IntakeResult:
-        async with pool.acquire(timeout=acquire_timeout) as conn, conn.transaction():
-            return await _store(conn, body, now, len(events), columns)
+    async def in_transaction(columns: EventColumns, post_id: int | None) -> IntakeResult:
+        async def attempt() -> IntakeResult:
+            async with pool.acquire(timeout=acquire_timeout) as conn, conn.transaction():
+                return await _store(conn, body, now, len(items), columns, post_id)
 
-    # A deadlock is possible in rare interleavings (two posts naming the same messages in
-    # a different order, or a post and a worker recording them); the loser runs again.
-    return await retrying_conflicts(attempt, action="events_retry")
+        # A deadlock is possible in rare interleavings (two posts naming the same messages
+        # in a different order, or a post and a worker recording them); the loser runs again.
+        return await retrying_conflicts(attempt, action="events_retry")
+
+    if len(items) <= chunk:
+        return await in_transaction(_columns(items, now, nul_free), None)
+    post_id: int = await pool.fetchval(Q.insert_post, len(items), body, now)
+    stored = linked = 0
+    for start in range(0, len(items), chunk):
+        await asyncio.sleep(0)  # other requests go first between chunks
+        part = await in_transaction(_columns(items[start : start + chunk], now, nul_free), post_id)
+        stored += part.stored
+        linked += part.linked
+    return IntakeResult(len(items), stored, linked)
 
 
 async def store_body(conn: Conn, body: bytes, *, now: datetime | None = None) -> IntakeResult:
@@ -70,16 +100,30 @@ async def store_body(conn: Conn, body: bytes, *, now: datetime | None = None) ->
     """
     now = now or datetime.now(UTC)
     events = parse_callback_body(body, now=now)
-    return await _store(
-        conn, body, now, len(events), columns_of(events, nul_free=not may_contain_nul(body))
-    )
+    columns = columns_of(events, nul_free=not may_contain_nul(body))
+    return await _store(conn, body, now, len(events), columns, None)
+
+
+def _columns(items: Sequence[Any], now: datetime, nul_free: bool) -> EventColumns:
+    return columns_of([parse_event(item, now=now) for item in items], nul_free=nul_free)
 
 
 async def _store(
-    conn: Conn, body: bytes, now: datetime, received: int, columns: EventColumns
+    conn: Conn,
+    body: bytes,
+    now: datetime,
+    received: int,
+    columns: EventColumns,
+    post_id: int | None,
 ) -> IntakeResult:
     rows = await conn.fetch(
-        Q.insert_events, received, body, now, *columns.args(), record_class=LinkedEvent
+        Q.insert_events,
+        received,
+        body if post_id is None else None,  # a chunk's body is stored already
+        now,
+        *columns.args(),
+        post_id,
+        record_class=LinkedEvent,
     )
     linked = await apply_linked(conn, rows)
     # Unlinked events with a MessageID may name a message whose send result is being

@@ -98,18 +98,25 @@ def parse_callback_body(body: bytes, *, now: datetime | None = None) -> list[Mai
     Raises:
         InvalidCallbackBody: not JSON, or JSON that is neither an object nor an array.
     """
+    parse_time = now if now is not None else datetime.now(UTC)
+    return [parse_event(item, now=parse_time) for item in decode_callback_body(body)]
+
+
+def decode_callback_body(body: bytes) -> list[Any]:
+    """The items of a callback body: one event object (Version 1) or an array (Version 2).
+
+    Raises:
+        InvalidCallbackBody: not JSON, or JSON that is neither an object nor an array.
+    """
     try:
         decoded = orjson.loads(body.removeprefix(_BOM))
     except orjson.JSONDecodeError as exc:
         raise InvalidCallbackBody(f"callback body is not valid JSON: {exc}") from exc
     if isinstance(decoded, dict):
-        items: list[Any] = [decoded]
-    elif isinstance(decoded, list):
-        items = decoded
-    else:
-        raise InvalidCallbackBody(f"callback body is a JSON {type(decoded).__name__}")
-    parse_time = now if now is not None else datetime.now(UTC)
-    return [parse_event(item, now=parse_time) for item in items]
+        return [decoded]
+    if isinstance(decoded, list):
+        return decoded
+    raise InvalidCallbackBody(f"callback body is a JSON {type(decoded).__name__}")
 
 
 def parse_event(item: object, *, now: datetime | None = None) -> MailjetEvent:

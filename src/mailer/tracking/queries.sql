@@ -10,9 +10,11 @@
 -- unique index's locks in one order: no deadlock). The inserted rows come back; those
 -- without job_id wait for their message.
 -- The body itself is stored by the same statement: $1 items, $2 bytes, $3 arrival time
--- (the time given to events without one, so reprocessing reproduces it).
+-- (the time given to events without one, so reprocessing reproduces it); unless $21 names
+-- the post stored already (a large body's events come in several chunks).
 WITH post AS (
-    INSERT INTO event_posts (event_count, body, received_at) VALUES ($1, $2, $3)
+    INSERT INTO event_posts (event_count, body, received_at)
+    SELECT $1, $2, $3 WHERE $21::int8 IS NULL
     RETURNING id
 ),
 numbered AS (
@@ -37,7 +39,7 @@ INSERT INTO events (
     suppress_reason, details, raw, app_id, job_id, position, feed_xid, linked_at
 )
 OVERRIDING SYSTEM VALUE
-SELECT u.id, (SELECT id FROM post), u.dedupe_key, u.type, u.understood, u.status, u.rank,
+SELECT u.id, coalesce($21::int8, (SELECT id FROM post)), u.dedupe_key, u.type, u.understood, u.status, u.rank,
        u.occurred_at, u.time_estimated, u.message_id, u.message_uuid, u.email, u.custom_id,
        u.custom_job_id, u.payload, u.is_test, u.suppress_reason, u.details, u.raw,
        t.app_id, t.job_id, t.position,
@@ -57,6 +59,10 @@ LEFT JOIN LATERAL (
 ORDER BY u.dedupe_key
 ON CONFLICT (dedupe_key) DO NOTHING
 RETURNING id, message_id, job_id, position, rank, suppress_reason;
+
+-- name: insert_post
+-- A large body is stored first, on its own; its events follow in chunks (insert_events $21).
+INSERT INTO event_posts (event_count, body, received_at) VALUES ($1, $2, $3) RETURNING id;
 
 -- name: lock_message_ids
 -- Serialises linking by MessageID with the writing of MessageIDs (docs/tracking.md,
