@@ -25,7 +25,7 @@ from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.delivery.email import EmailRequest
 from mailer.ids import uuid7
-from mailer.ops.outage import is_connection_lost
+from mailer.ops.outage import is_connection_lost, is_unavailable
 
 Q = Queries("mailer.delivery")
 log = logging.getLogger(__name__)
@@ -245,10 +245,6 @@ class Enqueuer:
             async with self._pool.acquire() as conn:
                 try:
                     return await store_jobs(conn, jobs)
-                except asyncpg.UniqueViolationError as exc:
-                    if uncertain and exc.constraint_name == "jobs_pkey":
-                        return [Accepted(jobs[0].id)]  # the combined write did commit it
-                    raise
                 except Exception as exc:
                     if is_connection_lost(exc):
                         if len(jobs) > 1:
@@ -258,7 +254,7 @@ class Enqueuer:
         except CommitOutcomeUnknown:
             raise
         except Exception as exc:
-            if uncertain:
+            if uncertain and is_unavailable(exc):
                 raise CommitOutcomeUnknown(str(exc)) from exc
             raise
         finally:

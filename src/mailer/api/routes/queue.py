@@ -12,6 +12,7 @@ from mailer.api.errors import ApiError
 from mailer.api.responses import Json
 from mailer.delivery.email import EmailRequest
 from mailer.delivery.enqueue import IdempotencyConflict, new_job, request_hash
+from mailer.ops.activity import ACTIVITY
 
 router = APIRouter(tags=["queue"], route_class=EnqueuingRoute)
 
@@ -51,7 +52,9 @@ async def queue_email(email: EmailRequest, request: Request) -> Json:
     try:
         accepted = await services.enqueuer.enqueue(job)
     except IdempotencyConflict as exc:
+        ACTIVITY.add("emails_rejected")
         raise ApiError(409, "idempotency_conflict", str(exc)) from None
+    ACTIVITY.add("emails_replayed" if accepted.replayed else "emails_accepted")
     return Json({"job_id": str(accepted.job_id), "status": "queued"}, 202)
 
 
@@ -79,7 +82,11 @@ async def queue_batch(batch: BatchRequest, request: Request) -> Json:
     try:
         accepted = await services.enqueuer.enqueue_batch(jobs)
     except IdempotencyConflict:
+        ACTIVITY.add("emails_rejected", len(jobs))
         raise ApiError(
             409, "idempotency_conflict", f"Idempotency-Key {key!r} was used with another batch"
         ) from None
+    replayed = sum(a.replayed for a in accepted)
+    ACTIVITY.add("emails_accepted", len(accepted) - replayed)
+    ACTIVITY.add("emails_replayed", replayed)
     return Json({"jobs": [{"job_id": str(a.job_id), "status": "queued"} for a in accepted]}, 202)
