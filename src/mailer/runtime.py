@@ -156,8 +156,8 @@ async def check_database(dsn: str, *, migrations: bool = True, timeout: float = 
         ) from None
     except asyncpg.InvalidCatalogNameError as exc:
         raise StartupError(
-            f"DATABASE_URL: {describe(exc)} on {where}: create it (createdb), or fix the "
-            "database name in DATABASE_URL"
+            f"DATABASE_URL: {exc} (on {where}): create it (createdb), or fix the database "
+            "name in DATABASE_URL"
         ) from None
     except asyncpg.InvalidAuthorizationSpecificationError as exc:
         raise StartupError(

@@ -10,7 +10,7 @@ from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
 
-from mailer import __version__
+from mailer import __version__, logs
 from mailer.api import errors
 from mailer.api.responses import Json
 from mailer.api.routes import events, feed, queue, status, suppressions, webhooks
@@ -122,6 +122,7 @@ def create_app(
 def app_from_env() -> FastAPI:
     """Factory for uvicorn's multi-process mode: settings and DATABASE_URL from the env."""
     settings = load_settings()
+    logs.configure(settings.log_level, settings.log_format)  # each of the N processes
     if settings.database_url is None:
         raise RuntimeError("DATABASE_URL must be set for `mailer api --workers N`")
     return create_app(settings, settings.database_url)

@@ -54,11 +54,11 @@ def run(host: str | None, port: int | None) -> None:
 
     settings = settings_or_exit()
     logs.configure(settings.log_level, settings.log_format)
-    settings = with_event_credentials(settings)
     host, port = host or settings.host, port or settings.port
     started_or_exit(runtime.check_port, host, port)
     with runtime.database(settings) as dsn:
         started_or_exit(run_async, runtime.check_database(dsn, migrations=False))
+        settings = with_event_credentials(settings)
         run_async(_serve_all(settings, dsn, host, port))
 
 
@@ -168,15 +168,15 @@ def api(host: str | None, port: int | None, workers: int) -> None:
 
     settings = settings_or_exit()
     logs.configure(settings.log_level, settings.log_format)
-    settings = with_event_credentials(settings)
     host, port = host or settings.host, port or settings.port
     started_or_exit(runtime.check_port, host, port)
-    if settings.events_user is not None and settings.events_password is not None:
-        # Every API process must accept the same (possibly generated) event credentials.
-        os.environ["MAILER_EVENTS_USER"] = settings.events_user
-        os.environ["MAILER_EVENTS_PASSWORD"] = settings.events_password.get_secret_value()
     with runtime.database(settings) as dsn:
         started_or_exit(run_async, runtime.check_database(dsn))
+        settings = with_event_credentials(settings)
+        if settings.events_user is not None and settings.events_password is not None:
+            # Every API process must accept the same (possibly generated) event credentials.
+            os.environ["MAILER_EVENTS_USER"] = settings.events_user
+            os.environ["MAILER_EVENTS_PASSWORD"] = settings.events_password.get_secret_value()
         os.environ["DATABASE_URL"] = dsn
         options: dict[str, Any] = {
             "factory": True,
@@ -184,6 +184,7 @@ def api(host: str | None, port: int | None, workers: int) -> None:
             "port": port,
             "workers": workers,
             "log_level": settings.log_level,
+            "log_config": None,  # uvicorn's lines go through our format too
             "access_log": False,
             "http": "httptools",
             "loop": "uvloop",
