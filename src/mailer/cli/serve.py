@@ -54,6 +54,8 @@ def run(host: str | None, port: int | None) -> None:
 
     settings = settings_or_exit()
     logs.configure(settings.log_level, settings.log_format)
+    if not settings.uses_simulator:
+        settings = with_event_credentials(settings)  # a configuration error comes first
     host, port = host or settings.host, port or settings.port
     started_or_exit(runtime.check_port, host, port)
     with runtime.database(settings) as dsn:
@@ -168,6 +170,8 @@ def api(host: str | None, port: int | None, workers: int) -> None:
 
     settings = settings_or_exit()
     logs.configure(settings.log_level, settings.log_format)
+    if not settings.uses_simulator:
+        settings = with_event_credentials(settings)  # a configuration error comes first
     host, port = host or settings.host, port or settings.port
     started_or_exit(runtime.check_port, host, port)
     with runtime.database(settings) as dsn:

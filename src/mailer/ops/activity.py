@@ -97,7 +97,7 @@ class Summary:
             f"{self._process} activity",
             extra={
                 "action": "summary",
-                "process": self._process,
+                "role": self._process,
                 "seconds": round(now - self._last),
             }
             | counts,

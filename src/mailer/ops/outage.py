@@ -39,7 +39,12 @@ def _sqlstate(exc: BaseException) -> str:
 
 
 def _closed_interface(exc: BaseException) -> bool:
-    return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
+    # asyncpg's "connection is closed"; and its protocol tripping over a server that ended
+    # the session mid-operation ("cannot switch to state 12; another operation (2) is in
+    # progress"), seen when a database is dropped WITH (FORCE) under load.
+    return (isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)) or isinstance(
+        exc, asyncpg.exceptions.InternalClientError
+    )
 
 
 def is_unavailable(exc: BaseException) -> bool:
