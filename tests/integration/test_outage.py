@@ -19,12 +19,14 @@ from urllib.parse import urlsplit
 import asyncpg
 import orjson
 import pytest
+from pydantic import SecretStr
 
 from mailer.db.pool import connect
 from mailer.ops.outage import is_connection_lost, is_unavailable
 from mailer.runtime import apply_migrations
 from tests.conftest import admin_execute, with_database
 from tests.integration.harness import Service, running_service, service_settings
+from tests.integration.tracking_helpers import basic_auth
 
 EMAIL = {
     "from": {"email": "a@shop.example"},
@@ -111,7 +113,10 @@ async def test_dropping_the_database_under_load_answers_503_then_recovers(
     spare = f"{name}_new"
     dsn = with_database(server_dsn, name)
     await admin_execute(server_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    settings = service_settings(key_cache_seconds=0.0)  # every request checks its key
+    # Every request checks its key; known credentials for Mailjet's /events.
+    settings = service_settings(
+        key_cache_seconds=0.0, events_user="mj", events_password=SecretStr("pw")
+    )
     try:
         async with running_service(dsn, None, worker=False, settings=settings) as svc:
             key = await svc.create_app()
@@ -142,6 +147,21 @@ async def test_dropping_the_database_under_load_answers_503_then_recovers(
                 assert r.status == 503
                 assert (await r.json())["reason"] == "database_unreachable"
             assert await _raw_requests(svc.url, key, 3) == [503, 503, 503]
+            # Every route that needs the database answers the same way.
+            auth = {"Authorization": f"Bearer {key}"}
+            for method, path, kwargs in [
+                ("GET", f"/status/{uuid.uuid4()}", {"headers": auth}),
+                ("GET", "/feed", {"headers": auth}),
+                ("GET", "/suppressions", {"headers": auth}),
+                (
+                    "POST",
+                    "/events",
+                    {"headers": {"Authorization": basic_auth("mj", "pw")}, "json": []},
+                ),
+            ]:
+                async with svc.http.request(method, svc.url + path, **kwargs) as r:
+                    assert r.status == 503, (path, await r.text())
+                    assert r.headers["Retry-After"]
             await asyncio.sleep(0.5)
 
             back = time.monotonic()
