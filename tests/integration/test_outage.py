@@ -149,17 +149,16 @@ async def test_dropping_the_database_under_load_answers_503_then_recovers(
             assert await _raw_requests(svc.url, key, 3) == [503, 503, 503]
             # Every route that needs the database answers the same way.
             auth = {"Authorization": f"Bearer {key}"}
-            for method, path, kwargs in [
-                ("GET", f"/status/{uuid.uuid4()}", {"headers": auth}),
-                ("GET", "/feed", {"headers": auth}),
-                ("GET", "/suppressions", {"headers": auth}),
-                (
-                    "POST",
-                    "/events",
-                    {"headers": {"Authorization": basic_auth("mj", "pw")}, "json": []},
-                ),
-            ]:
-                async with svc.http.request(method, svc.url + path, **kwargs) as r:
+            mailjet = {"Authorization": basic_auth("mj", "pw")}
+            routes: list[tuple[str, str, dict[str, str], Any]] = [
+                ("GET", f"/status/{uuid.uuid4()}", auth, None),
+                ("GET", "/feed", auth, None),
+                ("GET", "/suppressions", auth, None),
+                ("POST", "/events", mailjet, []),
+            ]
+            for method, path, headers, body in routes:
+                request = svc.http.request(method, svc.url + path, headers=headers, json=body)
+                async with request as r:
                     assert r.status == 503, (path, await r.text())
                     assert r.headers["Retry-After"]
             await asyncio.sleep(0.5)
