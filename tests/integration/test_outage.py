@@ -375,3 +375,21 @@ async def test_jobs_of_a_combined_write_that_broke_stay_unknown_when_written_aga
         await holder.close()
         await admin_execute(server_dsn, f'DROP ROLE "{role}"')
     assert [type(r) for r in results] == [CommitOutcomeUnknown, CommitOutcomeUnknown], results
+
+
+@pytest.mark.parametrize("path", ["/queue", "/queue/batch"])
+async def test_a_cached_key_whose_app_is_gone_answers_401_not_500(db_dsn: str, path: str) -> None:
+    # A database replaced by an empty one (or an app deleted) while its key is cached.
+    settings = service_settings(key_cache_seconds=300.0)
+    payload: dict[str, Any] = EMAIL if path == "/queue" else {"emails": [EMAIL, EMAIL]}
+    async with running_service(db_dsn, None, worker=False, settings=settings) as svc:
+        key = await svc.create_app()
+        assert (await svc.request("POST", path, key, json=payload))[0] == 202
+        conn = await connect(db_dsn)
+        try:
+            await conn.execute("DELETE FROM apps")
+        finally:
+            await conn.close()
+        for _ in range(2):  # and the key is no longer taken from the cache
+            status, body = await svc.request("POST", path, key, json=payload)
+            assert (status, body["error"]) == (401, "unauthorized")
