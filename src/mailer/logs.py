@@ -26,11 +26,17 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
 
 
+def describe(exc: BaseException) -> str:
+    """An exception as `Type: message` on one line, short enough for a log line."""
+    text = " ".join(str(exc).split())
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _error_field(record: logging.LogRecord) -> str | None:
     if not record.exc_info or record.exc_info[1] is None:
         return None
-    from mailer.ops.outage import describe
-
     return describe(record.exc_info[1])
 
 

@@ -22,9 +22,9 @@ from mailer.delivery.retry import RetryPolicy
 from mailer.delivery.send import Sender
 from mailer.delivery.wakeup import Wakeup
 from mailer.delivery.worker import Worker, WorkerOptions
+from mailer.logs import describe
 from mailer.mailjet import ClientTimeouts, MailjetClient
 from mailer.ops.heartbeat import Heartbeat
-from mailer.ops.outage import describe
 from mailer.webhooks.dispatch import Dispatcher
 from mailer.webhooks.outbox import CHANNEL as WEBHOOK_CHANNEL
 

@@ -1,16 +1,10 @@
-"""At `info` an operator sees start, stop and a summary per process, never a line per
-request; `MAILER_LOG_FORMAT=json` makes every line JSON. Real processes and real HTTP."""
+"""At `info` the API logs its start, stop and summary, never a line per request; real HTTP.
+(A worker process's JSON lines: tests/acceptance/test_process_logs.py.)"""
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
-import sys
-import time
 
-import orjson
 import pytest
 
 from mailer.config import safe_dsn
@@ -49,45 +43,3 @@ async def test_the_api_counts_what_it_accepts_and_logs_nothing_per_request(
     assert counts["emails_replayed"] == 1
     assert counts["emails_rejected"] == 1
     assert [r for r in caplog.records if getattr(r, "action", None) == "api_stopped"]
-
-
-def test_a_worker_process_logs_json_start_summary_and_stop(db_dsn: str) -> None:
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_dsn,
-        "MAILJET_API_URL": "http://127.0.0.1:9",
-        "MAILER_LOG_FORMAT": "json",
-        "MAILER_LOG_SUMMARY_SECONDS": "0.5",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mailer.cli", "worker"],
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        lines: list[dict[str, object]] = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            lines.append(orjson.loads(line))  # every line is JSON
-            if lines[-1].get("action") == "summary":
-                break
-        proc.send_signal(signal.SIGTERM)
-        _, rest = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    lines += [orjson.loads(line) for line in rest.splitlines()]
-    actions = [line.get("action") for line in lines]
-    assert proc.returncode == 0
-    assert "worker_process_started" in actions and "summary" in actions
-    assert actions[-1] == "worker_process_stopped"
-    start = next(line for line in lines if line.get("action") == "worker_process_started")
-    assert start["level"] == "info" and start["worker_concurrency"] == 16
-    assert "postgres@" not in str(start)  # the DSN without its user or password

@@ -18,7 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailer.api.responses import Json
 from mailer.delivery.enqueue import CommitOutcomeUnknown
-from mailer.ops.outage import Outage, describe, is_unavailable
+from mailer.logs import describe
+from mailer.ops.outage import Outage, is_unavailable
 
 log = logging.getLogger(__name__)
 

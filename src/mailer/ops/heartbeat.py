@@ -19,7 +19,8 @@ from mailer import __version__
 from mailer.aio import cancel_and_wait
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
-from mailer.ops.outage import describe, is_unavailable
+from mailer.logs import describe
+from mailer.ops.outage import is_unavailable
 
 Q = Queries("mailer.ops")
 log = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ import asyncpg
 
 from mailer.aio import cancel_and_wait
 from mailer.db import migrate
+from mailer.logs import describe
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +67,6 @@ def is_connection_lost(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.PostgresError):
         return _sqlstate(exc).startswith(_LOST_CLASSES)
     return False
-
-
-def describe(exc: BaseException) -> str:
-    """`Type: message` on one line, short enough for a log line (no DSN, no secrets)."""
-    text = " ".join(str(exc).split())
-    if len(text) > 200:
-        text = text[:197] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class Outage:

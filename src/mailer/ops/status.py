@@ -11,8 +11,9 @@ import asyncpg
 from mailer.db import migrate
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
+from mailer.logs import describe
 from mailer.ops import heartbeat
-from mailer.ops.outage import describe, is_unavailable
+from mailer.ops.outage import is_unavailable
 
 Q = Queries("mailer.ops")
 

@@ -15,8 +15,9 @@ from fastapi import APIRouter, Request
 from mailer.api.deps import ServicesDep
 from mailer.api.errors import ApiError
 from mailer.api.responses import Json
+from mailer.logs import describe
 from mailer.ops.activity import ACTIVITY
-from mailer.ops.outage import describe, is_unavailable
+from mailer.ops.outage import is_unavailable
 from mailer.tracking.credentials import basic_auth_matches
 from mailer.tracking.intake import store_callback
 from mailer.tracking.parse import InvalidCallbackBody
