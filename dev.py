@@ -8,13 +8,15 @@
     python3 dev.py lint    # ruff, mypy and the import contracts (import-linter)
     python3 dev.py bench   # the benchmarks (see docs/benchmarks.md)
 
-The first call makes `.venv/` and installs the project into it; later calls reuse it and
-reinstall only when pyproject.toml changes.
+The first call makes `.venv/` and installs the project into it, saying what it installs:
+`run` only what Mailer needs to run, `test`, `lint` and `bench` the development tools too.
+Later calls reuse it and reinstall only when pyproject.toml changes or a command needs more.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -26,32 +28,76 @@ VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 STAMP = VENV / ".mailer-installed"
 
+# What each command needs besides the runtime dependencies (pyproject's optional groups).
+RUN: tuple[str, ...] = ()
+DEV = ("dev",)
+BENCH = ("dev", "bench")
 
-def ensure_venv(extras: str) -> None:
-    """Create the virtual environment and install the project if needed."""
+
+def installed_extras(stamp: str | None, project_hash: str) -> set[str] | None:
+    """The extras installed for this pyproject.toml, per the stamp (None: install again)."""
+    try:
+        recorded = json.loads(stamp or "")
+    except ValueError:
+        return None
+    if not isinstance(recorded, dict) or recorded.get("pyproject") != project_hash:
+        return None
+    return set(recorded.get("extras", []))
+
+
+def install_summary(pyproject: bytes, extras: list[str]) -> str:
+    """What an install brings in, for the line shown before it starts."""
+    import tomllib  # here: this file must run on older Pythons far enough to say so
+
+    project = tomllib.loads(pyproject.decode())["project"]
+    names = [_name(d) for d in project["dependencies"]]
+    for extra in extras:
+        names += [_name(d) for d in project["optional-dependencies"][extra]]
+    what = "mailer" + (f"[{','.join(extras)}]" if extras else "")
+    return f"installing {what} into .venv (once; about 30 s): {', '.join(names)}"
+
+
+def _name(requirement: str) -> str:
+    for stop in "<>=!~; ":
+        requirement = requirement.split(stop)[0]
+    return requirement
+
+
+def ensure_venv(extras: tuple[str, ...]) -> None:
+    """Create the virtual environment and install the project (with `extras`) if needed.
+
+    `run` needs only the runtime dependencies; an environment made for the tests, which has
+    more, serves it as it is.
+    """
     if sys.version_info < (3, 11):  # noqa: UP036 - this file may be run by any python3
         sys.exit("Mailer needs Python 3.11 or newer")
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
-    if STAMP.exists() and STAMP.read_text() == wanted:
+    pyproject = (ROOT / "pyproject.toml").read_bytes()
+    project_hash = hashlib.sha256(pyproject).hexdigest()
+    stamp = STAMP.read_text() if STAMP.exists() else None
+    installed = installed_extras(stamp, project_hash)
+    if installed is not None and set(extras) <= installed:
         return
+    wanted = sorted(set(extras) | (installed or set()))
     if not (BIN / "python").exists():
         print("creating .venv ...", file=sys.stderr)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    print(f"installing mailer[{extras}] into .venv ...", file=sys.stderr)
-    pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-e", f".[{extras}]"], check=True, cwd=ROOT)
-    STAMP.write_text(wanted)
+    print(install_summary(pyproject, wanted), file=sys.stderr)
+    pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--quiet", "--upgrade", "pip"], check=True)
+    target = f".[{','.join(wanted)}]" if wanted else "."
+    # Not --quiet: pip's "Collecting ..." lines show the progress of a first install.
+    subprocess.run([*pip, "--progress-bar", "off", "-e", target], check=True, cwd=ROOT)
+    STAMP.write_text(json.dumps({"pyproject": project_hash, "extras": wanted}))
 
 
 def main(argv: list[str]) -> int:
     """Dispatch a dev command."""
     command, args = (argv[0], argv[1:]) if argv else ("help", [])
     if command == "run":
-        ensure_venv("dev")
+        ensure_venv(RUN)
         os.execv(str(BIN / "mailer"), [str(BIN / "mailer"), "run", *args])
     if command == "test":
-        ensure_venv("dev")
+        ensure_venv(DEV)
         if "--fast" in args:
             args = [a for a in args if a != "--fast"] + ["-m", "not acceptance"]
         code = subprocess.run([str(BIN / "pytest"), *args], cwd=ROOT).returncode
@@ -60,7 +106,7 @@ def main(argv: list[str]) -> int:
             return 1
         return code
     if command == "lint":
-        ensure_venv("dev")
+        ensure_venv(DEV)
         checks = [
             [str(BIN / "ruff"), "check", "."],
             [str(BIN / "ruff"), "format", "--check", "."],
@@ -70,7 +116,7 @@ def main(argv: list[str]) -> int:
         ]
         return max(subprocess.run(c, cwd=ROOT).returncode for c in checks)
     if command == "bench":
-        ensure_venv("dev,bench")
+        ensure_venv(BENCH)
         return subprocess.run([str(BIN / "python"), "-m", "bench", *args], cwd=ROOT).returncode
     print(__doc__)
     return 0 if command in ("help", "-h", "--help") else 2

@@ -1,8 +1,11 @@
 """Shared fixtures: a real PostgreSQL (given, or embedded), one fresh database per test.
 
-`MAILER_TEST_DATABASE_URL` (or `DATABASE_URL`) names a server to use, e.g. the machine's
-own `postgresql://postgres@127.0.0.1:5432/test`; without either, the embedded PostgreSQL is
-started for the run. A template database is migrated once; each test gets a copy made by
+`MAILER_TEST_DATABASE_URL` names a server to use, e.g. the machine's own
+`postgresql://postgres@127.0.0.1:5432/test`; without it, the embedded PostgreSQL is started
+for the run. Never `DATABASE_URL`: that is a deployment's database, and the tests create and
+drop databases. It is removed from the environment before any test runs, so that neither
+the settings nor a `mailer` subprocess of a test can reach it (nor a configured Mailjet).
+A template database is migrated once; each test gets a copy made by
 `CREATE DATABASE ... TEMPLATE`, which takes milliseconds.
 """
 
@@ -12,7 +15,7 @@ import itertools
 import os
 import tempfile
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,6 +27,24 @@ from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET, apply_migrations
 from mailer.simulator.server import SimulatorServer
 
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+
+# What points at a deployment's servers; a test that needs one sets it for itself.
+DEPLOYMENT_VARIABLES = (
+    "DATABASE_URL",
+    "MAILER_DATABASE_URL",
+    "MJ_APIKEY_PUBLIC",
+    "MJ_APIKEY_PRIVATE",
+    "MAILJET_API_URL",
+)
+for _variable in DEPLOYMENT_VARIABLES:
+    os.environ.pop(_variable, None)
+
+
+def server_url_for_tests(environ: Mapping[str, str]) -> str | None:
+    """The PostgreSQL server the tests may create databases on: only the one named by
+    `MAILER_TEST_DATABASE_URL` (None: start the embedded one)."""
+    return environ.get("MAILER_TEST_DATABASE_URL") or None
+
 
 _counter = itertools.count()
 
@@ -48,7 +69,7 @@ def with_database(dsn: str, name: str) -> str:
 @pytest.fixture(scope="session")
 def server_dsn() -> Iterator[str]:
     """A DSN for a database on the test server, with rights to create databases."""
-    given = os.environ.get("MAILER_TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    given = server_url_for_tests(os.environ)
     if given:
         yield given
         return

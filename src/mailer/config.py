@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Self
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     data_dir: Path = Field(default_factory=default_data_dir)
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+    log_format: str = Field(default="text", pattern="^(text|json)$")
+    log_summary_seconds: float = Field(default=60.0, ge=0)
 
     worker_concurrency: int = Field(default=16, ge=1, le=512, description="Mailjet calls in flight")
     claim_batch: int = Field(default=500, ge=1, le=5000)
@@ -75,10 +78,37 @@ class Settings(BaseSettings):
             )
         return self
 
+    def describe(self) -> dict[str, object]:
+        """What is configured, for the start-up log line: no secrets, no credentials."""
+        return {
+            "database": "embedded" if self.database_url is None else safe_dsn(self.database_url),
+            "mailjet": "simulator" if self.uses_simulator else self.mailjet_api_url,
+            "worker_concurrency": self.worker_concurrency,
+            "claim_batch": self.claim_batch,
+            "lease_seconds": self.lease_seconds,
+            "poll_interval": self.poll_interval,
+            "mailjet_timeout": self.mailjet_timeout,
+            "log_level": self.log_level,
+        }
+
     @property
     def uses_simulator(self) -> bool:
         """True when no Mailjet keys are configured: the built-in simulator stands in."""
         return self.mj_apikey_public is None
+
+
+def safe_dsn(dsn: str) -> str:
+    """`host:port/database` of a PostgreSQL URL: what to show in logs and errors (never the
+    user name or password)."""
+    parts = urlsplit(dsn)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = parts.hostname or "localhost"
+    if not parts.hostname and parts.query:  # a Unix socket given as ?host=/run/postgresql
+        host = dict(p.partition("=")[::2] for p in parts.query.split("&")).get("host", host)
+    return f"{host}:{port or 5432}{parts.path or '/'}"
 
 
 class ConfigError(Exception):

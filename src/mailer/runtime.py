@@ -3,14 +3,17 @@ and the worker with everything it needs."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import logging
+import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import asyncpg
 
-from mailer.config import DEFAULT_MAILJET_URL, Settings
+from mailer.config import DEFAULT_MAILJET_URL, Settings, safe_dsn
 from mailer.db import migrate
 from mailer.db.embedded import EmbeddedPostgres
 from mailer.db.housekeeping import Housekeeping
@@ -18,7 +21,9 @@ from mailer.db.pool import connect
 from mailer.delivery.retry import RetryPolicy
 from mailer.delivery.send import Sender
 from mailer.delivery.worker import JOBS_CHANNEL, Worker
+from mailer.logs import describe
 from mailer.mailjet import ClientTimeouts, MailjetClient
+from mailer.ops.heartbeat import Heartbeat
 from mailer.queue.loop import claiming_ahead
 from mailer.queue.wakeup import Wakeup
 from mailer.webhooks.dispatch import Dispatcher
@@ -112,6 +117,70 @@ async def check_migrations(dsn: str) -> None:
         await conn.close()
 
 
+class StartupError(Exception):
+    """The process cannot start; the message is one line naming the setting and the fix."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise `StartupError` unless `host:port` can be listened on (checked before anything
+    else starts, so a busy port costs nothing and says which setting to change)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = exc.strerror or describe(exc)
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise StartupError(
+                    f"MAILER_PORT: cannot listen on {host}:{port} ({reason}): stop what uses "
+                    "the port, or set MAILER_PORT (or --port) to a free one"
+                ) from None
+            raise StartupError(
+                f"MAILER_HOST: cannot listen on {host}:{port} ({reason}): set MAILER_HOST "
+                "(or --host) to an address of this machine, e.g. 127.0.0.1 or 0.0.0.0"
+            ) from None
+
+
+async def check_database(dsn: str, *, migrations: bool = True, timeout: float = 10.0) -> None:
+    """Raise `StartupError` unless the database answers within `timeout` seconds (and, with
+    `migrations`, has every migration applied)."""
+    where = safe_dsn(dsn)
+    try:
+        conn = await asyncio.wait_for(connect(dsn), timeout)
+    except TimeoutError:
+        raise StartupError(
+            f"DATABASE_URL: PostgreSQL at {where} did not answer within {timeout:.0f} s: "
+            "check the host, the port and the firewall, or set DATABASE_URL to a reachable server"
+        ) from None
+    except asyncpg.InvalidCatalogNameError as exc:
+        raise StartupError(
+            f"DATABASE_URL: {exc} (on {where}): create it (createdb), or fix the database "
+            "name in DATABASE_URL"
+        ) from None
+    except asyncpg.InvalidAuthorizationSpecificationError as exc:
+        raise StartupError(
+            f"DATABASE_URL: PostgreSQL at {where} refused the login ({describe(exc)}): fix the "
+            "user name or password in DATABASE_URL"
+        ) from None
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StartupError(
+            f"DATABASE_URL: cannot connect to PostgreSQL at {where} ({describe(exc)}): start "
+            "it, or set DATABASE_URL to a reachable server"
+        ) from None
+    try:
+        if migrations:
+            await migrate.check(conn)
+    except migrate.PendingMigrations as exc:
+        raise StartupError(
+            f"DATABASE_URL: {exc} with the same DATABASE_URL ({where}), then start again"
+        ) from None
+    finally:
+        await conn.close()
+
+
 @contextlib.asynccontextmanager
 async def running_worker(
     settings: Settings,
@@ -143,11 +212,14 @@ async def running_worker(
         claim_batch=settings.claim_batch,
     )
     await worker.start()
+    # Seen by the others (`/readyz`, `mailer status`) until it has drained.
+    heartbeat = Heartbeat(pool, worker.worker_id)
     # Outbound webhooks are delivered by the same process, woken on their own channel.
     dispatcher = Dispatcher(pool, wakeup.signal(WEBHOOK_CHANNEL))
     await dispatcher.start()
     housekeeping = Housekeeping(pool)
     try:
+        await heartbeat.start()
         await housekeeping.start()
         yield worker
     finally:
@@ -155,6 +227,7 @@ async def running_worker(
             await worker.stop()
             await client.aclose()
         finally:
+            await heartbeat.stop()
             await housekeeping.stop()
             await dispatcher.stop()
             await wakeup.stop()

@@ -179,7 +179,7 @@ async def test_message_ids_above_2_53_stay_exact(
 def _reprocess_cli(dsn: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     from mailer import cli
 
-    monkeypatch.setattr("mailer.logs.configure", lambda level="info": None)
+    monkeypatch.setattr("mailer.logs.configure", lambda *args, **kwargs: None)
     result = CliRunner().invoke(
         cli.main,
         ["events", "reprocess", "--json"],

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
+
+import pytest
 
 from mailer.queue.loop import Claim, ClaimLoop, LoopOptions, Work
 from mailer.queue.wakeup import Signal
@@ -194,3 +197,18 @@ async def test_recovery_runs_and_wakes_the_loop() -> None:
     await until(lambda: len(queue.done) >= 1, seconds=3)  # recovery every lease/4 = 1 s
     await loop.stop()
     assert recovered >= 1
+
+
+async def test_an_outage_is_logged_once_and_its_end_too(caplog: pytest.LogCaptureFixture) -> None:
+    queue = MemoryQueue(2)
+    queue.fail_claims = 3
+    queue.release.set()
+    loop = loop_over(queue, concurrency=2, poll_interval=0.05)
+    with caplog.at_level(logging.DEBUG, logger="mailer.queue.loop"):
+        loop.start()
+        await until(lambda: len(queue.done) == 2, seconds=6)
+        await loop.stop()
+    actions = [(r.levelno, getattr(r, "action", None)) for r in caplog.records]
+    assert actions.count((logging.WARNING, "claim_failed")) == 1
+    assert actions.count((logging.DEBUG, "claim_failed")) == 2
+    assert (logging.INFO, "claims_resumed") in actions

@@ -347,7 +347,7 @@ def test_production_start_without_event_credentials_is_refused(
     production = {"mj_apikey_public": "k", "mj_apikey_private": "s"}
     with pytest.raises(ConfigError, match="MAILER_EVENTS_USER and MAILER_EVENTS_PASSWORD"):
         create_app(_settings(**production), "postgresql://127.0.0.1/none")
-    monkeypatch.setattr("mailer.logs.configure", lambda level="info": None)
+    monkeypatch.setattr("mailer.logs.configure", lambda *args, **kwargs: None)
     for name in ("MAILER_EVENTS_USER", "MAILER_EVENTS_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
     env = {

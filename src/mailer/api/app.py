@@ -3,26 +3,46 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
 
-from mailer import __version__
+from mailer import __version__, logs
 from mailer.api import errors
 from mailer.api.responses import Json
 from mailer.api.routes import events, feed, queue, status, suppressions, webhooks
-from mailer.config import Settings, load_settings
+from mailer.config import Settings, load_settings, safe_dsn
 from mailer.heap import frozen_heap
+from mailer.ops.activity import ACTIVITY, Summary
+from mailer.ops.outage import Outage
+from mailer.ops.status import readiness
 from mailer.services import Services
 from mailer.tracking.credentials import ensure_event_credentials
 
 # Something to run beside the API in the same process (the worker, in `mailer run`).
 Companion = Callable[[Services], AbstractAsyncContextManager[object]]
 
+log = logging.getLogger(__name__)
 
-def create_app(settings: Settings, dsn: str, *, companion: Companion | None = None) -> FastAPI:
+# What the API counts for its summary line (docs/operations.md).
+API_COUNTERS = (
+    "emails_accepted",
+    "emails_replayed",
+    "emails_rejected",
+    "event_posts",
+    "events_stored",
+)
+
+
+def create_app(
+    settings: Settings, dsn: str, *, companion: Companion | None = None, process: str = "api"
+) -> FastAPI:
     """Build the API for a database; `companion` runs alongside for the app's lifetime.
+
+    `process` names the process in its start, stop and summary log lines.
 
     Raises:
         ConfigError: Mailjet keys are configured but the `/events` credentials are not.
@@ -33,14 +53,30 @@ def create_app(settings: Settings, dsn: str, *, companion: Companion | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.open(settings, dsn)
         app.state.services = services
+        app.state.outage = Outage(services.pool)
+        ACTIVITY.declare(API_COUNTERS)
+        summary = Summary(process, interval=settings.log_summary_seconds)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if companion is not None:
                     await stack.enter_async_context(companion(services))
+                await summary.start()
+                stack.push_async_callback(summary.stop)
+                log.info(
+                    f"{process} started",
+                    extra={"action": "api_started", "pid": os.getpid()}
+                    | settings.describe()
+                    | {"database": safe_dsn(dsn)},
+                )
                 with frozen_heap():
                     yield
         finally:
+            await app.state.outage.close()
             await services.close()
+            log.info(
+                f"{process} stopped",
+                extra={"action": "api_stopped", "pid": os.getpid()} | ACTIVITY.totals(),
+            )
 
     app = FastAPI(
         title="Mailer",
@@ -51,15 +87,32 @@ def create_app(settings: Settings, dsn: str, *, companion: Companion | None = No
     )
     errors.install(app)
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Outermost, so that BodySizeLimit answers its own 413 first.
+    app.add_middleware(errors.ErrorBoundary)
     for routes in (queue, status, events, feed, suppressions, webhooks):
         # Straight into the app's own list: `include_router` keeps each router as a nested
         # route that FastAPI matches again, layer by layer, on every request (about 20 µs
         # of POST /queue's CPU, docs/benchmarks.md). The routes carry their paths and tags.
         app.router.routes.extend(routes.router.routes)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/livez", tags=["health"])
+    async def livez() -> Json:
+        """The process answers (the database is not consulted): restart it if this fails."""
+        return Json({"ok": True})
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> Json:
+        """Ready to serve: the database answers and has every migration; 503 with the
+        reason otherwise. Reports how many workers are alive (heartbeat within 30 s)."""
+        ready = await readiness(app.state.services.pool)
+        if ready.error is not None:
+            app.state.outage.failed(ready.error)
+        headers = None if ready.ready else {"Retry-After": errors.RETRY_AFTER}
+        return Json(ready.body(), 200 if ready.ready else 503, headers=headers)
+
+    @app.get("/healthz", tags=["health"], include_in_schema=False)
     async def healthz() -> Json:
-        """Liveness and database reachability."""
+        """Kept for older probes: liveness and database reachability (see /readyz)."""
         await app.state.services.pool.fetchval("SELECT 1")
         return Json({"ok": True})
 
@@ -69,6 +122,7 @@ def create_app(settings: Settings, dsn: str, *, companion: Companion | None = No
 def app_from_env() -> FastAPI:
     """Factory for uvicorn's multi-process mode: settings and DATABASE_URL from the env."""
     settings = load_settings()
+    logs.configure(settings.log_level, settings.log_format)  # each of the N processes
     if settings.database_url is None:
         raise RuntimeError("DATABASE_URL must be set for `mailer api --workers N`")
     return create_app(settings, settings.database_url)

@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
 from mailer.api.errors import ApiError, invalid_request
+from mailer.ops.activity import ACTIVITY
 from mailer.services import Services
 
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:\-]{1,200}$")
@@ -115,7 +116,11 @@ class EnqueuingRoute(APIRoute):
 
         async def handle_enqueuing(request: Request) -> Response:
             request.scope[_CALLER] = await enqueuing(request)
-            body = json_body(model, request.headers.get("content-type"), await request.body())
+            try:
+                body = json_body(model, request.headers.get("content-type"), await request.body())
+            except ApiError:
+                ACTIVITY.add("emails_rejected")
+                raise
             return await endpoint(body, request)
 
         return handle_enqueuing

@@ -1,7 +1,9 @@
 """Every error answers JSON that says what is wrong: `{"error": code, "message": ..., ...}`.
 
-Validation errors name each bad field; unexpected errors answer a bare 500 (the details go
-to the log, never to the client); oversized bodies are refused before they are read whole.
+Validation errors name each bad field; an unreachable database answers 503 with
+`Retry-After` (and `"outcome": "unknown"` when a write may or may not have committed);
+unexpected errors answer a bare 500 (the details go to the log, never to the client);
+oversized bodies are refused before they are read whole.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailer.api.responses import Json
+from mailer.delivery.enqueue import CommitOutcomeUnknown
+from mailer.logs import describe
+from mailer.ops.outage import Outage, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +93,69 @@ def install(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return Json(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Json:
+
+# Seconds a client is asked to wait before retrying while the database is unavailable.
+RETRY_AFTER = "5"
+
+
+def unavailable_answer(exc: BaseException, outage: Outage | None) -> Json:
+    """The 503 for a request that failed because the database is unavailable."""
+    if outage is not None:
+        cause = exc.__cause__ if isinstance(exc, CommitOutcomeUnknown) else None
+        outage.failed(cause or exc)
+    headers = {"Retry-After": RETRY_AFTER}
+    if isinstance(exc, CommitOutcomeUnknown):
+        body = error_body(
+            "unavailable",
+            "the database connection broke while the email was being stored: it may or may "
+            "not have been; retry with the same Idempotency-Key",
+            outcome="unknown",
+        )
+    else:
+        body = error_body("unavailable", "the database is unavailable; try again shortly")
+    return Json(body, 503, headers=headers)
+
+
+class ErrorBoundary:
+    """The last word on exceptions no handler took: 503 when the database is unavailable,
+    else a bare 500 logged as one line (the traceback only at debug).
+
+    Unlike Starlette's own handler for `Exception`, this one does not re-raise once it has
+    answered, so the server neither logs the error a second time nor drops the client's
+    keep-alive connection.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracked)
+        except Exception as exc:
+            if started:
+                raise
+            await self._answer(scope, exc)(scope, receive, send)
+
+    @staticmethod
+    def _answer(scope: Scope, exc: Exception) -> Json:
+        outage = getattr(scope["app"].state, "outage", None) if "app" in scope else None
+        if isinstance(exc, CommitOutcomeUnknown) or is_unavailable(exc):
+            return unavailable_answer(exc, outage)
         log.error(
             "unhandled error",
-            exc_info=exc,
-            extra={"action": "unhandled_error", "path": request.url.path},
+            extra={"action": "unhandled_error", "path": scope.get("path"), "error": describe(exc)},
         )
+        log.debug("unhandled error", exc_info=exc)
         return Json(error_body("internal_error", "internal error"), 500)
 
 

@@ -100,3 +100,9 @@ class KeyVerifier:
         self._cache[digest] = (row["app_id"], now + self._ttl)
         app_id: uuid.UUID = row["app_id"]
         return app_id
+
+    def forget_app(self, app_id: uuid.UUID) -> None:
+        """Drop the cached keys of an app found gone (deleted, or a database replaced)."""
+        for digest, (cached_app, _) in list(self._cache.items()):
+            if cached_app == app_id:
+                del self._cache[digest]

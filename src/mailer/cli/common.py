@@ -31,6 +31,16 @@ def settings_or_exit() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
+def started_or_exit(check: Callable[..., T], *args: Any) -> T:
+    """Run a start-up check; its `StartupError` ends the command with that one line."""
+    from mailer.runtime import StartupError
+
+    try:
+        return check(*args)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def with_event_credentials(settings: Settings) -> Settings:
     """The settings with `/events` credentials (generated for a simulator run); a clear
     error when Mailjet keys are set without them."""

@@ -32,7 +32,7 @@ def events_reprocess(batch: int, as_json: bool) -> None:
     from mailer.tracking.reprocess import reprocess
 
     settings = settings_or_exit()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
 
     async def go(dsn: str) -> dict[str, int]:
         await runtime.check_migrations(dsn)

@@ -16,6 +16,7 @@ from mailer.cli.common import (
     main,
     run_async,
     settings_or_exit,
+    started_or_exit,
     with_event_credentials,
 )
 from mailer.config import Settings
@@ -34,10 +35,15 @@ def run(host: str | None, port: int | None) -> None:
     from mailer import runtime
 
     settings = settings_or_exit()
-    logs.configure(settings.log_level)
-    settings = with_event_credentials(settings)
+    logs.configure(settings.log_level, settings.log_format)
+    if not settings.uses_simulator:
+        settings = with_event_credentials(settings)  # a configuration error comes first
+    host, port = host or settings.host, port or settings.port
+    started_or_exit(runtime.check_port, host, port)
     with runtime.database(settings) as dsn:
-        run_async(_serve_all(settings, dsn, host or settings.host, port or settings.port))
+        started_or_exit(run_async, runtime.check_database(dsn, migrations=False))
+        settings = with_event_credentials(settings)
+        run_async(_serve_all(settings, dsn, host, port))
 
 
 async def _serve_all(settings: Settings, dsn: str, host: str, port: int) -> None:
@@ -74,7 +80,7 @@ async def _serve_all(settings: Settings, dsn: str, host: str, port: int) -> None
             async with runtime.running_worker(settings, dsn, services.pool, target) as w:
                 yield w
 
-        app = create_app(settings, dsn, companion=worker)
+        app = create_app(settings, dsn, companion=worker, process="mailer")
         await _serve(app, host, port, settings.log_level, on_started=on_started)
 
 
@@ -142,21 +148,26 @@ def api(host: str | None, port: int | None, workers: int) -> None:
     from mailer import runtime
 
     settings = settings_or_exit()
-    logs.configure(settings.log_level)
-    settings = with_event_credentials(settings)
-    if settings.events_user is not None and settings.events_password is not None:
-        # Every API process must accept the same (possibly generated) event credentials.
-        os.environ["MAILER_EVENTS_USER"] = settings.events_user
-        os.environ["MAILER_EVENTS_PASSWORD"] = settings.events_password.get_secret_value()
+    logs.configure(settings.log_level, settings.log_format)
+    if not settings.uses_simulator:
+        settings = with_event_credentials(settings)  # a configuration error comes first
+    host, port = host or settings.host, port or settings.port
+    started_or_exit(runtime.check_port, host, port)
     with runtime.database(settings) as dsn:
-        run_async(runtime.check_migrations(dsn))
+        started_or_exit(run_async, runtime.check_database(dsn))
+        settings = with_event_credentials(settings)
+        if settings.events_user is not None and settings.events_password is not None:
+            # Every API process must accept the same (possibly generated) event credentials.
+            os.environ["MAILER_EVENTS_USER"] = settings.events_user
+            os.environ["MAILER_EVENTS_PASSWORD"] = settings.events_password.get_secret_value()
         os.environ["DATABASE_URL"] = dsn
         options: dict[str, Any] = {
             "factory": True,
-            "host": host or settings.host,
-            "port": port or settings.port,
+            "host": host,
+            "port": port,
             "workers": workers,
             "log_level": settings.log_level,
+            "log_config": None,  # uvicorn's lines go through our format too
             "access_log": False,
             "http": "httptools",
             "loop": "uvloop",
@@ -174,32 +185,55 @@ def worker() -> None:
     from mailer import runtime
 
     settings = settings_or_exit()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     try:
         target = runtime.configured_mailjet(settings)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     with runtime.database(settings) as dsn:
+        started_or_exit(run_async, runtime.check_database(dsn))
         run_async(_work(settings, dsn, target))
 
 
 async def _work(settings: Settings, dsn: str, target: Any) -> None:
+    import logging
+    import os
+
     from mailer import runtime
+    from mailer.config import safe_dsn
     from mailer.db.pool import create_pool
     from mailer.heap import freeze_startup_heap
+    from mailer.ops.activity import ACTIVITY, Summary
 
-    await runtime.check_migrations(dsn)
+    log = logging.getLogger("mailer.worker")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     pool = await create_pool(dsn, min_size=2, max_size=settings.worker_concurrency + 4)
+    summary = Summary("worker", interval=settings.log_summary_seconds)
     try:
-        async with runtime.running_worker(settings, dsn, pool, target):
+        async with runtime.running_worker(settings, dsn, pool, target) as w:
+            await summary.start()
+            log.info(
+                "worker process started",
+                extra={
+                    "action": "worker_process_started",
+                    "pid": os.getpid(),
+                    "worker": w.worker_id,
+                }
+                | settings.describe()
+                | {"database": safe_dsn(dsn), "mailjet": target.url},
+            )
             freeze_startup_heap()
             await stop.wait()
+            await summary.stop()
     finally:
         await pool.close()
+    log.info(
+        "worker process stopped",
+        extra={"action": "worker_process_stopped", "pid": os.getpid()} | ACTIVITY.totals(),
+    )
 
 
 @main.command()

@@ -25,6 +25,7 @@ from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.delivery.email import EmailRequest
 from mailer.ids import uuid7
+from mailer.ops.outage import is_connection_lost, is_unavailable
 
 Q = Queries("mailer.delivery")
 log = logging.getLogger(__name__)
@@ -56,6 +57,11 @@ class Accepted:
 
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before with a different request body."""
+
+
+class CommitOutcomeUnknown(Exception):
+    """The connection broke while the jobs were being written: they may or may not be
+    stored. A retry with the same Idempotency-Key answers the first job if it was."""
 
 
 def request_hash(body: Any) -> bytes:
@@ -198,6 +204,9 @@ class Enqueuer:
         max_group_bytes: int = MAX_GROUP_BYTES,
     ) -> None:
         self._pool = pool
+        # Jobs of a combined write whose outcome is unknown: the coalescer writes them again
+        # one by one, and each must still answer "unknown", not "not stored", if that fails.
+        self._uncertain: set[uuid.UUID] = set()
         self._coalescer: Coalescer[NewJob, Accepted] = Coalescer(
             self._write,
             writers=writers,
@@ -221,13 +230,36 @@ class Enqueuer:
     async def enqueue_batch(self, jobs: Sequence[NewJob]) -> list[Accepted]:
         """Store several jobs all-or-nothing (with COPY when none has an idempotency key)."""
         async with self._pool.acquire() as conn:
-            if all(j.idempotency_key is None for j in jobs):
-                return await copy_jobs(conn, jobs)
-            return await store_jobs(conn, jobs)
+            try:
+                if all(j.idempotency_key is None for j in jobs):
+                    return await copy_jobs(conn, jobs)
+                return await store_jobs(conn, jobs)
+            except Exception as exc:
+                if is_connection_lost(exc):
+                    raise CommitOutcomeUnknown(str(exc)) from exc
+                raise
 
     async def _write(self, jobs: Sequence[NewJob]) -> list[Accepted]:
-        async with self._pool.acquire() as conn:
-            return await store_jobs(conn, jobs)
+        uncertain = len(jobs) == 1 and jobs[0].id in self._uncertain
+        try:
+            async with self._pool.acquire() as conn:
+                try:
+                    return await store_jobs(conn, jobs)
+                except Exception as exc:
+                    if is_connection_lost(exc):
+                        if len(jobs) > 1:
+                            self._uncertain.update(j.id for j in jobs)
+                        raise CommitOutcomeUnknown(str(exc)) from exc
+                    raise
+        except CommitOutcomeUnknown:
+            raise
+        except Exception as exc:
+            if uncertain and is_unavailable(exc):
+                raise CommitOutcomeUnknown(str(exc)) from exc
+            raise
+        finally:
+            if len(jobs) == 1:
+                self._uncertain.discard(jobs[0].id)
 
 
 def job_size(job: NewJob) -> int:

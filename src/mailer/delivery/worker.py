@@ -23,6 +23,7 @@ from mailer.delivery import store
 from mailer.delivery.batching import MAX_RECIPIENTS_PER_CALL, ClaimedJob, pack
 from mailer.delivery.send import Outcome, Sender
 from mailer.ids import uuid7
+from mailer.ops.activity import ACTIVITY
 from mailer.queue.loop import Claim, ClaimLoop, LoopOptions, Work, claiming_ahead
 from mailer.queue.wakeup import Signal
 
@@ -66,6 +67,7 @@ class Worker:
     async def start(self) -> None:
         """Start claiming and sending in the background."""
         await self._recorder.start()
+        ACTIVITY.declare(["emails_sent", "emails_failed"])
         self.loop.start()
         log.info("worker started", extra={"action": "worker_started", "worker": self.worker_id})
 
@@ -94,6 +96,8 @@ class Worker:
         try:
             outcome = await self._sender.process(jobs)
             await self._recorder.record(outcome)
+            ACTIVITY.add("emails_sent", len(outcome.accepted))
+            ACTIVITY.add("emails_failed", len(outcome.rejected))
         except Exception:
             # The lease will expire and the jobs be looked up, then retried: not lost.
             log.exception("recording a send failed", extra={"action": "record_failed"})

@@ -142,16 +142,23 @@ class ClaimLoop:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     async def _loop(self) -> None:
+        failing = False
         while not self._stopping.is_set():
             try:
                 busy = await self._claim_and_start()
             except DATABASE_ERRORS as exc:
-                log.warning(
-                    "claim failed; retrying",
+                # Once per outage, not once a second: the retries go on quietly.
+                log.log(
+                    logging.DEBUG if failing else logging.WARNING,
+                    "claim failed; retrying every second",
                     extra={"action": "claim_failed", "queue": self.name, "error": _name(exc)},
                 )
+                failing = True
                 await asyncio.sleep(1.0)
                 continue
+            if failing:
+                failing = False
+                log.info("claims resumed", extra={"action": "claims_resumed", "queue": self.name})
             if not busy and not self._stopping.is_set():
                 await self._idle()
 

@@ -31,6 +31,7 @@ import aiohttp
 import asyncpg
 
 from mailer.ids import uuid7
+from mailer.ops.activity import ACTIVITY
 from mailer.queue.loop import (
     DATABASE_ERRORS,
     Claim,
@@ -122,6 +123,7 @@ class Dispatcher:
     async def start(self) -> None:
         """Start delivering in the background."""
         self._open_session()
+        ACTIVITY.declare(["webhooks_delivered", "webhooks_failed"])
         self.loop.start()
         log.info("webhook dispatcher started", extra={"action": "webhooks_started"})
 
@@ -152,6 +154,7 @@ class Dispatcher:
     async def deliver(self, delivery: ClaimedDelivery) -> None:
         """Make one attempt and record it (a failure to record leaves it to the lease)."""
         answer = await self.post(delivery)
+        ACTIVITY.add("webhooks_delivered" if answer.ok else "webhooks_failed")
         try:
             await self._record(delivery, answer)
         except DATABASE_ERRORS:

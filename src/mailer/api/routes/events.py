@@ -15,6 +15,9 @@ from fastapi import APIRouter, Request
 from mailer.api.deps import ServicesDep
 from mailer.api.errors import ApiError
 from mailer.api.responses import Json
+from mailer.logs import describe
+from mailer.ops.activity import ACTIVITY
+from mailer.ops.outage import is_unavailable
 from mailer.tracking.credentials import basic_auth_matches
 from mailer.tracking.intake import store_callback
 from mailer.tracking.parse import InvalidCallbackBody
@@ -49,15 +52,20 @@ async def mailjet_events(request: Request, services: ServicesDep) -> Json:
     except InvalidCallbackBody as exc:
         raise ApiError(400, "invalid_body", str(exc)) from None
     except Exception as exc:
-        log.error(
-            "could not store Mailjet events; Mailjet will retry",
-            exc_info=exc,
-            extra={"action": "events_unavailable", "bytes": len(body)},
-        )
+        if is_unavailable(exc):
+            request.app.state.outage.failed(exc)  # logged once per outage
+        else:
+            log.error(
+                "could not store Mailjet events; Mailjet will retry",
+                extra={"action": "events_unavailable", "bytes": len(body), "error": describe(exc)},
+            )
+            log.debug("could not store Mailjet events", exc_info=exc)
         raise ApiError(
             503,
             "unavailable",
             "the events could not be stored; try again later",
             headers={"Retry-After": "30"},
         ) from None
+    ACTIVITY.add("event_posts")
+    ACTIVITY.add("events_stored", result.stored)
     return Json({"received": result.received, "stored": result.stored, "linked": result.linked})

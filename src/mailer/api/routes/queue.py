@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+import asyncpg
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
@@ -12,6 +14,8 @@ from mailer.api.errors import ApiError
 from mailer.api.responses import Json
 from mailer.delivery.email import EmailRequest
 from mailer.delivery.enqueue import IdempotencyConflict, new_job, request_hash
+from mailer.ops.activity import ACTIVITY
+from mailer.services import Services
 
 router = APIRouter(tags=["queue"], route_class=EnqueuingRoute)
 
@@ -37,6 +41,17 @@ class BatchAccepted(BaseModel):
     jobs: list[QueuedJob]
 
 
+def _app_gone(services: Services, app_id: uuid.UUID) -> ApiError:
+    """The 401 for a key verified (and cached) a moment ago whose app is gone now."""
+    services.keys.forget_app(app_id)
+    return ApiError(
+        401,
+        "unauthorized",
+        "unknown or revoked API key",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
 def _body_of(email: EmailRequest) -> dict[str, Any]:
     return email.model_dump(mode="json", by_alias=True, exclude_none=True)
 
@@ -51,7 +66,11 @@ async def queue_email(email: EmailRequest, request: Request) -> Json:
     try:
         accepted = await services.enqueuer.enqueue(job)
     except IdempotencyConflict as exc:
+        ACTIVITY.add("emails_rejected")
         raise ApiError(409, "idempotency_conflict", str(exc)) from None
+    except asyncpg.ForeignKeyViolationError:
+        raise _app_gone(services, app_id) from None
+    ACTIVITY.add("emails_replayed" if accepted.replayed else "emails_accepted")
     return Json({"job_id": str(accepted.job_id), "status": "queued"}, 202)
 
 
@@ -79,7 +98,13 @@ async def queue_batch(batch: BatchRequest, request: Request) -> Json:
     try:
         accepted = await services.enqueuer.enqueue_batch(jobs)
     except IdempotencyConflict:
+        ACTIVITY.add("emails_rejected", len(jobs))
         raise ApiError(
             409, "idempotency_conflict", f"Idempotency-Key {key!r} was used with another batch"
         ) from None
+    except asyncpg.ForeignKeyViolationError:
+        raise _app_gone(services, app_id) from None
+    replayed = sum(a.replayed for a in accepted)
+    ACTIVITY.add("emails_accepted", len(accepted) - replayed)
+    ACTIVITY.add("emails_replayed", replayed)
     return Json({"jobs": [{"job_id": str(a.job_id), "status": "queued"} for a in accepted]}, 202)

@@ -1,0 +1,1 @@
+"""Operating Mailer: worker heartbeats, readiness, status, outage handling, activity counts."""
