@@ -24,13 +24,15 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 STAMP = VENV / ".mailer-installed"
+CLIENT = ROOT / "clients" / "python"
 
 
 def ensure_venv(extras: str) -> None:
     """Create the virtual environment and install the project if needed."""
     if sys.version_info < (3, 11):  # noqa: UP036 - this file may be run by any python3
         sys.exit("Mailer needs Python 3.11 or newer")
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    manifests = (ROOT / "pyproject.toml").read_bytes() + (CLIENT / "pyproject.toml").read_bytes()
+    wanted = hashlib.sha256(manifests + extras.encode()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
     if not (BIN / "python").exists():
@@ -39,7 +41,10 @@ def ensure_venv(extras: str) -> None:
     print(f"installing mailer[{extras}] into .venv ...", file=sys.stderr)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-e", f".[{extras}]"], check=True, cwd=ROOT)
+    # The Python client (and its Django backend) is tested and linted with the service.
+    subprocess.run(
+        [*pip, "-e", f".[{extras}]", "-e", "./clients/python[django]"], check=True, cwd=ROOT
+    )
     STAMP.write_text(wanted)
 
 
