@@ -1,6 +1,6 @@
 """The `mailer` command (click): one module per group of subcommands."""
 
-from mailer.cli import apps, events, mailjet, serve
+from mailer.cli import apps, events, mailjet, serve, smtp
 from mailer.cli.common import main
 
-__all__ = ["apps", "events", "mailjet", "main", "serve"]
+__all__ = ["apps", "events", "mailjet", "main", "serve", "smtp"]
