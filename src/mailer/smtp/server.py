@@ -22,6 +22,14 @@ from mailer.smtp.tls import TlsUnavailable, context_for
 
 log = logging.getLogger(__name__)
 
+
+def _not_login_data_deprecation(record: logging.LogRecord) -> bool:
+    # aiosmtpd 1.4 warns about its own deprecated attribute on every successful AUTH.
+    return "login_data is deprecated" not in record.getMessage()
+
+
+logging.getLogger("mail.log").addFilter(_not_login_data_deprecation)
+
 IDENT = "Mailer ESMTP submission"
 
 

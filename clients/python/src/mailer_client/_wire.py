@@ -107,7 +107,8 @@ def page_of(body: Any, key: str) -> Page:
     return Page(
         items=list(body.get(key, [])),
         next_cursor=body.get("next_cursor"),
-        has_more=bool(body.get("has_more", False)),
+        # `/suppressions` has no `has_more`: its cursor is null on the last page.
+        has_more=bool(body.get("has_more", body.get("next_cursor") is not None)),
     )
 
 

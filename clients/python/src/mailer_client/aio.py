@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
@@ -101,7 +102,7 @@ class AsyncClient:
 
     async def status(self, job_id: str) -> dict[str, Any]:
         """The job's status document (recipients, attempts, events)."""
-        answer: dict[str, Any] = await self._call("GET", f"/status/{job_id}")
+        answer: dict[str, Any] = await self._call("GET", f"/status/{quote(job_id, safe='')}")
         return answer
 
     async def feed_pages(
@@ -150,10 +151,11 @@ class AsyncClient:
             for item in page.items:
                 yield item
 
-    async def suppressions(self) -> dict[str, Any]:
-        """The app's suppression list (`GET /suppressions`)."""
-        answer: dict[str, Any] = await self._call("GET", "/suppressions")
-        return answer
+    async def suppressions(self, *, limit: int = 100) -> AsyncIterator[dict[str, Any]]:
+        """Every address on the app's suppression list, in address order."""
+        async for page in self._pages("/suppressions", "suppressions", None, limit, {}):
+            for item in page.items:
+                yield item
 
     async def suppress(self, email: str, reason: str | None = None) -> dict[str, Any]:
         """Put an address on the app's suppression list."""
@@ -163,7 +165,7 @@ class AsyncClient:
 
     async def unsuppress(self, email: str) -> None:
         """Take an address off the app's suppression list."""
-        await self._call("DELETE", f"/suppressions/{email}")
+        await self._call("DELETE", f"/suppressions/{quote(email, safe='@')}")
 
     async def _pages(
         self, path: str, key: str, after: str | None, limit: int, filters: Mapping[str, Filter]

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
@@ -101,7 +102,7 @@ class Client:
 
     def status(self, job_id: str) -> dict[str, Any]:
         """The job's status document (recipients, attempts, events)."""
-        answer: dict[str, Any] = self._call("GET", f"/status/{job_id}")
+        answer: dict[str, Any] = self._call("GET", f"/status/{quote(job_id, safe='')}")
         return answer
 
     def feed_pages(
@@ -146,10 +147,10 @@ class Client:
         for page in self.jobs_pages(after=after, limit=limit, **filters):
             yield from page.items
 
-    def suppressions(self) -> dict[str, Any]:
-        """The app's suppression list (`GET /suppressions`)."""
-        answer: dict[str, Any] = self._call("GET", "/suppressions")
-        return answer
+    def suppressions(self, *, limit: int = 100) -> Iterator[dict[str, Any]]:
+        """Every address on the app's suppression list, in address order."""
+        for page in self._pages("/suppressions", "suppressions", None, limit, {}):
+            yield from page.items
 
     def suppress(self, email: str, reason: str | None = None) -> dict[str, Any]:
         """Put an address on the app's suppression list."""
@@ -159,7 +160,7 @@ class Client:
 
     def unsuppress(self, email: str) -> None:
         """Take an address off the app's suppression list."""
-        self._call("DELETE", f"/suppressions/{email}")
+        self._call("DELETE", f"/suppressions/{quote(email, safe='@')}")
 
     def _pages(
         self, path: str, key: str, after: str | None, limit: int, filters: Mapping[str, Filter]
