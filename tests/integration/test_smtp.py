@@ -445,3 +445,66 @@ def test_mailer_run_takes_smtp_submissions_in_the_demo(db_dsn: str, tmp_path: Pa
         _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
     assert b"SMTP submission on" in stderr
+
+
+def test_mailer_smtp_alone_queues_what_it_is_given(db_dsn: str, tmp_path: Path) -> None:
+    smtp_port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_dsn,
+        "MAILER_DATA_DIR": str(tmp_path),
+        "MAILER_SMTP_PORT": str(smtp_port),
+        "MAILER_LOG_LEVEL": "warning",
+    }
+    for name in ("MJ_APIKEY_PUBLIC", "MJ_APIKEY_PRIVATE"):
+        env.pop(name, None)
+    created = subprocess.run(
+        [sys.executable, "-m", "mailer.cli", "apps", "create", "shop", "--json"],
+        env=env, capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    key = json.loads(created.stdout)["api_key"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailer.cli", "smtp"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_listening(proc, smtp_port, time.monotonic() + 60)
+        cert = tmp_path / "smtp-tls" / "cert.pem"
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+            client.starttls(context=ssl.create_default_context(cafile=str(cert)))
+            client.login("shop", key)
+            code, reply = submit(client, full_message(), ["ann@example.org"])
+        assert code == 250, reply
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    status = asyncio.run(job_status(db_dsn, job_id_in(reply)))
+    assert status == "queued"  # no worker here: stored, waiting to be sent
+
+
+async def job_status(dsn: str, job_id: str) -> str:
+    conn = await connect(dsn)
+    try:
+        status: str = await conn.fetchval("SELECT state FROM jobs WHERE id = $1::uuid", job_id)
+        return status
+    finally:
+        await conn.close()
+
+
+def test_mailer_smtp_in_production_needs_a_certificate(db_dsn: str) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_dsn,
+        "MJ_APIKEY_PUBLIC": "public",
+        "MJ_APIKEY_PRIVATE": "private",
+        "MAILER_EVENTS_USER": "mailjet",
+        "MAILER_EVENTS_PASSWORD": "events-secret",
+        "MAILER_SMTP_PORT": str(free_port()),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "mailer.cli", "smtp"],
+        env=env, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "MAILER_SMTP_TLS_CERT" in done.stderr and "Traceback" not in done.stderr

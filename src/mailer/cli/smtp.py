@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 
 import click
 
@@ -19,25 +20,30 @@ def smtp(host: str | None, port: int | None) -> None:
     """Run an SMTP submission server: apps AUTH with their API key as password, and each
     message is queued as `POST /queue` would queue it (run as many as you like)."""
     from mailer import runtime
+    from mailer.smtp.server import tls_for
+    from mailer.smtp.tls import TlsUnavailable
 
     settings = settings_or_exit()
     logs.configure(settings.log_level)
     if port is None:
         port = settings.smtp_port if isinstance(settings.smtp_port, int) else DEMO_SMTP_PORT
-    with runtime.database(settings) as dsn:
-        run_async(_serve_smtp(settings, dsn, host or settings.smtp_host or settings.host, port))
-
-
-async def _serve_smtp(settings: Settings, dsn: str, host: str, port: int) -> None:
-    from mailer import runtime
-    from mailer.services import Services
-    from mailer.smtp.server import running_submission, tls_for
-    from mailer.smtp.tls import TlsUnavailable
-
     try:
         tls = tls_for(settings)
     except TlsUnavailable as exc:
         raise click.ClickException(str(exc)) from None
+    with runtime.database(settings) as dsn:
+        run_async(
+            _serve_smtp(settings, dsn, host or settings.smtp_host or settings.host, port, tls)
+        )
+
+
+async def _serve_smtp(
+    settings: Settings, dsn: str, host: str, port: int, tls: ssl.SSLContext | None
+) -> None:
+    from mailer import runtime
+    from mailer.services import Services
+    from mailer.smtp.server import running_submission
+
     await runtime.check_migrations(dsn)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
