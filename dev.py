@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 STAMP = VENV / ".mailer-installed"
+CLIENT = ROOT / "clients" / "python"
 
 # What each command needs besides the runtime dependencies (pyproject's optional groups).
 RUN: tuple[str, ...] = ()
@@ -72,7 +73,7 @@ def ensure_venv(extras: tuple[str, ...]) -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - this file may be run by any python3
         sys.exit("Mailer needs Python 3.11 or newer")
     pyproject = (ROOT / "pyproject.toml").read_bytes()
-    project_hash = hashlib.sha256(pyproject).hexdigest()
+    project_hash = hashlib.sha256(pyproject + (CLIENT / "pyproject.toml").read_bytes()).hexdigest()
     stamp = STAMP.read_text() if STAMP.exists() else None
     installed = installed_extras(stamp, project_hash)
     if installed is not None and set(extras) <= installed:
@@ -85,8 +86,10 @@ def ensure_venv(extras: tuple[str, ...]) -> None:
     pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check"]
     subprocess.run([*pip, "--quiet", "--upgrade", "pip"], check=True)
     target = f".[{','.join(wanted)}]" if wanted else "."
+    # The Python client (and its Django backend) is tested and linted with the service.
+    client = ["-e", "./clients/python[django]"] if "dev" in wanted else []
     # Not --quiet: pip's "Collecting ..." lines show the progress of a first install.
-    subprocess.run([*pip, "--progress-bar", "off", "-e", target], check=True, cwd=ROOT)
+    subprocess.run([*pip, "--progress-bar", "off", "-e", target, *client], check=True, cwd=ROOT)
     STAMP.write_text(json.dumps({"pyproject": project_hash, "extras": wanted}))
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MAILJET_URL = "https://api.mailjet.com"
+DEMO_SMTP_PORT = 2525
 
 
 def default_data_dir() -> Path:
@@ -61,6 +62,16 @@ class Settings(BaseSettings):
     events_user: str | None = None
     events_password: SecretStr | None = None
 
+    # SMTP submission (`mailer smtp`, and `mailer run` where `smtp_listen_port` says).
+    smtp_port: Annotated[int, Field(ge=0, le=65535)] | Literal["off"] | None = None
+    smtp_host: str | None = None
+    smtp_tls_cert: Path | None = None
+    smtp_tls_key: Path | None = None
+    smtp_allow_insecure_auth: bool = False
+    smtp_max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    smtp_max_recipients: int = Field(default=50, ge=1, le=50)
+    smtp_timeout: float = Field(default=300.0, gt=0, le=3600)
+
     @model_validator(mode="after")
     def _check_consistency(self) -> Self:
         if (self.mj_apikey_public is None) != (self.mj_apikey_private is None):
@@ -71,6 +82,8 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL must start with postgresql:// or postgres://")
         if not self.mailjet_api_url.startswith(("http://", "https://")):
             raise ValueError("MAILJET_API_URL must be an http(s) URL")
+        if (self.smtp_tls_cert is None) != (self.smtp_tls_key is None):
+            raise ValueError("set both MAILER_SMTP_TLS_CERT and MAILER_SMTP_TLS_KEY, or neither")
         if self.lease_seconds <= self.mailjet_timeout + 5:
             raise ValueError(
                 "MAILER_LEASE_SECONDS must exceed MAILER_MAILJET_TIMEOUT by more than 5 s, "
@@ -95,6 +108,16 @@ class Settings(BaseSettings):
     def uses_simulator(self) -> bool:
         """True when no Mailjet keys are configured: the built-in simulator stands in."""
         return self.mj_apikey_public is None
+
+    @property
+    def smtp_listen_port(self) -> int | None:
+        """Where `mailer run` takes SMTP submissions: MAILER_SMTP_PORT; unset, 2525 in the
+        demo (the simulator stands in for Mailjet) and off in production; None when off."""
+        if self.smtp_port == "off":
+            return None
+        if self.smtp_port is None:
+            return DEMO_SMTP_PORT if self.uses_simulator else None
+        return self.smtp_port
 
 
 def safe_dsn(dsn: str) -> str:

@@ -38,15 +38,31 @@ def run(host: str | None, port: int | None) -> None:
     logs.configure(settings.log_level, settings.log_format)
     if not settings.uses_simulator:
         settings = with_event_credentials(settings)  # a configuration error comes first
+    smtp_tls = _smtp_tls(settings)
     host, port = host or settings.host, port or settings.port
     started_or_exit(runtime.check_port, host, port)
     with runtime.database(settings) as dsn:
         started_or_exit(run_async, runtime.check_database(dsn, migrations=False))
         settings = with_event_credentials(settings)
-        run_async(_serve_all(settings, dsn, host, port))
+        run_async(_serve_all(settings, dsn, host, port, smtp_tls))
 
 
-async def _serve_all(settings: Settings, dsn: str, host: str, port: int) -> None:
+def _smtp_tls(settings: Settings) -> Any:
+    """The STARTTLS context for `run`'s SMTP submission, checked before anything starts."""
+    if settings.smtp_listen_port is None:
+        return None
+    from mailer.smtp.server import tls_for
+    from mailer.smtp.tls import TlsUnavailable
+
+    try:
+        return tls_for(settings)
+    except TlsUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _serve_all(
+    settings: Settings, dsn: str, host: str, port: int, smtp_tls: Any = None
+) -> None:
     from mailer import runtime
     from mailer.api.app import create_app
     from mailer.services import Services
@@ -77,11 +93,43 @@ async def _serve_all(settings: Settings, dsn: str, host: str, port: int) -> None
 
         @contextlib.asynccontextmanager
         async def worker(services: Services) -> AsyncIterator[object]:
-            async with runtime.running_worker(settings, dsn, services.pool, target) as w:
+            async with (
+                runtime.running_worker(settings, dsn, services.pool, target) as w,
+                _smtp_submission(services, settings, settings.smtp_host or host, smtp_tls),
+            ):
                 yield w
 
         app = create_app(settings, dsn, companion=worker, process="mailer")
         await _serve(app, host, port, settings.log_level, on_started=on_started)
+
+
+@contextlib.asynccontextmanager
+async def _smtp_submission(
+    services: Any, settings: Settings, host: str, tls: Any
+) -> AsyncIterator[None]:
+    """SMTP submission beside the API, where `settings.smtp_listen_port` says (on in the
+    demo, off in production unless MAILER_SMTP_PORT is set)."""
+    port = settings.smtp_listen_port
+    if port is None:
+        yield
+        return
+    from mailer.smtp.server import running_submission
+
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            server = await stack.enter_async_context(
+                running_submission(services, settings, host=host, port=port, tls=tls)
+            )
+        except OSError as exc:
+            if settings.smtp_port is not None:
+                raise
+            # The demo's default port is taken: the demo goes on without SMTP.
+            click.echo(f"SMTP submission not started on {host}:{port}: {exc}", err=True)
+        else:
+            click.echo(
+                f"SMTP submission on {host}:{server.port} (AUTH: any user, API key)", err=True
+            )
+        yield
 
 
 def _simulator_events_registration(
