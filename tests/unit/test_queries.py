@@ -39,6 +39,7 @@ def test_every_part_with_queries_is_found() -> None:
         "mailer.apps",
         "mailer.db",
         "mailer.delivery",
+        "mailer.ops",
         "mailer.tracking",
         "mailer.webhooks",
     ]

@@ -38,9 +38,9 @@ def run(host: str | None, port: int | None) -> None:
     logs.configure(settings.log_level, settings.log_format)
     if not settings.uses_simulator:
         settings = with_event_credentials(settings)  # a configuration error comes first
-    smtp_tls = _smtp_tls(settings)
     host, port = host or settings.host, port or settings.port
     started_or_exit(runtime.check_port, host, port)
+    smtp_tls = _smtp_tls(settings)
     with runtime.database(settings) as dsn:
         started_or_exit(run_async, runtime.check_database(dsn, migrations=False))
         settings = with_event_credentials(settings)
