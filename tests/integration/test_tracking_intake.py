@@ -358,3 +358,38 @@ async def test_concurrent_posts_of_overlapping_events_do_not_fail(
     assert sum(body["stored"] for _, body in results) == len(events)
     doc = await service.status(key, job_id)
     assert {r["status"] for r in doc["recipients"]} == {"clicked"}
+
+
+async def test_a_privacy_proxy_open_is_a_machine_and_a_later_real_one_a_person(
+    service: Service, simulator: SimulatorServer
+) -> None:
+    key = await service.create_app()
+    job_id = await service.queue(key, email("ann@example.org"))
+    [m] = await sent_messages(service, simulator, key, job_id)
+    proxy = mj_event("open", m, at=T0 + 1, agent="Mozilla/5.0")  # Apple MPP on delivery
+    assert (await post_events(service, [mj_event("sent", m), proxy]))[0] == 200
+    doc = await service.status(key, job_id)
+    [recipient] = doc["recipients"]
+    assert recipient["status"] == "opened"
+    opened = recipient["events"][1]
+    assert (opened["machine"], opened["machine_reason"]) == (True, "apple_mail_privacy")
+    assert recipient["engagement"]["opened_by"] == "machine"
+    assert recipient["engagement"]["human_opens"] == 0
+
+    iphone = (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+        "(KHTML, like Gecko) Mobile/15E148"
+    )
+    assert (await post_events(service, mj_event("open", m, at=T0 + 3600, agent=iphone)))[0] == 200
+    recipient = (await service.status(key, job_id))["recipients"][0]
+    assert recipient["events"][2]["machine"] is False
+    assert recipient["engagement"] == {
+        "opens": 2,
+        "human_opens": 1,
+        "clicks": 0,
+        "human_clicks": 0,
+        "opened_by": "human",
+        "clicked_by": None,
+    }
+    feed = await feed_until(service, key, 3)
+    assert [e.get("machine") for e in feed] == [None, True, False]

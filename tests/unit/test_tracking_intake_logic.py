@@ -131,7 +131,7 @@ def test_columns_keep_first_of_repeats_and_order_by_time() -> None:
     assert cols.details[1] == {"error": "greylisted", "hard_bounce": False}
     assert cols.details[3] == {"url": "https://a.test"}
     assert cols.suppress_reason == [None] * 4
-    assert len(cols.args()) == 17 and all(len(a) == 4 for a in cols.args())
+    assert len(cols.args()) == 18 and all(len(a) == 4 for a in cols.args())
 
 
 def test_columns_of_unknown_and_odd_items() -> None:
@@ -306,6 +306,7 @@ class StoredEvent:
     message_id: int
     is_test: bool
     details: dict[str, Any]
+    machine_reason: str | None = None
 
 
 def test_event_view() -> None:
@@ -331,6 +332,8 @@ def test_event_view() -> None:
         "message_id": "576460752303423489",
         "test": False,
         "url": "https://a.test",
+        "machine": False,
+        "machine_reason": None,
         "metadata": {"order": 1},
     }
     assert event_view(replace(row, message_id=0), None)["message_id"] is None

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from mailer.db.queries import Queries
+from mailer.tracking.engagement import engagement_of
 from mailer.tracking.feed import job_timelines
 from mailer.tracking.precedence import RecipientStatus, derive_job_status
 
@@ -44,6 +45,7 @@ async def read_job_status(
             "error": m["error"],
             "updated_at": m["updated_at"],
             "events": timelines.get(m["position"], []),
+            "engagement": engagement_of(timelines.get(m["position"], [])),
         }
         for m in messages
     ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from mailer.tracking.engagement import machine_reason
 from mailer.tracking.parse import MailjetEvent, status_of
 from mailer.tracking.precedence import STATUS_RANK, RecipientStatus
 from mailer.tracking.suppressions import suppression_reason
@@ -118,6 +119,7 @@ class EventColumns:
     suppress_reason: list[str | None]
     details: list[dict[str, Any]]
     raw: list[dict[str, Any]]
+    machine_reason: list[str | None]
 
     def __len__(self) -> int:
         return len(self.dedupe_key)
@@ -142,6 +144,7 @@ class EventColumns:
             self.suppress_reason,
             self.details,
             self.raw,
+            self.machine_reason,
         )
 
 
@@ -186,4 +189,5 @@ def columns_of(events: Sequence[MailjetEvent], *, nul_free: bool = False) -> Eve
         suppress_reason=[suppression_reason(e) for e in ordered],
         details=[_details(e) for e in ordered],
         raw=[e.raw for e in ordered] if nul_free else [_jsonb(e.raw) for e in ordered],
+        machine_reason=[machine_reason(e.type, e.agent) for e in ordered],
     )

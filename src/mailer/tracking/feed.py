@@ -25,6 +25,7 @@ import asyncpg
 
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
+from mailer.tracking.engagement import machine_fields
 from mailer.tracking.precedence import EventType
 from mailer.tracking.rows import FeedEvent, TimelineEvent
 
@@ -106,6 +107,8 @@ class EventFields(Protocol):
     def is_test(self) -> bool: ...
     @property
     def details(self) -> dict[str, Any]: ...
+    @property
+    def machine_reason(self) -> str | None: ...
 
 
 def event_view(row: EventFields, metadata: Any) -> dict[str, Any]:
@@ -113,8 +116,9 @@ def event_view(row: EventFields, metadata: Any) -> dict[str, Any]:
 
     Ids are strings: event ids are stable, MessageIDs exceed 2^53. ``status`` is the
     recipient status the event implies (``null`` for event types we do not know);
-    the type-specific fields (``url``, ``error``, ``hard_bounce`` …) follow; ``metadata``
-    is the job's, as the app gave it.
+    the type-specific fields (``url``, ``error``, ``hard_bounce`` …) follow, and for opens
+    and clicks whether a machine made them (``machine``, ``machine_reason``);
+    ``metadata`` is the job's, as the app gave it.
     """
     view: dict[str, Any] = {
         "id": str(row.id),
@@ -127,6 +131,7 @@ def event_view(row: EventFields, metadata: Any) -> dict[str, Any]:
         "test": row.is_test,
     }
     view.update(row.details)
+    view.update(machine_fields(row.type, row.machine_reason))
     view["metadata"] = metadata
     return view
 

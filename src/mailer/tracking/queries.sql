@@ -14,7 +14,7 @@
 -- the post stored already (a large body's events come in several chunks).
 WITH post AS (
     INSERT INTO event_posts (event_count, body, received_at)
-    SELECT $1, $2, $3 WHERE $21::int8 IS NULL
+    SELECT $1, $2, $3 WHERE $22::int8 IS NULL
     RETURNING id
 ),
 numbered AS (
@@ -25,24 +25,25 @@ numbered AS (
         FROM unnest($4::bytea[], $5::text[], $6::bool[], $7::text[], $8::int2[],
                     $9::timestamptz[], $10::bool[], $11::int8[], $12::text[], $13::text[],
                     $14::text[], $15::uuid[], $16::text[], $17::bool[], $18::text[],
-                    $19::jsonb[], $20::jsonb[])
+                    $19::jsonb[], $20::jsonb[], $21::text[])
              WITH ORDINALITY
              AS u(dedupe_key, type, understood, status, rank, occurred_at, time_estimated,
                   message_id, message_uuid, email, custom_id, custom_job_id, payload,
-                  is_test, suppress_reason, details, raw, ord)
+                  is_test, suppress_reason, details, raw, machine_reason, ord)
         ORDER BY ord
     ) i
 )
 INSERT INTO events (
     id, post_id, dedupe_key, type, understood, status, rank, occurred_at, time_estimated,
     message_id, message_uuid, email, custom_id, custom_job_id, payload, is_test,
-    suppress_reason, details, raw, app_id, job_id, position, feed_xid, linked_at
+    suppress_reason, details, raw, machine_reason, app_id, job_id, position, feed_xid,
+    linked_at
 )
 OVERRIDING SYSTEM VALUE
-SELECT u.id, coalesce($21::int8, (SELECT id FROM post)), u.dedupe_key, u.type, u.understood, u.status, u.rank,
+SELECT u.id, coalesce($22::int8, (SELECT id FROM post)), u.dedupe_key, u.type, u.understood, u.status, u.rank,
        u.occurred_at, u.time_estimated, u.message_id, u.message_uuid, u.email, u.custom_id,
        u.custom_job_id, u.payload, u.is_test, u.suppress_reason, u.details, u.raw,
-       t.app_id, t.job_id, t.position,
+       u.machine_reason, t.app_id, t.job_id, t.position,
        CASE WHEN t.job_id IS NOT NULL THEN pg_current_xact_id() END,
        CASE WHEN t.job_id IS NOT NULL THEN now() END
 FROM numbered u
@@ -61,7 +62,7 @@ ON CONFLICT (dedupe_key) DO NOTHING
 RETURNING id, message_id, job_id, position, rank, suppress_reason;
 
 -- name: insert_post
--- A large body is stored first, on its own; its events follow in chunks (insert_events $21).
+-- A large body is stored first, on its own; its events follow in chunks (insert_events $22).
 INSERT INTO event_posts (event_count, body, received_at) VALUES ($1, $2, $3) RETURNING id;
 
 -- name: lock_message_ids
@@ -176,7 +177,8 @@ SELECT job_id, position, message_id FROM updated WHERE fills_id;
 
 -- name: job_events
 -- A job's linked events, for its status document: per recipient, in time order.
-SELECT id, job_id, position, type, status, occurred_at, message_id, email, is_test, details
+SELECT id, job_id, position, type, status, occurred_at, message_id, email, is_test, details,
+       machine_reason
 FROM events
 WHERE job_id = $1
 ORDER BY position, occurred_at, rank NULLS FIRST, id;
@@ -186,7 +188,7 @@ ORDER BY position, occurred_at, rank NULLS FIRST, id;
 -- linking transaction is older than every transaction still running are served: no event
 -- can later appear before them, so a cursor never skips one (docs/tracking.md).
 SELECT e.id, e.feed_xid::text AS feed_xid, e.type, e.status, e.occurred_at, e.message_id,
-       e.email, e.is_test, e.details, e.job_id, j.metadata
+       e.email, e.is_test, e.details, e.machine_reason, e.job_id, j.metadata
 FROM events e
 JOIN jobs j ON j.id = e.job_id
 WHERE e.app_id = $1
@@ -231,19 +233,19 @@ WITH u AS (
     SELECT * FROM unnest($2::bytea[], $3::text[], $4::bool[], $5::text[], $6::int2[],
                          $7::timestamptz[], $8::bool[], $9::int8[], $10::text[], $11::text[],
                          $12::text[], $13::uuid[], $14::text[], $15::bool[], $16::text[],
-                         $17::jsonb[], $18::jsonb[])
+                         $17::jsonb[], $18::jsonb[], $19::text[])
         AS u(dedupe_key, type, understood, status, rank, occurred_at, time_estimated,
              message_id, message_uuid, email, custom_id, custom_job_id, payload, is_test,
-             suppress_reason, details, raw)
+             suppress_reason, details, raw, machine_reason)
 )
 INSERT INTO events AS e (
     post_id, dedupe_key, type, understood, status, rank, occurred_at, time_estimated,
     message_id, message_uuid, email, custom_id, custom_job_id, payload, is_test,
-    suppress_reason, details, raw
+    suppress_reason, details, raw, machine_reason
 )
 SELECT $1, u.dedupe_key, u.type, u.understood, u.status, u.rank, u.occurred_at,
        u.time_estimated, u.message_id, u.message_uuid, u.email, u.custom_id, u.custom_job_id,
-       u.payload, u.is_test, u.suppress_reason, u.details, u.raw
+       u.payload, u.is_test, u.suppress_reason, u.details, u.raw, u.machine_reason
 FROM u
 ORDER BY u.dedupe_key
 ON CONFLICT (dedupe_key) DO UPDATE
@@ -253,15 +255,17 @@ SET type = excluded.type, understood = excluded.understood, status = excluded.st
     message_uuid = excluded.message_uuid, email = excluded.email,
     custom_id = excluded.custom_id, custom_job_id = excluded.custom_job_id,
     payload = excluded.payload, is_test = excluded.is_test,
-    suppress_reason = excluded.suppress_reason, details = excluded.details
+    suppress_reason = excluded.suppress_reason, details = excluded.details,
+    machine_reason = excluded.machine_reason
 WHERE (e.type, e.understood, e.status, e.rank, e.occurred_at, e.time_estimated,
        e.message_id, e.message_uuid, e.email, e.custom_id, e.custom_job_id, e.payload,
-       e.is_test, e.suppress_reason, e.details)
+       e.is_test, e.suppress_reason, e.details, e.machine_reason)
       IS DISTINCT FROM
       (excluded.type, excluded.understood, excluded.status, excluded.rank,
        excluded.occurred_at, excluded.time_estimated, excluded.message_id,
        excluded.message_uuid, excluded.email, excluded.custom_id, excluded.custom_job_id,
-       excluded.payload, excluded.is_test, excluded.suppress_reason, excluded.details)
+       excluded.payload, excluded.is_test, excluded.suppress_reason, excluded.details,
+       excluded.machine_reason)
 RETURNING e.id, e.job_id, e.position, e.message_id, (e.xmax = 0) AS inserted;
 
 -- name: recompute_statuses
@@ -335,8 +339,8 @@ WHERE id = ANY($1::int8[]) AND job_id IS NOT NULL;
 
 -- name: stored_events
 -- Tracking events (the `events` table) linked to an app, as their webhooks need them.
-SELECT e.id, e.app_id, e.status, e.occurred_at, e.job_id, e.email,
-       nullif(e.message_id, 0) AS message_id, e.details, j.metadata
+SELECT e.id, e.app_id, e.type, e.status, e.occurred_at, e.job_id, e.email,
+       nullif(e.message_id, 0) AS message_id, e.details, e.machine_reason, j.metadata
 FROM events e
 JOIN jobs j ON j.id = e.job_id
 WHERE e.id = ANY ($1::bigint[]) AND e.app_id IS NOT NULL AND e.status IS NOT NULL

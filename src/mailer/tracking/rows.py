@@ -76,6 +76,7 @@ class TimelineEvent(Row):
     email = Column[str]()
     is_test = Column[bool]()
     details = Column[dict[str, Any]]()
+    machine_reason = Column[str | None]()
 
 
 class FeedEvent(TimelineEvent):
@@ -90,12 +91,14 @@ class StoredEvent(Row):
 
     id = Column[int]()
     app_id = Column[uuid.UUID]()
+    type = Column[str | None]()
     status = Column[str]()
     occurred_at = Column[datetime]()
     job_id = Column[uuid.UUID]()
     email = Column[str]()
     message_id = Column[int | None]()
     details = Column[dict[str, Any] | None]()
+    machine_reason = Column[str | None]()
     metadata = Column[Any]()
 
 

@@ -14,6 +14,7 @@ from types import MappingProxyType
 
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
+from mailer.tracking.engagement import machine_fields
 from mailer.tracking.precedence import RecipientStatus
 from mailer.tracking.rows import StoredEvent
 from mailer.webhooks import outbox
@@ -68,7 +69,7 @@ async def fan_out_stored(conn: Conn, event_ids: Sequence[int]) -> int:
                 job_id=row.job_id,
                 recipient=row.email,
                 message_id=row.message_id,
-                details=row.details or {},
+                details={**(row.details or {}), **machine_fields(row.type, row.machine_reason)},
                 metadata=row.metadata,
             )
         )
