@@ -67,7 +67,11 @@ def validation_details(errors: list[Any]) -> list[dict[str, str]]:
 
 def invalid_request(errors: list[Any]) -> ApiError:
     """The 422 for pydantic's validation errors, naming each bad field."""
-    details = validation_details(errors)
+    return invalid_fields(validation_details(errors))
+
+
+def invalid_fields(details: list[dict[str, str]]) -> ApiError:
+    """The 422 for `[{"field": ..., "message": ...}]` details."""
     fields = ", ".join(d["field"] for d in details)
     return ApiError(422, "invalid_request", f"invalid fields: {fields}", details=details)
 
