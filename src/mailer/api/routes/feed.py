@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from mailer.api.deps import AppId, ServicesDep
+from mailer.api.deps import ReadApp, ServicesDep
 from mailer.api.errors import ApiError
 from mailer.api.responses import Json
 from mailer.tracking.feed import EVENT_TYPES, START, FeedCursor, InvalidCursor, read_feed
@@ -44,7 +44,7 @@ def _utc(value: datetime | None) -> datetime | None:
 
 @router.get("/feed")
 async def feed(
-    app_id: AppId,
+    app_id: ReadApp,
     services: ServicesDep,
     after: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

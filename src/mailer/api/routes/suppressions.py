@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from mailer.api.deps import AppId, ServicesDep
+from mailer.api.deps import ReadApp, SendApp, ServicesDep
 from mailer.api.errors import ApiError
 from mailer.api.responses import Json
 from mailer.delivery.email import EmailAddress
@@ -28,7 +28,7 @@ class NewSuppression(BaseModel):
 
 @router.get("/suppressions")
 async def list_suppressions(
-    app_id: AppId,
+    app_id: ReadApp,
     services: ServicesDep,
     after: Annotated[str | None, Query(max_length=1000)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -43,7 +43,7 @@ async def list_suppressions(
 
 
 @router.post("/suppressions", status_code=201)
-async def add_suppression(body: NewSuppression, app_id: AppId, services: ServicesDep) -> Json:
+async def add_suppression(body: NewSuppression, app_id: SendApp, services: ServicesDep) -> Json:
     """Suppress an address: later emails to it are not sent (status `suppressed`). Answers
     201 when added, 200 with the existing entry when it was already suppressed."""
     entry, created = await suppressions.add_suppression(
@@ -53,7 +53,7 @@ async def add_suppression(body: NewSuppression, app_id: AppId, services: Service
 
 
 @router.delete("/suppressions/{email}", status_code=204)
-async def delete_suppression(email: str, app_id: AppId, services: ServicesDep) -> Response:
+async def delete_suppression(email: str, app_id: SendApp, services: ServicesDep) -> Response:
     """Allow sending to an address again. 404 when it is not on the app's list."""
     if not await suppressions.delete_suppression(services.pool, app_id, email):
         raise ApiError(404, "not_found", f"{email} is not suppressed")

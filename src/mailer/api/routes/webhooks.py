@@ -10,7 +10,7 @@ import asyncpg
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
-from mailer.api.deps import AppId, ServicesDep
+from mailer.api.deps import ServicesDep, WebhooksApp
 from mailer.api.errors import ApiError
 from mailer.api.responses import Json
 from mailer.webhooks import endpoints
@@ -60,7 +60,7 @@ def _invalid(exc: InvalidEndpoint) -> ApiError:
 
 
 @router.post("", status_code=201)
-async def create_endpoint(body: EndpointIn, app_id: AppId, services: ServicesDep) -> Json:
+async def create_endpoint(body: EndpointIn, app_id: WebhooksApp, services: ServicesDep) -> Json:
     """Create an endpoint. The answer holds its `secret`, shown this once."""
     try:
         row = await endpoints.create(
@@ -72,14 +72,14 @@ async def create_endpoint(body: EndpointIn, app_id: AppId, services: ServicesDep
 
 
 @router.get("")
-async def list_endpoints(app_id: AppId, services: ServicesDep) -> Json:
+async def list_endpoints(app_id: WebhooksApp, services: ServicesDep) -> Json:
     """The app's endpoints."""
     rows = await endpoints.list_for(services.pool, app_id)
     return Json({"endpoints": [endpoint_view(r) for r in rows]})
 
 
 @router.get("/{endpoint_id}")
-async def get_endpoint(endpoint_id: str, app_id: AppId, services: ServicesDep) -> Json:
+async def get_endpoint(endpoint_id: str, app_id: WebhooksApp, services: ServicesDep) -> Json:
     """One endpoint, with why it is disabled if it is."""
     row = await endpoints.get(services.pool, app_id, _id(endpoint_id))
     return Json(endpoint_view(_found(row, endpoint_id)))
@@ -87,7 +87,7 @@ async def get_endpoint(endpoint_id: str, app_id: AppId, services: ServicesDep) -
 
 @router.patch("/{endpoint_id}")
 async def update_endpoint(
-    endpoint_id: str, body: EndpointPatch, app_id: AppId, services: ServicesDep
+    endpoint_id: str, body: EndpointPatch, app_id: WebhooksApp, services: ServicesDep
 ) -> Json:
     """Change the url, event types, description, or enable/disable the endpoint."""
     given = body.model_fields_set
@@ -106,7 +106,7 @@ async def update_endpoint(
 
 
 @router.delete("/{endpoint_id}", status_code=204)
-async def delete_endpoint(endpoint_id: str, app_id: AppId, services: ServicesDep) -> Json:
+async def delete_endpoint(endpoint_id: str, app_id: WebhooksApp, services: ServicesDep) -> Json:
     """Delete an endpoint, its pending deliveries and its log."""
     if not await endpoints.delete(services.pool, app_id, _id(endpoint_id)):
         raise ApiError(404, "not_found", f"no webhook endpoint {endpoint_id}")
@@ -114,7 +114,7 @@ async def delete_endpoint(endpoint_id: str, app_id: AppId, services: ServicesDep
 
 
 @router.post("/{endpoint_id}/rotate-secret")
-async def rotate_secret(endpoint_id: str, app_id: AppId, services: ServicesDep) -> Json:
+async def rotate_secret(endpoint_id: str, app_id: WebhooksApp, services: ServicesDep) -> Json:
     """A new secret; the previous one keeps signing (beside it) for 24 hours."""
     row = await endpoints.rotate_secret(services.pool, app_id, _id(endpoint_id))
     row = _found(row, endpoint_id)
@@ -130,7 +130,7 @@ async def rotate_secret(endpoint_id: str, app_id: AppId, services: ServicesDep) 
 @router.get("/{endpoint_id}/attempts")
 async def list_attempts(
     endpoint_id: str,
-    app_id: AppId,
+    app_id: WebhooksApp,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before: Annotated[int | None, Query(ge=1)] = None,
@@ -144,7 +144,9 @@ async def list_attempts(
 
 
 @router.post("/{endpoint_id}/deliveries/{delivery_id}/resend", status_code=202)
-async def resend(endpoint_id: str, delivery_id: str, app_id: AppId, services: ServicesDep) -> Json:
+async def resend(
+    endpoint_id: str, delivery_id: str, app_id: WebhooksApp, services: ServicesDep
+) -> Json:
     """One more attempt of a delivery, now."""
     queued = await endpoints.resend(
         services.pool, app_id, _id(endpoint_id), _id(delivery_id, "delivery")
@@ -157,7 +159,9 @@ async def resend(endpoint_id: str, delivery_id: str, app_id: AppId, services: Se
 
 
 @router.post("/{endpoint_id}/recover", status_code=202)
-async def recover(endpoint_id: str, body: RecoverIn, app_id: AppId, services: ServicesDep) -> Json:
+async def recover(
+    endpoint_id: str, body: RecoverIn, app_id: WebhooksApp, services: ServicesDep
+) -> Json:
     """Re-queue (one attempt each) every delivery that failed since `since`."""
     parsed = _id(endpoint_id)
     _found(await endpoints.get(services.pool, app_id, parsed), endpoint_id)
@@ -166,7 +170,7 @@ async def recover(endpoint_id: str, body: RecoverIn, app_id: AppId, services: Se
 
 
 @router.post("/{endpoint_id}/test", status_code=202)
-async def send_test(endpoint_id: str, app_id: AppId, services: ServicesDep) -> Json:
+async def send_test(endpoint_id: str, app_id: WebhooksApp, services: ServicesDep) -> Json:
     """Queue a signed `webhook.test` event for the endpoint (one attempt)."""
     delivery_id = await endpoints.send_test(
         services.pool, app_id, _id(endpoint_id), datetime.now(UTC)
