@@ -9,7 +9,8 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI
 
 from mailer import __version__
-from mailer.api import errors
+from mailer.api import errors, openapi
+from mailer.api.models import Health
 from mailer.api.responses import Json
 from mailer.api.routes import events, feed, queue, status, suppressions, webhooks
 from mailer.config import Settings, load_settings
@@ -48,8 +49,11 @@ def create_app(settings: Settings, dsn: str, *, companion: Companion | None = No
         description="Queue email for sending through Mailjet, and read back what became of it.",
         lifespan=lifespan,
         default_response_class=Json,
+        docs_url=None,  # served by `openapi.install`, from vendored assets
+        redoc_url=None,  # ReDoc loads its script from a CDN
     )
     errors.install(app)
+    openapi.install(app)
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
     for routes in (queue, status, events, feed, suppressions, webhooks):
         # Straight into the app's own list: `include_router` keeps each router as a nested
@@ -57,7 +61,7 @@ def create_app(settings: Settings, dsn: str, *, companion: Companion | None = No
         # of POST /queue's CPU, docs/benchmarks.md). The routes carry their paths and tags.
         app.router.routes.extend(routes.router.routes)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], response_model=Health)
     async def healthz() -> Json:
         """Liveness and database reachability."""
         await app.state.services.pool.fetchval("SELECT 1")

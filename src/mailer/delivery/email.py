@@ -30,6 +30,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from mailer.delivery.textcheck import (
     LINE_BREAK_MESSAGE,
     NON_FINITE_MESSAGE,
+    ONE_LINE,
     has_line_break,
     may_hold_non_finite,
     non_finite_paths,
@@ -123,6 +124,9 @@ def _check_address(value: str) -> str:
     return result
 
 
+# Checked in `_whole` (cheaper than pydantic's pattern); the OpenAPI states it.
+_ONE_LINE: dict[str, Any] = {"pattern": ONE_LINE}
+
 EmailAddress = Annotated[str, Field(max_length=320), AfterValidator(_check_address)]
 
 
@@ -134,7 +138,7 @@ class Address(_Strict):
     """A mailbox: an address and an optional display name."""
 
     email: EmailAddress
-    name: str | None = Field(default=None, max_length=255)
+    name: str | None = Field(default=None, max_length=255, json_schema_extra=_ONE_LINE)
 
 
 class Attachment(_Strict):
@@ -193,7 +197,7 @@ class EmailRequest(_Strict):
     cc: list[Address] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
     bcc: list[Address] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
     reply_to: Address | None = None
-    subject: str | None = Field(default=None, max_length=MAX_SUBJECT)
+    subject: str | None = Field(default=None, max_length=MAX_SUBJECT, json_schema_extra=_ONE_LINE)
     text: str | None = None
     html: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from mailer.api.deps import ReadApp, ServicesDep
 from mailer.api.errors import ApiError
+from mailer.api.models import FeedPage
 from mailer.api.responses import Json
 from mailer.tracking.feed import EVENT_TYPES, START, FeedCursor, InvalidCursor, read_feed
 
@@ -42,7 +43,7 @@ def _utc(value: datetime | None) -> datetime | None:
     return value
 
 
-@router.get("/feed")
+@router.get("/feed", response_model=FeedPage)
 async def feed(
     app_id: ReadApp,
     services: ServicesDep,

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mailer.api.deps import ReadApp, SendApp, ServicesDep
 from mailer.api.errors import ApiError
+from mailer.api.models import Suppression, SuppressionPage
 from mailer.api.responses import Json
 from mailer.delivery.email import EmailAddress
 from mailer.tracking import suppressions
@@ -26,7 +27,7 @@ class NewSuppression(BaseModel):
     reason: str | None = Field(default=None, min_length=1, max_length=200)
 
 
-@router.get("/suppressions")
+@router.get("/suppressions", response_model=SuppressionPage)
 async def list_suppressions(
     app_id: ReadApp,
     services: ServicesDep,
@@ -42,7 +43,12 @@ async def list_suppressions(
     return Json({"suppressions": page.suppressions, "next_cursor": page.next_cursor})
 
 
-@router.post("/suppressions", status_code=201)
+@router.post(
+    "/suppressions",
+    status_code=201,
+    response_model=Suppression,
+    responses={200: {"model": Suppression, "description": "Already suppressed"}},
+)
 async def add_suppression(body: NewSuppression, app_id: SendApp, services: ServicesDep) -> Json:
     """Suppress an address: later emails to it are not sent (status `suppressed`). Answers
     201 when added, 200 with the existing entry when it was already suppressed."""

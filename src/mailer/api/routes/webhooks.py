@@ -12,6 +12,15 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from mailer.api.deps import ServicesDep, WebhooksApp
 from mailer.api.errors import ApiError
+from mailer.api.models import (
+    AttemptPage,
+    Endpoint,
+    EndpointList,
+    NewEndpoint,
+    QueuedDelivery,
+    Requeued,
+    RotatedSecret,
+)
 from mailer.api.responses import Json
 from mailer.webhooks import endpoints
 from mailer.webhooks.endpoints import Changes, InvalidEndpoint, endpoint_view
@@ -59,7 +68,7 @@ def _invalid(exc: InvalidEndpoint) -> ApiError:
     return ApiError(422, "invalid_request", str(exc))
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=NewEndpoint)
 async def create_endpoint(body: EndpointIn, app_id: WebhooksApp, services: ServicesDep) -> Json:
     """Create an endpoint. The answer holds its `secret`, shown this once."""
     try:
@@ -71,21 +80,21 @@ async def create_endpoint(body: EndpointIn, app_id: WebhooksApp, services: Servi
     return Json({**endpoint_view(row), "secret": row["secret"]}, 201)
 
 
-@router.get("")
+@router.get("", response_model=EndpointList)
 async def list_endpoints(app_id: WebhooksApp, services: ServicesDep) -> Json:
     """The app's endpoints."""
     rows = await endpoints.list_for(services.pool, app_id)
     return Json({"endpoints": [endpoint_view(r) for r in rows]})
 
 
-@router.get("/{endpoint_id}")
+@router.get("/{endpoint_id}", response_model=Endpoint)
 async def get_endpoint(endpoint_id: str, app_id: WebhooksApp, services: ServicesDep) -> Json:
     """One endpoint, with why it is disabled if it is."""
     row = await endpoints.get(services.pool, app_id, _id(endpoint_id))
     return Json(endpoint_view(_found(row, endpoint_id)))
 
 
-@router.patch("/{endpoint_id}")
+@router.patch("/{endpoint_id}", response_model=Endpoint)
 async def update_endpoint(
     endpoint_id: str, body: EndpointPatch, app_id: WebhooksApp, services: ServicesDep
 ) -> Json:
@@ -113,7 +122,7 @@ async def delete_endpoint(endpoint_id: str, app_id: WebhooksApp, services: Servi
     return Json(None, 204)
 
 
-@router.post("/{endpoint_id}/rotate-secret")
+@router.post("/{endpoint_id}/rotate-secret", response_model=RotatedSecret)
 async def rotate_secret(endpoint_id: str, app_id: WebhooksApp, services: ServicesDep) -> Json:
     """A new secret; the previous one keeps signing (beside it) for 24 hours."""
     row = await endpoints.rotate_secret(services.pool, app_id, _id(endpoint_id))
@@ -127,7 +136,7 @@ async def rotate_secret(endpoint_id: str, app_id: WebhooksApp, services: Service
     )
 
 
-@router.get("/{endpoint_id}/attempts")
+@router.get("/{endpoint_id}/attempts", response_model=AttemptPage)
 async def list_attempts(
     endpoint_id: str,
     app_id: WebhooksApp,
@@ -143,7 +152,11 @@ async def list_attempts(
     return Json({"attempts": page, "next_before": next_before})
 
 
-@router.post("/{endpoint_id}/deliveries/{delivery_id}/resend", status_code=202)
+@router.post(
+    "/{endpoint_id}/deliveries/{delivery_id}/resend",
+    status_code=202,
+    response_model=QueuedDelivery,
+)
 async def resend(
     endpoint_id: str, delivery_id: str, app_id: WebhooksApp, services: ServicesDep
 ) -> Json:
@@ -158,7 +171,7 @@ async def resend(
     return Json({"delivery_id": delivery_id, "status": "queued"}, 202)
 
 
-@router.post("/{endpoint_id}/recover", status_code=202)
+@router.post("/{endpoint_id}/recover", status_code=202, response_model=Requeued)
 async def recover(
     endpoint_id: str, body: RecoverIn, app_id: WebhooksApp, services: ServicesDep
 ) -> Json:
@@ -169,7 +182,7 @@ async def recover(
     return Json({"requeued": count}, 202)
 
 
-@router.post("/{endpoint_id}/test", status_code=202)
+@router.post("/{endpoint_id}/test", status_code=202, response_model=QueuedDelivery)
 async def send_test(endpoint_id: str, app_id: WebhooksApp, services: ServicesDep) -> Json:
     """Queue a signed `webhook.test` event for the endpoint (one attempt)."""
     delivery_id = await endpoints.send_test(
