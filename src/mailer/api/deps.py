@@ -193,8 +193,8 @@ def caller_of(request: Request) -> Enqueuing:
     return caller
 
 
-def _header_parameter(name: str, title: str) -> dict[str, Any]:
-    schema = {"anyOf": [{"type": "string"}, {"type": "null"}], "title": title}
+def _header_parameter(name: str, title: str, **constraints: Any) -> dict[str, Any]:
+    schema = {"type": "string", "title": title, **constraints}
     return {"in": "header", "name": name, "required": False, "schema": schema}
 
 
@@ -202,7 +202,7 @@ def _header_parameter(name: str, title: str) -> dict[str, Any]:
 ENQUEUING_OPENAPI: dict[str, Any] = {
     "parameters": [
         _header_parameter("authorization", "Authorization"),
-        _header_parameter("Idempotency-Key", "Idempotency-Key"),
+        _header_parameter("Idempotency-Key", "Idempotency-Key", pattern=_IDEMPOTENCY_KEY.pattern),
     ]
 }
 

@@ -4,10 +4,24 @@ the answers conform)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+_NUMBER = re.compile(r"^\s*-?[0-9.eE+]+\s*$")
+
+
+def iso_only(value: Any) -> Any:
+    """`value` unless it is a number: pydantic would read it as Unix time."""
+    # pydantic reads a number (or a numeric string) as Unix time; the API takes ISO 8601.
+    if not isinstance(value, str | datetime) or (isinstance(value, str) and _NUMBER.match(value)):
+        raise ValueError("give an ISO 8601 date-time, e.g. 2030-01-01T09:00:00Z")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(iso_only)]
 
 
 class _Open(BaseModel):

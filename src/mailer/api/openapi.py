@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.staticfiles import StaticFiles
 
 from mailer.apps.access import READ, SEND, WEBHOOKS
+from mailer.delivery.textcheck import ONE_LINE
 
 ASSETS = "/docs/assets"
 
@@ -89,6 +90,18 @@ def describe(app: FastAPI) -> dict[str, Any]:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schema.pop("$defs", None)
         schemas[name] = schema
+    for schema in schemas.values():
+        _no_nul_strings(schema)
+    # Free-form JSON (metadata, template variables) holds no NUL either; variables no null,
+    # at any depth (Mailjet fails the call on one).
+    schemas["Json"] = _json_schema("#/components/schemas/Json", null=True)
+    schemas["NonNullJson"] = _json_schema("#/components/schemas/NonNullJson", null=False)
+    email = schemas["EmailRequest"]["properties"]
+    email["variables"]["additionalProperties"] = {"$ref": "#/components/schemas/NonNullJson"}
+    email["variables"]["propertyNames"] = {"pattern": NO_NUL}
+    metadata = email["metadata"]["anyOf"][0]
+    metadata["additionalProperties"] = {"$ref": "#/components/schemas/Json"}
+    metadata["propertyNames"] = {"pattern": NO_NUL}
     components["securitySchemes"] = {
         "apiKey": {
             "type": "http",
@@ -108,6 +121,49 @@ def describe(app: FastAPI) -> dict[str, Any]:
             _complete(operation, _ROUTES.get((method, path)))
     app.openapi_schema = spec
     return spec
+
+
+# JSON Schema (ECMA 262) spelling of "no NUL character", which Mailer refuses everywhere.
+NO_NUL = "^[^\\u0000]*$"
+_ONE_LINE_NO_NUL = "^[^\\r\\n\\u0000]*$"
+
+
+def _no_nul_strings(schema: Any) -> None:
+    """Give every free string of `schema` (not an enum, a format or a pattern that already
+    excludes NUL) the NO_NUL pattern."""
+    if isinstance(schema, list):
+        for item in schema:
+            _no_nul_strings(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "string" and "enum" not in schema and "format" not in schema:
+        if schema.get("pattern") == ONE_LINE:
+            schema["pattern"] = _ONE_LINE_NO_NUL
+        schema.setdefault("pattern", NO_NUL)
+    if schema.get("pattern") == ONE_LINE:  # on an optional string, beside its anyOf
+        schema["pattern"] = _ONE_LINE_NO_NUL
+    for key, value in schema.items():
+        if key not in ("enum", "const", "default", "examples"):
+            _no_nul_strings(value)
+
+
+def _json_schema(ref: str, *, null: bool) -> dict[str, Any]:
+    kinds: list[dict[str, Any]] = [
+        {"type": "string", "pattern": NO_NUL},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "array", "items": {"$ref": ref}},
+        {
+            "type": "object",
+            "propertyNames": {"pattern": NO_NUL},
+            "additionalProperties": {"$ref": ref},
+        },
+    ]
+    if null:
+        kinds.append({"type": "null"})
+    what = "Any JSON value" if null else "Any JSON value but null, at any depth"
+    return {"description": f"{what}; no NUL character in its strings", "anyOf": kinds}
 
 
 def _complete(operation: dict[str, Any], route: tuple[str | None, tuple[int, ...]] | None) -> None:
@@ -130,6 +186,8 @@ def _complete(operation: dict[str, Any], route: tuple[str | None, tuple[int, ...
         operation["security"] = [{"mailjetEvents": []}]
     if validated or "requestBody" in operation:
         codes.add(422)
+    if "requestBody" in operation:
+        codes.add(400)  # a body that is not JSON
     for code in sorted(codes):
         responses[str(code)] = {
             "description": _WHY[code],

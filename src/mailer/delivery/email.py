@@ -19,8 +19,11 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -124,10 +127,54 @@ def _check_address(value: str) -> str:
     return result
 
 
+# What the validators check, stated for the OpenAPI (and so for schemathesis).
+_BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+_HEADERS_SCHEMA: dict[str, Any] = {
+    "propertyNames": {"pattern": r"^[!-9;-~]+$", "not": {"enum": sorted(FORBIDDEN_HEADERS)}},
+    "additionalProperties": {"type": "string", "pattern": r"^[^\r\n]*$"},
+}
+
+
+def _given(field: str, kind: str) -> dict[str, Any]:
+    return {"required": [field], "properties": {field: {"type": kind}}}
+
+
+_EMAIL_RULES: dict[str, Any] = {
+    "allOf": [
+        {
+            "anyOf": [
+                _given("text", "string"),
+                _given("html", "string"),
+                _given("template_id", "integer"),
+            ]
+        },
+        {"anyOf": [_given("subject", "string"), _given("template_id", "integer")]},
+    ]
+}
 # Checked in `_whole` (cheaper than pydantic's pattern); the OpenAPI states it.
 _ONE_LINE: dict[str, Any] = {"pattern": ONE_LINE}
 
-EmailAddress = Annotated[str, Field(max_length=320), AfterValidator(_check_address)]
+
+def _json_number(value: Any) -> Any:
+    # Lax ints take "42"; JSON Schema's integer is a number (42.0 included), never a string.
+    if isinstance(value, str):
+        raise ValueError("must be a JSON integer, not a string")
+    return value
+
+
+_RESERVED_TLDS = ("arpa", "invalid", "local", "localhost", "onion", "test")
+# email-validator refuses special-use domains; stated as a JSON Schema `not` (no (?i) there).
+_SPECIAL_USE = "|".join("".join(f"[{c}{c.upper()}]" for c in tld) for tld in _RESERVED_TLDS)
+_EMAIL_SCHEMA: dict[str, Any] = {
+    "format": "email",
+    "not": {"pattern": rf"@(.*\.)?({_SPECIAL_USE})\.?$"},
+}
+
+EmailAddress = Annotated[
+    str,
+    Field(max_length=320, json_schema_extra=_EMAIL_SCHEMA),
+    AfterValidator(_check_address),
+]
 
 
 class _Strict(BaseModel):
@@ -146,7 +193,7 @@ class Attachment(_Strict):
 
     filename: str = Field(min_length=1, max_length=255)
     content_type: str = Field(min_length=1, max_length=255)
-    content: str = Field(min_length=1)
+    content: str = Field(min_length=1, json_schema_extra={"pattern": _BASE64})
     content_id: str | None = Field(default=None, min_length=1, max_length=255)
 
     @field_validator("content")
@@ -200,17 +247,23 @@ class EmailRequest(_Strict):
     subject: str | None = Field(default=None, max_length=MAX_SUBJECT, json_schema_extra=_ONE_LINE)
     text: str | None = None
     html: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, json_schema_extra=_HEADERS_SCHEMA)
     attachments: list[Attachment] = Field(default_factory=list)
-    template_id: int | None = Field(default=None, gt=0, lt=2**63)
-    template_language: bool = False
-    variables: dict[str, Any] = Field(default_factory=dict)
+    # Below 2^53: a JSON integer may come as a float (42.0), exact only up to there.
+    template_id: Annotated[int, Field(gt=0, lt=2**53), BeforeValidator(_json_number)] | None = None
+    template_language: StrictBool = False
+    variables: dict[str, Any] = Field(default_factory=dict)  # no nulls: see api/openapi.py
     track_opens: Literal["account_default", "disabled", "enabled"] | None = None
     track_clicks: Literal["account_default", "disabled", "enabled"] | None = None
     metadata: dict[str, Any] | None = None
-    send_at: datetime | None = None
+    send_at: Annotated[datetime, Strict()] | None = None  # strict: an ISO string, not a number
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        populate_by_name=True,
+        json_schema_extra=_EMAIL_RULES,
+    )
 
     @field_validator("headers")
     @classmethod

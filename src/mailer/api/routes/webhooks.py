@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, StrictBool
 
 from mailer.api.deps import ServicesDep, WebhooksApp
 from mailer.api.errors import ApiError
@@ -20,35 +20,46 @@ from mailer.api.models import (
     QueuedDelivery,
     Requeued,
     RotatedSecret,
+    iso_only,
 )
 from mailer.api.responses import Json
 from mailer.webhooks import endpoints
 from mailer.webhooks.endpoints import Changes, InvalidEndpoint, endpoint_view
+from mailer.webhooks.outbox import EVENT_TYPES
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+
+# The shape `endpoints.check_url` accepts, stated for the OpenAPI (it checks it itself).
+_URL: dict[str, Any] = {"pattern": r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,4})?(/[^\s\u0000]*)?$"}
+_TYPES: dict[str, Any] = {"items": {"enum": sorted(EVENT_TYPES)}}
 
 
 class EndpointIn(BaseModel):
     """A new endpoint; without `event_types` it receives every event type."""
 
-    url: str = Field(max_length=2048)
-    event_types: list[str] | None = Field(default=None, max_length=50)
+    url: str = Field(max_length=2048, json_schema_extra=_URL)
+    event_types: list[str] | None = Field(
+        default=None, min_length=1, max_length=50, json_schema_extra=_TYPES
+    )
     description: str | None = Field(default=None, max_length=500)
 
 
 class EndpointPatch(BaseModel):
     """Fields to change; `event_types: null` means every event type."""
 
-    url: str | None = Field(default=None, max_length=2048)
-    event_types: list[str] | None = Field(default=None, max_length=50)
+    url: str | None = Field(default=None, max_length=2048, json_schema_extra=_URL)
+    event_types: list[str] | None = Field(
+        default=None, min_length=1, max_length=50, json_schema_extra=_TYPES
+    )
     description: str | None = Field(default=None, max_length=500)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class RecoverIn(BaseModel):
     """Re-queue the deliveries that failed since this time."""
 
-    since: AwareDatetime
+    since: Annotated[AwareDatetime, BeforeValidator(iso_only)]
 
 
 def _id(value: str, what: str = "webhook endpoint") -> uuid.UUID:
@@ -142,7 +153,7 @@ async def list_attempts(
     app_id: WebhooksApp,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, lt=2**63)] = None,
 ) -> Json:
     """The attempt log, newest first; pass `next_before` as `before` for the next page."""
     parsed = _id(endpoint_id)
