@@ -152,3 +152,14 @@ def test_the_recipient_limit_counts_distinct_addresses() -> None:
     more = [*to[:49], {"email": "x@example.org"}]
     with pytest.raises(ValueError, match="at most 50 recipients"):
         EmailRequest.model_validate(email(to=to, cc=more, bcc=[{"email": "y@example.org"}]))
+
+
+@pytest.mark.parametrize("value", [0, 1.5, "1700000000"])
+def test_send_at_is_an_iso_string_not_a_unix_time(value: Any) -> None:
+    assert [d["field"] for d in problems(orjson.dumps(email(send_at=value)))] == ["send_at"]
+
+
+def test_template_id_is_a_json_integer() -> None:
+    assert [d["field"] for d in problems(orjson.dumps(email(template_id="42")))] == ["template_id"]
+    parsed = json_body(EmailRequest, "application/json", orjson.dumps(email(template_id=42.0)))
+    assert parsed.template_id == 42

@@ -22,7 +22,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    Strict,
     StrictBool,
     ValidationError,
     field_validator,
@@ -162,6 +161,16 @@ def _json_number(value: Any) -> Any:
     return value
 
 
+_NUMERIC = re.compile(r"^\s*-?[0-9.eE+]+\s*$")
+
+
+def _not_a_number(value: Any) -> Any:
+    # pydantic would read a number as Unix time; send_at is an ISO 8601 string.
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMERIC.match(value)):
+        raise ValueError("send_at must be an ISO 8601 date-time, e.g. 2030-01-01T09:00:00Z")
+    return value
+
+
 _RESERVED_TLDS = ("arpa", "invalid", "local", "localhost", "onion", "test")
 # email-validator refuses special-use domains; stated as a JSON Schema `not` (no (?i) there).
 _SPECIAL_USE = "|".join("".join(f"[{c}{c.upper()}]" for c in tld) for tld in _RESERVED_TLDS)
@@ -256,7 +265,7 @@ class EmailRequest(_Strict):
     track_opens: Literal["account_default", "disabled", "enabled"] | None = None
     track_clicks: Literal["account_default", "disabled", "enabled"] | None = None
     metadata: dict[str, Any] | None = None
-    send_at: Annotated[datetime, Strict()] | None = None  # strict: an ISO string, not a number
+    send_at: Annotated[datetime, BeforeValidator(_not_a_number)] | None = None
 
     model_config = ConfigDict(
         extra="forbid",
