@@ -32,4 +32,5 @@ class Services:
     async def close(self) -> None:
         """Finish pending writes and close the pool."""
         await self.enqueuer.stop()
+        await self.keys.close()
         await self.pool.close()

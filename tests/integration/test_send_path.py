@@ -124,6 +124,7 @@ async def test_partly_failed_batch_sends_the_good_ones_once(
     assert failed["status"] == "failed"
     [error] = failed["recipients"][0]["error"]["errors"]
     assert error["code"] == "mj-0013"
+    assert len(error["identifier"]) == 36  # Mailjet's ErrorIdentifier, for its support
     assert failed["last_error"]["errors"][0]["code"] == "mj-0013"
     for job in jobs:
         done = await service.wait_for(key, str(job.id))
@@ -233,8 +234,9 @@ async def test_batch_idempotency_and_atomicity(service: Service) -> None:
     headers = {"Idempotency-Key": "batch-1"}
     first = await service.request("POST", "/queue/batch", key, json=batch, headers=headers)
     again = await service.request("POST", "/queue/batch", key, json=batch, headers=headers)
-    assert first == again
-    assert first[0] == 202
+    assert first[0] == again[0] == 202
+    # The same jobs; a replay answers each job's status as it is now (it may have moved on).
+    assert [j["job_id"] for j in first[1]["jobs"]] == [j["job_id"] for j in again[1]["jobs"]]
     changed = {"emails": batch["emails"][:2]}
     conflict = await service.request("POST", "/queue/batch", key, json=changed, headers=headers)
     assert conflict[0] == 409
@@ -344,7 +346,6 @@ async def test_auth_and_app_isolation(service: Service) -> None:
             email(attachments=[{"filename": "a", "content_type": "t/p", "content": "@@"}]),
             "attachments[0].content",
         ),
-        (email(cc=[{"email": "ann@example.org"}]), "body"),
         (email(unknown_field=1), "unknown_field"),
         ({**email(), "to": []}, "to"),
     ],

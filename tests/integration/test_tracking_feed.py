@@ -145,7 +145,7 @@ async def test_feed_filters_cursors_and_metadata(
     assert [e["type"] for e in window] == ["open", "click"]
 
     status, body = await service.request("GET", "/feed?type=opened", key)
-    assert (status, body["details"][0]["field"]) == (422, "type")
+    assert (status, body["details"][0]["field"]) == (422, "type[0]")
     for bad in ("nope", "djEuMS4y!", "djEuLTEuMg"):
         status, body = await service.request("GET", f"/feed?after={bad}", key)
         assert (status, body["error"]) == (400, "invalid_cursor")

@@ -108,3 +108,12 @@ def test_success_status_without_messages_is_unexpected(status: int) -> None:
     exc = error_from_response(status, b"<html>maintenance</html>")
     assert isinstance(exc, MailjetUnexpectedResponse)
     assert flags(exc) == (True, True)
+
+
+def test_the_error_identifier_is_kept_for_mailjet_support() -> None:
+    from mailer.mailjet.errors import error_from_response
+
+    body = b'{"ErrorIdentifier":"4f5c6d7e-0000-4000-8000-000000000001","StatusCode":401}'
+    assert error_from_response(401, body).identifier == "4f5c6d7e-0000-4000-8000-000000000001"
+    assert error_from_response(500, body).identifier == "4f5c6d7e-0000-4000-8000-000000000001"
+    assert error_from_response(500, b"<html>oops</html>").identifier is None

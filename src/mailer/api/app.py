@@ -11,7 +11,8 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI
 
 from mailer import __version__, logs
-from mailer.api import errors
+from mailer.api import errors, openapi
+from mailer.api.models import Health
 from mailer.api.responses import Json
 from mailer.api.routes import events, feed, queue, status, suppressions, webhooks
 from mailer.config import Settings, load_settings, safe_dsn
@@ -84,8 +85,11 @@ def create_app(
         description="Queue email for sending through Mailjet, and read back what became of it.",
         lifespan=lifespan,
         default_response_class=Json,
+        docs_url=None,  # served by `openapi.install`, from vendored assets
+        redoc_url=None,  # ReDoc loads its script from a CDN
     )
     errors.install(app)
+    openapi.install(app)
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Outermost, so that BodySizeLimit answers its own 413 first.
     app.add_middleware(errors.ErrorBoundary)
@@ -110,7 +114,7 @@ def create_app(
         headers = None if ready.ready else {"Retry-After": errors.RETRY_AFTER}
         return Json(ready.body(), 200 if ready.ready else 503, headers=headers)
 
-    @app.get("/healthz", tags=["health"], include_in_schema=False)
+    @app.get("/healthz", tags=["health"], include_in_schema=False, response_model=Health)
     async def healthz() -> Json:
         """Kept for older probes: liveness and database reachability (see /readyz)."""
         await app.state.services.pool.fetchval("SELECT 1")

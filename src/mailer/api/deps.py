@@ -12,7 +12,9 @@ from fastapi import Depends, Header, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
-from mailer.api.errors import ApiError, invalid_request
+from mailer.api.errors import ApiError, invalid_fields, invalid_request
+from mailer.apps.access import READ, SEND, WEBHOOKS, Grant
+from mailer.delivery.textcheck import NUL_ESCAPE, NUL_MESSAGE, nul_paths
 from mailer.ops.activity import ACTIVITY
 from mailer.services import Services
 
@@ -34,8 +36,8 @@ async def services_dependency(request: Request) -> Services:
     return services(request)
 
 
-async def app_for_authorization(request: Request, authorization: str | None) -> uuid.UUID:
-    """The app whose API key is in this `Authorization` header value; 401 otherwise."""
+async def grant_for_authorization(request: Request, authorization: str | None) -> Grant:
+    """What the API key in this `Authorization` header value may do; 401 otherwise."""
     scheme, _, presented = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise ApiError(
@@ -44,15 +46,26 @@ async def app_for_authorization(request: Request, authorization: str | None) -> 
             "send your API key as `Authorization: Bearer <key>`",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    app_id = await services(request).keys.app_for(presented.strip())
-    if app_id is None:
+    grant = await services(request).keys.grant_for(presented.strip())
+    if grant is None:
         raise ApiError(
             401,
             "unauthorized",
             "unknown or revoked API key",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return app_id
+    return grant
+
+
+def missing_scope(scope: str) -> ApiError:
+    """The 403 for a key without `scope`."""
+    return ApiError(
+        403,
+        "missing_scope",
+        f"this API key lacks the `{scope}` scope (create one with it: "
+        f"`mailer apps keys create APP --scope {scope}`)",
+        scope=scope,
+    )
 
 
 def checked_idempotency_key(value: str | None) -> str | None:
@@ -66,11 +79,20 @@ def checked_idempotency_key(value: str | None) -> str | None:
     return value
 
 
-async def current_app(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> uuid.UUID:
-    """The app whose API key authenticates this request; 401 otherwise."""
-    return await app_for_authorization(request, authorization)
+def scoped_app(scope: str) -> Callable[..., Awaitable[uuid.UUID]]:
+    """A dependency: the app whose API key authenticates this request (401 otherwise),
+    if the key has `scope` (403 otherwise)."""
+
+    async def app_with_scope(
+        request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> uuid.UUID:
+        grant = await grant_for_authorization(request, authorization)
+        if scope not in grant.scopes:
+            raise missing_scope(scope)
+        return grant.app_id
+
+    app_with_scope.__name__ = f"app_with_{scope}_scope"
+    return app_with_scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,15 +102,18 @@ class Enqueuing:
     app_id: uuid.UUID
     services: Services
     idempotency_key: str | None
+    sender_domains: frozenset[str] | None = None
 
 
 async def enqueuing(request: Request) -> Enqueuing:
-    """The calling app (401 without a valid key), the services and the checked
-    Idempotency-Key (400 if malformed), checked in that order."""
+    """The calling app (401 without a valid key, 403 without the `send` scope), the
+    services and the checked Idempotency-Key (400 if malformed), checked in that order."""
     headers = request.headers
-    app_id = await app_for_authorization(request, headers.get("authorization"))
+    grant = await grant_for_authorization(request, headers.get("authorization"))
+    if SEND not in grant.scopes:
+        raise missing_scope(SEND)
     key = checked_idempotency_key(headers.get("idempotency-key"))
-    return Enqueuing(app_id, services(request), key)
+    return Enqueuing(grant.app_id, services(request), key, grant.sender_domains)
 
 
 _CALLER = "mailer.enqueuing"
@@ -116,8 +141,13 @@ class EnqueuingRoute(APIRoute):
 
         async def handle_enqueuing(request: Request) -> Response:
             request.scope[_CALLER] = await enqueuing(request)
+            raw = await request.body()
             try:
-                body = json_body(model, request.headers.get("content-type"), await request.body())
+                body = json_body(model, request.headers.get("content-type"), raw)
+                if NUL_ESCAPE in raw:  # `may_hold_nul`, inline: the walk is for the rare body
+                    found = nul_paths(body)
+                    if found:
+                        raise invalid_fields([{"field": f, "message": NUL_MESSAGE} for f in found])
             except ApiError:
                 ACTIVITY.add("emails_rejected")
                 raise
@@ -168,8 +198,8 @@ def caller_of(request: Request) -> Enqueuing:
     return caller
 
 
-def _header_parameter(name: str, title: str) -> dict[str, Any]:
-    schema = {"anyOf": [{"type": "string"}, {"type": "null"}], "title": title}
+def _header_parameter(name: str, title: str, **constraints: Any) -> dict[str, Any]:
+    schema = {"type": "string", "title": title, **constraints}
     return {"in": "header", "name": name, "required": False, "schema": schema}
 
 
@@ -177,9 +207,12 @@ def _header_parameter(name: str, title: str) -> dict[str, Any]:
 ENQUEUING_OPENAPI: dict[str, Any] = {
     "parameters": [
         _header_parameter("authorization", "Authorization"),
-        _header_parameter("Idempotency-Key", "Idempotency-Key"),
+        _header_parameter("Idempotency-Key", "Idempotency-Key", pattern=_IDEMPOTENCY_KEY.pattern),
     ]
 }
 
-AppId = Annotated[uuid.UUID, Depends(current_app)]
+# The calling app, by the scope its key needs for the route.
+ReadApp = Annotated[uuid.UUID, Depends(scoped_app(READ))]
+SendApp = Annotated[uuid.UUID, Depends(scoped_app(SEND))]
+WebhooksApp = Annotated[uuid.UUID, Depends(scoped_app(WEBHOOKS))]
 ServicesDep = Annotated[Services, Depends(services_dependency)]

@@ -11,9 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailer.api.responses import Json
@@ -72,7 +75,11 @@ def validation_details(errors: list[Any]) -> list[dict[str, str]]:
 
 def invalid_request(errors: list[Any]) -> ApiError:
     """The 422 for pydantic's validation errors, naming each bad field."""
-    details = validation_details(errors)
+    return invalid_fields(validation_details(errors))
+
+
+def invalid_fields(details: list[dict[str, str]]) -> ApiError:
+    """The 422 for `[{"field": ..., "message": ...}]` details."""
     fields = ", ".join(d["field"] for d in details)
     return ApiError(422, "invalid_request", f"invalid fields: {fields}", details=details)
 
@@ -89,9 +96,21 @@ def install(app: FastAPI) -> None:
         return await _api_error(request, invalid_request(list(exc.errors())))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> Json:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Json:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return Json(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route of the path only; each
+            # method of a path is its own route here.
+            headers = {**(headers or {}), "Allow": ", ".join(_methods_of(request))}
+        return Json(error_body(code, str(exc.detail)), exc.status_code, headers=headers)
+
+    @app.exception_handler(asyncpg.CharacterNotInRepertoireError)
+    @app.exception_handler(asyncpg.UntranslatableCharacterError)
+    async def _unstorable(_: Request, exc: Exception) -> Json:
+        # A last guard: input checks refuse NULs before they reach a query.
+        message = "the request holds text PostgreSQL cannot store (a NUL character)"
+        return Json(error_body("invalid_request", message), 422)
 
 
 # Seconds a client is asked to wait before retrying while the database is unavailable.
@@ -157,6 +176,16 @@ class ErrorBoundary:
         )
         log.debug("unhandled error", exc_info=exc)
         return Json(error_body("internal_error", "internal error"), 500)
+
+
+def _methods_of(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route | APIRoute) and route.methods:
+            match, _ = route.matches({**request.scope, "method": "GET"})
+            if match is not Match.NONE:
+                methods |= route.methods
+    return sorted(methods)
 
 
 class BodySizeLimit:

@@ -3,7 +3,7 @@ INSERT INTO apps (id, name) VALUES ($1, $2)
 RETURNING id, name, created_at;
 
 -- name: list_apps
-SELECT a.id, a.name, a.created_at,
+SELECT a.id, a.name, a.created_at, a.sender_domains,
        count(k.id) FILTER (WHERE k.revoked_at IS NULL) AS active_keys
 FROM apps a
 LEFT JOIN api_keys k ON k.app_id = a.id
@@ -11,14 +11,18 @@ GROUP BY a.id
 ORDER BY a.created_at;
 
 -- name: find_app
-SELECT id, name, created_at FROM apps WHERE id::text = $1 OR name = $1;
+SELECT id, name, created_at, sender_domains FROM apps WHERE id::text = $1 OR name = $1;
+
+-- name: set_sender_domains
+-- $2 null: the app may send from any domain.
+UPDATE apps SET sender_domains = $2 WHERE id = $1;
 
 -- name: create_key
-INSERT INTO api_keys (id, app_id, prefix, key_hash) VALUES ($1, $2, $3, $4)
+INSERT INTO api_keys (id, app_id, prefix, key_hash, scopes) VALUES ($1, $2, $3, $4, $5)
 RETURNING id, created_at;
 
 -- name: list_keys
-SELECT id, prefix, created_at, revoked_at FROM api_keys
+SELECT id, prefix, scopes, created_at, last_used_at, revoked_at FROM api_keys
 WHERE app_id = $1
 ORDER BY created_at;
 
@@ -28,4 +32,12 @@ WHERE (id::text = $1 OR prefix = $1) AND revoked_at IS NULL
 RETURNING id, app_id;
 
 -- name: key_by_prefix
-SELECT app_id, key_hash FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL;
+SELECT k.id, k.app_id, k.key_hash, k.scopes, a.sender_domains
+FROM api_keys k
+JOIN apps a ON a.id = k.app_id
+WHERE k.prefix = $1 AND k.revoked_at IS NULL;
+
+-- name: touch_key
+-- Note a key's use; a no-op within a minute of the last one noted (by any process).
+UPDATE api_keys SET last_used_at = now()
+WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute');

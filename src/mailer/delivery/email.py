@@ -9,13 +9,34 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import math
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from mailer.delivery.textcheck import (
+    LINE_BREAK_MESSAGE,
+    NON_FINITE_MESSAGE,
+    ONE_LINE,
+    has_line_break,
+    may_hold_non_finite,
+    non_finite_paths,
+)
 
 MAX_RECIPIENTS = 50  # Mailjet's limit per Send API call; a job is one message of one call
 MAX_SUBJECT = 255
@@ -105,7 +126,64 @@ def _check_address(value: str) -> str:
     return result
 
 
-EmailAddress = Annotated[str, Field(max_length=320), AfterValidator(_check_address)]
+# What the validators check, stated for the OpenAPI (and so for schemathesis).
+_BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+_HEADERS_SCHEMA: dict[str, Any] = {
+    "propertyNames": {"pattern": r"^[!-9;-~]+$", "not": {"enum": sorted(FORBIDDEN_HEADERS)}},
+    "additionalProperties": {"type": "string", "pattern": r"^[^\r\n]*$"},
+}
+
+
+def _given(field: str, kind: str) -> dict[str, Any]:
+    return {"required": [field], "properties": {field: {"type": kind}}}
+
+
+_EMAIL_RULES: dict[str, Any] = {
+    "allOf": [
+        {
+            "anyOf": [
+                _given("text", "string"),
+                _given("html", "string"),
+                _given("template_id", "integer"),
+            ]
+        },
+        {"anyOf": [_given("subject", "string"), _given("template_id", "integer")]},
+    ]
+}
+# Checked in `_whole` (cheaper than pydantic's pattern); the OpenAPI states it.
+_ONE_LINE: dict[str, Any] = {"pattern": ONE_LINE}
+
+
+def _json_number(value: Any) -> Any:
+    # Lax ints take "42"; JSON Schema's integer is a number (42.0 included), never a string.
+    if isinstance(value, str):
+        raise ValueError("must be a JSON integer, not a string")
+    return value
+
+
+_NUMERIC = re.compile(r"^\s*-?[0-9.eE+]+\s*$")
+
+
+def _not_a_number(value: Any) -> Any:
+    # pydantic would read a number as Unix time; send_at is an ISO 8601 string.
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMERIC.match(value)):
+        raise ValueError("send_at must be an ISO 8601 date-time, e.g. 2030-01-01T09:00:00Z")
+    return value
+
+
+_RESERVED_TLDS = ("arpa", "invalid", "local", "localhost", "onion", "test")
+# email-validator refuses special-use domains; stated as a JSON Schema `not` (no (?i) there).
+_SPECIAL_USE = "|".join("".join(f"[{c}{c.upper()}]" for c in tld) for tld in _RESERVED_TLDS)
+_EMAIL_SCHEMA: dict[str, Any] = {
+    "format": "email",
+    "not": {"pattern": rf"@(.*\.)?({_SPECIAL_USE})\.?$"},
+}
+
+EmailAddress = Annotated[
+    str,
+    Field(max_length=320, json_schema_extra=_EMAIL_SCHEMA),
+    AfterValidator(_check_address),
+]
 
 
 class _Strict(BaseModel):
@@ -116,7 +194,7 @@ class Address(_Strict):
     """A mailbox: an address and an optional display name."""
 
     email: EmailAddress
-    name: str | None = Field(default=None, max_length=255)
+    name: str | None = Field(default=None, max_length=255, json_schema_extra=_ONE_LINE)
 
 
 class Attachment(_Strict):
@@ -124,7 +202,7 @@ class Attachment(_Strict):
 
     filename: str = Field(min_length=1, max_length=255)
     content_type: str = Field(min_length=1, max_length=255)
-    content: str = Field(min_length=1)
+    content: str = Field(min_length=1, json_schema_extra={"pattern": _BASE64})
     content_id: str | None = Field(default=None, min_length=1, max_length=255)
 
     @field_validator("content")
@@ -153,9 +231,12 @@ def _stored_json(value: Any, field: str) -> bytes:
 
 
 def _no_nulls(value: Any, path: str = "variables") -> None:
-    # Mailjet answers a whole-request HTTP 500 for a JSON null in Variables.
+    # Mailjet answers a whole-request HTTP 500 for a JSON null in Variables; NaN and the
+    # infinities would reach it as null (orjson writes them so).
     if value is None:
         raise ValueError(f"{path} must not contain null values")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path} {NON_FINITE_MESSAGE}")
     if isinstance(value, dict):
         for key, item in value.items():
             _no_nulls(item, f"{path}.{key}")
@@ -168,24 +249,30 @@ class EmailRequest(_Strict):
     """One email, as an app posts it to `POST /queue`."""
 
     from_: Address = Field(alias="from")
-    to: list[Address] = Field(min_length=1)
-    cc: list[Address] = Field(default_factory=list)
-    bcc: list[Address] = Field(default_factory=list)
+    to: list[Address] = Field(min_length=1, max_length=MAX_RECIPIENTS)
+    cc: list[Address] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
+    bcc: list[Address] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
     reply_to: Address | None = None
-    subject: str | None = Field(default=None, max_length=MAX_SUBJECT)
+    subject: str | None = Field(default=None, max_length=MAX_SUBJECT, json_schema_extra=_ONE_LINE)
     text: str | None = None
     html: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, json_schema_extra=_HEADERS_SCHEMA)
     attachments: list[Attachment] = Field(default_factory=list)
-    template_id: int | None = Field(default=None, gt=0, lt=2**63)
-    template_language: bool = False
-    variables: dict[str, Any] = Field(default_factory=dict)
+    # Below 2^53: a JSON integer may come as a float (42.0), exact only up to there.
+    template_id: Annotated[int, Field(gt=0, lt=2**53), BeforeValidator(_json_number)] | None = None
+    template_language: StrictBool = False
+    variables: dict[str, Any] = Field(default_factory=dict)  # no nulls: see api/openapi.py
     track_opens: Literal["account_default", "disabled", "enabled"] | None = None
     track_clicks: Literal["account_default", "disabled", "enabled"] | None = None
     metadata: dict[str, Any] | None = None
-    send_at: datetime | None = None
+    send_at: Annotated[datetime, BeforeValidator(_not_a_number)] | None = None
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        populate_by_name=True,
+        json_schema_extra=_EMAIL_RULES,
+    )
 
     @field_validator("headers")
     @classmethod
@@ -203,15 +290,22 @@ class EmailRequest(_Strict):
     @field_validator("variables")
     @classmethod
     def _variables(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _no_nulls(value)
-        _stored_json(value, "variables")
+        if value and may_hold_non_finite(_stored_json(value, "variables")):
+            _no_nulls(value)
         return value
 
     @field_validator("metadata")
     @classmethod
     def _metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(_stored_json(value, "metadata")) > MAX_METADATA_BYTES:
+        if value is None:
+            return value
+        stored = _stored_json(value, "metadata")
+        if len(stored) > MAX_METADATA_BYTES:
             raise ValueError(f"metadata must be at most {MAX_METADATA_BYTES} bytes as JSON")
+        if b"null" in stored:  # `may_hold_non_finite`, inline on the hot path
+            bad = non_finite_paths(value, "metadata")
+            if bad:
+                raise ValueError(f"{bad[0]} {NON_FINITE_MESSAGE}")
         return value
 
     @field_validator("send_at")
@@ -223,30 +317,48 @@ class EmailRequest(_Strict):
 
     @model_validator(mode="after")
     def _whole(self) -> EmailRequest:
-        if self.text is None and self.html is None and self.template_id is None:
+        # Header injection: CR or LF in the subject or a display name (addresses refuse them).
+        # Inline, not a helper per field: this runs for every email (docs/benchmarks.md).
+        fields = self.__dict__
+        text = fields["subject"]
+        if text is not None and ("\n" in text or "\r" in text):
+            raise _line_breaks(fields)
+        text = fields["from_"].name
+        if text is not None and ("\n" in text or "\r" in text):
+            raise _line_breaks(fields)
+        to, cc, bcc = fields["to"], fields["cc"], fields["bcc"]
+        for address in to:
+            text = address.name
+            if text is not None and ("\n" in text or "\r" in text):
+                raise _line_breaks(fields)
+        if cc or bcc or fields["reply_to"] is not None:
+            if _names_break(fields):
+                raise _line_breaks(fields)
+        if fields["text"] is None and fields["html"] is None and fields["template_id"] is None:
             raise ValueError("give text, html or template_id")
-        if self.subject is None and self.template_id is None:
+        if fields["subject"] is None and fields["template_id"] is None:
             raise ValueError("subject is required unless template_id is given")
-        count = len(self.to) + len(self.cc) + len(self.bcc)
-        if count > MAX_RECIPIENTS:
-            raise ValueError(f"at most {MAX_RECIPIENTS} recipients in to, cc and bcc together")
-        if count > 1:
-            seen: set[str] = set()
-            for _, email in self.recipients():
-                if email in seen:
-                    raise ValueError(f"{email} appears more than once in to, cc and bcc")
-                seen.add(email)
-        if self.attachments and sum(a.size for a in self.attachments) > MAX_ATTACHMENTS_BYTES:
+        if cc or bcc or len(to) > 1:
+            _merge_repeats(fields)
+        if fields["attachments"] and sum(a.size for a in self.attachments) > MAX_ATTACHMENTS_BYTES:
             raise ValueError("attachments must total at most 15 MB")
         return self
 
     def recipients(self) -> list[tuple[str, str]]:
-        """(kind, lower-cased address) per recipient: To, then Cc, then Bcc, in order."""
+        """(kind, lower-cased address) per recipient: To, then Cc, then Bcc, in order (each
+        address once: a repeat is merged into its first mention, see `merged`)."""
         found = [("to", address.email.lower()) for address in self.to]
         if self.cc:
             found += [("cc", address.email.lower()) for address in self.cc]
         if self.bcc:
             found += [("bcc", address.email.lower()) for address in self.bcc]
+        return found
+
+    def merged(self) -> dict[str, list[dict[str, str]]] | None:
+        """For an email that named an address more than once: per position of the recipient
+        kept (as a string, for JSON), the later mentions folded into it (kind and address as
+        given); None when every address was distinct."""
+        found: dict[str, list[dict[str, str]]] | None = self.__dict__.get(_MERGED)
         return found
 
     def due_at(self) -> datetime | None:
@@ -289,6 +401,67 @@ class EmailRequest(_Strict):
             if inlined:
                 message["InlinedAttachments"] = [_mj_attachment(a) for a in inlined]
         return message
+
+
+def _names_break(fields: dict[str, Any]) -> bool:
+    """Whether a display name in Cc, Bcc or Reply-To holds CR or LF."""
+    reply_to = fields["reply_to"]
+    if reply_to is not None and has_line_break(reply_to.name):
+        return True
+    for address in (*fields["cc"], *fields["bcc"]):
+        name = address.name
+        if name is not None and ("\n" in name or "\r" in name):
+            return True
+    return False
+
+
+# Where `_merge_repeats` keeps the mentions it folded: an entry of the instance's __dict__
+# beside the fields (pydantic dumps and compares fields only), as a private attribute
+# would double the cost of building every email (~1.6 µs).
+_MERGED = "_merged"
+
+
+def _merge_repeats(fields: dict[str, Any]) -> None:
+    """Keep each address once, at its first mention (To, then Cc, then Bcc), as Mailjet
+    counts it once; note the later mentions under `_MERGED`. At most 50 distinct."""
+    mentions = [(kind, a) for kind in ("to", "cc", "bcc") for a in fields[kind]]
+    distinct = len({a.email.lower() for _, a in mentions})
+    if distinct > MAX_RECIPIENTS:
+        raise ValueError(f"at most {MAX_RECIPIENTS} recipients in to, cc and bcc together")
+    if distinct == len(mentions):
+        return
+    positions: dict[str, int] = {}
+    kept: dict[str, list[Address]] = {"to": [], "cc": [], "bcc": []}
+    merged: dict[str, list[dict[str, str]]] = {}
+    for kind, address in mentions:
+        key = address.email.lower()
+        position = positions.get(key)
+        if position is None:
+            positions[key] = len(positions)
+            kept[kind].append(address)
+        else:
+            merged.setdefault(str(position), []).append({"kind": kind, "email": address.email})
+    fields.update(kept)  # `to` keeps its first address, the first mention of all
+    fields[_MERGED] = merged
+
+
+def _line_breaks(fields: dict[str, Any]) -> ValidationError:
+    """The 422 for line breaks in one-line fields, each error at its field."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    if has_line_break(fields["subject"]):
+        found.append((("subject",), fields["subject"]))
+    for key, alias in (("from_", "from"), ("reply_to", "reply_to")):
+        address = fields[key]
+        if address is not None and has_line_break(address.name):
+            found.append(((alias, "name"), address.name))
+    for kind in ("to", "cc", "bcc"):
+        for index, address in enumerate(fields[kind]):
+            if has_line_break(address.name):
+                found.append(((kind, index, "name"), address.name))
+    error = PydanticCustomError("line_break", LINE_BREAK_MESSAGE)
+    return ValidationError.from_exception_data(
+        "EmailRequest", [InitErrorDetails(type=error, loc=loc, input=v) for loc, v in found]
+    )
 
 
 # Fields that go to Mailjet as they are, when given: (our name, the Send API's).

@@ -45,6 +45,8 @@ class NewJob:
     run_at: datetime | None
     idempotency_key: str | None = None
     request_hash: bytes | None = None
+    # Addresses given again, folded into a recipient: {"position": [{kind, email}, ...]}.
+    merged: dict[str, list[dict[str, str]]] | None = None
 
 
 @dataclass(slots=True)
@@ -86,6 +88,7 @@ def new_job(
         run_at=email.due_at(),
         idempotency_key=idempotency_key,
         request_hash=body_hash,
+        merged=email.merged(),
     )
 
 
@@ -117,6 +120,7 @@ def _as_json(job: NewJob) -> dict[str, Any]:
         "request_hash": None if job.request_hash is None else job.request_hash.hex(),
         "run_at": job.run_at,
         "recipients": job.recipients,
+        "merged": job.merged,
     }
 
 
@@ -139,18 +143,33 @@ async def copy_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
             records = [(j.id, j.app_id, j.message, j.metadata, j.run_at or now) for j in jobs]
             due_now = any(j.run_at is None or j.run_at <= now for j in jobs)
         await conn.copy_records_to_table("jobs", columns=columns, records=records)
-        await conn.copy_records_to_table(
-            "messages",
-            columns=["job_id", "position", "app_id", "kind", "email"],
-            records=[
-                (j.id, position, j.app_id, kind, email)
-                for j in jobs
-                for position, (kind, email) in enumerate(j.recipients)
-            ],
-        )
+        if any(j.merged is not None for j in jobs):
+            await conn.copy_records_to_table(
+                "messages",
+                columns=["job_id", "position", "app_id", "kind", "email", "merged"],
+                records=[
+                    (j.id, position, j.app_id, kind, email, _merged_at(j, position))
+                    for j in jobs
+                    for position, (kind, email) in enumerate(j.recipients)
+                ],
+            )
+        else:
+            await conn.copy_records_to_table(
+                "messages",
+                columns=["job_id", "position", "app_id", "kind", "email"],
+                records=[
+                    (j.id, position, j.app_id, kind, email)
+                    for j in jobs
+                    for position, (kind, email) in enumerate(j.recipients)
+                ],
+            )
         if due_now:
             await conn.execute(Q.notify_jobs)
     return [Accepted(j.id) for j in jobs]
+
+
+def _merged_at(job: NewJob, position: int) -> list[dict[str, str]] | None:
+    return None if job.merged is None else job.merged.get(str(position))
 
 
 async def store_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from typing import Any
 
 import asyncpg
@@ -46,12 +47,16 @@ async def read_job_status(
             "updated_at": m["updated_at"],
             "events": timelines.get(m["position"], []),
             "engagement": engagement_of(timelines.get(m["position"], [])),
+            # Issue 15: the mentions of this address folded into it (Mailjet sends it once).
+            "merged": m["merged"] or [],
         }
         for m in messages
     ]
     return {
         "job_id": str(job["id"]),
         "status": job_status_of(job["state"], [m["status"] for m in messages]),
+        # Issue 15: beside the single word, how many recipients are in each status.
+        "recipient_statuses": dict(Counter(m["status"] for m in messages)),
         "attempts": job["attempts"],
         "next_attempt_at": job["run_at"] if job["state"] == "queued" else None,
         "last_error": job["last_error"],

@@ -3,14 +3,15 @@
 -- name: insert_jobs
 -- Store jobs and their recipients in one statement, atomic even outside a transaction
 -- block (one round trip, no BEGIN/COMMIT). $1 is a JSON array, one object per job, its
--- `recipients` an array of [kind, email] in position order; `request_hash` is hex. A job
+-- `recipients` an array of [kind, email] in position order; `merged` null or, per
+-- position (a string), the mentions folded into that recipient; `request_hash` is hex. A job
 -- whose idempotency key exists already is skipped with its recipients. If a stored job is
 -- due now, NOTIFY once (the extra NULL row). Answers the stored jobs' ids.
 WITH input AS (
     SELECT *
     FROM jsonb_to_recordset($1::jsonb)
          AS t(id uuid, app_id uuid, message jsonb, metadata jsonb, idempotency_key text,
-              request_hash text, run_at timestamptz, recipients jsonb)
+              request_hash text, run_at timestamptz, recipients jsonb, merged jsonb)
 ), stored AS (
     INSERT INTO jobs (id, app_id, message, metadata, idempotency_key, request_hash, run_at)
     SELECT id, app_id, message, metadata, idempotency_key, decode(request_hash, 'hex'),
@@ -19,8 +20,9 @@ WITH input AS (
     ON CONFLICT (app_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, run_at
 ), recipients AS (
-    INSERT INTO messages (job_id, position, app_id, kind, email)
-    SELECT i.id, r.position - 1, i.app_id, r.recipient ->> 0, r.recipient ->> 1
+    INSERT INTO messages (job_id, position, app_id, kind, email, merged)
+    SELECT i.id, r.position - 1, i.app_id, r.recipient ->> 0, r.recipient ->> 1,
+           i.merged -> (r.position - 1)::text
     FROM input i
     JOIN stored s ON s.id = i.id
     CROSS JOIN LATERAL jsonb_array_elements(i.recipients) WITH ORDINALITY
@@ -165,7 +167,7 @@ FROM jobs
 WHERE id = $1 AND app_id = $2;
 
 -- name: job_messages
-SELECT position, kind, email, status, message_id, error, updated_at
+SELECT position, kind, email, status, message_id, error, updated_at, merged
 FROM messages
 WHERE job_id = $1
 ORDER BY position;

@@ -175,6 +175,7 @@ class Sender:
                             "message": e.message,
                             "related_to": e.related_to,
                             "status_code": e.status_code,
+                            "identifier": e.identifier,
                         }
                         for e in result.errors
                     ],
@@ -220,4 +221,7 @@ class Sender:
 
 
 def _error_of(exc: MailjetError) -> dict[str, Any]:
-    return {"error": type(exc).__name__, "status": exc.status, "detail": exc.detail}
+    error = {"error": type(exc).__name__, "status": exc.status, "detail": exc.detail}
+    if exc.identifier is not None:
+        error["identifier"] = exc.identifier
+    return error

@@ -61,6 +61,8 @@ class MailjetError(Exception):
 
     retryable: bool = False
     outcome_unknown: bool = False
+    # Mailjet's `ErrorIdentifier` of the answer, when it gave one (its support asks for it).
+    identifier: str | None = None
 
     def __init__(
         self,
@@ -173,10 +175,22 @@ def _snippet(body: bytes) -> str:
 def error_from_response(
     status: int, body: bytes, headers: Mapping[str, str] | None = None
 ) -> MailjetError:
-    """Build the error for an answer that has no usable ``Messages`` array.
+    """Build the error for an answer that has no usable ``Messages`` array, with its
+    ``ErrorIdentifier`` as ``identifier`` when the body has one.
 
     Pure function of the HTTP status, raw body and headers, so it is unit-testable.
     """
+    error = _error_from_response(status, body, headers)
+    data = _loads(body)
+    identifier = data.get("ErrorIdentifier") if isinstance(data, dict) else None
+    if isinstance(identifier, str) and identifier:
+        error.identifier = identifier
+    return error
+
+
+def _error_from_response(
+    status: int, body: bytes, headers: Mapping[str, str] | None
+) -> MailjetError:
     data = _loads(body)
     fields: Mapping[str, Any] = data if isinstance(data, dict) else {}
     message = fields.get("ErrorMessage")

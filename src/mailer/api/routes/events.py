@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 
 from mailer.api.deps import ServicesDep
 from mailer.api.errors import ApiError
+from mailer.api.models import EventsStored
 from mailer.api.responses import Json
 from mailer.logs import describe
 from mailer.ops.activity import ACTIVITY
@@ -26,7 +27,7 @@ router = APIRouter(tags=["tracking"])
 log = logging.getLogger(__name__)
 
 
-@router.post("/events", status_code=200)
+@router.post("/events", status_code=200, response_model=EventsStored)
 async def mailjet_events(request: Request, services: ServicesDep) -> Json:
     """Mailjet's event callback: one event object (Version 1) or an array (Version 2)."""
     settings = services.settings

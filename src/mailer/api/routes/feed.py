@@ -6,13 +6,18 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import StringConstraints
 
-from mailer.api.deps import AppId, ServicesDep
+from mailer.api.deps import ReadApp, ServicesDep
 from mailer.api.errors import ApiError
+from mailer.api.models import FeedPage, IsoDateTime
 from mailer.api.responses import Json
 from mailer.tracking.feed import EVENT_TYPES, START, FeedCursor, InvalidCursor, read_feed
 
 router = APIRouter(tags=["tracking"])
+_ONE_TYPE = "(" + "|".join(sorted(EVENT_TYPES)) + ")"
+# One type or several, comma-separated.
+_TYPES = rf"^\s*{_ONE_TYPE}\s*(,\s*{_ONE_TYPE}\s*)*$"
 
 
 def _types(values: list[str] | None) -> list[str] | None:
@@ -42,15 +47,15 @@ def _utc(value: datetime | None) -> datetime | None:
     return value
 
 
-@router.get("/feed")
+@router.get("/feed", response_model=FeedPage)
 async def feed(
-    app_id: AppId,
+    app_id: ReadApp,
     services: ServicesDep,
     after: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    type: Annotated[list[str] | None, Query()] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    type: Annotated[list[Annotated[str, StringConstraints(pattern=_TYPES)]] | None, Query()] = None,
+    since: IsoDateTime | None = None,
+    until: IsoDateTime | None = None,
 ) -> Json:
     """The app's tracking events, oldest first in a stable order, `limit` per page.
 

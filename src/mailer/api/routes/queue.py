@@ -12,8 +12,10 @@ from pydantic import BaseModel, Field
 from mailer.api.deps import ENQUEUING_OPENAPI, EnqueuingRoute, caller_of
 from mailer.api.errors import ApiError
 from mailer.api.responses import Json
+from mailer.apps.access import refused_sender
 from mailer.delivery.email import EmailRequest
-from mailer.delivery.enqueue import IdempotencyConflict, new_job, request_hash
+from mailer.delivery.enqueue import Accepted, IdempotencyConflict, new_job, request_hash
+from mailer.delivery.job_status import read_job_status
 from mailer.ops.activity import ACTIVITY
 from mailer.services import Services
 
@@ -61,6 +63,8 @@ async def queue_email(email: EmailRequest, request: Request) -> Json:
     """Queue one email. Answers 202 with the job's id once it is durably stored."""
     caller = caller_of(request)
     app_id, services, key = caller.app_id, caller.services, caller.idempotency_key
+    if caller.sender_domains is not None:
+        _check_sender(caller.sender_domains, email, "from.email")
     body_hash = request_hash(_body_of(email)) if key is not None else None
     job = new_job(app_id, email, idempotency_key=key, body_hash=body_hash)
     try:
@@ -71,6 +75,9 @@ async def queue_email(email: EmailRequest, request: Request) -> Json:
     except asyncpg.ForeignKeyViolationError:
         raise _app_gone(services, app_id) from None
     ACTIVITY.add("emails_replayed" if accepted.replayed else "emails_accepted")
+    if accepted.replayed:
+        status = await _current_status(services, app_id, accepted)
+        return Json({"job_id": str(accepted.job_id), "status": status}, 202, headers=_REPLAYED)
     return Json({"job_id": str(accepted.job_id), "status": "queued"}, 202)
 
 
@@ -84,6 +91,9 @@ async def queue_batch(batch: BatchRequest, request: Request) -> Json:
     """Queue up to 500 emails in one transaction: all are accepted, or none."""
     caller = caller_of(request)
     app_id, services, key = caller.app_id, caller.services, caller.idempotency_key
+    if caller.sender_domains is not None:
+        for index, email in enumerate(batch.emails):
+            _check_sender(caller.sender_domains, email, f"emails[{index}].from.email")
     body_hash = request_hash([_body_of(e) for e in batch.emails]) if key is not None else None
     jobs = [
         new_job(
@@ -107,4 +117,36 @@ async def queue_batch(batch: BatchRequest, request: Request) -> Json:
     replayed = sum(a.replayed for a in accepted)
     ACTIVITY.add("emails_accepted", len(accepted) - replayed)
     ACTIVITY.add("emails_replayed", replayed)
+    if any(a.replayed for a in accepted):
+        answers = [
+            {"job_id": str(a.job_id), "status": await _current_status(services, app_id, a)}
+            for a in accepted
+        ]
+        return Json({"jobs": answers}, 202, headers=_REPLAYED)
     return Json({"jobs": [{"job_id": str(a.job_id), "status": "queued"} for a in accepted]}, 202)
+
+
+# An idempotent replay says so, as Stripe's and Postmark's APIs do.
+_REPLAYED = {"Idempotent-Replayed": "true"}
+
+
+async def _current_status(services: Services, app_id: uuid.UUID, accepted: Accepted) -> str:
+    """The status a replayed job has now (it may have been sent since)."""
+    if not accepted.replayed:
+        return "queued"
+    found = await read_job_status(services.pool, app_id, accepted.job_id)
+    return "queued" if found is None else str(found["status"])
+
+
+def _check_sender(domains: frozenset[str], email: EmailRequest, field: str) -> None:
+    """403 when the app may not send from the domain of the email's From address."""
+    domain = refused_sender(domains, email.from_.email)
+    if domain is not None:
+        allowed = ", ".join(sorted(domains)) or "none"
+        raise ApiError(
+            403,
+            "sender_not_allowed",
+            f"this app may not send from {domain} (allowed: {allowed})",
+            domain=domain,
+            field=field,
+        )

@@ -7,16 +7,17 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from mailer.api.deps import AppId, ServicesDep
+from mailer.api.deps import ReadApp, ServicesDep
 from mailer.api.errors import ApiError
+from mailer.api.models import JobStatus
 from mailer.api.responses import Json
 from mailer.delivery.job_status import read_job_status
 
 router = APIRouter(tags=["status"])
 
 
-@router.get("/status/{job_id}")
-async def job_status(job_id: str, app_id: AppId, services: ServicesDep) -> Json:
+@router.get("/status/{job_id}", response_model=JobStatus)
+async def job_status(job_id: str, app_id: ReadApp, services: ServicesDep) -> Json:
     """The job's status, attempts, last error, timestamps, and each recipient's status with
     Mailjet's `message_id` (a string: it exceeds 2^53). Another app's job answers 404."""
     try:

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from mailer.api.deps import AppId, ServicesDep
+from mailer.api.deps import ReadApp, SendApp, ServicesDep
 from mailer.api.errors import ApiError
+from mailer.api.models import Suppression, SuppressionPage
 from mailer.api.responses import Json
 from mailer.delivery.email import EmailAddress
 from mailer.tracking import suppressions
@@ -26,9 +27,9 @@ class NewSuppression(BaseModel):
     reason: str | None = Field(default=None, min_length=1, max_length=200)
 
 
-@router.get("/suppressions")
+@router.get("/suppressions", response_model=SuppressionPage)
 async def list_suppressions(
-    app_id: AppId,
+    app_id: ReadApp,
     services: ServicesDep,
     after: Annotated[str | None, Query(max_length=1000)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -42,8 +43,13 @@ async def list_suppressions(
     return Json({"suppressions": page.suppressions, "next_cursor": page.next_cursor})
 
 
-@router.post("/suppressions", status_code=201)
-async def add_suppression(body: NewSuppression, app_id: AppId, services: ServicesDep) -> Json:
+@router.post(
+    "/suppressions",
+    status_code=201,
+    response_model=Suppression,
+    responses={200: {"model": Suppression, "description": "Already suppressed"}},
+)
+async def add_suppression(body: NewSuppression, app_id: SendApp, services: ServicesDep) -> Json:
     """Suppress an address: later emails to it are not sent (status `suppressed`). Answers
     201 when added, 200 with the existing entry when it was already suppressed."""
     entry, created = await suppressions.add_suppression(
@@ -53,7 +59,7 @@ async def add_suppression(body: NewSuppression, app_id: AppId, services: Service
 
 
 @router.delete("/suppressions/{email}", status_code=204)
-async def delete_suppression(email: str, app_id: AppId, services: ServicesDep) -> Response:
+async def delete_suppression(email: str, app_id: SendApp, services: ServicesDep) -> Response:
     """Allow sending to an address again. 404 when it is not on the app's list."""
     if not await suppressions.delete_suppression(services.pool, app_id, email):
         raise ApiError(404, "not_found", f"{email} is not suppressed")

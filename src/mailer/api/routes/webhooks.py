@@ -4,42 +4,62 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, StrictBool
 
-from mailer.api.deps import AppId, ServicesDep
+from mailer.api.deps import ServicesDep, WebhooksApp
 from mailer.api.errors import ApiError
+from mailer.api.models import (
+    AttemptPage,
+    Endpoint,
+    EndpointList,
+    NewEndpoint,
+    QueuedDelivery,
+    Requeued,
+    RotatedSecret,
+    iso_only,
+)
 from mailer.api.responses import Json
 from mailer.webhooks import endpoints
 from mailer.webhooks.endpoints import Changes, InvalidEndpoint, endpoint_view
-from mailer.webhooks.rows import Endpoint
+from mailer.webhooks.outbox import EVENT_TYPES
+from mailer.webhooks.rows import Endpoint as EndpointRow
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+
+# The shape `endpoints.check_url` accepts, stated for the OpenAPI (it checks it itself).
+_URL: dict[str, Any] = {"pattern": r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,4})?(/[^\s\u0000]*)?$"}
+_TYPES: dict[str, Any] = {"items": {"enum": sorted(EVENT_TYPES)}}
 
 
 class EndpointIn(BaseModel):
     """A new endpoint; without `event_types` it receives every event type."""
 
-    url: str = Field(max_length=2048)
-    event_types: list[str] | None = Field(default=None, max_length=50)
+    url: str = Field(max_length=2048, json_schema_extra=_URL)
+    event_types: list[str] | None = Field(
+        default=None, min_length=1, max_length=50, json_schema_extra=_TYPES
+    )
     description: str | None = Field(default=None, max_length=500)
 
 
 class EndpointPatch(BaseModel):
     """Fields to change; `event_types: null` means every event type."""
 
-    url: str | None = Field(default=None, max_length=2048)
-    event_types: list[str] | None = Field(default=None, max_length=50)
+    url: str | None = Field(default=None, max_length=2048, json_schema_extra=_URL)
+    event_types: list[str] | None = Field(
+        default=None, min_length=1, max_length=50, json_schema_extra=_TYPES
+    )
     description: str | None = Field(default=None, max_length=500)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class RecoverIn(BaseModel):
     """Re-queue the deliveries that failed since this time."""
 
-    since: AwareDatetime
+    since: Annotated[AwareDatetime, BeforeValidator(iso_only)]
 
 
 def _id(value: str, what: str = "webhook endpoint") -> uuid.UUID:
@@ -49,7 +69,7 @@ def _id(value: str, what: str = "webhook endpoint") -> uuid.UUID:
         raise ApiError(404, "not_found", f"no {what} {value}") from None
 
 
-def _found(row: Endpoint | None, endpoint_id: str) -> Endpoint:
+def _found(row: EndpointRow | None, endpoint_id: str) -> EndpointRow:
     if row is None:
         raise ApiError(404, "not_found", f"no webhook endpoint {endpoint_id}")
     return row
@@ -59,8 +79,8 @@ def _invalid(exc: InvalidEndpoint) -> ApiError:
     return ApiError(422, "invalid_request", str(exc))
 
 
-@router.post("", status_code=201)
-async def create_endpoint(body: EndpointIn, app_id: AppId, services: ServicesDep) -> Json:
+@router.post("", status_code=201, response_model=NewEndpoint)
+async def create_endpoint(body: EndpointIn, app_id: WebhooksApp, services: ServicesDep) -> Json:
     """Create an endpoint. The answer holds its `secret`, shown this once."""
     try:
         row = await endpoints.create(
@@ -71,23 +91,23 @@ async def create_endpoint(body: EndpointIn, app_id: AppId, services: ServicesDep
     return Json({**endpoint_view(row), "secret": row.secret}, 201)
 
 
-@router.get("")
-async def list_endpoints(app_id: AppId, services: ServicesDep) -> Json:
+@router.get("", response_model=EndpointList)
+async def list_endpoints(app_id: WebhooksApp, services: ServicesDep) -> Json:
     """The app's endpoints."""
     rows = await endpoints.list_for(services.pool, app_id)
     return Json({"endpoints": [endpoint_view(r) for r in rows]})
 
 
-@router.get("/{endpoint_id}")
-async def get_endpoint(endpoint_id: str, app_id: AppId, services: ServicesDep) -> Json:
+@router.get("/{endpoint_id}", response_model=Endpoint)
+async def get_endpoint(endpoint_id: str, app_id: WebhooksApp, services: ServicesDep) -> Json:
     """One endpoint, with why it is disabled if it is."""
     row = await endpoints.get(services.pool, app_id, _id(endpoint_id))
     return Json(endpoint_view(_found(row, endpoint_id)))
 
 
-@router.patch("/{endpoint_id}")
+@router.patch("/{endpoint_id}", response_model=Endpoint)
 async def update_endpoint(
-    endpoint_id: str, body: EndpointPatch, app_id: AppId, services: ServicesDep
+    endpoint_id: str, body: EndpointPatch, app_id: WebhooksApp, services: ServicesDep
 ) -> Json:
     """Change the url, event types, description, or enable/disable the endpoint."""
     given = body.model_fields_set
@@ -106,15 +126,15 @@ async def update_endpoint(
 
 
 @router.delete("/{endpoint_id}", status_code=204)
-async def delete_endpoint(endpoint_id: str, app_id: AppId, services: ServicesDep) -> Json:
+async def delete_endpoint(endpoint_id: str, app_id: WebhooksApp, services: ServicesDep) -> Json:
     """Delete an endpoint, its pending deliveries and its log."""
     if not await endpoints.delete(services.pool, app_id, _id(endpoint_id)):
         raise ApiError(404, "not_found", f"no webhook endpoint {endpoint_id}")
     return Json(None, 204)
 
 
-@router.post("/{endpoint_id}/rotate-secret")
-async def rotate_secret(endpoint_id: str, app_id: AppId, services: ServicesDep) -> Json:
+@router.post("/{endpoint_id}/rotate-secret", response_model=RotatedSecret)
+async def rotate_secret(endpoint_id: str, app_id: WebhooksApp, services: ServicesDep) -> Json:
     """A new secret; the previous one keeps signing (beside it) for 24 hours."""
     row = _found(
         await endpoints.rotate_secret(services.pool, app_id, _id(endpoint_id)), endpoint_id
@@ -128,13 +148,13 @@ async def rotate_secret(endpoint_id: str, app_id: AppId, services: ServicesDep) 
     )
 
 
-@router.get("/{endpoint_id}/attempts")
+@router.get("/{endpoint_id}/attempts", response_model=AttemptPage)
 async def list_attempts(
     endpoint_id: str,
-    app_id: AppId,
+    app_id: WebhooksApp,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, lt=2**63)] = None,
 ) -> Json:
     """The attempt log, newest first; pass `next_before` as `before` for the next page."""
     parsed = _id(endpoint_id)
@@ -144,8 +164,14 @@ async def list_attempts(
     return Json({"attempts": page, "next_before": next_before})
 
 
-@router.post("/{endpoint_id}/deliveries/{delivery_id}/resend", status_code=202)
-async def resend(endpoint_id: str, delivery_id: str, app_id: AppId, services: ServicesDep) -> Json:
+@router.post(
+    "/{endpoint_id}/deliveries/{delivery_id}/resend",
+    status_code=202,
+    response_model=QueuedDelivery,
+)
+async def resend(
+    endpoint_id: str, delivery_id: str, app_id: WebhooksApp, services: ServicesDep
+) -> Json:
     """One more attempt of a delivery, now."""
     queued = await endpoints.resend(
         services.pool, app_id, _id(endpoint_id), _id(delivery_id, "delivery")
@@ -157,8 +183,10 @@ async def resend(endpoint_id: str, delivery_id: str, app_id: AppId, services: Se
     return Json({"delivery_id": delivery_id, "status": "queued"}, 202)
 
 
-@router.post("/{endpoint_id}/recover", status_code=202)
-async def recover(endpoint_id: str, body: RecoverIn, app_id: AppId, services: ServicesDep) -> Json:
+@router.post("/{endpoint_id}/recover", status_code=202, response_model=Requeued)
+async def recover(
+    endpoint_id: str, body: RecoverIn, app_id: WebhooksApp, services: ServicesDep
+) -> Json:
     """Re-queue (one attempt each) every delivery that failed since `since`."""
     parsed = _id(endpoint_id)
     _found(await endpoints.get(services.pool, app_id, parsed), endpoint_id)
@@ -166,8 +194,8 @@ async def recover(endpoint_id: str, body: RecoverIn, app_id: AppId, services: Se
     return Json({"requeued": count}, 202)
 
 
-@router.post("/{endpoint_id}/test", status_code=202)
-async def send_test(endpoint_id: str, app_id: AppId, services: ServicesDep) -> Json:
+@router.post("/{endpoint_id}/test", status_code=202, response_model=QueuedDelivery)
+async def send_test(endpoint_id: str, app_id: WebhooksApp, services: ServicesDep) -> Json:
     """Queue a signed `webhook.test` event for the endpoint (one attempt)."""
     delivery_id = await endpoints.send_test(
         services.pool, app_id, _id(endpoint_id), datetime.now(UTC)

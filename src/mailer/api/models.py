@@ -1,0 +1,186 @@
+"""What the API answers, as models for the OpenAPI description (the routes render their
+answers with orjson directly; these document them, and the schemathesis run checks that
+the answers conform)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+_NUMBER = re.compile(r"^\s*-?[0-9.eE+]+\s*$")
+
+
+def iso_only(value: Any) -> Any:
+    """`value` unless it is a number: pydantic would read it as Unix time."""
+    # pydantic reads a number (or a numeric string) as Unix time; the API takes ISO 8601.
+    if not isinstance(value, str | datetime) or (isinstance(value, str) and _NUMBER.match(value)):
+        raise ValueError("give an ISO 8601 date-time, e.g. 2030-01-01T09:00:00Z")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(iso_only)]
+
+
+class _Open(BaseModel):
+    # Event views carry type-specific fields (url, error, hard_bounce ...).
+    model_config = ConfigDict(extra="allow")
+
+
+class Event(_Open):
+    """A tracking event as apps see it (feed, status timelines, webhooks)."""
+
+    id: str
+    type: str
+    status: str | None
+    time: datetime
+    job_id: str
+    email: str
+    message_id: str | None = Field(description="Mailjet's MessageID, a string (exceeds 2^53)")
+    test: bool
+    metadata: Any
+
+
+class MergedMention(BaseModel):
+    """A later mention of a recipient's address, folded into it (sent once)."""
+
+    kind: str = Field(pattern="^(to|cc|bcc)$")
+    email: str
+
+
+class Recipient(BaseModel):
+    """One recipient of a job."""
+
+    email: str
+    kind: str = Field(pattern="^(to|cc|bcc)$")
+    status: str
+    message_id: str | None
+    error: Any
+    updated_at: datetime
+    events: list[Event]
+    merged: list[MergedMention]
+
+
+class JobStatus(BaseModel):
+    """Where a job stands."""
+
+    job_id: str
+    status: str
+    recipient_statuses: dict[str, int] = Field(description="How many recipients per status")
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: Any
+    metadata: Any
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+    recipients: list[Recipient]
+
+
+class FeedPage(BaseModel):
+    """A page of the app's event feed."""
+
+    events: list[Event]
+    next_cursor: str
+    has_more: bool
+
+
+class Suppression(BaseModel):
+    """An address the app does not send to."""
+
+    email: str
+    reason: str
+    event_id: str | None
+    created_at: datetime
+
+
+class SuppressionPage(BaseModel):
+    """A page of the suppression list."""
+
+    suppressions: list[Suppression]
+    next_cursor: str | None
+
+
+class Endpoint(BaseModel):
+    """A webhook endpoint (never its secret, but on creation)."""
+
+    id: str
+    url: str
+    description: str | None
+    event_types: list[str] | None
+    enabled: bool
+    disabled_reason: str | None
+    disabled_at: datetime | None
+    failing_since: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class NewEndpoint(Endpoint):
+    """A created endpoint, with its secret (shown this once)."""
+
+    secret: str
+
+
+class EndpointList(BaseModel):
+    """The app's endpoints."""
+
+    endpoints: list[Endpoint]
+
+
+class RotatedSecret(BaseModel):
+    """An endpoint's new secret."""
+
+    id: str
+    secret: str
+    previous_secret_expires_at: datetime | None
+
+
+class Attempt(BaseModel):
+    """One webhook delivery attempt."""
+
+    id: int
+    delivery_id: str
+    event_id: str
+    attempt: int
+    status_code: int | None
+    duration_ms: int
+    error: str | None
+    response: str | None
+    created_at: datetime
+
+
+class AttemptPage(BaseModel):
+    """A page of the attempt log."""
+
+    attempts: list[Attempt]
+    next_before: int | None
+
+
+class QueuedDelivery(BaseModel):
+    """A webhook delivery queued."""
+
+    delivery_id: str
+    status: str
+
+
+class Requeued(BaseModel):
+    """How many deliveries were queued again."""
+
+    requeued: int
+
+
+class EventsStored(BaseModel):
+    """What became of a Mailjet callback body."""
+
+    received: int
+    stored: int
+    linked: int
+
+
+class Health(BaseModel):
+    """The service and its database answer."""
+
+    ok: bool
