@@ -34,17 +34,29 @@ def run(host: str | None, port: int | None) -> None:
     """
     from mailer import runtime
 
-    settings = settings_or_exit()
-    logs.configure(settings.log_level, settings.log_format)
-    if not settings.uses_simulator:
-        settings = with_event_credentials(settings)  # a configuration error comes first
-    host, port = host or settings.host, port or settings.port
-    started_or_exit(runtime.check_port, host, port)
+    settings, host, port = _listening_settings(host, port)
     smtp_tls = _smtp_tls(settings)
     with runtime.database(settings) as dsn:
         started_or_exit(run_async, runtime.check_database(dsn, migrations=False))
         settings = with_event_credentials(settings)
         run_async(_serve_all(settings, dsn, host, port, smtp_tls))
+
+
+def _listening_settings(host: str | None, port: int | None) -> tuple[Settings, str, int]:
+    """Settings, logging and a free port for a command that serves HTTP, or exit with one line.
+
+    Event credentials are checked first when Mailjet is real: a configuration error comes
+    before anything starts.
+    """
+    from mailer import runtime
+
+    settings = settings_or_exit()
+    logs.configure(settings.log_level, settings.log_format)
+    if not settings.uses_simulator:
+        settings = with_event_credentials(settings)
+    listen_host, listen_port = host or settings.host, port or settings.port
+    started_or_exit(runtime.check_port, listen_host, listen_port)
+    return settings, listen_host, listen_port
 
 
 def _smtp_tls(settings: Settings) -> Any:
@@ -195,12 +207,7 @@ def api(host: str | None, port: int | None, workers: int) -> None:
 
     from mailer import runtime
 
-    settings = settings_or_exit()
-    logs.configure(settings.log_level, settings.log_format)
-    if not settings.uses_simulator:
-        settings = with_event_credentials(settings)  # a configuration error comes first
-    host, port = host or settings.host, port or settings.port
-    started_or_exit(runtime.check_port, host, port)
+    settings, host, port = _listening_settings(host, port)
     with runtime.database(settings) as dsn:
         started_or_exit(run_async, runtime.check_database(dsn))
         settings = with_event_credentials(settings)

@@ -10,8 +10,7 @@ import logging
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import uvicorn
 
@@ -22,6 +21,7 @@ except ImportError:  # httptools is optional; h11 always ships with uvicorn
         H11Protocol as _BaseProtocol,
     )
 
+from mailer.aio import Startable
 from mailer.heap import freeze_startup_heap
 from mailer.serving import GracefulServer
 from mailer.simulator.app import SimulatorApp
@@ -123,7 +123,7 @@ def _uvicorn_config(
     )
 
 
-class SimulatorServer:
+class SimulatorServer(Startable):
     """The simulator served by uvicorn on the current event loop.
 
     ``async with SimulatorServer() as sim:`` then point a client at ``sim.url`` with
@@ -228,18 +228,6 @@ class SimulatorServer:
             self._server = None
             self._task = None
             await self.events.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 def run_simulator(

@@ -10,11 +10,10 @@ import ssl
 import warnings
 import weakref
 from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import Self
 
 from aiosmtpd.smtp import SMTP
 
+from mailer.aio import Startable
 from mailer.config import Settings
 from mailer.services import Services
 from mailer.smtp.handler import SubmissionHandler
@@ -33,7 +32,7 @@ logging.getLogger("mail.log").addFilter(_not_login_data_deprecation)
 IDENT = "Mailer ESMTP submission"
 
 
-class SubmissionServer:
+class SubmissionServer(Startable):
     """Listens for SMTP submissions; `start()`/`stop()` or `async with`.
 
     AUTH (PLAIN, LOGIN; the password is an app's API key) is required before MAIL, and only
@@ -90,18 +89,6 @@ class SubmissionServer:
                 session.transport.close()
         await self._server.wait_closed()
         self._server = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _protocol(self) -> SMTP:
         settings = self._settings
