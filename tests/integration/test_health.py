@@ -104,7 +104,7 @@ async def test_heartbeat_is_written_refreshed_counted_and_deleted(pool: asyncpg.
         )
         async with pool.acquire() as conn:
             assert await heartbeat.live_worker_count(conn) == 1
-            listed = {w["id"]: w["alive"] for w in await heartbeat.workers(conn)}
+            listed = {w.id: w.alive for w in await heartbeat.workers(conn)}
         assert listed == {"host-a:123:abcd": True, "dead:1:x": False}
     finally:
         await beat.stop()

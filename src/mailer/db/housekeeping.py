@@ -18,8 +18,18 @@ import asyncpg
 
 from mailer.aio import cancel_and_wait
 from mailer.db.queries import Queries
+from mailer.db.rows import Column, Row
 
 Q = Queries("mailer.db")
+
+
+class TableCareRow(Row):
+    """Whether the hot tables want ANALYZE or VACUUM now."""
+
+    analyze = Column[bool]()
+    vacuum = Column[bool]()
+
+
 # VACUUM of a large table may take longer than the pool's 60 s statement timeout.
 _NO_LIMIT = 24 * 3600.0
 log = logging.getLogger(__name__)
@@ -86,11 +96,11 @@ class Housekeeping:
         """Analyze or vacuum now if the tables need it; what was done, if anything."""
         if self._last_run is not None and time.monotonic() - self._last_run < self._pause:
             return None
-        needs = await self._pool.fetchrow(Q.tables_needing_care)
+        needs = await self._pool.fetchrow(Q.tables_needing_care, record_class=TableCareRow)
         assert needs is not None  # an aggregate always answers one row
-        if needs["vacuum"] and self._last_run is not None:
+        if needs.vacuum and self._last_run is not None:
             query, done = Q.vacuum_hot_tables, "vacuum"
-        elif needs["analyze"] or needs["vacuum"]:
+        elif needs.analyze or needs.vacuum:
             query, done = Q.analyze_hot_tables, "analyze"
         else:
             return None

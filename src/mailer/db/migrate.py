@@ -48,7 +48,7 @@ async def applied_versions(conn: asyncpg.Connection) -> set[int]:
     if not exists:
         return set()
     rows = await conn.fetch("SELECT version FROM schema_migrations")
-    return {row["version"] for row in rows}
+    return {version for (version,) in rows}
 
 
 async def migrate(conn: asyncpg.Connection) -> list[Migration]:
