@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +18,13 @@ MAILER = [sys.executable, "-m", "mailer.cli"]
 
 
 def _start(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "MAILJET_API_URL": "http://127.0.0.1:9", **env}
+    environment = {
+        **os.environ,
+        "MAILJET_API_URL": "http://127.0.0.1:9",
+        # Never the machine's own data directory (the demo's certificate, its database).
+        "MAILER_DATA_DIR": tempfile.mkdtemp(prefix="mailer-startup-"),
+        **env,
+    }
     return subprocess.run(
         [*MAILER, *args], env=environment, capture_output=True, text=True, timeout=60
     )

@@ -35,9 +35,10 @@ def run(host: str | None, port: int | None) -> None:
     from mailer import runtime
 
     settings, host, port = _listening_settings(host, port)
-    smtp_tls = _smtp_tls(settings)
     with runtime.database(settings) as dsn:
         started_or_exit(run_async, runtime.check_database(dsn, migrations=False))
+        # After the database check: an unreachable database is the one line a start prints.
+        smtp_tls = _smtp_tls(settings)
         settings = with_event_credentials(settings)
         run_async(_serve_all(settings, dsn, host, port, smtp_tls))
 
