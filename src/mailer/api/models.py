@@ -41,6 +41,7 @@ class Event(_Open):
     message_id: str | None = Field(description="Mailjet's MessageID, a string (exceeds 2^53)")
     test: bool
     metadata: Any
+    tags: list[str]
 
 
 class MergedMention(BaseModel):
@@ -73,6 +74,7 @@ class JobStatus(BaseModel):
     next_attempt_at: datetime | None
     last_error: Any
     metadata: Any
+    tags: list[str]
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from mailer.db.queries import Queries
+from mailer.delivery.rows import JobMessage, JobRow
 from mailer.tracking.engagement import engagement_of
 from mailer.tracking.feed import job_timelines
 from mailer.tracking.precedence import RecipientStatus, derive_job_status
@@ -32,37 +33,45 @@ async def read_job_status(
     in the same shape as the event feed (`mailer.tracking.feed.event_view`).
     """
     async with pool.acquire() as conn:
-        job = await conn.fetchrow(Q.job_status, job_id, app_id)
+        job = await conn.fetchrow(Q.job_status, job_id, app_id, record_class=JobRow)
         if job is None:
             return None
-        messages = await conn.fetch(Q.job_messages, job_id)
-        timelines = await job_timelines(conn, job_id, job["metadata"])
+        messages = await conn.fetch(Q.job_messages, job_id, record_class=JobMessage)
+        timelines = await job_timelines(conn, job_id, job.metadata, job.tags)
+    return status_document(job, messages, timelines)
+
+
+def status_document(
+    job: JobRow, messages: list[JobMessage], timelines: dict[int, list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """The status document of `job` from its recipients and their timelines."""
     recipients = [
         {
-            "email": m["email"],
-            "kind": m["kind"],
-            "status": m["status"],
-            "message_id": None if m["message_id"] is None else str(m["message_id"]),
-            "error": m["error"],
-            "updated_at": m["updated_at"],
-            "events": timelines.get(m["position"], []),
-            "engagement": engagement_of(timelines.get(m["position"], [])),
+            "email": m.email,
+            "kind": m.kind,
+            "status": m.status,
+            "message_id": None if m.message_id is None else str(m.message_id),
+            "error": m.error,
+            "updated_at": m.updated_at,
+            "events": timelines.get(m.position, []),
+            "engagement": engagement_of(timelines.get(m.position, [])),
             # Issue 15: the mentions of this address folded into it (Mailjet sends it once).
-            "merged": m["merged"] or [],
+            "merged": m.merged or [],
         }
         for m in messages
     ]
     return {
-        "job_id": str(job["id"]),
-        "status": job_status_of(job["state"], [m["status"] for m in messages]),
+        "job_id": str(job.id),
+        "status": job_status_of(job.state, [m.status for m in messages]),
         # Issue 15: beside the single word, how many recipients are in each status.
-        "recipient_statuses": dict(Counter(m["status"] for m in messages)),
-        "attempts": job["attempts"],
-        "next_attempt_at": job["run_at"] if job["state"] == "queued" else None,
-        "last_error": job["last_error"],
-        "metadata": job["metadata"],
-        "created_at": job["created_at"],
-        "updated_at": job["updated_at"],
-        "sent_at": job["sent_at"],
+        "recipient_statuses": dict(Counter(m.status for m in messages)),
+        "attempts": job.attempts,
+        "next_attempt_at": job.run_at if job.state == "queued" else None,
+        "last_error": job.last_error,
+        "metadata": job.metadata,
+        "tags": job.tags or [],
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "sent_at": job.sent_at,
         "recipients": recipients,
     }

@@ -4,18 +4,21 @@
 -- Store jobs and their recipients in one statement, atomic even outside a transaction
 -- block (one round trip, no BEGIN/COMMIT). $1 is a JSON array, one object per job, its
 -- `recipients` an array of [kind, email] in position order; `merged` null or, per
--- position (a string), the mentions folded into that recipient; `request_hash` is hex. A job
+-- position (a string), the mentions folded into that recipient; `request_hash` is hex;
+-- `tags` null or an array, also written to `job_tags`. A job
 -- whose idempotency key exists already is skipped with its recipients. If a stored job is
 -- due now, NOTIFY once (the extra NULL row). Answers the stored jobs' ids.
 WITH input AS (
     SELECT *
     FROM jsonb_to_recordset($1::jsonb)
          AS t(id uuid, app_id uuid, message jsonb, metadata jsonb, idempotency_key text,
-              request_hash text, run_at timestamptz, recipients jsonb, merged jsonb)
+              request_hash text, run_at timestamptz, recipients jsonb, merged jsonb,
+              tags text[])
 ), stored AS (
-    INSERT INTO jobs (id, app_id, message, metadata, idempotency_key, request_hash, run_at)
+    INSERT INTO jobs (id, app_id, message, metadata, idempotency_key, request_hash, run_at,
+                      tags)
     SELECT id, app_id, message, metadata, idempotency_key, decode(request_hash, 'hex'),
-           coalesce(run_at, now())
+           coalesce(run_at, now()), tags
     FROM input
     ON CONFLICT (app_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, run_at
@@ -27,6 +30,12 @@ WITH input AS (
     JOIN stored s ON s.id = i.id
     CROSS JOIN LATERAL jsonb_array_elements(i.recipients) WITH ORDINALITY
          AS r(recipient, position)
+), tagged AS (
+    INSERT INTO job_tags (app_id, tag, job_id)
+    SELECT i.app_id, t.tag, i.id
+    FROM input i
+    JOIN stored s ON s.id = i.id
+    CROSS JOIN LATERAL unnest(i.tags) AS t(tag)
 )
 SELECT id FROM stored
 UNION ALL
@@ -122,7 +131,8 @@ SET status = 'failed', error = u.error, updated_at = now()
 FROM unnest($1::uuid[], $2::int2[], $3::jsonb[]) AS u(job_id, position, error), jobs j
 WHERE m.job_id = u.job_id AND m.position = u.position AND m.status = 'queued'
   AND j.id = m.job_id
-RETURNING m.job_id, m.position, m.app_id, m.email, m.error, j.metadata, now() AS failed_at;
+RETURNING m.job_id, m.position, m.app_id, m.email, m.error, j.metadata, j.tags,
+          now() AS failed_at;
 
 -- name: retry_jobs
 -- Put jobs back in the queue for a later attempt.
@@ -162,7 +172,7 @@ WHERE j.id = expired.id
 RETURNING j.id;
 
 -- name: job_status
-SELECT id, state, attempts, run_at, last_error, metadata, created_at, updated_at, sent_at
+SELECT id, state, attempts, run_at, last_error, metadata, tags, created_at, updated_at, sent_at
 FROM jobs
 WHERE id = $1 AND app_id = $2;
 

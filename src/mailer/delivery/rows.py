@@ -8,7 +8,14 @@ from typing import Any
 
 from mailer.db.rows import Column, Row
 
-__all__ = ["ClaimedRow", "FailedRecipient"]
+__all__ = [
+    "ClaimedRow",
+    "FailedRecipient",
+    "IdempotentJob",
+    "JobMessage",
+    "JobRow",
+    "StoredJob",
+]
 
 
 class ClaimedRow(Row):
@@ -36,4 +43,48 @@ class FailedRecipient(Row):
     email = Column[str]()
     error = Column[dict[str, Any]]()
     metadata = Column[Any]()
+    tags = Column[list[str] | None]()
     failed_at = Column[datetime]()
+
+
+class StoredJob(Row):
+    """A job ``insert_jobs`` stored (``None``: the row that stands for its NOTIFY)."""
+
+    id = Column[uuid.UUID | None]()
+
+
+class IdempotentJob(Row):
+    """A job found by its idempotency key (``jobs_by_idempotency_key``)."""
+
+    id = Column[uuid.UUID]()
+    app_id = Column[uuid.UUID]()
+    idempotency_key = Column[str]()
+    request_hash = Column[bytes | None]()
+
+
+class JobRow(Row):
+    """A job as its status document needs it (``job_status``, ``list_jobs``)."""
+
+    id = Column[uuid.UUID]()
+    state = Column[str]()
+    attempts = Column[int]()
+    run_at = Column[datetime]()
+    last_error = Column[Any]()
+    metadata = Column[Any]()
+    tags = Column[list[str] | None]()
+    created_at = Column[datetime]()
+    updated_at = Column[datetime]()
+    sent_at = Column[datetime | None]()
+
+
+class JobMessage(Row):
+    """One recipient of a job (``job_messages``)."""
+
+    position = Column[int]()
+    kind = Column[str]()
+    email = Column[str]()
+    status = Column[str]()
+    message_id = Column[int | None]()
+    error = Column[Any]()
+    updated_at = Column[datetime]()
+    merged = Column[list[dict[str, str]] | None]()

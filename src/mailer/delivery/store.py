@@ -123,6 +123,7 @@ def _failed_event(row: FailedRecipient) -> OutboxEvent:
         message_id=None,
         details={"error": row.error},
         metadata=row.metadata,
+        tags=row.tags,
     )
 
 

@@ -86,6 +86,7 @@ class OutboxEvent:
         message_id: Mailjet's MessageID (sent as a string: it exceeds 2^53).
         details: the event's own fields (url, user agent, bounce error ...).
         metadata: the job's metadata, echoed back to the app.
+        tags: the job's tags, echoed back too (``[]`` in the payload when none).
     """
 
     event_id: int | str | uuid.UUID
@@ -97,6 +98,7 @@ class OutboxEvent:
     message_id: int | str | None
     details: Mapping[str, Any] = field(default_factory=dict)
     metadata: Any = None
+    tags: Sequence[str] | None = None
 
     @property
     def webhook_id(self) -> str:
@@ -119,6 +121,7 @@ def _body(event: OutboxEvent) -> str:
         "message_id": None if event.message_id is None else str(event.message_id),
         "details": dict(event.details),
         "metadata": event.metadata,
+        "tags": list(event.tags or ()),
     }
     return render_body(event.type, event.occurred_at, data)
 

@@ -75,13 +75,18 @@ class Client:
         /,
         *,
         idempotency_key: str | None = None,
+        tags: Sequence[str] | None = None,
         **fields: Any,
     ) -> str:
         """Queue one email; return its job id once Mailer has stored it.
 
         The email is a mapping as `POST /queue` takes it and/or keyword fields (``from_``
-        for ``from``); addresses may be strings like ``"Ann <ann@example.org>"``.
+        for ``from``); addresses may be strings like ``"Ann <ann@example.org>"``. ``tags``
+        (at most 10, each 1-64 of letters, digits and ``_.:-``) come back in its status,
+        its events and webhooks, and filter ``jobs()`` and the feed.
         """
+        if tags is not None:
+            fields = {**fields, "tags": list(tags)}
         body = _wire.email_body(email, fields)
         key = idempotency_key or _wire.new_idempotency_key()
         answer = self._call("POST", "/queue", json=body, headers={"Idempotency-Key": key})
