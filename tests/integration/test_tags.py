@@ -77,7 +77,9 @@ async def test_tags_reach_status_feed_and_webhooks(
     status, body = await service.request("GET", "/feed?tag=no%20spaces", key)
     assert status == 422, body
 
-    bodies = [orjson.loads(r["body"]) for r in await pool.fetch("SELECT body FROM webhook_deliveries")]
+    bodies = [
+        orjson.loads(r["body"]) for r in await pool.fetch("SELECT body FROM webhook_deliveries")
+    ]
     assert {b["data"]["job_id"]: b["data"]["tags"] for b in bodies} == {
         tagged: ["welcome", "v2:en"],
         untagged: [],
