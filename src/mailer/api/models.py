@@ -81,6 +81,38 @@ class JobStatus(BaseModel):
     recipients: list[Recipient]
 
 
+class ListedRecipient(BaseModel):
+    """A recipient as `GET /jobs` lists it."""
+
+    email: str
+    kind: str = Field(pattern="^(to|cc|bcc)$")
+    status: str
+
+
+class JobSummary(BaseModel):
+    """A job as `GET /jobs` lists it (`/status/{job_id}` has all of it)."""
+
+    job_id: str
+    status: str
+    recipient_statuses: dict[str, int]
+    recipients: list[ListedRecipient]
+    subject: str | None
+    tags: list[str]
+    metadata: Any
+    idempotency_key: str | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+
+
+class JobList(BaseModel):
+    """A page of the app's jobs, newest first."""
+
+    jobs: list[JobSummary]
+    next: str | None = Field(description="Pass as `after` for the next page; null: no more")
+
+
 class FeedPage(BaseModel):
     """A page of the app's event feed."""
 

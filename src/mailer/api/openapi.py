@@ -57,6 +57,7 @@ _ROUTES: dict[tuple[str, str], tuple[str | None, tuple[int, ...]]] = {
     ("post", "/queue"): (SEND, (400, 409, 413)),
     ("post", "/queue/batch"): (SEND, (400, 409, 413)),
     ("get", "/status/{job_id}"): (READ, (404,)),
+    ("get", "/jobs"): (READ, (400,)),
     ("get", "/feed"): (READ, (400,)),
     ("get", "/suppressions"): (READ, (400,)),
     ("post", "/suppressions"): (SEND, (413,)),

@@ -17,9 +17,13 @@ from mailer.tracking.precedence import RecipientStatus, derive_job_status
 Q = Queries("mailer.delivery")
 
 
+QUEUE_STATES: tuple[str, ...] = ("queued", "sending", "canceled")
+"""The job states that are its status as they are (SQL: `derived_job_status`)."""
+
+
 def job_status_of(state: str, recipient_statuses: list[str]) -> str:
-    """`queued`/`sending` while in the queue; afterwards derived from the recipients."""
-    if state in ("queued", "sending"):
+    """Its queue state while queued, sending or canceled; else derived from the recipients."""
+    if state in QUEUE_STATES:
         return state
     return str(derive_job_status([RecipientStatus(s) for s in recipient_statuses]))
 

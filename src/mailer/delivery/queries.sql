@@ -181,3 +181,127 @@ SELECT position, kind, email, status, message_id, error, updated_at, merged
 FROM messages
 WHERE job_id = $1
 ORDER BY position;
+
+-- The `GET /jobs` pages, newest first (job ids are UUIDv7, in order of creation). Every
+-- query takes the same parameters: $1 the app, $2/$3 the id range (below the cursor, and
+-- the bounds `from`/`to` give, with a margin for clocks), $4/$5 `from`/`to` on created_at,
+-- $6 the job status and $7 STATUS_CHAIN, $8 the recipient (lower-cased), $9 a tag, $10 an
+-- idempotency key, $11 the page size. Each reads its page from the one index range that
+-- its leading filter names (delivery/job_search.py picks it); the other filters only
+-- thin that range out.
+
+-- name: list_jobs
+SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
+       j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at, j.updated_at,
+       j.sent_at, r.emails, r.kinds, r.statuses
+FROM jobs j
+CROSS JOIN LATERAL (
+    SELECT array_agg(m.email ORDER BY m.position) AS emails,
+           array_agg(m.kind ORDER BY m.position) AS kinds,
+           array_agg(m.status ORDER BY m.position) AS statuses
+    FROM messages m
+    WHERE m.job_id = j.id
+) r
+WHERE j.app_id = $1 AND j.id < $2 AND j.id >= $3
+  AND ($4::timestamptz IS NULL OR j.created_at >= $4)
+  AND ($5::timestamptz IS NULL OR j.created_at < $5)
+  AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
+  AND ($8::text IS NULL OR EXISTS (
+      SELECT 1 FROM messages x WHERE x.job_id = j.id AND x.email = $8))
+  AND ($9::text IS NULL OR j.tags @> ARRAY[$9::text])
+  AND ($10::text IS NULL OR j.idempotency_key = $10)
+ORDER BY j.id DESC
+LIMIT $11;
+
+-- name: list_jobs_by_recipient
+SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
+       j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at, j.updated_at,
+       j.sent_at, r.emails, r.kinds, r.statuses
+FROM messages d
+JOIN jobs j ON j.id = d.job_id
+CROSS JOIN LATERAL (
+    SELECT array_agg(m.email ORDER BY m.position) AS emails,
+           array_agg(m.kind ORDER BY m.position) AS kinds,
+           array_agg(m.status ORDER BY m.position) AS statuses
+    FROM messages m
+    WHERE m.job_id = j.id
+) r
+WHERE d.app_id = $1 AND d.email = $8 AND d.job_id < $2 AND d.job_id >= $3
+  AND j.app_id = $1
+  AND ($4::timestamptz IS NULL OR j.created_at >= $4)
+  AND ($5::timestamptz IS NULL OR j.created_at < $5)
+  AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
+  AND ($9::text IS NULL OR j.tags @> ARRAY[$9::text])
+  AND ($10::text IS NULL OR j.idempotency_key = $10)
+ORDER BY d.job_id DESC
+LIMIT $11;
+
+-- name: list_jobs_by_tag
+SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
+       j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at, j.updated_at,
+       j.sent_at, r.emails, r.kinds, r.statuses
+FROM job_tags d
+JOIN jobs j ON j.id = d.job_id
+CROSS JOIN LATERAL (
+    SELECT array_agg(m.email ORDER BY m.position) AS emails,
+           array_agg(m.kind ORDER BY m.position) AS kinds,
+           array_agg(m.status ORDER BY m.position) AS statuses
+    FROM messages m
+    WHERE m.job_id = j.id
+) r
+WHERE d.app_id = $1 AND d.tag = $9 AND d.job_id < $2 AND d.job_id >= $3
+  AND j.app_id = $1
+  AND ($4::timestamptz IS NULL OR j.created_at >= $4)
+  AND ($5::timestamptz IS NULL OR j.created_at < $5)
+  AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
+  AND ($8::text IS NULL OR EXISTS (
+      SELECT 1 FROM messages x WHERE x.job_id = j.id AND x.email = $8))
+  AND ($10::text IS NULL OR j.idempotency_key = $10)
+ORDER BY d.job_id DESC
+LIMIT $11;
+
+-- name: list_jobs_by_state
+-- A queue state ($6: queued, sending, canceled), from the index of jobs not done.
+SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
+       j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at, j.updated_at,
+       j.sent_at, r.emails, r.kinds, r.statuses
+FROM jobs j
+CROSS JOIN LATERAL (
+    SELECT array_agg(m.email ORDER BY m.position) AS emails,
+           array_agg(m.kind ORDER BY m.position) AS kinds,
+           array_agg(m.status ORDER BY m.position) AS statuses
+    FROM messages m
+    WHERE m.job_id = j.id
+) r
+WHERE j.app_id = $1 AND j.state = $6 AND j.state <> 'done' AND j.id < $2 AND j.id >= $3
+  AND ($4::timestamptz IS NULL OR j.created_at >= $4)
+  AND ($5::timestamptz IS NULL OR j.created_at < $5)
+  AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
+  AND ($8::text IS NULL OR EXISTS (
+      SELECT 1 FROM messages x WHERE x.job_id = j.id AND x.email = $8))
+  AND ($9::text IS NULL OR j.tags @> ARRAY[$9::text])
+  AND ($10::text IS NULL OR j.idempotency_key = $10)
+ORDER BY j.id DESC
+LIMIT $11;
+
+-- name: list_jobs_by_key
+SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
+       j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at, j.updated_at,
+       j.sent_at, r.emails, r.kinds, r.statuses
+FROM jobs j
+CROSS JOIN LATERAL (
+    SELECT array_agg(m.email ORDER BY m.position) AS emails,
+           array_agg(m.kind ORDER BY m.position) AS kinds,
+           array_agg(m.status ORDER BY m.position) AS statuses
+    FROM messages m
+    WHERE m.job_id = j.id
+) r
+WHERE j.app_id = $1 AND j.idempotency_key = $10 AND j.id < $2 AND j.id >= $3
+  AND ($4::timestamptz IS NULL OR j.created_at >= $4)
+  AND ($5::timestamptz IS NULL OR j.created_at < $5)
+  AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
+  AND ($8::text IS NULL OR EXISTS (
+      SELECT 1 FROM messages x WHERE x.job_id = j.id AND x.email = $8))
+  AND ($9::text IS NULL OR j.tags @> ARRAY[$9::text])
+ORDER BY j.id DESC
+LIMIT $11;

@@ -14,6 +14,7 @@ __all__ = [
     "IdempotentJob",
     "JobMessage",
     "JobRow",
+    "ListedJob",
     "StoredJob",
 ]
 
@@ -88,3 +89,13 @@ class JobMessage(Row):
     error = Column[Any]()
     updated_at = Column[datetime]()
     merged = Column[list[dict[str, str]] | None]()
+
+
+class ListedJob(JobRow):
+    """A job of a `GET /jobs` page (``list_jobs`` …), its recipients as parallel arrays."""
+
+    idempotency_key = Column[str | None]()
+    subject = Column[str | None]()
+    emails = Column[list[str]]()
+    kinds = Column[list[str]]()
+    statuses = Column[list[str]]()

@@ -33,3 +33,20 @@ CREATE INDEX jobs_by_app ON jobs (app_id, id);
 CREATE INDEX jobs_by_app_state ON jobs (app_id, state, id) WHERE state <> 'done';
 -- Any recipient, case-insensitively (addresses are stored lower-cased).
 CREATE INDEX messages_by_app_email ON messages (app_id, email, job_id);
+
+-- A job's status as /status derives it (tracking/precedence.py, `derive_job_status`):
+-- its queue state while in the queue (or canceled), else the least advanced status of the
+-- recipients that went to Mailjet, by `chain` (STATUS_CHAIN, lowest first); when none
+-- went, `failed` if one failed, else `suppressed`. A property test holds it to the Python.
+CREATE FUNCTION derived_job_status(state text, statuses text[], chain text[]) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN state IN ('queued', 'sending', 'canceled') THEN state
+        ELSE coalesce(
+            (SELECT s FROM unnest(statuses) AS s
+             WHERE s NOT IN ('failed', 'suppressed')
+             ORDER BY array_position(chain, s)
+             LIMIT 1),
+            CASE WHEN 'failed' = ANY (statuses) THEN 'failed' ELSE 'suppressed' END)
+    END
+$$;

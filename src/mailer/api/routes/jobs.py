@@ -1,0 +1,81 @@
+"""`/jobs`: find the app's jobs, and act on one (cancel, reschedule, retry)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from mailer.api.deps import ReadApp, ServicesDep
+from mailer.api.errors import ApiError
+from mailer.api.models import IsoDateTime, JobList
+from mailer.api.responses import Json
+from mailer.delivery import job_search
+from mailer.delivery.email import MAX_TAG_LENGTH, TAG_PATTERN
+from mailer.delivery.job_search import JobFilters
+
+router = APIRouter(tags=["jobs"])
+
+# The statuses `status` filters on, for the OpenAPI enum (checked against JOB_STATUSES).
+JobStatusName = Literal[
+    "queued",
+    "sending",
+    "canceled",
+    "suppressed",
+    "failed",
+    "accepted",
+    "deferred",
+    "sent",
+    "opened",
+    "clicked",
+    "unsubscribed",
+    "spam",
+    "bounced",
+    "blocked",
+]
+_IDEMPOTENCY_KEY = r"^[A-Za-z0-9._:#\-]{1,210}$"
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@router.get("/jobs", response_model=JobList)
+async def list_jobs(
+    app_id: ReadApp,
+    services: ServicesDep,
+    after: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    recipient: Annotated[str | None, Query(min_length=1, max_length=320)] = None,
+    status: JobStatusName | None = None,
+    tag: Annotated[
+        str | None, Query(min_length=1, max_length=MAX_TAG_LENGTH, pattern=TAG_PATTERN)
+    ] = None,
+    created_from: Annotated[IsoDateTime | None, Query(alias="from")] = None,
+    created_to: Annotated[IsoDateTime | None, Query(alias="to")] = None,
+    idempotency_key: Annotated[str | None, Query(pattern=_IDEMPOTENCY_KEY)] = None,
+) -> Json:
+    """The app's jobs, newest first, `limit` per page (at most 100).
+
+    Filters, all optional and combined: `recipient` (any of To, Cc, Bcc,
+    case-insensitive), `status` (the job's status as `/status` gives it), `tag`, `from`
+    (inclusive) and `to` (exclusive) on the time the job was accepted (ISO 8601), and
+    `idempotency_key` (a batch's jobs carry `KEY#index`). Pass the answer's `next` as
+    `after` for the next page; `next` is null on the last one.
+    """
+    filters = JobFilters(
+        recipient=None if recipient is None else recipient.strip(),
+        status=status,
+        tag=tag,
+        created_from=_utc(created_from),
+        created_to=_utc(created_to),
+        idempotency_key=idempotency_key,
+    )
+    try:
+        page = await job_search.list_jobs(services.pool, app_id, filters, after=after, limit=limit)
+    except job_search.InvalidCursor:
+        raise ApiError(400, "invalid_cursor", "`after` is not a cursor of this list") from None
+    return Json({"jobs": page.jobs, "next": page.next})
