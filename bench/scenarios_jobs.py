@@ -49,7 +49,7 @@ CROSS JOIN LATERAL (SELECT $3::timestamptz + i * make_interval(secs => $4)) AS t
 _MESSAGES = """
 INSERT INTO messages (job_id, position, app_id, kind, email, status)
 SELECT j.id, 0, j.app_id, 'to',
-       CASE WHEN n % 100 = 50 THEN 'ops@example.org'
+       CASE WHEN n % 100 = 51 THEN 'ops@example.org'
             ELSE 'user' || n % 500000 || '@example.org' END,
        CASE j.state WHEN 'queued' THEN 'queued' WHEN 'canceled' THEN 'queued'
             WHEN 'failed' THEN 'failed'
@@ -120,22 +120,26 @@ def _pages(start: datetime) -> list[tuple[str, JobFilters, bool]]:
     ]
 
 
-async def _time_pages(dsn: str, app_id: uuid.UUID, start: datetime, runs: int) -> list[float]:
-    """Median milliseconds of each page of `_pages`, 20 jobs a page."""
+async def _time_pages(
+    dsn: str, app_id: uuid.UUID, start: datetime, runs: int
+) -> tuple[list[float], list[int]]:
+    """Median milliseconds of each page of `_pages` (20 jobs a page), and its job count."""
     pool = await create_pool(dsn, min_size=1, max_size=2)
     medians = []
+    counts = []
     try:
         middle = encode_cursor(_id_at(start + _SPAN / 2))
         for _, filters, from_middle in _pages(start):
             times = []
             for _ in range(runs):
                 began = time.perf_counter()
-                await list_jobs(pool, app_id, filters, after=middle if from_middle else None)
+                page = await list_jobs(pool, app_id, filters, after=middle if from_middle else None)
                 times.append(time.perf_counter() - began)
             medians.append(sorted(times)[len(times) // 2] * 1000)
+            counts.append(len(page.jobs))
     finally:
         await pool.close()
-    return medians
+    return medians, counts
 
 
 async def jobs(b: Bench) -> None:
@@ -149,9 +153,13 @@ async def jobs(b: Bench) -> None:
         large_app, large_start = await _load(large_dsn, s.jobs_large)
         b.report.note(f"jobs: {s.jobs_large:,} jobs loaded in {time.perf_counter() - began:.0f} s")
         small_app, small_start = await _load(small_dsn, s.jobs_small)
-        small = await _time_pages(small_dsn, small_app, small_start, s.page_runs)
-        large = await _time_pages(large_dsn, large_app, large_start, s.page_runs)
-    for (what, _, _), few, many in zip(_pages(large_start), small, large, strict=True):
+        small, _ = await _time_pages(small_dsn, small_app, small_start, s.page_runs)
+        large, found = await _time_pages(large_dsn, large_app, large_start, s.page_runs)
+    for (what, _, _), few, many, count in zip(
+        _pages(large_start), small, large, found, strict=True
+    ):
+        # Every page is of jobs the filter matches, so each must find some.
+        b.report.check(f"jobs: {what} finds jobs", count > 0)
         b.report.add(
             Row(
                 "jobs",

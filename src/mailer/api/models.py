@@ -64,17 +64,27 @@ class Recipient(BaseModel):
     merged: list[MergedMention]
 
 
+class Waiting(BaseModel):
+    """Why a job not yet sent waits."""
+
+    reason: str = Field(pattern="^(scheduled|retrying|paused|rate_limited)$")
+    until: datetime | None
+    error: Any = Field(description="With `retrying`: the last attempt's error")
+
+
 class JobStatus(BaseModel):
     """Where a job stands."""
 
     job_id: str
     status: str
     recipient_statuses: dict[str, int] = Field(description="How many recipients per status")
+    waiting: Waiting | None = Field(description="Why it waits; null once sent or when due")
     attempts: int
     next_attempt_at: datetime | None
     last_error: Any
     metadata: Any
     tags: list[str]
+    history: list[Any] = Field(description="What each earlier round (before a retry) ended with")
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None
@@ -104,6 +114,14 @@ class JobSummary(BaseModel):
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None
+
+
+class JobAction(BaseModel):
+    """What an action on a job made of it."""
+
+    job_id: str
+    status: str
+    send_at: datetime | None = Field(default=None, description="With PATCH: the new time")
 
 
 class JobList(BaseModel):

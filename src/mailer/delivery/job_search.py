@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 
 from mailer.db.queries import Queries
-from mailer.delivery.job_status import QUEUE_STATES, job_status_of
+from mailer.delivery.job_status import QUEUE_STATES, job_status_of, recipient_status_of
 from mailer.delivery.rows import ListedJob
 from mailer.ids import uuid7_floor
 from mailer.tracking.precedence import STATUS_CHAIN
@@ -142,13 +142,14 @@ async def list_jobs(
 
 def job_summary(row: ListedJob) -> dict[str, Any]:
     """A job as `GET /jobs` lists it (`/status/{job_id}` has the whole document)."""
+    statuses = [recipient_status_of(row.state, s) for s in row.statuses]
     return {
         "job_id": str(row.id),
         "status": job_status_of(row.state, row.statuses),
-        "recipient_statuses": dict(Counter(row.statuses)),
+        "recipient_statuses": dict(Counter(statuses)),
         "recipients": [
             {"email": e, "kind": k, "status": s}
-            for e, k, s in zip(row.emails, row.kinds, row.statuses, strict=True)
+            for e, k, s in zip(row.emails, row.kinds, statuses, strict=True)
         ],
         "subject": row.subject,
         "tags": row.tags or [],

@@ -76,7 +76,8 @@ WITH due AS (
         locked_by = $3,
         updated_at = now()
     WHERE j.id = ANY (ARRAY(SELECT id FROM due)) AND j.state = 'queued'
-    RETURNING j.id, j.app_id, j.message, j.attempts, j.created_at, j.needs_lookup, j.run_at
+    RETURNING j.id, j.app_id, j.message, j.attempts, j.created_at, j.retried_at,
+              j.needs_lookup, j.run_at
 ), suppressed AS (
     -- By ctid, and one job at a time (OFFSET 0 keeps the subquery a lookup by job_id): a
     -- plan that cannot turn into a scan of all messages, whatever the statistics say
@@ -97,7 +98,7 @@ WITH due AS (
     ))
     RETURNING m.job_id, m.position
 )
-SELECT c.id, c.app_id, c.message, c.attempts, c.created_at, c.needs_lookup,
+SELECT c.id, c.app_id, c.message, c.attempts, c.created_at, c.retried_at, c.needs_lookup,
        r.positions, r.kinds, r.emails, r.statuses
 FROM claimed c
 CROSS JOIN LATERAL (
@@ -132,7 +133,7 @@ FROM unnest($1::uuid[], $2::int2[], $3::jsonb[]) AS u(job_id, position, error), 
 WHERE m.job_id = u.job_id AND m.position = u.position AND m.status = 'queued'
   AND j.id = m.job_id
 RETURNING m.job_id, m.position, m.app_id, m.email, m.error, j.metadata, j.tags,
-          now() AS failed_at;
+          now() AS failed_at, coalesce(jsonb_array_length(j.history), 0) AS retries;
 
 -- name: retry_jobs
 -- Put jobs back in the queue for a later attempt.
@@ -172,7 +173,8 @@ WHERE j.id = expired.id
 RETURNING j.id;
 
 -- name: job_status
-SELECT id, state, attempts, run_at, last_error, metadata, tags, created_at, updated_at, sent_at
+SELECT id, state, attempts, run_at, last_error, metadata, tags, history, created_at,
+       updated_at, sent_at
 FROM jobs
 WHERE id = $1 AND app_id = $2;
 
@@ -305,3 +307,71 @@ WHERE j.app_id = $1 AND j.idempotency_key = $10 AND j.id < $2 AND j.id >= $3
   AND ($9::text IS NULL OR j.tags @> ARRAY[$9::text])
 ORDER BY j.id DESC
 LIMIT $11;
+
+-- name: cancel_job
+-- Cancel the app's job if it waits in the queue and no attempt's outcome is unknown (an
+-- earlier call may have reached Mailjet). The claim takes a job only `FOR UPDATE SKIP
+-- LOCKED` and `WHERE state = 'queued'`: whichever of the two locks the row first wins,
+-- the other finds it locked, or no longer queued once it may look again.
+UPDATE jobs
+SET state = 'canceled', locked_until = NULL, locked_by = NULL, updated_at = now()
+WHERE id = $1 AND app_id = $2 AND state = 'queued' AND NOT needs_lookup
+RETURNING id;
+
+-- name: job_state
+SELECT state, needs_lookup
+FROM jobs
+WHERE id = $1 AND app_id = $2;
+
+-- name: reschedule_job
+-- Move a scheduled job (queued, never attempted, not yet due) to $3, or to now if $3 has
+-- passed; NOTIFY the workers when it is due now. Answers its new run_at.
+WITH moved AS (
+    UPDATE jobs
+    SET run_at = greatest($3::timestamptz, now()), updated_at = now()
+    WHERE id = $1 AND app_id = $2 AND state = 'queued' AND attempts = 0 AND run_at > now()
+    RETURNING run_at
+), notified AS (
+    SELECT pg_notify('mailer_jobs', '') FROM moved WHERE run_at <= now()
+)
+SELECT run_at, (SELECT count(*) FROM notified) AS notified FROM moved;
+
+-- name: retry_job
+-- Put a job whose recipients failed back in the queue: the failed recipients queued
+-- again, the attempt count restarted, what the earlier round ended with appended to
+-- `history`. The first attempt looks the job up at Mailjet first (an earlier call may have
+-- gone through unanswered). NOTIFY the workers. Answers the job's id.
+WITH job AS (
+    SELECT j.id, j.attempts, j.last_error, j.updated_at
+    FROM jobs j
+    WHERE j.id = $1 AND j.app_id = $2 AND j.state IN ('done', 'failed')
+      AND EXISTS (SELECT 1 FROM messages m WHERE m.job_id = j.id AND m.status = 'failed')
+    FOR UPDATE
+), failed AS (
+    SELECT m.position, m.email, m.error
+    FROM messages m
+    JOIN job ON m.job_id = job.id
+    WHERE m.status = 'failed'
+), requeued AS (
+    UPDATE messages m
+    SET status = 'queued', error = NULL, updated_at = now()
+    FROM failed f
+    WHERE m.job_id = $1 AND m.position = f.position AND m.status = 'failed'
+), retried AS (
+    UPDATE jobs j
+    SET state = 'queued', run_at = now(), attempts = 0, needs_lookup = true,
+        last_error = NULL, locked_until = NULL, locked_by = NULL, sent_at = NULL,
+        retried_at = now(), updated_at = now(),
+        history = coalesce(j.history, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
+            'attempts', job.attempts,
+            'error', job.last_error,
+            'failed_at', job.updated_at,
+            'recipients', (SELECT jsonb_agg(jsonb_build_object('email', f.email,
+                                                               'error', f.error)
+                                            ORDER BY f.position)
+                           FROM failed f)))
+    FROM job
+    WHERE j.id = job.id
+    RETURNING j.id
+)
+SELECT id, pg_notify('mailer_jobs', '') FROM retried;

@@ -12,9 +12,12 @@ __all__ = [
     "ClaimedRow",
     "FailedRecipient",
     "IdempotentJob",
+    "JobDocument",
     "JobMessage",
     "JobRow",
+    "JobState",
     "ListedJob",
+    "Rescheduled",
     "StoredJob",
 ]
 
@@ -28,6 +31,7 @@ class ClaimedRow(Row):
     message = Column[dict[str, Any]]()
     attempts = Column[int]()
     created_at = Column[datetime]()
+    retried_at = Column[datetime | None]()
     needs_lookup = Column[bool]()
     positions = Column[list[int] | None]()
     kinds = Column[list[str] | None]()
@@ -46,6 +50,8 @@ class FailedRecipient(Row):
     metadata = Column[Any]()
     tags = Column[list[str] | None]()
     failed_at = Column[datetime]()
+    retries = Column[int]()
+    """How often the app retried the job before (`POST /jobs/{id}/retry`)."""
 
 
 class StoredJob(Row):
@@ -91,6 +97,12 @@ class JobMessage(Row):
     merged = Column[list[dict[str, str]] | None]()
 
 
+class JobDocument(JobRow):
+    """A job with what its earlier rounds ended with (``job_status``)."""
+
+    history = Column[list[Any] | None]()
+
+
 class ListedJob(JobRow):
     """A job of a `GET /jobs` page (``list_jobs`` …), its recipients as parallel arrays."""
 
@@ -99,3 +111,17 @@ class ListedJob(JobRow):
     emails = Column[list[str]]()
     kinds = Column[list[str]]()
     statuses = Column[list[str]]()
+
+
+class JobState(Row):
+    """Where a job stands in the queue (``job_state``)."""
+
+    state = Column[str]()
+    needs_lookup = Column[bool]()
+
+
+class Rescheduled(Row):
+    """A scheduled job moved (``reschedule_job``)."""
+
+    run_at = Column[datetime]()
+    notified = Column[int]()

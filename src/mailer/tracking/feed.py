@@ -25,6 +25,7 @@ import asyncpg
 
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
+from mailer.tracking.canceled import CANCELED
 from mailer.tracking.engagement import machine_fields
 from mailer.tracking.precedence import EventType
 from mailer.tracking.rows import FeedEvent, TimelineEvent
@@ -41,7 +42,8 @@ __all__ = [
 
 Q = Queries("mailer.tracking")
 
-EVENT_TYPES: frozenset[str] = frozenset(str(t) for t in EventType)
+EVENT_TYPES: frozenset[str] = frozenset({*(str(t) for t in EventType), CANCELED})
+"""The feed's event types: Mailjet's, and Mailer's own `canceled`."""
 _CURSOR = re.compile(r"^v1\.([0-9]{1,20})\.([0-9]{1,19})$")
 _UINT64 = 2**64 - 1
 _INT64 = 2**63 - 1

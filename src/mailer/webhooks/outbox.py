@@ -30,6 +30,7 @@ from mailer.db.queries import Queries
 
 __all__ = [
     "CHANNEL",
+    "EMAIL_CANCELED",
     "EMAIL_FAILED",
     "EVENT_TYPES",
     "OutboxEvent",
@@ -53,6 +54,9 @@ EMAIL_UNSUBSCRIBED = "email.unsubscribed"
 EMAIL_FAILED = "email.failed"
 """A recipient will not be sent: Mailjet refused the message, or our retries ran out. The
 send path emits it (not a Mailjet event); its `details` hold the error."""
+EMAIL_CANCELED = "email.canceled"
+"""The app canceled the job before it was sent (`POST /jobs/{id}/cancel`): one per
+recipient not sent. Mailer emits it, not Mailjet."""
 
 EVENT_TYPES: frozenset[str] = frozenset(
     {
@@ -65,6 +69,7 @@ EVENT_TYPES: frozenset[str] = frozenset(
         EMAIL_SPAM,
         EMAIL_UNSUBSCRIBED,
         EMAIL_FAILED,
+        EMAIL_CANCELED,
     }
 )
 """The event types an endpoint can subscribe to (which tracking status gives which is

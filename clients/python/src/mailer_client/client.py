@@ -105,6 +105,22 @@ class Client:
         )
         return _wire.job_ids_of(answer)
 
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a scheduled or queued job (`ConflictError` when it is too late)."""
+        answer: dict[str, Any] = self._call("POST", f"/jobs/{quote(job_id, safe='')}/cancel")
+        return answer
+
+    def reschedule(self, job_id: str, send_at: datetime) -> dict[str, Any]:
+        """Move a scheduled job to `send_at` (`ConflictError` unless still scheduled)."""
+        path = f"/jobs/{quote(job_id, safe='')}"
+        answer: dict[str, Any] = self._call("PATCH", path, json={"send_at": send_at.isoformat()})
+        return answer
+
+    def retry(self, job_id: str) -> dict[str, Any]:
+        """Send a job whose recipients failed again (same job id, history kept)."""
+        answer: dict[str, Any] = self._call("POST", f"/jobs/{quote(job_id, safe='')}/retry")
+        return answer
+
     def status(self, job_id: str) -> dict[str, Any]:
         """The job's status document (recipients, attempts, events)."""
         answer: dict[str, Any] = self._call("GET", f"/status/{quote(job_id, safe='')}")

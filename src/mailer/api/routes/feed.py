@@ -66,7 +66,8 @@ async def feed(
     Pass the answer's `next_cursor` as `after` to get the next page; when `has_more` is
     false you are caught up (poll again later with the same cursor). Every event appears
     exactly once across pages, also while new events arrive. Filters: `type` (repeatable
-    or comma-separated: sent, open, click, bounce, spam, blocked, unsub) and event time
+    or comma-separated: sent, open, click, bounce, spam, blocked, unsub, and Mailer's own
+    canceled) and event time
     (`since` inclusive, `until` exclusive, ISO 8601) and `tag` (events of jobs with that
     tag). Each event carries its job's `metadata` and `tags`; ids and Mailjet's
     `message_id` are strings.
