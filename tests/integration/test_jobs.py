@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mailer.delivery import job_search
 from mailer.simulator.server import SimulatorServer
 from mailer.tracking.precedence import STATUS_CHAIN, RecipientStatus, derive_job_status
 from tests.integration.harness import Service
@@ -97,6 +99,34 @@ async def test_jobs_newest_first_paged_and_filtered(
         assert status == 422, (bad, body)
     status, body = await service.request("GET", "/jobs?after=nonsense", key)
     assert (status, body["error"]) == (400, "invalid_cursor")
+
+
+async def test_a_page_scans_a_bounded_range_and_the_cursor_continues(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = await service.create_app("shop")
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    jobs = []
+    for i in range(7):
+        extra = {"send_at": later} if i in (1, 2, 5) else {}
+        jobs.append(await service.queue(key, email(f"u{i}@example.org", **extra)))
+    sent = [jobs[i] for i in (0, 3, 4, 6)]
+    for job_id in sent:
+        await service.wait_for(key, job_id, {"accepted"})
+    monkeypatch.setattr(job_search, "SCAN_BUDGET", 2)
+    pages: list[list[str]] = []
+    after = ""
+    while True:  # 7 jobs looked at 2 per page: 4 pages, whatever the limit
+        ids, cursor = await page(service, key, f"status=accepted&limit=5{after}")
+        pages.append(ids)
+        if cursor is None:
+            break
+        after = f"&after={cursor}"
+    assert pages == [[jobs[6]], [jobs[4], jobs[3]], [], [jobs[0]]]
+    # A full page continues after its last job, as without a budget.
+    assert await every_page(service, key, "status=queued", 1) == [jobs[5], jobs[2], jobs[1]]
+    status, body = await service.request("GET", "/jobs?limit=5&tag=none", key)
+    assert (status, body) == (200, {"jobs": [], "next": None})
 
 
 statuses = st.lists(st.sampled_from(STATUS_CHAIN), min_size=1, max_size=6)

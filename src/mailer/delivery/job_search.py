@@ -1,7 +1,7 @@
 """`GET /jobs`: an app's jobs newest first, filtered, one keyset page at a time.
 
 Job ids are UUIDv7, so their order is the order of creation and a page is a range of ids
-below the cursor. Each filter that can lead has an index whose range is exactly its jobs
+below the cursor; a page looks at no more than `SCAN_BUDGET` jobs of it. Each filter that can lead has an index whose range is exactly its jobs
 (the recipient: `messages_by_app_email`; a tag: `job_tags`; a queue state:
 `jobs_by_app_state`; an idempotency key: its unique index; else `jobs_by_app`), and the
 others thin that range out. A time range on `created_at` narrows the id range too: a job's
@@ -36,6 +36,10 @@ JOB_STATUSES: tuple[str, ...] = (*QUEUE_STATES, *STATUS_CHAIN)
 """Every status a job can have, as `/status` and the `status` filter name them."""
 
 CLOCK_MARGIN = timedelta(minutes=1)
+SCAN_BUDGET = 1000
+"""At most this many jobs of the leading index range are looked at per page: a page of a
+filter that matches few of them holds fewer jobs (maybe none) and a `next` cursor that
+continues below what it looked at, so that no page costs more than this many jobs."""
 _NO_ID = uuid.UUID(int=0)
 _PAST_EVERY_ID = uuid.UUID(int=(1 << 128) - 1)
 _CURSOR = re.compile(r"^j1\.([0-9a-f]{32})$")
@@ -133,11 +137,16 @@ async def list_jobs(
         filters.tag,
         filters.idempotency_key,
         limit + 1,
+        SCAN_BUDGET,
         record_class=ListedJob,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return JobPage([job_summary(r) for r in rows], encode_cursor(rows[-1].id) if more else None)
+    found = [r for r in rows if r.id is not None][: limit + 1]
+    if len(found) > limit:
+        return JobPage([job_summary(r) for r in found[:limit]], encode_cursor(found[-2].id))
+    # A short page: the range is done, unless the scan stopped at its budget.
+    floor, scanned = rows[-1].scan_floor, rows[-1].scanned
+    cursor = encode_cursor(floor) if floor is not None and scanned == SCAN_BUDGET else None
+    return JobPage([job_summary(r) for r in found], cursor)
 
 
 def job_summary(row: ListedJob) -> dict[str, Any]:

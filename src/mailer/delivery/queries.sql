@@ -188,125 +188,234 @@ ORDER BY position;
 -- query takes the same parameters: $1 the app, $2/$3 the id range (below the cursor, and
 -- the bounds `from`/`to` give, with a margin for clocks), $4/$5 `from`/`to` on created_at,
 -- $6 the job status and $7 STATUS_CHAIN, $8 the recipient (lower-cased), $9 a tag, $10 an
--- idempotency key, $11 the page size. Each reads its page from the one index range that
--- its leading filter names (delivery/job_search.py picks it); the other filters only
--- thin that range out.
+-- idempotency key, $11 the page size (plus one), $12 the scan budget. Each reads at most
+-- $12 ids, in order, from the one index range its leading filter names
+-- (delivery/job_search.py picks the query), stopping once the page is full; the other
+-- filters thin those out. A page that finds fewer than $11 jobs reads the range again to
+-- answer how far its scan went (`scan_floor`, `scanned`): a row of nulls but those when
+-- it found none.
 
 -- name: list_jobs
-SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
-       j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at, j.updated_at,
-       j.sent_at, r.emails, r.kinds, r.statuses
-FROM jobs j
-CROSS JOIN LATERAL (
-    SELECT array_agg(m.email ORDER BY m.position) AS emails,
-           array_agg(m.kind ORDER BY m.position) AS kinds,
-           array_agg(m.status ORDER BY m.position) AS statuses
-    FROM messages m
-    WHERE m.job_id = j.id
-) r
-WHERE j.app_id = $1 AND j.id < $2 AND j.id >= $3
-  AND ($4::timestamptz IS NULL OR j.created_at >= $4)
-  AND ($5::timestamptz IS NULL OR j.created_at < $5)
-  AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
-  AND ($8::text IS NULL OR EXISTS (
-      SELECT 1 FROM messages x WHERE x.job_id = j.id AND x.email = $8))
-  AND ($9::text IS NULL OR j.tags @> ARRAY[$9::text])
-  AND ($10::text IS NULL OR j.idempotency_key = $10)
-ORDER BY j.id DESC
-LIMIT $11;
+WITH page AS MATERIALIZED (
+    SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
+           j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at,
+           j.updated_at, j.sent_at, r.emails, r.kinds, r.statuses
+    FROM (
+        SELECT id FROM jobs
+        WHERE app_id = $1 AND id < $2 AND id >= $3
+        ORDER BY id DESC
+        LIMIT $12
+    ) s
+    JOIN jobs j ON j.id = s.id
+    CROSS JOIN LATERAL (
+        SELECT array_agg(m.email ORDER BY m.position) AS emails,
+               array_agg(m.kind ORDER BY m.position) AS kinds,
+               array_agg(m.status ORDER BY m.position) AS statuses
+        FROM messages m
+        WHERE m.job_id = j.id
+    ) r
+    WHERE j.app_id = $1
+      AND ($4::timestamptz IS NULL OR j.created_at >= $4)
+      AND ($5::timestamptz IS NULL OR j.created_at < $5)
+      AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
+      AND ($8::text IS NULL OR EXISTS (
+          SELECT 1 FROM messages x WHERE x.job_id = j.id AND x.email = $8))
+      AND ($9::text IS NULL OR j.tags @> ARRAY[$9::text])
+      AND ($10::text IS NULL OR j.idempotency_key = $10)
+    ORDER BY s.id DESC
+    LIMIT $11
+)
+SELECT p.*, m.scan_floor, m.scanned
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN page p ON true
+LEFT JOIN LATERAL (
+    SELECT (array_agg(s.id ORDER BY s.id))[1] AS scan_floor, count(*) AS scanned
+    FROM (
+        SELECT id FROM jobs
+        WHERE app_id = $1 AND id < $2 AND id >= $3
+        ORDER BY id DESC
+        LIMIT $12
+    ) s
+    WHERE (SELECT count(*) FROM page) < $11
+) m ON true
+ORDER BY p.id DESC;
 
 -- name: list_jobs_by_recipient
-SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
-       j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at, j.updated_at,
-       j.sent_at, r.emails, r.kinds, r.statuses
-FROM messages d
-JOIN jobs j ON j.id = d.job_id
-CROSS JOIN LATERAL (
-    SELECT array_agg(m.email ORDER BY m.position) AS emails,
-           array_agg(m.kind ORDER BY m.position) AS kinds,
-           array_agg(m.status ORDER BY m.position) AS statuses
-    FROM messages m
-    WHERE m.job_id = j.id
-) r
-WHERE d.app_id = $1 AND d.email = $8 AND d.job_id < $2 AND d.job_id >= $3
-  AND j.app_id = $1
-  AND ($4::timestamptz IS NULL OR j.created_at >= $4)
-  AND ($5::timestamptz IS NULL OR j.created_at < $5)
-  AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
-  AND ($9::text IS NULL OR j.tags @> ARRAY[$9::text])
-  AND ($10::text IS NULL OR j.idempotency_key = $10)
-ORDER BY d.job_id DESC
-LIMIT $11;
+WITH page AS MATERIALIZED (
+    SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
+           j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at,
+           j.updated_at, j.sent_at, r.emails, r.kinds, r.statuses
+    FROM (
+        SELECT job_id AS id FROM messages
+        WHERE app_id = $1 AND email = $8 AND job_id < $2 AND job_id >= $3
+        ORDER BY job_id DESC
+        LIMIT $12
+    ) s
+    JOIN jobs j ON j.id = s.id
+    CROSS JOIN LATERAL (
+        SELECT array_agg(m.email ORDER BY m.position) AS emails,
+               array_agg(m.kind ORDER BY m.position) AS kinds,
+               array_agg(m.status ORDER BY m.position) AS statuses
+        FROM messages m
+        WHERE m.job_id = j.id
+    ) r
+    WHERE j.app_id = $1
+      AND ($4::timestamptz IS NULL OR j.created_at >= $4)
+      AND ($5::timestamptz IS NULL OR j.created_at < $5)
+      AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
+      AND ($9::text IS NULL OR j.tags @> ARRAY[$9::text])
+      AND ($10::text IS NULL OR j.idempotency_key = $10)
+    ORDER BY s.id DESC
+    LIMIT $11
+)
+SELECT p.*, m.scan_floor, m.scanned
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN page p ON true
+LEFT JOIN LATERAL (
+    SELECT (array_agg(s.id ORDER BY s.id))[1] AS scan_floor, count(*) AS scanned
+    FROM (
+        SELECT job_id AS id FROM messages
+        WHERE app_id = $1 AND email = $8 AND job_id < $2 AND job_id >= $3
+        ORDER BY job_id DESC
+        LIMIT $12
+    ) s
+    WHERE (SELECT count(*) FROM page) < $11
+) m ON true
+ORDER BY p.id DESC;
 
 -- name: list_jobs_by_tag
-SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
-       j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at, j.updated_at,
-       j.sent_at, r.emails, r.kinds, r.statuses
-FROM job_tags d
-JOIN jobs j ON j.id = d.job_id
-CROSS JOIN LATERAL (
-    SELECT array_agg(m.email ORDER BY m.position) AS emails,
-           array_agg(m.kind ORDER BY m.position) AS kinds,
-           array_agg(m.status ORDER BY m.position) AS statuses
-    FROM messages m
-    WHERE m.job_id = j.id
-) r
-WHERE d.app_id = $1 AND d.tag = $9 AND d.job_id < $2 AND d.job_id >= $3
-  AND j.app_id = $1
-  AND ($4::timestamptz IS NULL OR j.created_at >= $4)
-  AND ($5::timestamptz IS NULL OR j.created_at < $5)
-  AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
-  AND ($8::text IS NULL OR EXISTS (
-      SELECT 1 FROM messages x WHERE x.job_id = j.id AND x.email = $8))
-  AND ($10::text IS NULL OR j.idempotency_key = $10)
-ORDER BY d.job_id DESC
-LIMIT $11;
+WITH page AS MATERIALIZED (
+    SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
+           j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at,
+           j.updated_at, j.sent_at, r.emails, r.kinds, r.statuses
+    FROM (
+        SELECT job_id AS id FROM job_tags
+        WHERE app_id = $1 AND tag = $9 AND job_id < $2 AND job_id >= $3
+        ORDER BY job_id DESC
+        LIMIT $12
+    ) s
+    JOIN jobs j ON j.id = s.id
+    CROSS JOIN LATERAL (
+        SELECT array_agg(m.email ORDER BY m.position) AS emails,
+               array_agg(m.kind ORDER BY m.position) AS kinds,
+               array_agg(m.status ORDER BY m.position) AS statuses
+        FROM messages m
+        WHERE m.job_id = j.id
+    ) r
+    WHERE j.app_id = $1
+      AND ($4::timestamptz IS NULL OR j.created_at >= $4)
+      AND ($5::timestamptz IS NULL OR j.created_at < $5)
+      AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
+      AND ($8::text IS NULL OR EXISTS (
+          SELECT 1 FROM messages x WHERE x.job_id = j.id AND x.email = $8))
+      AND ($10::text IS NULL OR j.idempotency_key = $10)
+    ORDER BY s.id DESC
+    LIMIT $11
+)
+SELECT p.*, m.scan_floor, m.scanned
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN page p ON true
+LEFT JOIN LATERAL (
+    SELECT (array_agg(s.id ORDER BY s.id))[1] AS scan_floor, count(*) AS scanned
+    FROM (
+        SELECT job_id AS id FROM job_tags
+        WHERE app_id = $1 AND tag = $9 AND job_id < $2 AND job_id >= $3
+        ORDER BY job_id DESC
+        LIMIT $12
+    ) s
+    WHERE (SELECT count(*) FROM page) < $11
+) m ON true
+ORDER BY p.id DESC;
 
 -- name: list_jobs_by_state
 -- A queue state ($6: queued, sending, canceled), from the index of jobs not done.
-SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
-       j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at, j.updated_at,
-       j.sent_at, r.emails, r.kinds, r.statuses
-FROM jobs j
-CROSS JOIN LATERAL (
-    SELECT array_agg(m.email ORDER BY m.position) AS emails,
-           array_agg(m.kind ORDER BY m.position) AS kinds,
-           array_agg(m.status ORDER BY m.position) AS statuses
-    FROM messages m
-    WHERE m.job_id = j.id
-) r
-WHERE j.app_id = $1 AND j.state = $6 AND j.state <> 'done' AND j.id < $2 AND j.id >= $3
-  AND ($4::timestamptz IS NULL OR j.created_at >= $4)
-  AND ($5::timestamptz IS NULL OR j.created_at < $5)
-  AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
-  AND ($8::text IS NULL OR EXISTS (
-      SELECT 1 FROM messages x WHERE x.job_id = j.id AND x.email = $8))
-  AND ($9::text IS NULL OR j.tags @> ARRAY[$9::text])
-  AND ($10::text IS NULL OR j.idempotency_key = $10)
-ORDER BY j.id DESC
-LIMIT $11;
+WITH page AS MATERIALIZED (
+    SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
+           j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at,
+           j.updated_at, j.sent_at, r.emails, r.kinds, r.statuses
+    FROM (
+        SELECT id FROM jobs
+        WHERE app_id = $1 AND state = $6 AND state <> 'done' AND id < $2 AND id >= $3
+        ORDER BY id DESC
+        LIMIT $12
+    ) s
+    JOIN jobs j ON j.id = s.id
+    CROSS JOIN LATERAL (
+        SELECT array_agg(m.email ORDER BY m.position) AS emails,
+               array_agg(m.kind ORDER BY m.position) AS kinds,
+               array_agg(m.status ORDER BY m.position) AS statuses
+        FROM messages m
+        WHERE m.job_id = j.id
+    ) r
+    WHERE j.app_id = $1
+      AND ($4::timestamptz IS NULL OR j.created_at >= $4)
+      AND ($5::timestamptz IS NULL OR j.created_at < $5)
+      AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
+      AND ($8::text IS NULL OR EXISTS (
+          SELECT 1 FROM messages x WHERE x.job_id = j.id AND x.email = $8))
+      AND ($9::text IS NULL OR j.tags @> ARRAY[$9::text])
+      AND ($10::text IS NULL OR j.idempotency_key = $10)
+    ORDER BY s.id DESC
+    LIMIT $11
+)
+SELECT p.*, m.scan_floor, m.scanned
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN page p ON true
+LEFT JOIN LATERAL (
+    SELECT (array_agg(s.id ORDER BY s.id))[1] AS scan_floor, count(*) AS scanned
+    FROM (
+        SELECT id FROM jobs
+        WHERE app_id = $1 AND state = $6 AND state <> 'done' AND id < $2 AND id >= $3
+        ORDER BY id DESC
+        LIMIT $12
+    ) s
+    WHERE (SELECT count(*) FROM page) < $11
+) m ON true
+ORDER BY p.id DESC;
 
 -- name: list_jobs_by_key
-SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
-       j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at, j.updated_at,
-       j.sent_at, r.emails, r.kinds, r.statuses
-FROM jobs j
-CROSS JOIN LATERAL (
-    SELECT array_agg(m.email ORDER BY m.position) AS emails,
-           array_agg(m.kind ORDER BY m.position) AS kinds,
-           array_agg(m.status ORDER BY m.position) AS statuses
-    FROM messages m
-    WHERE m.job_id = j.id
-) r
-WHERE j.app_id = $1 AND j.idempotency_key = $10 AND j.id < $2 AND j.id >= $3
-  AND ($4::timestamptz IS NULL OR j.created_at >= $4)
-  AND ($5::timestamptz IS NULL OR j.created_at < $5)
-  AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
-  AND ($8::text IS NULL OR EXISTS (
-      SELECT 1 FROM messages x WHERE x.job_id = j.id AND x.email = $8))
-  AND ($9::text IS NULL OR j.tags @> ARRAY[$9::text])
-ORDER BY j.id DESC
-LIMIT $11;
+WITH page AS MATERIALIZED (
+    SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
+           j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at,
+           j.updated_at, j.sent_at, r.emails, r.kinds, r.statuses
+    FROM (
+        SELECT id FROM jobs
+        WHERE app_id = $1 AND idempotency_key = $10 AND id < $2 AND id >= $3
+        ORDER BY id DESC
+        LIMIT $12
+    ) s
+    JOIN jobs j ON j.id = s.id
+    CROSS JOIN LATERAL (
+        SELECT array_agg(m.email ORDER BY m.position) AS emails,
+               array_agg(m.kind ORDER BY m.position) AS kinds,
+               array_agg(m.status ORDER BY m.position) AS statuses
+        FROM messages m
+        WHERE m.job_id = j.id
+    ) r
+    WHERE j.app_id = $1
+      AND ($4::timestamptz IS NULL OR j.created_at >= $4)
+      AND ($5::timestamptz IS NULL OR j.created_at < $5)
+      AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
+      AND ($8::text IS NULL OR EXISTS (
+          SELECT 1 FROM messages x WHERE x.job_id = j.id AND x.email = $8))
+      AND ($9::text IS NULL OR j.tags @> ARRAY[$9::text])
+    ORDER BY s.id DESC
+    LIMIT $11
+)
+SELECT p.*, m.scan_floor, m.scanned
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN page p ON true
+LEFT JOIN LATERAL (
+    SELECT (array_agg(s.id ORDER BY s.id))[1] AS scan_floor, count(*) AS scanned
+    FROM (
+        SELECT id FROM jobs
+        WHERE app_id = $1 AND idempotency_key = $10 AND id < $2 AND id >= $3
+        ORDER BY id DESC
+        LIMIT $12
+    ) s
+    WHERE (SELECT count(*) FROM page) < $11
+) m ON true
+ORDER BY p.id DESC;
 
 -- name: cancel_job
 -- Cancel the app's job if it waits in the queue and no attempt's outcome is unknown (an

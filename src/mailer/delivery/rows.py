@@ -104,13 +104,17 @@ class JobDocument(JobRow):
 
 
 class ListedJob(JobRow):
-    """A job of a `GET /jobs` page (``list_jobs`` …), its recipients as parallel arrays."""
+    """A job of a `GET /jobs` page (``list_jobs`` …), its recipients as parallel arrays;
+    on a short page, how far the scan went (else null). A page that found no job is one
+    row of nulls but those two."""
 
     idempotency_key = Column[str | None]()
     subject = Column[str | None]()
     emails = Column[list[str]]()
     kinds = Column[list[str]]()
     statuses = Column[list[str]]()
+    scan_floor = Column[uuid.UUID | None]()
+    scanned = Column[int | None]()
 
 
 class JobState(Row):

@@ -19,7 +19,7 @@ Q = Queries("mailer.ops")
 
 # How many of the latest events `mailer status` looks through for the last one of each type.
 RECENT_EVENTS = 100_000
-JOB_STATES = ("queued", "sending", "done", "failed")
+JOB_STATES = ("queued", "sending", "done", "failed", "canceled")
 
 
 @dataclass

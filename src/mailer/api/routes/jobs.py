@@ -66,7 +66,9 @@ async def list_jobs(
     case-insensitive), `status` (the job's status as `/status` gives it), `tag`, `from`
     (inclusive) and `to` (exclusive) on the time the job was accepted (ISO 8601), and
     `idempotency_key` (a batch's jobs carry `KEY#index`). Pass the answer's `next` as
-    `after` for the next page; `next` is null on the last one.
+    `after` for the next page; `next` is null on the last one. A page looks at no more
+    than 1,000 jobs, so with filters that match few it may hold fewer than `limit` jobs,
+    even none, and still have a `next`: follow it until it is null.
     """
     filters = JobFilters(
         recipient=None if recipient is None else recipient.strip(),
