@@ -4,7 +4,8 @@ Job ids are UUIDv7, so their order is the order of creation and a page is a rang
 below the cursor. Each filter that can lead has an index whose range is exactly its jobs
 (the recipient: `messages_by_app_email`; a tag: `job_tags`; a queue state:
 `jobs_by_app_state`; an idempotency key: its unique index; else `jobs_by_app`), and the
-others thin that range out; a page looks at no more than `SCAN_BUDGET` jobs of it. A time range on `created_at` narrows the id range too: a job's
+others thin that range out; a page looks at no more than `SCAN_BUDGET` jobs of it. A
+time range on `created_at` narrows the id range too: a job's
 id is made when it is accepted, `created_at` when it is stored, so the range is widened by
 `CLOCK_MARGIN` and the exact test is on `created_at`.
 """
