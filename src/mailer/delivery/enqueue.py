@@ -24,7 +24,7 @@ from mailer.db.coalesce import Coalescer
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.delivery.email import EmailRequest
-from mailer.delivery.rows import IdempotentJob, StoredJob
+from mailer.delivery.rows import ExistingJob, StoredJob
 from mailer.ids import uuid7
 from mailer.ops.outage import is_connection_lost, is_unavailable
 
@@ -201,10 +201,11 @@ async def _resolve_replays(
         Q.jobs_by_idempotency_key,
         [j.app_id for j in skipped],
         [j.idempotency_key for j in skipped],
-        record_class=IdempotentJob,
+        record_class=ExistingJob,
     )
-    existing: dict[tuple[uuid.UUID, str | None], IdempotentJob]
-    existing = {(r.app_id, r.idempotency_key): r for r in rows}
+    existing: dict[tuple[uuid.UUID, str | None], ExistingJob] = {
+        (r.app_id, r.idempotency_key): r for r in rows
+    }
     answers = []
     for job in jobs:
         if job.id in inserted:

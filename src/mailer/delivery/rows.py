@@ -10,8 +10,8 @@ from mailer.db.rows import Column, Row
 
 __all__ = [
     "ClaimedRow",
+    "ExistingJob",
     "FailedRecipient",
-    "IdempotentJob",
     "JobDocument",
     "JobMessage",
     "JobRow",
@@ -55,12 +55,12 @@ class FailedRecipient(Row):
 
 
 class StoredJob(Row):
-    """A job ``insert_jobs`` stored (``None``: the row that stands for its NOTIFY)."""
+    """A job ``insert_jobs`` stored (``id`` None: the row that says it notified)."""
 
     id = Column[uuid.UUID | None]()
 
 
-class IdempotentJob(Row):
+class ExistingJob(Row):
     """A job found by its idempotency key (``jobs_by_idempotency_key``)."""
 
     id = Column[uuid.UUID]()
