@@ -29,6 +29,9 @@ class Size:
     backlog_small: int
     backlog_large: int
     claims: int  # claims timed per backlog size
+    jobs_small: int  # GET /jobs: the baseline's table
+    jobs_large: int  # GET /jobs: the 10 million
+    page_runs: int  # times each page is read (the median is reported)
     soak_emails: int  # --long only
     soak_checkpoint: int  # the RSS reference point
 
@@ -54,6 +57,9 @@ FULL = Size(
     backlog_small=10_000,
     backlog_large=1_000_000,
     claims=40,
+    jobs_small=100_000,
+    jobs_large=10_000_000,
+    page_runs=21,
     soak_emails=200_000,
     soak_checkpoint=100_000,
 )
@@ -79,6 +85,9 @@ SMOKE = Size(
     backlog_small=1_000,
     backlog_large=5_000,
     claims=3,
+    jobs_small=2_000,
+    jobs_large=20_000,
+    page_runs=3,
     soak_emails=4_000,
     soak_checkpoint=1_000,
 )

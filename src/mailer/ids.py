@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from datetime import datetime
 
 from asyncpg.pgproto.pgproto import UUID as _RowUUID
 
@@ -26,3 +27,10 @@ def uuid7() -> uuid.UUID:
     millis = (time.time_ns() // 1_000_000) & _MILLIS
     value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
     return _RowUUID(((value & _RANDOM) | _VERSION_AND_VARIANT).to_bytes(16, "big"))
+
+
+def uuid7_floor(when: datetime) -> uuid.UUID:
+    """The lowest UUID (v7 or not) whose timestamp bits are `when`'s millisecond (clamped to
+    the 48 bits): every UUIDv7 made at or after `when` sorts at or above it."""
+    millis = min(max(int(when.timestamp() * 1000), 0), _MILLIS)
+    return uuid.UUID(int=millis << 80)

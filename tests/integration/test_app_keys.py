@@ -43,6 +43,7 @@ async def test_every_route_checks_its_scope(service: Service) -> None:
         ("POST", "/queue/batch", "send", {"json": {"emails": [EMAIL]}}),
         ("GET", f"/status/{job_id}", "read", {}),
         ("GET", "/feed", "read", {}),
+        ("GET", "/jobs", "read", {}),
         ("GET", "/suppressions", "read", {}),
         ("POST", "/suppressions", "send", {"json": {"email": "x@example.org"}}),
         ("DELETE", "/suppressions/x@example.org", "send", {}),

@@ -169,7 +169,7 @@ async def test_status_report_counts_the_queue_workers_and_events(db_dsn: str) ->
         report = await status_report(conn)
     finally:
         await conn.close()
-    assert report["jobs"] == {"queued": 2, "sending": 1, "done": 2, "failed": 1}
+    assert report["jobs"] == {"queued": 2, "sending": 1, "done": 2, "failed": 1, "canceled": 0}
     assert report["due_now"] == 1  # the other queued job is scheduled for later
     assert 85 <= report["oldest_due_seconds"] <= 120
     assert report["live_workers"] == 1

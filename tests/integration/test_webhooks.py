@@ -176,6 +176,7 @@ async def test_signed_delivery_for_each_subscribed_type_only(
             "message_id": str(2**60 + 3),
             "details": {"url": "https://shop.example/x"},
             "metadata": {"order": "42"},
+            "tags": [],
         },
     }
     index = sorted(EVENT_TYPES).index("email.clicked") + 1

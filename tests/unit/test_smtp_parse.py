@@ -93,3 +93,14 @@ def test_two_reply_to_addresses_are_refused() -> None:
     msg.set_content("x")
     with pytest.raises(UnsupportedMessage, match="one Reply-To"):
         parsed(msg, ["ann@example.org"])
+
+
+def test_x_mailer_tag_headers_become_tags_not_custom_headers() -> None:
+    msg = message(X_Order="42")
+    msg["X-Mailer-Tag"] = "receipt, v2:en"
+    msg["X-Mailer-Tag"] = "welcome"
+    msg.set_content("Thanks!")
+    body = parsed(msg, ["ann@example.org"])
+    assert body["tags"] == ["receipt", "v2:en", "welcome"]
+    assert body["headers"] == {"X-Order": "42"}
+    assert EmailRequest.model_validate(body).tags == ["receipt", "v2:en", "welcome"]

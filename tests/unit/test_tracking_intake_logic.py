@@ -321,7 +321,7 @@ def test_event_view() -> None:
         is_test=False,
         details={"url": "https://a.test"},
     )
-    view = event_view(row, {"order": 1})
+    view = event_view(row, {"order": 1}, ["receipt"])
     assert view == {
         "id": "7",
         "type": "click",
@@ -335,8 +335,10 @@ def test_event_view() -> None:
         "machine": False,
         "machine_reason": None,
         "metadata": {"order": 1},
+        "tags": ["receipt"],
     }
-    assert event_view(replace(row, message_id=0), None)["message_id"] is None
+    assert event_view(replace(row, message_id=0), None, None)["message_id"] is None
+    assert event_view(row, None, None)["tags"] == []
 
 
 def test_production_start_without_event_credentials_is_refused(

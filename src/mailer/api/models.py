@@ -41,6 +41,7 @@ class Event(_Open):
     message_id: str | None = Field(description="Mailjet's MessageID, a string (exceeds 2^53)")
     test: bool
     metadata: Any
+    tags: list[str]
 
 
 class MergedMention(BaseModel):
@@ -63,20 +64,71 @@ class Recipient(BaseModel):
     merged: list[MergedMention]
 
 
+class Waiting(BaseModel):
+    """Why a job not yet sent waits."""
+
+    reason: str = Field(pattern="^(scheduled|retrying|paused|rate_limited)$")
+    until: datetime | None
+    error: Any = Field(description="With `retrying`: the last attempt's error")
+
+
 class JobStatus(BaseModel):
     """Where a job stands."""
 
     job_id: str
     status: str
     recipient_statuses: dict[str, int] = Field(description="How many recipients per status")
+    waiting: Waiting | None = Field(description="Why it waits; null once sent or when due")
     attempts: int
     next_attempt_at: datetime | None
     last_error: Any
     metadata: Any
+    tags: list[str]
+    history: list[Any] = Field(description="What each earlier round (before a retry) ended with")
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None
     recipients: list[Recipient]
+
+
+class ListedRecipient(BaseModel):
+    """A recipient as `GET /jobs` lists it."""
+
+    email: str
+    kind: str = Field(pattern="^(to|cc|bcc)$")
+    status: str
+
+
+class JobSummary(BaseModel):
+    """A job as `GET /jobs` lists it (`/status/{job_id}` has all of it)."""
+
+    job_id: str
+    status: str
+    recipient_statuses: dict[str, int]
+    recipients: list[ListedRecipient]
+    subject: str | None
+    tags: list[str]
+    metadata: Any
+    idempotency_key: str | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+
+
+class JobAction(BaseModel):
+    """What an action on a job made of it."""
+
+    job_id: str
+    status: str
+    send_at: datetime | None = Field(default=None, description="With PATCH: the new time")
+
+
+class JobList(BaseModel):
+    """A page of the app's jobs, newest first."""
+
+    jobs: list[JobSummary]
+    next: str | None = Field(description="Pass as `after` for the next page; null: no more")
 
 
 class FeedPage(BaseModel):

@@ -38,6 +38,7 @@ class ErrorBody(BaseModel):
     scope: str | None = Field(default=None, description="With `missing_scope`: the one needed")
     domain: str | None = Field(default=None, description="With `sender_not_allowed`")
     field: str | None = Field(default=None, description="With `sender_not_allowed`")
+    state: str | None = Field(default=None, description="With `job_state`: the job's state")
 
 
 _WHY = {
@@ -45,7 +46,8 @@ _WHY = {
     401: "Missing, unknown or revoked credentials",
     403: "The key lacks the route's scope, or the sender domain is not allowed",
     404: "No such resource for this app",
-    409: "Conflict (Idempotency-Key reused with another body; delivery in progress)",
+    409: "Conflict (Idempotency-Key reused with another body; delivery in progress; "
+    "the job's state does not allow the action)",
     413: "Request body too large (`MAILER_MAX_BODY_BYTES`)",
     422: "Invalid fields, each named in `details`",
     503: "Could not be stored now; retry later",
@@ -57,6 +59,10 @@ _ROUTES: dict[tuple[str, str], tuple[str | None, tuple[int, ...]]] = {
     ("post", "/queue"): (SEND, (400, 409, 413)),
     ("post", "/queue/batch"): (SEND, (400, 409, 413)),
     ("get", "/status/{job_id}"): (READ, (404,)),
+    ("get", "/jobs"): (READ, (400,)),
+    ("post", "/jobs/{job_id}/cancel"): (SEND, (404, 409)),
+    ("patch", "/jobs/{job_id}"): (SEND, (404, 409, 413)),
+    ("post", "/jobs/{job_id}/retry"): (SEND, (404, 409)),
     ("get", "/feed"): (READ, (400,)),
     ("get", "/suppressions"): (READ, (400,)),
     ("post", "/suppressions"): (SEND, (413,)),

@@ -36,6 +36,8 @@ class ClaimedJob:
     created_at: datetime
     needs_lookup: bool
     recipients: list[Recipient] = field(default_factory=list)
+    # When the app last retried it (`POST /jobs/{id}/retry`): its retries count from there.
+    retried_at: datetime | None = None
 
     @property
     def custom_id(self) -> str:

@@ -42,6 +42,11 @@ MAX_RECIPIENTS = 50  # Mailjet's limit per Send API call; a job is one message o
 MAX_SUBJECT = 255
 MAX_ATTACHMENTS_BYTES = 15 * 1024 * 1024
 MAX_METADATA_BYTES = 8 * 1024
+# Tags, bounded as the hosted APIs bound theirs (SendGrid: 10 categories; Mailgun and
+# Resend: short ASCII names): at most 10 per email, each 1-64 characters of this set.
+MAX_TAGS = 10
+MAX_TAG_LENGTH = 64
+TAG_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 
 # Headers Mailjet refuses in `Headers` (send-0011): each has a dedicated property.
 FORBIDDEN_HEADERS = frozenset(
@@ -186,6 +191,9 @@ EmailAddress = Annotated[
 ]
 
 
+Tag = Annotated[str, Field(min_length=1, max_length=MAX_TAG_LENGTH, pattern=TAG_PATTERN)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -265,6 +273,7 @@ class EmailRequest(_Strict):
     track_opens: Literal["account_default", "disabled", "enabled"] | None = None
     track_clicks: Literal["account_default", "disabled", "enabled"] | None = None
     metadata: dict[str, Any] | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
     send_at: Annotated[datetime, BeforeValidator(_not_a_number)] | None = None
 
     model_config = ConfigDict(
@@ -307,6 +316,12 @@ class EmailRequest(_Strict):
             if bad:
                 raise ValueError(f"{bad[0]} {NON_FINITE_MESSAGE}")
         return value
+
+    @field_validator("tags")
+    @classmethod
+    def _distinct_tags(cls, value: list[str] | None) -> list[str] | None:
+        # A tag given twice is kept once, in the order first given; none at all is no tags.
+        return list(dict.fromkeys(value)) if value else None
 
     @field_validator("send_at")
     @classmethod

@@ -24,6 +24,7 @@ from mailer.db.coalesce import Coalescer
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.delivery.email import EmailRequest
+from mailer.delivery.rows import ExistingJob, StoredJob
 from mailer.ids import uuid7
 from mailer.ops.outage import is_connection_lost, is_unavailable
 
@@ -47,6 +48,7 @@ class NewJob:
     request_hash: bytes | None = None
     # Addresses given again, folded into a recipient: {"position": [{kind, email}, ...]}.
     merged: dict[str, list[dict[str, str]]] | None = None
+    tags: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -89,6 +91,7 @@ def new_job(
         idempotency_key=idempotency_key,
         request_hash=body_hash,
         merged=email.merged(),
+        tags=email.tags,
     )
 
 
@@ -102,8 +105,8 @@ async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
     """
     # One JSON parameter rather than an array per column: asyncpg inspects every element
     # of an array parameter in Python, which cost more than encoding the JSON.
-    rows = await conn.fetch(Q.insert_jobs, [_as_json(job) for job in jobs])
-    inserted = {row["id"] for row in rows if row["id"] is not None}
+    rows = await conn.fetch(Q.insert_jobs, [_as_json(job) for job in jobs], record_class=StoredJob)
+    inserted = {row.id for row in rows if row.id is not None}
     if len(inserted) == len(jobs):
         return [Accepted(j.id) for j in jobs]
     return await _resolve_replays(conn, jobs, inserted)
@@ -121,6 +124,7 @@ def _as_json(job: NewJob) -> dict[str, Any]:
         "run_at": job.run_at,
         "recipients": job.recipients,
         "merged": job.merged,
+        "tags": job.tags,
     }
 
 
@@ -132,17 +136,24 @@ async def copy_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
     every job is due now (the common case, one round trip less), else read first.
     """
     async with conn.transaction():
-        columns = ["id", "app_id", "message", "metadata"]
+        columns = ["id", "app_id", "message", "metadata", "tags"]
         records: list[tuple[Any, ...]]
         if all(j.run_at is None for j in jobs):
-            records = [(j.id, j.app_id, j.message, j.metadata) for j in jobs]
+            records = [(j.id, j.app_id, j.message, j.metadata, j.tags) for j in jobs]
             due_now = True
         else:
             now = await conn.fetchval(Q.transaction_now)
             columns.append("run_at")
-            records = [(j.id, j.app_id, j.message, j.metadata, j.run_at or now) for j in jobs]
+            records = [
+                (j.id, j.app_id, j.message, j.metadata, j.tags, j.run_at or now) for j in jobs
+            ]
             due_now = any(j.run_at is None or j.run_at <= now for j in jobs)
         await conn.copy_records_to_table("jobs", columns=columns, records=records)
+        tagged = [(j.app_id, tag, j.id) for j in jobs for tag in j.tags or ()]
+        if tagged:
+            await conn.copy_records_to_table(
+                "job_tags", columns=["app_id", "tag", "job_id"], records=tagged
+            )
         if any(j.merged is not None for j in jobs):
             await conn.copy_records_to_table(
                 "messages",
@@ -190,19 +201,22 @@ async def _resolve_replays(
         Q.jobs_by_idempotency_key,
         [j.app_id for j in skipped],
         [j.idempotency_key for j in skipped],
+        record_class=ExistingJob,
     )
-    existing = {(r["app_id"], r["idempotency_key"]): r for r in rows}
+    existing: dict[tuple[uuid.UUID, str | None], ExistingJob] = {
+        (r.app_id, r.idempotency_key): r for r in rows
+    }
     answers = []
     for job in jobs:
         if job.id in inserted:
             answers.append(Accepted(job.id))
             continue
         row = existing[(job.app_id, job.idempotency_key)]
-        if row["request_hash"] != job.request_hash:
+        if row.request_hash != job.request_hash:
             raise IdempotencyConflict(
                 f"Idempotency-Key {job.idempotency_key!r} was used with a different request"
             )
-        answers.append(Accepted(row["id"], replayed=True))
+        answers.append(Accepted(row.id, replayed=True))
     return answers
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from mailer.db.queries import Queries
+from mailer.delivery.rows import JobDocument, JobMessage
+from mailer.tracking.canceled import CANCELED
 from mailer.tracking.engagement import engagement_of
 from mailer.tracking.feed import job_timelines
 from mailer.tracking.precedence import RecipientStatus, derive_job_status
@@ -16,11 +20,49 @@ from mailer.tracking.precedence import RecipientStatus, derive_job_status
 Q = Queries("mailer.delivery")
 
 
+QUEUE_STATES: tuple[str, ...] = ("queued", "sending", "canceled")
+"""The job states that are its status as they are (SQL: `derived_job_status`)."""
+
+
 def job_status_of(state: str, recipient_statuses: list[str]) -> str:
-    """`queued`/`sending` while in the queue; afterwards derived from the recipients."""
-    if state in ("queued", "sending"):
+    """Its queue state while queued, sending or canceled; else derived from the recipients."""
+    if state in QUEUE_STATES:
         return state
     return str(derive_job_status([RecipientStatus(s) for s in recipient_statuses]))
+
+
+def recipient_status_of(job_state: str, status: str) -> str:
+    """A recipient's status as shown: `canceled` for one a canceled job never sent."""
+    if job_state == "canceled" and status == "queued":
+        return CANCELED
+    return status
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFacts:
+    """What decides why a job waits (see `waiting_of`)."""
+
+    state: str
+    run_at: datetime
+    attempts: int
+    last_error: Any
+
+
+def waiting_of(job: QueueFacts, now: datetime) -> dict[str, Any] | None:
+    """Why a job not yet sent waits: `{"reason", "until", "error"}`, or None when it does
+    not wait (due now, being sent, or out of the queue).
+
+    `retrying` after an attempt failed (with that error; `until` null once due), else
+    `scheduled` while `send_at` is ahead. The only place the reasons are decided.
+    """
+    if job.state != "queued":
+        return None
+    if job.attempts > 0 or job.last_error is not None:
+        until = job.run_at if job.run_at > now else None
+        return {"reason": "retrying", "until": until, "error": job.last_error}
+    if job.run_at > now:
+        return {"reason": "scheduled", "until": job.run_at, "error": None}
+    return None
 
 
 async def read_job_status(
@@ -32,37 +74,52 @@ async def read_job_status(
     in the same shape as the event feed (`mailer.tracking.feed.event_view`).
     """
     async with pool.acquire() as conn:
-        job = await conn.fetchrow(Q.job_status, job_id, app_id)
+        job = await conn.fetchrow(Q.job_status, job_id, app_id, record_class=JobDocument)
         if job is None:
             return None
-        messages = await conn.fetch(Q.job_messages, job_id)
-        timelines = await job_timelines(conn, job_id, job["metadata"])
+        messages = await conn.fetch(Q.job_messages, job_id, record_class=JobMessage)
+        timelines = await job_timelines(conn, job_id, job.metadata, job.tags)
+    return status_document(job, messages, timelines, datetime.now(UTC))
+
+
+def status_document(
+    job: JobDocument,
+    messages: list[JobMessage],
+    timelines: dict[int, list[dict[str, Any]]],
+    now: datetime,
+) -> dict[str, Any]:
+    """The status document of `job` from its recipients and their timelines."""
+    statuses = [recipient_status_of(job.state, m.status) for m in messages]
     recipients = [
         {
-            "email": m["email"],
-            "kind": m["kind"],
-            "status": m["status"],
-            "message_id": None if m["message_id"] is None else str(m["message_id"]),
-            "error": m["error"],
-            "updated_at": m["updated_at"],
-            "events": timelines.get(m["position"], []),
-            "engagement": engagement_of(timelines.get(m["position"], [])),
+            "email": m.email,
+            "kind": m.kind,
+            "status": status,
+            "message_id": None if m.message_id is None else str(m.message_id),
+            "error": m.error,
+            "updated_at": m.updated_at,
+            "events": timelines.get(m.position, []),
+            "engagement": engagement_of(timelines.get(m.position, [])),
             # Issue 15: the mentions of this address folded into it (Mailjet sends it once).
-            "merged": m["merged"] or [],
+            "merged": m.merged or [],
         }
-        for m in messages
+        for m, status in zip(messages, statuses, strict=True)
     ]
+    facts = QueueFacts(job.state, job.run_at, job.attempts, job.last_error)
     return {
-        "job_id": str(job["id"]),
-        "status": job_status_of(job["state"], [m["status"] for m in messages]),
+        "job_id": str(job.id),
+        "status": job_status_of(job.state, [m.status for m in messages]),
         # Issue 15: beside the single word, how many recipients are in each status.
-        "recipient_statuses": dict(Counter(m["status"] for m in messages)),
-        "attempts": job["attempts"],
-        "next_attempt_at": job["run_at"] if job["state"] == "queued" else None,
-        "last_error": job["last_error"],
-        "metadata": job["metadata"],
-        "created_at": job["created_at"],
-        "updated_at": job["updated_at"],
-        "sent_at": job["sent_at"],
+        "recipient_statuses": dict(Counter(statuses)),
+        "waiting": waiting_of(facts, now),
+        "attempts": job.attempts,
+        "next_attempt_at": job.run_at if job.state == "queued" else None,
+        "last_error": job.last_error,
+        "metadata": job.metadata,
+        "tags": job.tags or [],
+        "history": job.history or [],
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "sent_at": job.sent_at,
         "recipients": recipients,
     }

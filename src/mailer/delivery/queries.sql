@@ -4,18 +4,21 @@
 -- Store jobs and their recipients in one statement, atomic even outside a transaction
 -- block (one round trip, no BEGIN/COMMIT). $1 is a JSON array, one object per job, its
 -- `recipients` an array of [kind, email] in position order; `merged` null or, per
--- position (a string), the mentions folded into that recipient; `request_hash` is hex. A job
+-- position (a string), the mentions folded into that recipient; `request_hash` is hex;
+-- `tags` null or an array, also written to `job_tags`. A job
 -- whose idempotency key exists already is skipped with its recipients. If a stored job is
 -- due now, NOTIFY once (the extra NULL row). Answers the stored jobs' ids.
 WITH input AS (
     SELECT *
     FROM jsonb_to_recordset($1::jsonb)
          AS t(id uuid, app_id uuid, message jsonb, metadata jsonb, idempotency_key text,
-              request_hash text, run_at timestamptz, recipients jsonb, merged jsonb)
+              request_hash text, run_at timestamptz, recipients jsonb, merged jsonb,
+              tags text[])
 ), stored AS (
-    INSERT INTO jobs (id, app_id, message, metadata, idempotency_key, request_hash, run_at)
+    INSERT INTO jobs (id, app_id, message, metadata, idempotency_key, request_hash, run_at,
+                      tags)
     SELECT id, app_id, message, metadata, idempotency_key, decode(request_hash, 'hex'),
-           coalesce(run_at, now())
+           coalesce(run_at, now()), tags
     FROM input
     ON CONFLICT (app_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, run_at
@@ -27,6 +30,12 @@ WITH input AS (
     JOIN stored s ON s.id = i.id
     CROSS JOIN LATERAL jsonb_array_elements(i.recipients) WITH ORDINALITY
          AS r(recipient, position)
+), tagged AS (
+    INSERT INTO job_tags (app_id, tag, job_id)
+    SELECT i.app_id, t.tag, i.id
+    FROM input i
+    JOIN stored s ON s.id = i.id
+    CROSS JOIN LATERAL unnest(i.tags) AS t(tag)
 )
 SELECT id FROM stored
 UNION ALL
@@ -67,7 +76,8 @@ WITH due AS (
         locked_by = $3,
         updated_at = now()
     WHERE j.id = ANY (ARRAY(SELECT id FROM due)) AND j.state = 'queued'
-    RETURNING j.id, j.app_id, j.message, j.attempts, j.created_at, j.needs_lookup, j.run_at
+    RETURNING j.id, j.app_id, j.message, j.attempts, j.created_at, j.retried_at,
+              j.needs_lookup, j.run_at
 ), suppressed AS (
     -- By ctid, and one job at a time (OFFSET 0 keeps the subquery a lookup by job_id): a
     -- plan that cannot turn into a scan of all messages, whatever the statistics say
@@ -88,7 +98,7 @@ WITH due AS (
     ))
     RETURNING m.job_id, m.position
 )
-SELECT c.id, c.app_id, c.message, c.attempts, c.created_at, c.needs_lookup,
+SELECT c.id, c.app_id, c.message, c.attempts, c.created_at, c.retried_at, c.needs_lookup,
        r.positions, r.kinds, r.emails, r.statuses
 FROM claimed c
 CROSS JOIN LATERAL (
@@ -122,7 +132,8 @@ SET status = 'failed', error = u.error, updated_at = now()
 FROM unnest($1::uuid[], $2::int2[], $3::jsonb[]) AS u(job_id, position, error), jobs j
 WHERE m.job_id = u.job_id AND m.position = u.position AND m.status = 'queued'
   AND j.id = m.job_id
-RETURNING m.job_id, m.position, m.app_id, m.email, m.error, j.metadata, now() AS failed_at;
+RETURNING m.job_id, m.position, m.app_id, m.email, m.error, j.metadata, j.tags,
+          now() AS failed_at, coalesce(jsonb_array_length(j.history), 0) AS retries;
 
 -- name: retry_jobs
 -- Put jobs back in the queue for a later attempt.
@@ -162,7 +173,8 @@ WHERE j.id = expired.id
 RETURNING j.id;
 
 -- name: job_status
-SELECT id, state, attempts, run_at, last_error, metadata, created_at, updated_at, sent_at
+SELECT id, state, attempts, run_at, last_error, metadata, tags, history, created_at,
+       updated_at, sent_at
 FROM jobs
 WHERE id = $1 AND app_id = $2;
 
@@ -171,3 +183,304 @@ SELECT position, kind, email, status, message_id, error, updated_at, merged
 FROM messages
 WHERE job_id = $1
 ORDER BY position;
+
+-- The `GET /jobs` pages, newest first (job ids are UUIDv7, in order of creation). Every
+-- query takes the same parameters: $1 the app, $2/$3 the id range (below the cursor, and
+-- the bounds `from`/`to` give, with a margin for clocks), $4/$5 `from`/`to` on created_at,
+-- $6 the job status and $7 STATUS_CHAIN, $8 the recipient (lower-cased), $9 a tag, $10 an
+-- idempotency key, $11 the page size (plus one), $12 the scan budget. Each reads at most
+-- $12 ids, in order, from the one index range its leading filter names
+-- (delivery/job_search.py picks the query), stopping once the page is full; the other
+-- filters thin those out. A page that finds fewer than $11 jobs reads the range again to
+-- answer how far its scan went (`scan_floor`, `scanned`): a row of nulls but those when
+-- it found none.
+
+-- name: list_jobs
+WITH page AS MATERIALIZED (
+    SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
+           j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at,
+           j.updated_at, j.sent_at, r.emails, r.kinds, r.statuses
+    FROM (
+        SELECT id FROM jobs
+        WHERE app_id = $1 AND id < $2 AND id >= $3
+        ORDER BY id DESC
+        LIMIT $12
+    ) s
+    JOIN jobs j ON j.id = s.id
+    CROSS JOIN LATERAL (
+        SELECT array_agg(m.email ORDER BY m.position) AS emails,
+               array_agg(m.kind ORDER BY m.position) AS kinds,
+               array_agg(m.status ORDER BY m.position) AS statuses
+        FROM messages m
+        WHERE m.job_id = j.id
+    ) r
+    WHERE j.app_id = $1
+      AND ($4::timestamptz IS NULL OR j.created_at >= $4)
+      AND ($5::timestamptz IS NULL OR j.created_at < $5)
+      AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
+      AND ($8::text IS NULL OR EXISTS (
+          SELECT 1 FROM messages x WHERE x.job_id = j.id AND x.email = $8))
+      AND ($9::text IS NULL OR j.tags @> ARRAY[$9::text])
+      AND ($10::text IS NULL OR j.idempotency_key = $10)
+    ORDER BY s.id DESC
+    LIMIT $11
+)
+SELECT p.*, m.scan_floor, m.scanned
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN page p ON true
+LEFT JOIN LATERAL (
+    SELECT (array_agg(s.id ORDER BY s.id))[1] AS scan_floor, count(*) AS scanned
+    FROM (
+        SELECT id FROM jobs
+        WHERE app_id = $1 AND id < $2 AND id >= $3
+        ORDER BY id DESC
+        LIMIT $12
+    ) s
+    WHERE (SELECT count(*) FROM page) < $11
+) m ON true
+ORDER BY p.id DESC;
+
+-- name: list_jobs_by_recipient
+WITH page AS MATERIALIZED (
+    SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
+           j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at,
+           j.updated_at, j.sent_at, r.emails, r.kinds, r.statuses
+    FROM (
+        SELECT job_id AS id FROM messages
+        WHERE app_id = $1 AND email = $8 AND job_id < $2 AND job_id >= $3
+        ORDER BY job_id DESC
+        LIMIT $12
+    ) s
+    JOIN jobs j ON j.id = s.id
+    CROSS JOIN LATERAL (
+        SELECT array_agg(m.email ORDER BY m.position) AS emails,
+               array_agg(m.kind ORDER BY m.position) AS kinds,
+               array_agg(m.status ORDER BY m.position) AS statuses
+        FROM messages m
+        WHERE m.job_id = j.id
+    ) r
+    WHERE j.app_id = $1
+      AND ($4::timestamptz IS NULL OR j.created_at >= $4)
+      AND ($5::timestamptz IS NULL OR j.created_at < $5)
+      AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
+      AND ($9::text IS NULL OR j.tags @> ARRAY[$9::text])
+      AND ($10::text IS NULL OR j.idempotency_key = $10)
+    ORDER BY s.id DESC
+    LIMIT $11
+)
+SELECT p.*, m.scan_floor, m.scanned
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN page p ON true
+LEFT JOIN LATERAL (
+    SELECT (array_agg(s.id ORDER BY s.id))[1] AS scan_floor, count(*) AS scanned
+    FROM (
+        SELECT job_id AS id FROM messages
+        WHERE app_id = $1 AND email = $8 AND job_id < $2 AND job_id >= $3
+        ORDER BY job_id DESC
+        LIMIT $12
+    ) s
+    WHERE (SELECT count(*) FROM page) < $11
+) m ON true
+ORDER BY p.id DESC;
+
+-- name: list_jobs_by_tag
+WITH page AS MATERIALIZED (
+    SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
+           j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at,
+           j.updated_at, j.sent_at, r.emails, r.kinds, r.statuses
+    FROM (
+        SELECT job_id AS id FROM job_tags
+        WHERE app_id = $1 AND tag = $9 AND job_id < $2 AND job_id >= $3
+        ORDER BY job_id DESC
+        LIMIT $12
+    ) s
+    JOIN jobs j ON j.id = s.id
+    CROSS JOIN LATERAL (
+        SELECT array_agg(m.email ORDER BY m.position) AS emails,
+               array_agg(m.kind ORDER BY m.position) AS kinds,
+               array_agg(m.status ORDER BY m.position) AS statuses
+        FROM messages m
+        WHERE m.job_id = j.id
+    ) r
+    WHERE j.app_id = $1
+      AND ($4::timestamptz IS NULL OR j.created_at >= $4)
+      AND ($5::timestamptz IS NULL OR j.created_at < $5)
+      AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
+      AND ($8::text IS NULL OR EXISTS (
+          SELECT 1 FROM messages x WHERE x.job_id = j.id AND x.email = $8))
+      AND ($10::text IS NULL OR j.idempotency_key = $10)
+    ORDER BY s.id DESC
+    LIMIT $11
+)
+SELECT p.*, m.scan_floor, m.scanned
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN page p ON true
+LEFT JOIN LATERAL (
+    SELECT (array_agg(s.id ORDER BY s.id))[1] AS scan_floor, count(*) AS scanned
+    FROM (
+        SELECT job_id AS id FROM job_tags
+        WHERE app_id = $1 AND tag = $9 AND job_id < $2 AND job_id >= $3
+        ORDER BY job_id DESC
+        LIMIT $12
+    ) s
+    WHERE (SELECT count(*) FROM page) < $11
+) m ON true
+ORDER BY p.id DESC;
+
+-- name: list_jobs_by_state
+-- A queue state ($6: queued, sending, canceled), from the index of jobs not done.
+WITH page AS MATERIALIZED (
+    SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
+           j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at,
+           j.updated_at, j.sent_at, r.emails, r.kinds, r.statuses
+    FROM (
+        SELECT id FROM jobs
+        WHERE app_id = $1 AND state = $6 AND state <> 'done' AND id < $2 AND id >= $3
+        ORDER BY id DESC
+        LIMIT $12
+    ) s
+    JOIN jobs j ON j.id = s.id
+    CROSS JOIN LATERAL (
+        SELECT array_agg(m.email ORDER BY m.position) AS emails,
+               array_agg(m.kind ORDER BY m.position) AS kinds,
+               array_agg(m.status ORDER BY m.position) AS statuses
+        FROM messages m
+        WHERE m.job_id = j.id
+    ) r
+    WHERE j.app_id = $1
+      AND ($4::timestamptz IS NULL OR j.created_at >= $4)
+      AND ($5::timestamptz IS NULL OR j.created_at < $5)
+      AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
+      AND ($8::text IS NULL OR EXISTS (
+          SELECT 1 FROM messages x WHERE x.job_id = j.id AND x.email = $8))
+      AND ($9::text IS NULL OR j.tags @> ARRAY[$9::text])
+      AND ($10::text IS NULL OR j.idempotency_key = $10)
+    ORDER BY s.id DESC
+    LIMIT $11
+)
+SELECT p.*, m.scan_floor, m.scanned
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN page p ON true
+LEFT JOIN LATERAL (
+    SELECT (array_agg(s.id ORDER BY s.id))[1] AS scan_floor, count(*) AS scanned
+    FROM (
+        SELECT id FROM jobs
+        WHERE app_id = $1 AND state = $6 AND state <> 'done' AND id < $2 AND id >= $3
+        ORDER BY id DESC
+        LIMIT $12
+    ) s
+    WHERE (SELECT count(*) FROM page) < $11
+) m ON true
+ORDER BY p.id DESC;
+
+-- name: list_jobs_by_key
+WITH page AS MATERIALIZED (
+    SELECT j.id, j.state, j.attempts, j.run_at, j.last_error, j.metadata, j.tags,
+           j.idempotency_key, j.message ->> 'Subject' AS subject, j.created_at,
+           j.updated_at, j.sent_at, r.emails, r.kinds, r.statuses
+    FROM (
+        SELECT id FROM jobs
+        WHERE app_id = $1 AND idempotency_key = $10 AND id < $2 AND id >= $3
+        ORDER BY id DESC
+        LIMIT $12
+    ) s
+    JOIN jobs j ON j.id = s.id
+    CROSS JOIN LATERAL (
+        SELECT array_agg(m.email ORDER BY m.position) AS emails,
+               array_agg(m.kind ORDER BY m.position) AS kinds,
+               array_agg(m.status ORDER BY m.position) AS statuses
+        FROM messages m
+        WHERE m.job_id = j.id
+    ) r
+    WHERE j.app_id = $1
+      AND ($4::timestamptz IS NULL OR j.created_at >= $4)
+      AND ($5::timestamptz IS NULL OR j.created_at < $5)
+      AND ($6::text IS NULL OR derived_job_status(j.state, r.statuses, $7::text[]) = $6)
+      AND ($8::text IS NULL OR EXISTS (
+          SELECT 1 FROM messages x WHERE x.job_id = j.id AND x.email = $8))
+      AND ($9::text IS NULL OR j.tags @> ARRAY[$9::text])
+    ORDER BY s.id DESC
+    LIMIT $11
+)
+SELECT p.*, m.scan_floor, m.scanned
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN page p ON true
+LEFT JOIN LATERAL (
+    SELECT (array_agg(s.id ORDER BY s.id))[1] AS scan_floor, count(*) AS scanned
+    FROM (
+        SELECT id FROM jobs
+        WHERE app_id = $1 AND idempotency_key = $10 AND id < $2 AND id >= $3
+        ORDER BY id DESC
+        LIMIT $12
+    ) s
+    WHERE (SELECT count(*) FROM page) < $11
+) m ON true
+ORDER BY p.id DESC;
+
+-- name: cancel_job
+-- Cancel the app's job if it waits in the queue and no attempt's outcome is unknown (an
+-- earlier call may have reached Mailjet). The claim takes a job only `FOR UPDATE SKIP
+-- LOCKED` and `WHERE state = 'queued'`: whichever of the two locks the row first wins,
+-- the other finds it locked, or no longer queued once it may look again.
+UPDATE jobs
+SET state = 'canceled', locked_until = NULL, locked_by = NULL, updated_at = now()
+WHERE id = $1 AND app_id = $2 AND state = 'queued' AND NOT needs_lookup
+RETURNING id;
+
+-- name: job_state
+SELECT state, needs_lookup
+FROM jobs
+WHERE id = $1 AND app_id = $2;
+
+-- name: reschedule_job
+-- Move a scheduled job (queued, never attempted, not yet due) to $3, or to now if $3 has
+-- passed; NOTIFY the workers when it is due now. Answers its new run_at.
+WITH moved AS (
+    UPDATE jobs
+    SET run_at = greatest($3::timestamptz, now()), updated_at = now()
+    WHERE id = $1 AND app_id = $2 AND state = 'queued' AND attempts = 0 AND run_at > now()
+    RETURNING run_at
+), notified AS (
+    SELECT pg_notify('mailer_jobs', '') FROM moved WHERE run_at <= now()
+)
+SELECT run_at, (SELECT count(*) FROM notified) AS notified FROM moved;
+
+-- name: retry_job
+-- Put a job whose recipients failed back in the queue: the failed recipients queued
+-- again, the attempt count restarted, what the earlier round ended with appended to
+-- `history`. The first attempt looks the job up at Mailjet first (an earlier call may have
+-- gone through unanswered). NOTIFY the workers. Answers the job's id.
+WITH job AS (
+    SELECT j.id, j.attempts, j.last_error, j.updated_at
+    FROM jobs j
+    WHERE j.id = $1 AND j.app_id = $2 AND j.state IN ('done', 'failed')
+      AND EXISTS (SELECT 1 FROM messages m WHERE m.job_id = j.id AND m.status = 'failed')
+    FOR UPDATE
+), failed AS (
+    SELECT m.position, m.email, m.error
+    FROM messages m
+    JOIN job ON m.job_id = job.id
+    WHERE m.status = 'failed'
+), requeued AS (
+    UPDATE messages m
+    SET status = 'queued', error = NULL, updated_at = now()
+    FROM failed f
+    WHERE m.job_id = $1 AND m.position = f.position AND m.status = 'failed'
+), retried AS (
+    UPDATE jobs j
+    SET state = 'queued', run_at = now(), attempts = 0, needs_lookup = true,
+        last_error = NULL, locked_until = NULL, locked_by = NULL, sent_at = NULL,
+        retried_at = now(), updated_at = now(),
+        history = coalesce(j.history, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
+            'attempts', job.attempts,
+            'error', job.last_error,
+            'failed_at', job.updated_at,
+            'recipients', (SELECT jsonb_agg(jsonb_build_object('email', f.email,
+                                                               'error', f.error)
+                                            ORDER BY f.position)
+                           FROM failed f)))
+    FROM job
+    WHERE j.id = job.id
+    RETURNING j.id
+)
+SELECT id, pg_notify('mailer_jobs', '') FROM retried;

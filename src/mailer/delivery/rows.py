@@ -8,7 +8,18 @@ from typing import Any
 
 from mailer.db.rows import Column, Row
 
-__all__ = ["ClaimedRow", "FailedRecipient"]
+__all__ = [
+    "ClaimedRow",
+    "ExistingJob",
+    "FailedRecipient",
+    "JobDocument",
+    "JobMessage",
+    "JobRow",
+    "JobState",
+    "ListedJob",
+    "Rescheduled",
+    "StoredJob",
+]
 
 
 class ClaimedRow(Row):
@@ -20,6 +31,7 @@ class ClaimedRow(Row):
     message = Column[dict[str, Any]]()
     attempts = Column[int]()
     created_at = Column[datetime]()
+    retried_at = Column[datetime | None]()
     needs_lookup = Column[bool]()
     positions = Column[list[int] | None]()
     kinds = Column[list[str] | None]()
@@ -36,4 +48,84 @@ class FailedRecipient(Row):
     email = Column[str]()
     error = Column[dict[str, Any]]()
     metadata = Column[Any]()
+    tags = Column[list[str] | None]()
     failed_at = Column[datetime]()
+    retries = Column[int]()
+    """How often the app retried the job before (`POST /jobs/{id}/retry`)."""
+
+
+class StoredJob(Row):
+    """A job ``insert_jobs`` stored (``id`` None: the row that says it notified)."""
+
+    id = Column[uuid.UUID | None]()
+
+
+class ExistingJob(Row):
+    """A job found by its idempotency key (``jobs_by_idempotency_key``)."""
+
+    id = Column[uuid.UUID]()
+    app_id = Column[uuid.UUID]()
+    idempotency_key = Column[str]()
+    request_hash = Column[bytes | None]()
+
+
+class JobRow(Row):
+    """A job as its status document needs it (``job_status``, ``list_jobs``)."""
+
+    id = Column[uuid.UUID]()
+    state = Column[str]()
+    attempts = Column[int]()
+    run_at = Column[datetime]()
+    last_error = Column[Any]()
+    metadata = Column[Any]()
+    tags = Column[list[str] | None]()
+    created_at = Column[datetime]()
+    updated_at = Column[datetime]()
+    sent_at = Column[datetime | None]()
+
+
+class JobMessage(Row):
+    """One recipient of a job (``job_messages``)."""
+
+    position = Column[int]()
+    kind = Column[str]()
+    email = Column[str]()
+    status = Column[str]()
+    message_id = Column[int | None]()
+    error = Column[Any]()
+    updated_at = Column[datetime]()
+    merged = Column[list[dict[str, str]] | None]()
+
+
+class JobDocument(JobRow):
+    """A job with what its earlier rounds ended with (``job_status``)."""
+
+    history = Column[list[Any] | None]()
+
+
+class ListedJob(JobRow):
+    """A job of a `GET /jobs` page (``list_jobs`` …), its recipients as parallel arrays;
+    on a short page, how far the scan went (else null). A page that found no job is one
+    row of nulls but those two."""
+
+    idempotency_key = Column[str | None]()
+    subject = Column[str | None]()
+    emails = Column[list[str]]()
+    kinds = Column[list[str]]()
+    statuses = Column[list[str]]()
+    scan_floor = Column[uuid.UUID | None]()
+    scanned = Column[int | None]()
+
+
+class JobState(Row):
+    """Where a job stands in the queue (``job_state``)."""
+
+    state = Column[str]()
+    needs_lookup = Column[bool]()
+
+
+class Rescheduled(Row):
+    """A scheduled job moved (``reschedule_job``)."""
+
+    run_at = Column[datetime]()
+    notified = Column[int]()

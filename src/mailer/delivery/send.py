@@ -207,7 +207,7 @@ class Sender:
         for job in jobs:
             decision = self._policy.decide(
                 attempts_made=job.attempts,
-                first_queued_at=job.created_at,
+                first_queued_at=job.retried_at or job.created_at,
                 now=now,
                 retry_after=retry_after,
                 rng=self._rng,

@@ -33,6 +33,7 @@ async def claim(
             message=row.message,
             attempts=row.attempts,
             created_at=row.created_at,
+            retried_at=row.retried_at,
             needs_lookup=row.needs_lookup,
             recipients=[
                 Recipient(position, kind, email, status)
@@ -113,8 +114,10 @@ def _sends(outcome: Outcome) -> tuple[list[Any], ...]:
 def _failed_event(row: FailedRecipient) -> OutboxEvent:
     """The `email.failed` webhook event of a recipient `record_rejected` just failed."""
     return OutboxEvent(
-        # One per recipient: a recipient fails at most once (only a queued one can).
-        event_id=f"failed_{row.job_id}_{row.position}",
+        # One per recipient and round: a recipient fails at most once (only a queued one
+        # can) until the app retries the job.
+        event_id=f"failed_{row.job_id}_{row.position}"
+        + (f"_retry{row.retries}" if row.retries else ""),
         app_id=row.app_id,
         type=EMAIL_FAILED,
         occurred_at=row.failed_at,
@@ -123,6 +126,7 @@ def _failed_event(row: FailedRecipient) -> OutboxEvent:
         message_id=None,
         details={"error": row.error},
         metadata=row.metadata,
+        tags=row.tags,
     )
 
 

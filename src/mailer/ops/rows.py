@@ -1,50 +1,52 @@
-"""The rows the operations queries return (see `mailer.db.rows`)."""
+"""The rows the operators' queries return, typed (see :mod:`mailer.db.rows`)."""
 
 from __future__ import annotations
 
-import datetime as dt
+from datetime import datetime
 
 from mailer.db.rows import Column, Row
 
+__all__ = ["DueJobs", "JobStateCount", "LastPost", "RecentEventType", "Worker"]
 
-class WorkerRow(Row):
-    """One worker's heartbeat, with whether it counts as alive."""
+
+class Worker(Row):
+    """A worker with a heartbeat row (``workers``)."""
 
     id = Column[str]()
     host = Column[str]()
     pid = Column[int]()
     version = Column[str]()
-    started_at = Column[dt.datetime]()
-    last_seen_at = Column[dt.datetime]()
+    started_at = Column[datetime]()
+    last_seen_at = Column[datetime]()
     alive = Column[bool]()
     seen_seconds_ago = Column[float]()
 
 
-class StateCountRow(Row):
-    """How many jobs are in one queue state."""
+class JobStateCount(Row):
+    """How many jobs are in one state (``job_states``)."""
 
     state = Column[str]()
     jobs = Column[int]()
 
 
-class DueJobsRow(Row):
-    """Jobs due now, and the age of the oldest of them."""
+class DueJobs(Row):
+    """Jobs due now, and how long the oldest has waited (``due_jobs``)."""
 
     due = Column[int]()
     oldest_seconds = Column[float]()
 
 
-class EventTypeSeenRow(Row):
-    """When an event type was last received (None: a type Mailer did not understand)."""
+class RecentEventType(Row):
+    """The last event of one type among the latest (``recent_event_types``)."""
 
     type = Column[str | None]()
-    last_received = Column[dt.datetime]()
+    last_received = Column[datetime]()
     seconds_ago = Column[float]()
     seen = Column[int]()
 
 
-class LastPostRow(Row):
-    """When Mailjet last posted a callback."""
+class LastPost(Row):
+    """When Mailjet last posted a callback (``last_event_post``)."""
 
-    received_at = Column[dt.datetime]()
+    received_at = Column[datetime]()
     seconds_ago = Column[float]()

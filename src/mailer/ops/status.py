@@ -14,13 +14,13 @@ from mailer.db.queries import Queries
 from mailer.logs import describe
 from mailer.ops import heartbeat
 from mailer.ops.outage import is_unavailable
-from mailer.ops.rows import DueJobsRow, EventTypeSeenRow, LastPostRow, StateCountRow
+from mailer.ops.rows import DueJobs, JobStateCount, LastPost, RecentEventType
 
 Q = Queries("mailer.ops")
 
 # How many of the latest events `mailer status` looks through for the last one of each type.
 RECENT_EVENTS = 100_000
-JOB_STATES = ("queued", "sending", "done", "failed")
+JOB_STATES = ("queued", "sending", "done", "failed", "canceled")
 
 
 @dataclass
@@ -65,9 +65,9 @@ async def readiness(pool: asyncpg.Pool, *, timeout: float = 3.0) -> Readiness:
 async def status_report(conn: Conn) -> dict[str, Any]:
     """Everything `mailer status` shows, as plain data."""
     states = dict.fromkeys(JOB_STATES, 0)
-    for row in await conn.fetch(Q.job_states, record_class=StateCountRow):
+    for row in await conn.fetch(Q.job_states, record_class=JobStateCount):
         states[row.state] = row.jobs
-    due = await conn.fetchrow(Q.due_jobs, record_class=DueJobsRow)
+    due = await conn.fetchrow(Q.due_jobs, record_class=DueJobs)
     assert due is not None
     workers = [
         {
@@ -87,11 +87,9 @@ async def status_report(conn: Conn) -> dict[str, Any]:
             "last_received_at": r.last_received.isoformat(),
             "seconds_ago": round(r.seconds_ago, 1),
         }
-        for r in await conn.fetch(
-            Q.recent_event_types, RECENT_EVENTS, record_class=EventTypeSeenRow
-        )
+        for r in await conn.fetch(Q.recent_event_types, RECENT_EVENTS, record_class=RecentEventType)
     ]
-    post = await conn.fetchrow(Q.last_event_post, record_class=LastPostRow)
+    post = await conn.fetchrow(Q.last_event_post, record_class=LastPost)
     return {
         "jobs": states,
         "due_now": due.due,

@@ -28,6 +28,11 @@ _STRUCTURAL = frozenset(
 )
 
 
+# Tags of the email, as `tags` of `POST /queue`: one header per tag, or several
+# comma-separated (as Mailgun's X-Mailgun-Tag); not passed on to Mailjet.
+TAG_HEADER = "x-mailer-tag"
+
+
 class UnsupportedMessage(ValueError):
     """The message cannot be sent as one Mailer email; the text says why."""
 
@@ -74,7 +79,15 @@ def queue_body(message: EmailMessage, mail_from: str, rcpt_tos: Sequence[str]) -
     headers = _custom_headers(message)
     if headers:
         body["headers"] = headers
+    tags = _tags(message)
+    if tags:
+        body["tags"] = tags
     return body
+
+
+def _tags(message: Message) -> list[str]:
+    values = message.get_all(TAG_HEADER) or []
+    return [t.strip() for value in values for t in str(value).split(",") if t.strip()]
 
 
 def _addresses(message: Message, name: str) -> list[dict[str, str]]:
@@ -151,7 +164,12 @@ def _custom_headers(message: Message) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, value in message.items():
         lowered = name.lower()
-        if lowered in _STRUCTURAL or lowered in FORBIDDEN_HEADERS or lowered.startswith("content-"):
+        if (
+            lowered in _STRUCTURAL
+            or lowered in FORBIDDEN_HEADERS
+            or lowered == TAG_HEADER
+            or lowered.startswith("content-")
+        ):
             continue
         headers[name] = " ".join(str(value).split())
     return headers

@@ -25,6 +25,7 @@ import asyncpg
 
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
+from mailer.tracking.canceled import CANCELED
 from mailer.tracking.engagement import machine_fields
 from mailer.tracking.precedence import EventType
 from mailer.tracking.rows import FeedEvent, TimelineEvent
@@ -41,7 +42,8 @@ __all__ = [
 
 Q = Queries("mailer.tracking")
 
-EVENT_TYPES: frozenset[str] = frozenset(str(t) for t in EventType)
+EVENT_TYPES: frozenset[str] = frozenset({*(str(t) for t in EventType), CANCELED})
+"""The feed's event types: Mailjet's, and Mailer's own `canceled`."""
 _CURSOR = re.compile(r"^v1\.([0-9]{1,20})\.([0-9]{1,19})$")
 _UINT64 = 2**64 - 1
 _INT64 = 2**63 - 1
@@ -111,14 +113,14 @@ class EventFields(Protocol):
     def machine_reason(self) -> str | None: ...
 
 
-def event_view(row: EventFields, metadata: Any) -> dict[str, Any]:
+def event_view(row: EventFields, metadata: Any, tags: list[str] | None) -> dict[str, Any]:
     """One event as apps see it, in the feed and in a job's status timeline.
 
     Ids are strings: event ids are stable, MessageIDs exceed 2^53. ``status`` is the
     recipient status the event implies (``null`` for event types we do not know);
     the type-specific fields (``url``, ``error``, ``hard_bounce`` …) follow, and for opens
     and clicks whether a machine made them (``machine``, ``machine_reason``);
-    ``metadata`` is the job's, as the app gave it.
+    ``metadata`` and ``tags`` are the job's, as the app gave them (``[]``: no tags).
     """
     view: dict[str, Any] = {
         "id": str(row.id),
@@ -133,16 +135,17 @@ def event_view(row: EventFields, metadata: Any) -> dict[str, Any]:
     view.update(row.details)
     view.update(machine_fields(row.type, row.machine_reason))
     view["metadata"] = metadata
+    view["tags"] = tags or []
     return view
 
 
 async def job_timelines(
-    conn: Conn, job_id: uuid.UUID, metadata: Any
+    conn: Conn, job_id: uuid.UUID, metadata: Any, tags: list[str] | None
 ) -> dict[int, list[dict[str, Any]]]:
     """Each recipient's (by position) events of a job, oldest first."""
     timelines: dict[int, list[dict[str, Any]]] = {}
     for row in await conn.fetch(Q.job_events, job_id, record_class=TimelineEvent):
-        timelines.setdefault(row.position, []).append(event_view(row, metadata))
+        timelines.setdefault(row.position, []).append(event_view(row, metadata, tags))
     return timelines
 
 
@@ -164,9 +167,10 @@ async def read_feed(
     types: Sequence[str] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    tag: str | None = None,
 ) -> FeedPage:
     """The app's events after ``after``, at most ``limit``, optionally filtered by event
-    type and by event time (``since`` inclusive, ``until`` exclusive).
+    type, by event time (``since`` inclusive, ``until`` exclusive) and by a tag of the job.
 
     ``next_cursor`` is where the next page starts: the last event's position, or ``after``
     itself when the page is empty (poll again with it later).
@@ -180,11 +184,12 @@ async def read_feed(
         since,
         until,
         limit + 1,
+        tag,
         record_class=FeedEvent,
     )
     has_more = len(rows) > limit
     rows = rows[:limit]
-    events = [event_view(row, row.metadata) for row in rows]
+    events = [event_view(row, row.metadata, row.tags) for row in rows]
     cursor = after
     if rows:
         cursor = FeedCursor(int(rows[-1].feed_xid), rows[-1].id)

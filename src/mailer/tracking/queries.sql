@@ -188,7 +188,7 @@ ORDER BY position, occurred_at, rank NULLS FIRST, id;
 -- linking transaction is older than every transaction still running are served: no event
 -- can later appear before them, so a cursor never skips one (docs/tracking.md).
 SELECT e.id, e.feed_xid::text AS feed_xid, e.type, e.status, e.occurred_at, e.message_id,
-       e.email, e.is_test, e.details, e.machine_reason, e.job_id, j.metadata
+       e.email, e.is_test, e.details, e.machine_reason, e.job_id, j.metadata, j.tags
 FROM events e
 JOIN jobs j ON j.id = e.job_id
 WHERE e.app_id = $1
@@ -197,6 +197,7 @@ WHERE e.app_id = $1
   AND ($4::text[] IS NULL OR e.type = ANY($4::text[]))
   AND ($5::timestamptz IS NULL OR e.occurred_at >= $5)
   AND ($6::timestamptz IS NULL OR e.occurred_at < $6)
+  AND ($8::text IS NULL OR $8::text = ANY (j.tags))
 ORDER BY e.feed_xid, e.id
 LIMIT $7;
 
@@ -340,9 +341,30 @@ WHERE id = ANY($1::int8[]) AND job_id IS NOT NULL;
 -- name: stored_events
 -- Tracking events (the `events` table) linked to an app, as their webhooks need them.
 SELECT e.id, e.app_id, e.type, e.status, e.occurred_at, e.job_id, e.email,
-       nullif(e.message_id, 0) AS message_id, e.details, e.machine_reason, j.metadata
+       nullif(e.message_id, 0) AS message_id, e.details, e.machine_reason, j.metadata, j.tags
 FROM events e
 JOIN jobs j ON j.id = e.job_id
 WHERE e.id = ANY ($1::bigint[]) AND e.app_id IS NOT NULL AND e.status IS NOT NULL
   -- Most apps have no endpoint: don't build payloads nobody will be sent.
   AND EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.app_id = e.app_id AND w.enabled);
+
+-- name: insert_canceled_events
+-- Mailer's own `canceled` event for each recipient of job $1 not sent (still queued), in
+-- the events table beside Mailjet's, linked at once (no post, no MessageID); called in
+-- the transaction that cancels the job, which happens once. Answers them as webhooks
+-- need them.
+INSERT INTO events AS e (
+    post_id, dedupe_key, type, understood, status, occurred_at, time_estimated, message_id,
+    email, is_test, details, raw, app_id, job_id, position, feed_xid, linked_at
+)
+SELECT 0, sha256(convert_to('canceled:' || m.job_id || ':' || m.position, 'UTF8')),
+       'canceled', true, 'canceled', now(), false, 0, m.email, false, '{}', '{}', m.app_id,
+       m.job_id, m.position, pg_current_xact_id(), now()
+FROM messages m
+WHERE m.job_id = $1 AND m.status = 'queued'
+ORDER BY m.position
+ON CONFLICT (dedupe_key) DO NOTHING
+RETURNING e.id, e.app_id, e.type, e.status, e.occurred_at, e.job_id, e.email,
+          NULL::int8 AS message_id, e.details, e.machine_reason,
+          (SELECT j.metadata FROM jobs j WHERE j.id = e.job_id) AS metadata,
+          (SELECT j.tags FROM jobs j WHERE j.id = e.job_id) AS tags;

@@ -84,6 +84,7 @@ class FeedEvent(TimelineEvent):
 
     feed_xid = Column[str]()
     metadata = Column[Any]()
+    tags = Column[list[str] | None]()
 
 
 class StoredEvent(Row):
@@ -100,6 +101,7 @@ class StoredEvent(Row):
     details = Column[dict[str, Any] | None]()
     machine_reason = Column[str | None]()
     metadata = Column[Any]()
+    tags = Column[list[str] | None]()
 
 
 class Suppression(Row):

@@ -71,6 +71,7 @@ async def fan_out_stored(conn: Conn, event_ids: Sequence[int]) -> int:
                 message_id=row.message_id,
                 details={**(row.details or {}), **machine_fields(row.type, row.machine_reason)},
                 metadata=row.metadata,
+                tags=row.tags,
             )
         )
     return await outbox.fan_out(conn, events)

@@ -30,6 +30,7 @@ from mailer.db.queries import Queries
 
 __all__ = [
     "CHANNEL",
+    "EMAIL_CANCELED",
     "EMAIL_FAILED",
     "EVENT_TYPES",
     "OutboxEvent",
@@ -53,6 +54,9 @@ EMAIL_UNSUBSCRIBED = "email.unsubscribed"
 EMAIL_FAILED = "email.failed"
 """A recipient will not be sent: Mailjet refused the message, or our retries ran out. The
 send path emits it (not a Mailjet event); its `details` hold the error."""
+EMAIL_CANCELED = "email.canceled"
+"""The app canceled the job before it was sent (`POST /jobs/{id}/cancel`): one per
+recipient not sent. Mailer emits it, not Mailjet."""
 
 EVENT_TYPES: frozenset[str] = frozenset(
     {
@@ -65,6 +69,7 @@ EVENT_TYPES: frozenset[str] = frozenset(
         EMAIL_SPAM,
         EMAIL_UNSUBSCRIBED,
         EMAIL_FAILED,
+        EMAIL_CANCELED,
     }
 )
 """The event types an endpoint can subscribe to (which tracking status gives which is
@@ -86,6 +91,7 @@ class OutboxEvent:
         message_id: Mailjet's MessageID (sent as a string: it exceeds 2^53).
         details: the event's own fields (url, user agent, bounce error ...).
         metadata: the job's metadata, echoed back to the app.
+        tags: the job's tags, echoed back too (``[]`` in the payload when none).
     """
 
     event_id: int | str | uuid.UUID
@@ -97,6 +103,7 @@ class OutboxEvent:
     message_id: int | str | None
     details: Mapping[str, Any] = field(default_factory=dict)
     metadata: Any = None
+    tags: Sequence[str] | None = None
 
     @property
     def webhook_id(self) -> str:
@@ -119,6 +126,7 @@ def _body(event: OutboxEvent) -> str:
         "message_id": None if event.message_id is None else str(event.message_id),
         "details": dict(event.details),
         "metadata": event.metadata,
+        "tags": list(event.tags or ()),
     }
     return render_body(event.type, event.occurred_at, data)
 

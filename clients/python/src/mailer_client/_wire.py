@@ -104,11 +104,13 @@ def job_ids_of(body: Any) -> list[str]:
 
 def page_of(body: Any, key: str) -> Page:
     """A page from a cursor-paged answer whose items are under `key`."""
+    # `/jobs` names its cursor `next`; it and `/suppressions` have no `has_more`: their
+    # cursor is null on the last page.
+    cursor = body.get("next_cursor", body.get("next"))
     return Page(
         items=list(body.get(key, [])),
-        next_cursor=body.get("next_cursor"),
-        # `/suppressions` has no `has_more`: its cursor is null on the last page.
-        has_more=bool(body.get("has_more", body.get("next_cursor") is not None)),
+        next_cursor=cursor,
+        has_more=bool(body.get("has_more", cursor is not None)),
     )
 
 

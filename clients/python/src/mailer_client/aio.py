@@ -75,13 +75,18 @@ class AsyncClient:
         /,
         *,
         idempotency_key: str | None = None,
+        tags: Sequence[str] | None = None,
         **fields: Any,
     ) -> str:
         """Queue one email; return its job id once Mailer has stored it.
 
         The email is a mapping as `POST /queue` takes it and/or keyword fields (``from_``
-        for ``from``); addresses may be strings like ``"Ann <ann@example.org>"``.
+        for ``from``); addresses may be strings like ``"Ann <ann@example.org>"``. ``tags``
+        (at most 10, each 1-64 of letters, digits and ``_.:-``) come back in its status,
+        its events and webhooks, and filter ``jobs()`` and the feed.
         """
+        if tags is not None:
+            fields = {**fields, "tags": list(tags)}
         body = _wire.email_body(email, fields)
         key = idempotency_key or _wire.new_idempotency_key()
         answer = await self._call("POST", "/queue", json=body, headers={"Idempotency-Key": key})
@@ -99,6 +104,24 @@ class AsyncClient:
             headers={"Idempotency-Key": key},
         )
         return _wire.job_ids_of(answer)
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a scheduled or queued job (`ConflictError` when it is too late)."""
+        answer: dict[str, Any] = await self._call("POST", f"/jobs/{quote(job_id, safe='')}/cancel")
+        return answer
+
+    async def reschedule(self, job_id: str, send_at: datetime) -> dict[str, Any]:
+        """Move a scheduled job to `send_at` (`ConflictError` unless still scheduled)."""
+        path = f"/jobs/{quote(job_id, safe='')}"
+        answer: dict[str, Any] = await self._call(
+            "PATCH", path, json={"send_at": send_at.isoformat()}
+        )
+        return answer
+
+    async def retry(self, job_id: str) -> dict[str, Any]:
+        """Send a job whose recipients failed again (same job id, history kept)."""
+        answer: dict[str, Any] = await self._call("POST", f"/jobs/{quote(job_id, safe='')}/retry")
+        return answer
 
     async def status(self, job_id: str) -> dict[str, Any]:
         """The job's status document (recipients, attempts, events)."""

@@ -12,6 +12,7 @@ from mailer.api.deps import ReadApp, ServicesDep
 from mailer.api.errors import ApiError
 from mailer.api.models import FeedPage, IsoDateTime
 from mailer.api.responses import Json
+from mailer.delivery.email import MAX_TAG_LENGTH, TAG_PATTERN
 from mailer.tracking.feed import EVENT_TYPES, START, FeedCursor, InvalidCursor, read_feed
 
 router = APIRouter(tags=["tracking"])
@@ -56,15 +57,20 @@ async def feed(
     type: Annotated[list[Annotated[str, StringConstraints(pattern=_TYPES)]] | None, Query()] = None,
     since: IsoDateTime | None = None,
     until: IsoDateTime | None = None,
+    tag: Annotated[
+        str | None, Query(min_length=1, max_length=MAX_TAG_LENGTH, pattern=TAG_PATTERN)
+    ] = None,
 ) -> Json:
     """The app's tracking events, oldest first in a stable order, `limit` per page.
 
     Pass the answer's `next_cursor` as `after` to get the next page; when `has_more` is
     false you are caught up (poll again later with the same cursor). Every event appears
     exactly once across pages, also while new events arrive. Filters: `type` (repeatable
-    or comma-separated: sent, open, click, bounce, spam, blocked, unsub) and event time
-    (`since` inclusive, `until` exclusive, ISO 8601). Each event carries its job's
-    `metadata`; ids and Mailjet's `message_id` are strings.
+    or comma-separated: sent, open, click, bounce, spam, blocked, unsub, and Mailer's own
+    canceled) and event time
+    (`since` inclusive, `until` exclusive, ISO 8601) and `tag` (events of jobs with that
+    tag). Each event carries its job's `metadata` and `tags`; ids and Mailjet's
+    `message_id` are strings.
     """
     try:
         cursor = START if after is None else FeedCursor.decode(after)
@@ -78,6 +84,7 @@ async def feed(
         types=_types(type),
         since=_utc(since),
         until=_utc(until),
+        tag=tag,
     )
     return Json(
         {

@@ -1,0 +1,102 @@
+"""What an app can do to one of its jobs: cancel it, move its send time, retry it.
+
+Each is one guarded statement, so a worker claiming the job at the same moment and the app
+acting on it cannot both win: the loser sees the job's new state and the app gets it in
+its 409 (`TooLate`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from mailer.db.pool import Conn
+from mailer.db.queries import Queries
+from mailer.delivery.rows import JobState, Rescheduled
+from mailer.tracking.canceled import record_canceled
+
+__all__ = ["NotFound", "TooLate", "cancel", "reschedule", "retry"]
+
+Q = Queries("mailer.delivery")
+
+
+class NotFound(Exception):
+    """No such job for this app."""
+
+
+class TooLate(Exception):
+    """The job is past the point where this action applies; `state` is where it is."""
+
+    def __init__(self, state: str, message: str) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+async def _refusal(conn: Conn, app_id: uuid.UUID, job_id: uuid.UUID, why: str) -> TooLate:
+    """`TooLate` with the job's state as it is now (NotFound if it is not the app's)."""
+    row = await conn.fetchrow(Q.job_state, job_id, app_id, record_class=JobState)
+    if row is None:
+        raise NotFound(str(job_id))
+    return TooLate(row.state, f"the job is {row.state}: {why}")
+
+
+async def cancel(pool: asyncpg.Pool, app_id: uuid.UUID, job_id: uuid.UUID) -> None:
+    """Cancel a scheduled or queued job: it will never be sent. Its recipients get a
+    `canceled` event (feed, timeline, `email.canceled` webhooks) in the same transaction.
+
+    Raises:
+        NotFound: not one of the app's jobs.
+        TooLate: a worker holds it or it was sent, failed or canceled already; or an
+            earlier attempt's outcome is unknown (it may have reached Mailjet).
+    """
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            canceled = await conn.fetchval(Q.cancel_job, job_id, app_id)
+            if canceled is not None:
+                await record_canceled(conn, job_id)
+                return
+        row = await conn.fetchrow(Q.job_state, job_id, app_id, record_class=JobState)
+    if row is None:
+        raise NotFound(str(job_id))
+    if row.state == "queued" and row.needs_lookup:
+        raise TooLate(
+            row.state,
+            "an earlier attempt may have reached Mailjet; it is checked before any resend",
+        )
+    raise TooLate(row.state, f"the job is {row.state}: only a queued job can be canceled")
+
+
+async def reschedule(
+    pool: asyncpg.Pool, app_id: uuid.UUID, job_id: uuid.UUID, send_at: datetime
+) -> datetime:
+    """Move a scheduled job to `send_at` (now, if that has passed); answers its new time.
+
+    Raises:
+        NotFound: not one of the app's jobs.
+        TooLate: the job is not scheduled (due already, attempted, sent or canceled).
+    """
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            Q.reschedule_job, job_id, app_id, send_at, record_class=Rescheduled
+        )
+        if row is not None:
+            return row.run_at
+        raise await _refusal(conn, app_id, job_id, "only a scheduled job can be moved")
+
+
+async def retry(pool: asyncpg.Pool, app_id: uuid.UUID, job_id: uuid.UUID) -> None:
+    """Send a job whose recipients failed again: same job, its failed recipients queued
+    again, a new round of attempts; what the earlier round ended with stays in `history`.
+
+    Raises:
+        NotFound: not one of the app's jobs.
+        TooLate: the job has no failed recipient, or is still in the queue.
+    """
+    async with pool.acquire() as conn:
+        if await conn.fetchval(Q.retry_job, job_id, app_id) is not None:
+            return
+        raise await _refusal(
+            conn, app_id, job_id, "only a job with failed recipients can be retried"
+        )
