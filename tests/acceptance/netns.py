@@ -8,6 +8,7 @@ else (no route out). Needs root and `ip` (iproute2); `unavailable()` says why no
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
@@ -165,13 +166,33 @@ class Host:
         _run("ip", "-n", self.namespace, "link", "set", "eth0", "down")
 
 
+def free_subnet(pid: int) -> str:
+    """The first three octets of a 10.x.y.0/24 that no route of this machine overlaps,
+    starting from one derived from `pid` (so that concurrent runs differ)."""
+    routes = subprocess.run(
+        ["ip", "-4", "-o", "route", "show", "table", "all"], capture_output=True, text=True
+    ).stdout
+    taken = []
+    for line in routes.splitlines():
+        words = line.split()
+        destination = words[1] if words[0] in ("local", "broadcast", "unicast") else words[0]
+        if destination != "default":
+            taken.append(ipaddress.ip_network(destination, strict=False))
+    for step in range(10_000):
+        number = (pid + step * 7919) % 25_600
+        candidate = ipaddress.ip_network(f"10.{100 + number // 256}.{number % 256}.0/24")
+        if not any(candidate.overlaps(network) for network in taken):
+            return str(candidate.network_address).rsplit(".", 1)[0]
+    raise RuntimeError("no free 10.x.y.0/24 for a test network")
+
+
 class Network:
     """A bridge in the test's namespace and the hosts attached to it."""
 
     def __init__(self, workdir: Path) -> None:
         pid = os.getpid()
         self.tag = f"{_PREFIX}{pid}"
-        self.subnet = f"10.{100 + (pid >> 8) % 100}.{pid % 256}"
+        self.subnet = free_subnet(pid)
         self.gateway = f"{self.subnet}.1"
         self.bridge = f"{self.tag}br"
         self.workdir = workdir
