@@ -31,6 +31,8 @@ class Size:
     claims: int  # claims timed per backlog size
     soak_emails: int  # --long only
     soak_checkpoint: int  # the RSS reference point
+    sizing_seconds: float  # each enqueue phase of the sizing scenario
+    sizing_batches: int  # distinct batches of 500 its batch phase sends round
 
 
 FULL = Size(
@@ -56,6 +58,8 @@ FULL = Size(
     claims=40,
     soak_emails=200_000,
     soak_checkpoint=100_000,
+    sizing_seconds=5.0,
+    sizing_batches=200,
 )
 
 SMOKE = Size(
@@ -81,6 +85,8 @@ SMOKE = Size(
     claims=3,
     soak_emails=4_000,
     soak_checkpoint=1_000,
+    sizing_seconds=1.0,
+    sizing_batches=4,
 )
 
 SIZES = {s.name: s for s in (FULL, SMOKE)}
