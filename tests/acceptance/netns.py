@@ -33,10 +33,20 @@ def unavailable() -> str | None:
         if shutil.which(tool) is None:
             return f"`{tool}` is not installed (Debian: apt-get install iproute2 util-linux)"
     probe = f"{_PREFIX}{os.getpid()}probe"
-    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if made.returncode != 0:
-        return f"`ip netns add` failed: {made.stderr.strip()}"
-    subprocess.run(["ip", "netns", "delete", probe], capture_output=True)
+    steps = [
+        ["ip", "netns", "add", probe],
+        ["ip", "link", "add", probe, "type", "bridge"],
+        ["ip", "link", "add", f"{probe}v", "type", "veth", "peer", "name", "eth0", "netns", probe],
+    ]
+    try:
+        for step in steps:
+            made = subprocess.run(step, capture_output=True, text=True)
+            if made.returncode != 0:
+                return f"`{' '.join(step[:4])}` failed: {made.stderr.strip()}"
+    finally:
+        for undo in (["ip", "link", "delete", f"{probe}v"], ["ip", "link", "delete", probe]):
+            subprocess.run(undo, capture_output=True)
+        subprocess.run(["ip", "netns", "delete", probe], capture_output=True)
     return None
 
 

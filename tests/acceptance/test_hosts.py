@@ -11,6 +11,7 @@ the test's environment: none of them may write the data directory (no embedded d
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ BATCH = 100  # emails per POST /queue/batch; the batches alternate between the t
 PG_PORT = 5432
 API_PORT = 8000
 SIMULATOR_PORT = 8025
-DEADLINE_SECONDS = 100  # the whole test, start to finish
+BUDGET_SECONDS = 100  # every wait of the test shares it (it takes ~20 s)
 
 
 @pytest.fixture
@@ -42,8 +43,12 @@ def network(tmp_path: Path) -> Iterator[netns.Network]:
     if reason is not None:
         pytest.skip(f"multi-host test skipped: {reason}")
     tmp_path.chmod(0o755)  # PostgreSQL runs as its own user and must reach its data
-    with netns.network(tmp_path) as net:
-        yield net
+    try:
+        with netns.network(tmp_path) as net:
+            yield net
+    finally:
+        for pgdata in tmp_path.glob("pg-*/pgdata"):  # the logs stay, for a failure
+            shutil.rmtree(pgdata, ignore_errors=True)
 
 
 def start_postgres(host: netns.Host, clients: str) -> str:
@@ -70,8 +75,7 @@ def start_postgres(host: netns.Host, clients: str) -> str:
     return f"postgresql://postgres@{host.address}:{PG_PORT}/mailer"
 
 
-async def wait_for_database(dsn: str, host: netns.Host) -> None:
-    deadline = time.monotonic() + 30
+async def wait_for_database(dsn: str, host: netns.Host, deadline: float) -> None:
     while True:
         try:
             conn = await asyncpg.connect(dsn, timeout=2)
@@ -83,9 +87,10 @@ async def wait_for_database(dsn: str, host: netns.Host) -> None:
             return
 
 
-async def wait_until_ready(session: aiohttp.ClientSession, url: str, workers: int) -> None:
+async def wait_until_ready(
+    session: aiohttp.ClientSession, url: str, workers: int, deadline: float
+) -> None:
     """Until the API at `url` answers `/readyz` with `workers` live workers."""
-    deadline = time.monotonic() + 30
     body: object = None
     while time.monotonic() < deadline:
         try:
@@ -123,10 +128,11 @@ async def queue_through(session: aiohttp.ClientSession, apis: list[str], key: st
     return [job_id for ids in batches for job_id in ids]
 
 
-async def wait_mid_drain(conn: asyncpg.Connection, worker_pid: int, done_at_least: int) -> int:
+async def wait_mid_drain(
+    conn: asyncpg.Connection, worker_pid: int, done_at_least: int, deadline: float
+) -> int:
     """Until `done_at_least` jobs are done and the worker of process `worker_pid` holds
     leased jobs (calls in flight, or claimed ahead); how many it holds."""
-    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         done = await conn.fetchval("SELECT count(*) FROM jobs WHERE state = 'done'")
         held = await conn.fetchval(
@@ -140,8 +146,7 @@ async def wait_mid_drain(conn: asyncpg.Connection, worker_pid: int, done_at_leas
     raise AssertionError("the worker to remove never held jobs mid-drain")
 
 
-async def wait_until_done(conn: asyncpg.Connection, count: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_until_done(conn: asyncpg.Connection, count: int, deadline: float) -> None:
     while await conn.fetchval("SELECT count(*) FROM jobs WHERE state = 'done'") < count:
         if time.monotonic() > deadline:
             states = await conn.fetch("SELECT state, count(*) FROM jobs GROUP BY state")
@@ -162,13 +167,13 @@ async def simulator_messages(session: aiohttp.ClientSession, url: str) -> dict[s
 async def test_two_apis_two_workers_one_worker_host_lost_mid_drain(
     network: netns.Network,
 ) -> None:
-    started = time.monotonic()
+    deadline = time.monotonic() + BUDGET_SECONDS
     net = network
     pg, sim = net.add_host("pg"), net.add_host("sim")
     apis = [net.add_host("api1"), net.add_host("api2")]
     workers = [net.add_host("w1"), net.add_host("w2")]
     dsn = start_postgres(pg, f"{net.subnet}.0/24")
-    await wait_for_database(dsn, pg)
+    await wait_for_database(dsn, pg, deadline)
 
     def settings(host: netns.Host, **extra: str) -> dict[str, str]:
         return {
@@ -217,14 +222,14 @@ async def test_two_apis_two_workers_one_worker_host_lost_mid_drain(
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             for url in api_urls:
-                await wait_until_ready(session, url, workers=2)
+                await wait_until_ready(session, url, 2, deadline)
             job_ids = await queue_through(session, api_urls, app["api_key"])
 
             lost = workers[0]
-            held = await wait_mid_drain(conn, lost.processes[0].pid, done_at_least=EMAILS // 5)
+            held = await wait_mid_drain(conn, lost.processes[0].pid, EMAILS // 5, deadline)
             lost.cut()
             lost.kill()
-            await wait_until_done(conn, EMAILS, timeout=60)
+            await wait_until_done(conn, EMAILS, deadline)
             sent = await simulator_messages(session, simulator_url)
         recorded = await conn.fetch(
             "SELECT job_id::text, message_id::text, status FROM messages ORDER BY job_id"
@@ -241,4 +246,3 @@ async def test_two_apis_two_workers_one_worker_host_lost_mid_drain(
     assert held > 0 and taken_over > 0, "no job of the lost worker was taken over"
     for host in (*apis, *workers):
         assert not (host.home / "data").exists(), f"{host.name} wrote a local data directory"
-    assert time.monotonic() - started < DEADLINE_SECONDS
