@@ -1,7 +1,7 @@
 """Hosts of a test network: Linux network namespaces on one bridge, made and removed by a test.
 
-Each `Host` is a namespace with one veth link to a bridge in the test's own namespace, and a
-private address on a /24 chosen from the test's pid (runs at the same time do not collide).
+Each `Host` is a namespace with one veth link to a bridge in the test's own namespace, a
+host name of its own (its processes run in a UTS namespace), and a private address on a /24 chosen from the test's pid (runs at the same time do not collide).
 The test process reaches every host over the bridge; hosts reach each other and nothing
 else (no route out). Needs root and `ip` (iproute2); `unavailable()` says why not.
 """
@@ -29,7 +29,7 @@ def unavailable() -> str | None:
     """Why network namespaces cannot be made here, or None when they can."""
     if os.geteuid() != 0:
         return "network namespaces need root"
-    for tool in ("ip", "runuser"):
+    for tool in ("ip", "runuser", "unshare"):
         if shutil.which(tool) is None:
             return f"`{tool}` is not installed (Debian: apt-get install iproute2 util-linux)"
     probe = f"{_PREFIX}{os.getpid()}probe"
@@ -93,9 +93,11 @@ class Host:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def command(self, argv: Sequence[str], *, user: str | None = None) -> list[str]:
-        """`argv` as run inside this host (as `user`, else root)."""
+        """`argv` as run inside this host (as `user`, else root), under the host's own
+        host name (a UTS namespace). Each step execs the next: the process id stays."""
         inside = ["runuser", "-u", user, "--", *argv] if user else list(argv)
-        return ["ip", "netns", "exec", self.namespace, *inside]
+        named = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', self.name]
+        return ["ip", "netns", "exec", self.namespace, *named, *inside]
 
     def start(
         self,

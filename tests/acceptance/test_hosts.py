@@ -129,16 +129,16 @@ async def queue_through(session: aiohttp.ClientSession, apis: list[str], key: st
 
 
 async def wait_mid_drain(
-    conn: asyncpg.Connection, worker_pid: int, done_at_least: int, deadline: float
+    conn: asyncpg.Connection, worker_host: str, done_at_least: int, deadline: float
 ) -> int:
-    """Until `done_at_least` jobs are done and the worker of process `worker_pid` holds
-    leased jobs (calls in flight, or claimed ahead); how many it holds."""
+    """Until `done_at_least` jobs are done and the worker on `worker_host` holds leased
+    jobs (calls in flight, or claimed ahead); how many it holds."""
     while time.monotonic() < deadline:
         done = await conn.fetchval("SELECT count(*) FROM jobs WHERE state = 'done'")
         held = await conn.fetchval(
             """SELECT count(*) FROM jobs JOIN worker_heartbeats w ON w.id = jobs.locked_by
-               WHERE jobs.state = 'sending' AND w.pid = $1""",
-            worker_pid,
+               WHERE jobs.state = 'sending' AND w.host = $1""",
+            worker_host,
         )
         if done >= done_at_least and held > 0:
             return int(held)
@@ -226,7 +226,9 @@ async def test_two_apis_two_workers_one_worker_host_lost_mid_drain(
             job_ids = await queue_through(session, api_urls, app["api_key"])
 
             lost = workers[0]
-            held = await wait_mid_drain(conn, lost.processes[0].pid, EMAILS // 5, deadline)
+            hosts = await conn.fetch("SELECT host FROM worker_heartbeats ORDER BY host")
+            assert [row["host"] for row in hosts] == ["w1", "w2"]  # seen as two machines
+            held = await wait_mid_drain(conn, lost.name, EMAILS // 5, deadline)
             lost.cut()
             lost.kill()
             await wait_until_done(conn, EMAILS, deadline)
