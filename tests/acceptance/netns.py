@@ -1,9 +1,11 @@
 """Hosts of a test network: Linux network namespaces on one bridge, made and removed by a test.
 
 Each `Host` is a namespace with one veth link to a bridge in the test's own namespace, a
-host name of its own (its processes run in a UTS namespace), and a private address on a /24 chosen from the test's pid (runs at the same time do not collide).
-The test process reaches every host over the bridge; hosts reach each other and nothing
-else (no route out). Needs root and `ip` (iproute2); `unavailable()` says why not.
+host name of its own (its processes run in a UTS namespace) and a private address on a
+10.x.y.0/24 that no route of the machine overlaps, picked from the test's pid (runs at the
+same time do not collide). The test process reaches every host over the bridge; hosts
+reach each other and nothing else (no route out). Needs root, `ip` (iproute2), `runuser`
+and `unshare` (util-linux); `unavailable()` says why not.
 """
 
 from __future__ import annotations
