@@ -15,6 +15,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -164,75 +165,89 @@ async def simulator_messages(session: aiohttp.ClientSession, url: str) -> dict[s
     return by_job
 
 
-async def test_two_apis_two_workers_one_worker_host_lost_mid_drain(
-    network: netns.Network,
-) -> None:
-    deadline = time.monotonic() + BUDGET_SECONDS
-    net = network
-    pg, sim = net.add_host("pg"), net.add_host("sim")
+@dataclass
+class Deployment:
+    """Mailer started on the hosts of a test network, as an operator would."""
+
+    apis: list[netns.Host]
+    workers: list[netns.Host]
+    api_key: str
+    simulator_url: str
+
+    @property
+    def api_urls(self) -> list[str]:
+        return [f"http://{host.address}:{API_PORT}" for host in self.apis]
+
+
+def deploy(net: netns.Network, dsn: str) -> Deployment:
+    """Migrate and create an app from the first API host, then start the simulator, both
+    APIs and both workers, each configured by its environment only."""
+    sim = net.add_host("sim")
     apis = [net.add_host("api1"), net.add_host("api2")]
     workers = [net.add_host("w1"), net.add_host("w2")]
-    dsn = start_postgres(pg, f"{net.subnet}.0/24")
-    await wait_for_database(dsn, pg, deadline)
 
     def settings(host: netns.Host, **extra: str) -> dict[str, str]:
+        data_dir = str(host.home / "data")
         return {
             "DATABASE_URL": dsn,
-            "MAILER_DATA_DIR": str(host.home / "data"),
+            "MAILER_DATA_DIR": data_dir,
             "MAILER_LOG_LEVEL": "warning",
-            **extra,
-        }
+        } | extra
 
     apis[0].run([*MAILER, "migrate"], settings(apis[0]))
     app = orjson.loads(
         apis[0].run([*MAILER, "apps", "create", "shop", "--json"], settings(apis[0]))
     )
-    simulator_url = f"http://{sim.address}:{SIMULATOR_PORT}"
     sim.start(
         [*MAILER, "simulator", "--host", sim.address, "--port", str(SIMULATOR_PORT),
          "--no-events", "--latency-ms", "250", "--private-network"],
         {},
         log_name="simulator",
     )  # fmt: skip
+    # Mailjet posts its events to whichever API the balancer picks: the same credentials.
+    events = {"MAILER_EVENTS_USER": "mailjet", "MAILER_EVENTS_PASSWORD": "same-on-all"}
     for host in apis:
-        # Mailjet posts its events to whichever API the balancer picks: the same credentials.
-        events = {"MAILER_EVENTS_USER": "mailjet", "MAILER_EVENTS_PASSWORD": "same-on-all"}
-        host.start(
-            [*MAILER, "api", "--host", host.address, "--port", str(API_PORT)],
-            settings(host, **events),
-            log_name="api",
-        )
+        argv = [*MAILER, "api", "--host", host.address, "--port", str(API_PORT)]
+        host.start(argv, settings(host, **events), log_name="api")
+    simulator_url = f"http://{sim.address}:{SIMULATOR_PORT}"
+    # Small concurrency and a short lease: the drain lasts seconds, the take-over too.
+    sending = {
+        "MAILJET_API_URL": simulator_url,
+        "MAILER_WORKER_CONCURRENCY": "2",
+        "MAILER_CLAIM_BATCH": "100",
+        "MAILER_LEASE_SECONDS": "8",
+        "MAILER_MAILJET_TIMEOUT": "2",
+        "MAILER_POLL_INTERVAL": "0.5",
+    }
     for host in workers:
-        host.start(
-            [*MAILER, "worker"],
-            settings(
-                host,
-                MAILJET_API_URL=simulator_url,
-                MAILER_WORKER_CONCURRENCY="2",
-                MAILER_CLAIM_BATCH="100",
-                MAILER_LEASE_SECONDS="8",
-                MAILER_MAILJET_TIMEOUT="2",
-                MAILER_POLL_INTERVAL="0.5",
-            ),
-            log_name="worker",
-        )
-    api_urls = [f"http://{host.address}:{API_PORT}" for host in apis]
+        host.start([*MAILER, "worker"], settings(host, **sending), log_name="worker")
+    return Deployment(apis, workers, app["api_key"], simulator_url)
+
+
+async def test_two_apis_two_workers_one_worker_host_lost_mid_drain(
+    network: netns.Network,
+) -> None:
+    deadline = time.monotonic() + BUDGET_SECONDS
+    pg = network.add_host("pg")
+    dsn = start_postgres(pg, f"{network.subnet}.0/24")
+    await wait_for_database(dsn, pg, deadline)
+    mailer = deploy(network, dsn)
 
     conn = await asyncpg.connect(dsn)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            for url in api_urls:
+            for url in mailer.api_urls:
                 await wait_until_ready(session, url, 2, deadline)
-            job_ids = await queue_through(session, api_urls, app["api_key"])
+            job_ids = await queue_through(session, mailer.api_urls, mailer.api_key)
 
-            lost = workers[0]
+            lost = mailer.workers[0]
             hosts = await conn.fetch("SELECT host FROM worker_heartbeats ORDER BY host")
             assert [row["host"] for row in hosts] == ["w1", "w2"]  # seen as two machines
             held = await wait_mid_drain(conn, lost.name, EMAILS // 5, deadline)
             lost.cut()
             lost.kill()
             await wait_until_done(conn, EMAILS, deadline)
-            sent = await simulator_messages(session, simulator_url)
+            sent = await simulator_messages(session, mailer.simulator_url)
         recorded = await conn.fetch(
             "SELECT job_id::text, message_id::text, status FROM messages ORDER BY job_id"
         )
@@ -246,5 +261,5 @@ async def test_two_apis_two_workers_one_worker_host_lost_mid_drain(
     assert {row["job_id"]: [row["message_id"]] for row in recorded} == sent
     assert {row["status"] for row in recorded} == {"accepted"}
     assert held > 0 and taken_over > 0, "no job of the lost worker was taken over"
-    for host in (*apis, *workers):
+    for host in (*mailer.apis, *mailer.workers):
         assert not (host.home / "data").exists(), f"{host.name} wrote a local data directory"
