@@ -239,6 +239,23 @@ async def send_through(url: str, key: str, processes: Processes) -> list[str]:
             return [job["job_id"] for job in (await response.json())["jobs"]]
 
 
+async def wait_listening(dsn: str) -> None:
+    """Until a server connection of the database has run LISTEN (the worker's, through
+    PgBouncer): from then on an enqueue's NOTIFY is the worker's only wake-up."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + 30
+        query = (
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query ILIKE 'LISTEN%'"
+        )
+        while not await conn.fetchval(query):
+            assert time.monotonic() < deadline, "the worker never listened"
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+
+
 async def wait_until_sent(dsn: str, count: int, seconds: float) -> None:
     conn = await asyncpg.connect(dsn)
     try:
@@ -279,6 +296,7 @@ async def test_mailer_works_behind_pgbouncer(
             api_port = _free_port()
             mailer.start("api", "--port", str(api_port))
             mailer.start("worker")
+            await wait_listening(direct)
             job_ids = await send_through(f"http://127.0.0.1:{api_port}", key, mailer)
             await wait_until_sent(direct, EMAILS, seconds=POLL_SECONDS / 2)
         finally:
