@@ -34,6 +34,8 @@ class Size:
     page_runs: int  # times each page is read (the median is reported)
     soak_emails: int  # --long only
     soak_checkpoint: int  # the RSS reference point
+    sizing_seconds: float  # each enqueue phase of the sizing scenario
+    sizing_batches: int  # distinct batches of 500 its batch phase sends round
 
 
 FULL = Size(
@@ -62,6 +64,8 @@ FULL = Size(
     page_runs=21,
     soak_emails=200_000,
     soak_checkpoint=100_000,
+    sizing_seconds=5.0,
+    sizing_batches=200,
 )
 
 SMOKE = Size(
@@ -90,6 +94,8 @@ SMOKE = Size(
     page_runs=3,
     soak_emails=4_000,
     soak_checkpoint=1_000,
+    sizing_seconds=1.0,
+    sizing_batches=4,
 )
 
 SIZES = {s.name: s for s in (FULL, SMOKE)}

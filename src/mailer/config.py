@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     mj_apikey_public: str | None = Field(default=None, validation_alias="MJ_APIKEY_PUBLIC")
     mj_apikey_private: SecretStr | None = Field(default=None, validation_alias="MJ_APIKEY_PRIVATE")
     mailjet_api_url: str = Field(default=DEFAULT_MAILJET_URL, validation_alias="MAILJET_API_URL")
+    # Behind PgBouncer in transaction mode (docs/deployment.md): where the worker LISTENs
+    # (a connection that keeps its session), and no named prepared statements.
+    listen_database_url: str | None = None
+    statement_cache_size: int = Field(default=100, ge=0, le=10_000)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -80,6 +84,12 @@ class Settings(BaseSettings):
             ("postgresql://", "postgres://")
         ):
             raise ValueError("DATABASE_URL must start with postgresql:// or postgres://")
+        if self.listen_database_url is not None and not self.listen_database_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError(
+                "MAILER_LISTEN_DATABASE_URL must start with postgresql:// or postgres://"
+            )
         if not self.mailjet_api_url.startswith(("http://", "https://")):
             raise ValueError("MAILJET_API_URL must be an http(s) URL")
         if (self.smtp_tls_cert is None) != (self.smtp_tls_key is None):
@@ -95,6 +105,10 @@ class Settings(BaseSettings):
         """What is configured, for the start-up log line: no secrets, no credentials."""
         return {
             "database": "embedded" if self.database_url is None else safe_dsn(self.database_url),
+            "listen_database": None
+            if self.listen_database_url is None
+            else safe_dsn(self.listen_database_url),
+            "statement_cache_size": self.statement_cache_size,
             "mailjet": "simulator" if self.uses_simulator else self.mailjet_api_url,
             "worker_concurrency": self.worker_concurrency,
             "claim_batch": self.claim_batch,

@@ -17,7 +17,7 @@ from mailer.config import DEFAULT_MAILJET_URL, Settings, safe_dsn
 from mailer.db import migrate
 from mailer.db.embedded import EmbeddedPostgres
 from mailer.db.housekeeping import Housekeeping
-from mailer.db.pool import connect
+from mailer.db.pool import connect, use_statement_cache
 from mailer.delivery.retry import RetryPolicy
 from mailer.delivery.send import Sender
 from mailer.delivery.worker import JOBS_CHANNEL, Worker
@@ -82,7 +82,10 @@ def configured_mailjet(settings: Settings) -> MailjetTarget:
 
 @contextlib.contextmanager
 def database(settings: Settings) -> Iterator[str]:
-    """The DSN to use: DATABASE_URL, or the embedded server started for the duration."""
+    """The DSN to use: DATABASE_URL, or the embedded server started for the duration.
+
+    Every command passes here first: its connections follow MAILER_STATEMENT_CACHE_SIZE."""
+    use_statement_cache(settings.statement_cache_size)
     if settings.database_url is not None:
         yield settings.database_url
         return
@@ -144,6 +147,18 @@ def check_port(host: str, port: int) -> None:
             ) from None
 
 
+async def _warn_if_jit_on(conn: asyncpg.Connection, where: str) -> None:
+    """Mailer asks for `jit = off` when it connects; a pooler that drops the start-up
+    parameter (PgBouncer's ignore_startup_parameters) leaves JIT on, which costs ~100 ms on
+    a claim whose estimated cost crosses jit_above_cost."""
+    if await conn.fetchval("SHOW jit") == "on":
+        log.warning(
+            "JIT is on for Mailer's connections (a connection pooler dropped jit=off?): "
+            "ALTER DATABASE … SET jit = off",
+            extra={"action": "jit_on", "database": where},
+        )
+
+
 async def check_database(dsn: str, *, migrations: bool = True, timeout: float = 10.0) -> None:
     """Raise `StartupError` unless the database answers within `timeout` seconds (and, with
     `migrations`, has every migration applied)."""
@@ -160,6 +175,14 @@ async def check_database(dsn: str, *, migrations: bool = True, timeout: float = 
             f"DATABASE_URL: {exc} (on {where}): create it (createdb), or fix the database "
             "name in DATABASE_URL"
         ) from None
+    except asyncpg.ProtocolViolationError as exc:
+        if "startup parameter" not in str(exc):
+            raise StartupError(f"DATABASE_URL: {where}: {describe(exc)}") from None
+        raise StartupError(
+            f"DATABASE_URL: the connection pooler at {where} refused a start-up parameter "
+            f"({describe(exc)}): add `jit` to PgBouncer's ignore_startup_parameters and run "
+            "ALTER DATABASE … SET jit = off (docs/deployment.md, PgBouncer)"
+        ) from None
     except asyncpg.InvalidAuthorizationSpecificationError as exc:
         raise StartupError(
             f"DATABASE_URL: PostgreSQL at {where} refused the login ({describe(exc)}): fix the "
@@ -171,6 +194,7 @@ async def check_database(dsn: str, *, migrations: bool = True, timeout: float = 
             "it, or set DATABASE_URL to a reachable server"
         ) from None
     try:
+        await _warn_if_jit_on(conn, where)
         if migrations:
             await migrate.check(conn)
     except migrate.PendingMigrations as exc:
@@ -197,8 +221,9 @@ async def running_worker(
         target.secret_key,
         timeout=ClientTimeouts(total=settings.mailjet_timeout),
     )
-    # One LISTEN connection wakes both of the process's queues.
-    wakeup = Wakeup(dsn, (JOBS_CHANNEL, WEBHOOK_CHANNEL))
+    # One LISTEN connection wakes both of the process's queues; LISTEN needs a connection
+    # that keeps its session, which PgBouncer's transaction mode does not give.
+    wakeup = Wakeup(settings.listen_database_url or dsn, (JOBS_CHANNEL, WEBHOOK_CHANNEL))
     await wakeup.start()
     worker = Worker(
         pool,

@@ -8,7 +8,7 @@ import asyncpg
 
 from mailer.apps.store import KeyVerifier
 from mailer.config import Settings
-from mailer.db.pool import create_pool
+from mailer.db.pool import create_pool, use_statement_cache
 from mailer.delivery.enqueue import Enqueuer
 
 
@@ -24,6 +24,8 @@ class Services:
     @classmethod
     async def open(cls, settings: Settings, dsn: str, *, pool_size: int = 10) -> Services:
         """Connect and start the background writers."""
+        # Here too, not only in `runtime.database`: `mailer api --workers N` spawns processes.
+        use_statement_cache(settings.statement_cache_size)
         pool = await create_pool(dsn, min_size=2, max_size=pool_size)
         enqueuer = Enqueuer(pool)
         await enqueuer.start()

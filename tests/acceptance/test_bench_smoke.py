@@ -33,6 +33,9 @@ def test_bench_smoke_runs_and_delivers_every_email_once(server_dsn: str, tmp_pat
     scenarios = {row["scenario"] for row in report["rows"]}
     assert {"single", "batch", "delivery", "events", "latency", "backlog"} <= scenarios, output
     assert not [r for r in report["rows"] if r["measure"] == "scenario failed"], output
+    if Path("/proc/self/stat").exists():  # sizing reads CPU times there
+        sizing = [r for r in report["rows"] if r["scenario"] == "sizing"]
+        assert len(sizing) == 6 and all(r["value"] > 0 for r in sizing), output
     checks = report["checks"]
     # Counted by the simulator: each queued email's CustomID was accepted once, none twice.
     assert checks["delivery: every email sent exactly once"] is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -36,6 +37,21 @@ async def test_migrations_from_empty_and_again(server_dsn: str) -> None:
         assert first == [f"{m.version:04d}_{m.name}" for m in migrate.available_migrations()]
         assert await apply_migrations(dsn) == []
         await check_migrations(dsn)
+    finally:
+        await admin_execute(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_concurrent_migrations_apply_each_one_once(server_dsn: str) -> None:
+    name = f"mailer_migrate_together_{os.getpid()}"
+    await admin_execute(
+        server_dsn, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"'
+    )
+    try:
+        runs = await asyncio.gather(
+            *(apply_migrations(with_database(server_dsn, name)) for _ in range(3))
+        )
+        every = [f"{m.version:04d}_{m.name}" for m in migrate.available_migrations()]
+        assert sorted(n for run in runs for n in run) == every
     finally:
         await admin_execute(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -81,11 +81,21 @@ def test_settings_describe_names_no_secret() -> None:
         mj_apikey_private=SecretStr("very-secret"),
         events_user="u",
         events_password=SecretStr("also-secret"),
+        listen_database_url="postgresql://mailer:listen-secret@db.example:5432/mail",
     )
     described = str(settings.describe())
-    assert "db.example:6432/mail" in described
-    for secret in ("hunter2", "very-secret", "also-secret", "mailer:"):
+    assert "db.example:6432/mail" in described and "db.example:5432/mail" in described
+    for secret in ("hunter2", "very-secret", "also-secret", "listen-secret", "mailer:"):
         assert secret not in described
+
+
+def test_pgbouncer_settings_are_checked() -> None:
+    assert Settings().statement_cache_size == 100 and Settings().listen_database_url is None
+    assert Settings(statement_cache_size=0).statement_cache_size == 0
+    with pytest.raises(ValueError, match="MAILER_LISTEN_DATABASE_URL"):
+        Settings(listen_database_url="mysql://db/mail")
+    with pytest.raises(ValueError):
+        Settings(statement_cache_size=-1)
 
 
 def test_activity_counts_are_taken_and_reset() -> None:

@@ -210,3 +210,13 @@ def test_simulator_listens_on_loopback_only() -> None:
     for host in ("0.0.0.0", "192.0.2.1", "example.org"):
         with pytest.raises(ValueError):
             SimulatorConfig(host=host)
+
+
+def test_a_private_address_only_when_asked_and_never_a_wildcard() -> None:
+    for host in ("10.1.2.3", "192.168.0.5", "fd00::5"):
+        with pytest.raises(ValueError):
+            SimulatorConfig(host=host)
+        assert SimulatorConfig(host=host, private_network=True).host == host
+    for host in ("0.0.0.0", "::", "8.8.8.8", "example.org"):
+        with pytest.raises(ValueError):
+            SimulatorConfig(host=host, private_network=True)

@@ -310,6 +310,12 @@ def migrate() -> None:
 @click.option("--events/--no-events", default=True, show_default=True, help="Post tracking events.")
 @click.option("--event-delay-ms", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option("--event-retry-seconds", type=click.FloatRange(min=0, min_open=True), default=30.0)
+@click.option(
+    "--private-network",
+    is_flag=True,
+    help="Allow a private --host (10.x, 192.168.x, fd00::/8), e.g. on a test network of "
+    "network namespaces. Its /_sim control routes have no auth: never on a shared network.",
+)
 def simulator(
     host: str,
     port: int,
@@ -317,6 +323,7 @@ def simulator(
     events: bool,
     event_delay_ms: float,
     event_retry_seconds: float,
+    private_network: bool,
 ) -> None:
     """Run the Mailjet-compatible simulator (for demos, tests and benchmarks).
 
@@ -337,4 +344,5 @@ def simulator(
         events=EventsConfig(
             enabled=events, delay_ms=event_delay_ms, retry_interval=event_retry_seconds
         ),
+        private_network=private_network,
     )

@@ -52,9 +52,13 @@ async def applied_versions(conn: asyncpg.Connection) -> set[int]:
 
 
 async def migrate(conn: asyncpg.Connection) -> list[Migration]:
-    """Apply every pending migration, each in its own transaction; return those applied."""
-    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
-    try:
+    """Apply every pending migration, each in its own transaction; return those applied.
+
+    Each transaction takes a transaction-scoped advisory lock and only then reads what is
+    applied, so concurrent runs apply each migration once; no session state is needed, so
+    it also works through PgBouncer in transaction mode."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
         await conn.execute(
             """
             CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -64,22 +68,20 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
             )
             """
         )
-        done = await applied_versions(conn)
-        applied = []
-        for migration in available_migrations():
-            if migration.version in done:
+    applied = []
+    for migration in available_migrations():
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+            if migration.version in await applied_versions(conn):
                 continue
-            async with conn.transaction():
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                    migration.version,
-                    migration.name,
-                )
-            applied.append(migration)
-        return applied
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+            await conn.execute(migration.sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                migration.version,
+                migration.name,
+            )
+        applied.append(migration)
+    return applied
 
 
 async def check(conn: asyncpg.Connection) -> None:

@@ -58,6 +58,23 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
+DEFAULT_STATEMENT_CACHE_SIZE = 100  # asyncpg's own default
+
+
+class _ProcessOptions:
+    """What every connection this process opens is made with (set once at start)."""
+
+    statement_cache_size = DEFAULT_STATEMENT_CACHE_SIZE
+
+
+def use_statement_cache(size: int) -> None:
+    """Set how many named prepared statements each new connection keeps (asyncpg's
+    statement cache; MAILER_STATEMENT_CACHE_SIZE). 0: none, every query is prepared unnamed
+    and used at once, which PgBouncer in transaction mode (before 1.21's
+    `max_prepared_statements`) needs. Called where a process reads its settings."""
+    _ProcessOptions.statement_cache_size = size
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     """Open a connection pool to `dsn`."""
     pool = await asyncpg.create_pool(
@@ -68,6 +85,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
         reset=_keep_session,
         command_timeout=60,
         server_settings=SERVER_SETTINGS,
+        statement_cache_size=_ProcessOptions.statement_cache_size,
     )
     assert pool is not None
     return pool
@@ -75,6 +93,10 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
 
 async def connect(dsn: str) -> asyncpg.Connection:
     """Open one connection (for migrations, LISTEN and the CLI)."""
-    conn: asyncpg.Connection = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
+    conn: asyncpg.Connection = await asyncpg.connect(
+        dsn,
+        server_settings=SERVER_SETTINGS,
+        statement_cache_size=_ProcessOptions.statement_cache_size,
+    )
     await init_connection(conn)
     return conn

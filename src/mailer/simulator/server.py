@@ -47,15 +47,24 @@ _KEEP_ALIVE_SECONDS = 75  # longer than clients keep idle connections: no stale-
 _GRACEFUL_SHUTDOWN_SECONDS = 2
 
 
-def _require_loopback(host: str) -> None:
+def _require_loopback(host: str, *, private_network: bool = False) -> None:
+    """Refuse an address others could reach: the control surface (``/_sim``) has no auth.
+
+    ``private_network`` also allows one private address (RFC 1918, IPv6 ULA), for a test
+    network of the machine's own such as network namespaces; never a wildcard."""
     if host == "localhost":
         return
     try:
-        loopback = ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
-        loopback = False
-    if not loopback:
-        raise ValueError(f"the simulator only listens on loopback addresses, not {host!r}")
+        address = None
+    if address is not None and address.is_loopback:
+        return
+    if private_network and address is not None and address.is_private:
+        if not address.is_unspecified:
+            return
+    where = "loopback or private addresses" if private_network else "loopback addresses"
+    raise ValueError(f"the simulator only listens on {where}, not {host!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +82,10 @@ class SimulatorConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     first_message_id: int = field(default_factory=fresh_first_message_id)
     events: EventsConfig = field(default_factory=EventsConfig)
+    private_network: bool = False
 
     def __post_init__(self) -> None:
-        _require_loopback(self.host)
+        _require_loopback(self.host, private_network=self.private_network)
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be between 0 and 65535")
 
@@ -237,6 +247,8 @@ def run_simulator(
     secret_key: str = DEFAULT_SECRET_KEY,
     faults: FaultConfig | None = None,
     events: EventsConfig | None = None,
+    *,
+    private_network: bool = False,
 ) -> None:
     """Serve the simulator until SIGINT/SIGTERM (the ``mailer simulator`` command).
 
@@ -249,6 +261,7 @@ def run_simulator(
         secret_key=secret_key,
         faults=faults or FaultConfig(),
         events=events or EventsConfig(),
+        private_network=private_network,
     )
     state = SimulatorState(first_message_id=config.first_message_id)
     app = SimulatorApp(
