@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from datetime import datetime
 
 from asyncpg.pgproto.pgproto import UUID as _RowUUID
 
@@ -26,3 +27,10 @@ def uuid7() -> uuid.UUID:
     millis = (time.time_ns() // 1_000_000) & _MILLIS
     value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
     return _RowUUID(((value & _RANDOM) | _VERSION_AND_VARIANT).to_bytes(16, "big"))
+
+
+def uuid7_floor(when: datetime) -> uuid.UUID:
+    """The smallest UUIDv7 of the millisecond `when`: `id >= uuid7_floor(t)` selects the
+    rows made at or after `t` as a range of a UUIDv7 primary key."""
+    millis = max(0, min(int(when.timestamp() * 1000), _MILLIS))
+    return uuid.UUID(int=(millis << 80) | _VERSION_AND_VARIANT)

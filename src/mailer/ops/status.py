@@ -80,7 +80,23 @@ async def status_report(conn: Conn) -> dict[str, Any]:
         }
         for w in await heartbeat.workers(conn)
     ]
-    events = [
+    events = await last_event_by_type(conn)
+    return {
+        "jobs": states,
+        "due_now": due["due"],
+        "oldest_due_seconds": round(due["oldest_seconds"], 1),
+        "live_workers": sum(1 for w in workers if w["alive"]),
+        "workers": workers,
+        "last_callback_seconds_ago": await last_callback_seconds_ago(conn),
+        "last_event_by_type": events,
+        "events_looked_at": RECENT_EVENTS,
+    }
+
+
+async def last_event_by_type(conn: Conn) -> list[dict[str, Any]]:
+    """When the last Mailjet event of each type came, among the latest `RECENT_EVENTS`
+    (a type that stays silent points at a missing or wrong event callback)."""
+    return [
         {
             "type": r["type"] or "(not understood)",
             "last_received_at": r["last_received"].isoformat(),
@@ -88,17 +104,12 @@ async def status_report(conn: Conn) -> dict[str, Any]:
         }
         for r in await conn.fetch(Q.recent_event_types, RECENT_EVENTS)
     ]
+
+
+async def last_callback_seconds_ago(conn: Conn) -> float | None:
+    """How long ago Mailjet last posted to `/events` (None: never)."""
     post = await conn.fetchrow(Q.last_event_post)
-    return {
-        "jobs": states,
-        "due_now": due["due"],
-        "oldest_due_seconds": round(due["oldest_seconds"], 1),
-        "live_workers": sum(1 for w in workers if w["alive"]),
-        "workers": workers,
-        "last_callback_seconds_ago": None if post is None else round(post["seconds_ago"], 1),
-        "last_event_by_type": events,
-        "events_looked_at": RECENT_EVENTS,
-    }
+    return None if post is None else round(post["seconds_ago"], 1)
 
 
 def _age(seconds: float | None) -> str:
