@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from mailer.dashboard.chart import ChartLayout, bar_chart, bars, nice_ceiling
 from mailer.dashboard.operators import Role
 from mailer.dashboard.pages import (
+    PERIODS,
     MessageCursor,
+    aligned_origin,
     column_totals,
     message_actions,
     prefix_successor,
@@ -135,3 +137,15 @@ def test_an_admin_may_unsuppress_a_suppressed_recipient_and_a_viewer_nothing() -
     assert action.label == "Unsuppress ann@example.org"
     assert "email=ann%40example.org" in action.href and str(job.app_id) in action.href
     assert message_actions(viewer, job, status) == []
+
+
+@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)))
+def test_the_overview_buckets_fall_on_whole_hours_and_days_and_end_with_now(
+    naive: datetime,
+) -> None:
+    now = naive.replace(tzinfo=UTC)
+    for period in PERIODS.values():
+        origin = aligned_origin(period, now)
+        assert origin.timestamp() % period.bucket.total_seconds() == 0
+        last_start = origin + period.length - period.bucket
+        assert last_start <= now < last_start + period.bucket

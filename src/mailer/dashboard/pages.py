@@ -43,6 +43,7 @@ __all__ = [
     "MessageFilter",
     "Overview",
     "Period",
+    "aligned_origin",
     "apps",
     "mailjet_health",
     "message_actions",
@@ -140,6 +141,14 @@ class Overview:
     capped: bool
 
 
+def aligned_origin(period: Period, now: datetime) -> datetime:
+    """Where the period's first bucket starts: buckets fall on whole multiples of their
+    width (whole hours, days in UTC), and the last one holds `now`."""
+    width = period.bucket.total_seconds()
+    last_start = datetime.fromtimestamp(now.timestamp() // width * width, UTC)
+    return last_start + period.bucket - period.length
+
+
 def _bucket_starts(period: Period, origin: datetime) -> list[datetime]:
     count = int(period.length / period.bucket)
     return [origin + i * period.bucket for i in range(count)]
@@ -149,8 +158,7 @@ async def overview(
     pool: asyncpg.Pool, period: Period, *, app: uuid.UUID | None = None, now: datetime | None = None
 ) -> Overview:
     """The queue depth, live workers and the period's counts, per app and in buckets."""
-    end = now or datetime.now(UTC)
-    origin = end - period.length
+    origin = aligned_origin(period, now or datetime.now(UTC))
     async with pool.acquire() as conn:
         depth = await conn.fetchrow(Q.queue_depth, record_class=QueueDepth)
         live = await heartbeat.live_worker_count(conn)

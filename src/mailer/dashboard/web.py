@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, quote
 
 import asyncpg
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from mailer import __version__
@@ -226,10 +226,3 @@ def parse_uuid(text: str | None) -> uuid.UUID | None:
 
 def not_allowed_page(request: Request, exc: NotAllowed) -> Response:
     return render(request, "error.html", exc.operator, status=403, message=exc.message)
-
-
-def html_page(content: str, status: int = 200) -> HTMLResponse:
-    """A bare HTML answer with the dashboard's security headers."""
-    response = HTMLResponse(content, status_code=status)
-    response.headers.update(SECURITY_HEADERS)
-    return response
