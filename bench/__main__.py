@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import infra, scenarios_api, scenarios_queue
+from bench import infra, scenarios_api, scenarios_dashboard, scenarios_queue
 from bench.load import pick_generator
 from bench.report import Report, Row, cpu_ticks, machine_info, stolen_share
 from bench.sizes import SIZES
@@ -38,6 +38,7 @@ SCENARIOS: dict[str, Scenario] = {
     "events": scenarios_api.events,
     "latency": scenarios_api.latency,
     "backlog": scenarios_queue.backlog,
+    "dashboard": scenarios_dashboard.dashboard,
     "soak": scenarios_queue.soak,
 }
 RESULTS = infra.ROOT / "bench" / "results"

@@ -1,7 +1,7 @@
 """What each dashboard page shows, read from the database: plain data, no HTML.
 
 Every read is bounded: searches by a LIMIT and a cursor, the overview by the number of
-jobs it counts (`MAX_JOBS_COUNTED`). Operators see every app, so nothing here is scoped by
+recipients it counts (`MAX_COUNTED`). Operators see every app, so nothing here is scoped by
 an app's key; the routes let only operators in.
 """
 
@@ -34,7 +34,7 @@ from mailer.ops.status import last_callback_seconds_ago, last_event_by_type
 from mailer.tracking.precedence import RecipientStatus
 
 __all__ = [
-    "MAX_JOBS_COUNTED",
+    "MAX_COUNTED",
     "MESSAGE_FIELDS",
     "PAGE_SIZE",
     "PERIODS",
@@ -57,9 +57,10 @@ Q = Queries("mailer.dashboard")
 
 PAGE_SIZE = 50
 MESSAGE_FIELDS = ("recipient", "app", "status", "since", "until")
-# The overview counts the recipients of at most this many of the period's latest jobs,
-# so it stays fast on any database; the stats rollups (branch `limits`) replace it.
-MAX_JOBS_COUNTED = 50_000
+# The overview counts at most this many of the period's latest recipients, so that it
+# stays fast on any database (docs/benchmarks.md); the stats rollups (branch `limits`)
+# replace it.
+MAX_COUNTED = 50_000
 
 _NO_ID = uuid.UUID(int=0)
 _LAST_ID = uuid.UUID(int=(1 << 128) - 1)
@@ -137,7 +138,7 @@ class Overview:
     totals: dict[str, int]
     labels: list[str]
     series: dict[str, list[int]]
-    jobs_counted: int
+    counted: int
     capped: bool
 
 
@@ -167,23 +168,23 @@ async def overview(
             Q.period_counts,
             uuid7_floor(origin),
             _LAST_ID,
-            period.bucket.total_seconds(),
-            MAX_JOBS_COUNTED,
-            origin,
+            int(period.bucket.total_seconds() * 1000),
+            MAX_COUNTED,
+            int(origin.timestamp() * 1000),
             record_class=PeriodCount,
         )
     assert depth is not None
     by_app: dict[uuid.UUID, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    by_bucket: dict[datetime, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    by_bucket: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for row in rows:
         by_app[row.app_id][row.status] += row.recipients
         if app is None or row.app_id == app:
             by_bucket[row.bucket][row.status] += row.recipients
     starts = _bucket_starts(period, origin)
-    per_bucket = [column_totals(by_bucket.get(start, {})) for start in starts]
+    per_bucket = [column_totals(by_bucket.get(index, {})) for index in range(len(starts))]
     per_app = sorted((names.get(a, str(a)), column_totals(c)) for a, c in by_app.items())
     totals = column_totals({s: sum(c.get(s, 0) for c in by_app.values()) for s in RecipientStatus})
-    jobs_counted = rows[0].jobs_counted if rows else 0
+    counted = rows[0].counted if rows else 0
     return Overview(
         period=period,
         depth=depth,
@@ -192,8 +193,8 @@ async def overview(
         totals=totals,
         labels=[period.bucket_label(s) for s in starts],
         series={name: [b[name] for b in per_bucket] for name in CHART_SERIES},
-        jobs_counted=jobs_counted,
-        capped=jobs_counted >= MAX_JOBS_COUNTED,
+        counted=counted,
+        capped=counted >= MAX_COUNTED,
     )
 
 

@@ -79,10 +79,11 @@ class PeriodCount(Row):
     """Recipients of one app, bucket and status (``period_counts``)."""
 
     app_id = Column[uuid.UUID]()
-    bucket = Column[datetime]()
+    bucket = Column[int]()
+    """The index of the bucket in the period, from 0."""
     status = Column[str]()
     recipients = Column[int]()
-    jobs_counted = Column[int]()
+    counted = Column[int]()
 
 
 class MessageRow(Row):
