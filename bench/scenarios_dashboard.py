@@ -101,6 +101,7 @@ def _pages(job_id: str) -> dict[str, str]:
         "messages, latest": "/dashboard/messages",
         "messages to one recipient": "/dashboard/messages?recipient=user4242%40example.org",
         "messages, bounced only": "/dashboard/messages?status=bounced",
+        "messages, a status none has": "/dashboard/messages?status=deferred",
         "one message": f"/dashboard/messages/{job_id}",
         "suppressions by prefix": "/dashboard/suppressions?q=user12",
         "mailjet": "/dashboard/mailjet",

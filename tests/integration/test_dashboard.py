@@ -270,3 +270,46 @@ async def test_the_overview_puts_each_recipient_in_the_bucket_of_its_jobs_creati
         ("shop", {"accepted": 3, "sent": 2, "bounced": 1, "blocked": 0, "failed": 0})
     ]
     assert not data.capped
+
+
+async def _job_at(pool: asyncpg.Pool, app_id: uuid.UUID, at: datetime, status: str) -> uuid.UUID:
+    job = uuid.UUID(int=uuid7_floor(at).int | 1)
+    await pool.execute(
+        "INSERT INTO jobs (id, app_id, state, message, created_at)"
+        " VALUES ($1, $2, 'done', '{}', $3)",
+        job,
+        app_id,
+        at,
+    )
+    await pool.execute(
+        "INSERT INTO messages (job_id, position, app_id, kind, email, status)"
+        " VALUES ($1, 0, $2, 'to', 'a@example.org', $3)",
+        job,
+        app_id,
+        status,
+    )
+    return job
+
+
+async def test_a_rare_filter_looks_at_a_bounded_number_of_messages_per_page(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pages, "SCAN_LIMIT", 4)
+    shop, blog = uuid7(), uuid7()
+    await pool.execute("INSERT INTO apps (id, name) VALUES ($1, 'shop'), ($2, 'blog')", shop, blog)
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    old = await _job_at(pool, blog, start, "bounced")
+    for minute in range(1, 11):
+        await _job_at(pool, shop, start + timedelta(minutes=minute), "sent")
+    search = pages.MessageFilter(app=blog)
+    seen: list[tuple[int, bool]] = []
+    while True:
+        page = await pages.search_messages(pool, search, [shop, blog])
+        seen.append((len(page.rows), page.partial))
+        if page.next is None:
+            break
+        search = pages.MessageFilter(app=blog, after=page.next)
+    assert seen == [(0, True), (0, True), (1, False)]  # 4, 4, then the last 3 looked at
+    assert page.rows[0].job_id == old
+    bounced = await pages.search_messages(pool, pages.MessageFilter(status="bounced"), [shop, blog])
+    assert bounced.rows == [] and bounced.partial

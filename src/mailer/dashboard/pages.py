@@ -20,6 +20,7 @@ import asyncpg
 from mailer.dashboard.rows import (
     AppRow,
     JobHeader,
+    MessageKey,
     MessageRow,
     PeriodCount,
     QueueDepth,
@@ -38,9 +39,11 @@ __all__ = [
     "MESSAGE_FIELDS",
     "PAGE_SIZE",
     "PERIODS",
+    "SCAN_LIMIT",
     "Action",
     "MessageCursor",
     "MessageFilter",
+    "MessagePage",
     "Overview",
     "Period",
     "aligned_origin",
@@ -57,6 +60,10 @@ Q = Queries("mailer.dashboard")
 
 PAGE_SIZE = 50
 MESSAGE_FIELDS = ("recipient", "app", "status", "since", "until")
+# A search without an address looks at most at this many recipient messages per page
+# (newest first), whatever its app or status filter keeps, so that a rare status costs
+# the same as a common one; the page then offers to look further back.
+SCAN_LIMIT = 20_000
 # The overview counts at most this many of the period's latest recipients, so that it
 # stays fast on any database (docs/benchmarks.md); the stats rollups (branch `limits`)
 # replace it.
@@ -227,41 +234,46 @@ class MessageFilter:
     after: MessageCursor = field(default_factory=MessageCursor)
 
 
+@dataclass(frozen=True)
+class MessagePage:
+    """A page of the Messages search. `next` goes on, older; `partial` says the page stopped
+    at `SCAN_LIMIT` messages looked at before it was full."""
+
+    rows: list[MessageRow]
+    next: MessageCursor | None
+    partial: bool = False
+
+
 async def search_messages(
     pool: asyncpg.Pool, search: MessageFilter, app_ids: Sequence[uuid.UUID]
-) -> tuple[list[MessageRow], MessageCursor | None]:
+) -> MessagePage:
     """A page of recipient messages, newest first, and the cursor of the next page."""
     wanted = [search.app] if search.app is not None else list(app_ids)
     low = _NO_ID if search.since is None else uuid7_floor(search.since)
     high = _LAST_ID if search.until is None else uuid7_floor(search.until)
     cursor = (search.after.job_id, search.after.position)
     if search.recipient:
+        address = search.recipient.strip().lower()
         rows = await pool.fetch(
             Q.messages_to_recipient,
-            wanted,
-            search.recipient.strip().lower(),
-            low,
-            high,
-            search.status,
-            *cursor,
-            PAGE_SIZE + 1,
+            *(wanted, address, low, high, search.status, *cursor, PAGE_SIZE + 1),
             record_class=MessageRow,
         )
     else:
         rows = await pool.fetch(
             Q.recent_messages,
-            wanted,
-            low,
-            high,
-            search.status,
-            *cursor,
-            PAGE_SIZE + 1,
+            *(wanted, low, high, search.status, *cursor, PAGE_SIZE + 1, SCAN_LIMIT),
             record_class=MessageRow,
         )
-    if len(rows) <= PAGE_SIZE:
-        return rows, None
-    last = rows[PAGE_SIZE - 1]
-    return rows[:PAGE_SIZE], MessageCursor(last.job_id, last.position)
+    if len(rows) > PAGE_SIZE:
+        last = rows[PAGE_SIZE - 1]
+        return MessagePage(rows[:PAGE_SIZE], MessageCursor(last.job_id, last.position))
+    if search.recipient:
+        return MessagePage(rows, None)
+    edge = await pool.fetchrow(Q.scan_edge, low, high, *cursor, SCAN_LIMIT, record_class=MessageKey)
+    if edge is None:
+        return MessagePage(rows, None)
+    return MessagePage(rows, MessageCursor(edge.job_id, edge.position), partial=True)
 
 
 async def message_detail(

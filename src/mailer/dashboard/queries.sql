@@ -122,19 +122,34 @@ ORDER BY m.job_id DESC, m.position DESC
 LIMIT $8;
 
 -- name: recent_messages
--- The latest recipient messages of the given apps (a backward scan of the primary key,
--- bounded by the job id range [$2, $3) and the LIMIT), before the cursor ($5, $6).
-SELECT m.job_id, m.position, m.email, m.kind, m.status, m.updated_at,
+-- The latest recipient messages of the given apps, in the given status, among the $8
+-- latest before the cursor ($5, $6) in the job id range [$2, $3): a backward scan of the
+-- primary key that stops after $8 rows whatever the filters keep (see scan_edge).
+WITH scanned AS (
+    SELECT job_id, position, app_id, email, kind, status, updated_at
+    FROM messages
+    WHERE job_id >= $2 AND job_id < $3 AND (job_id, position) < ($5, $6)
+    ORDER BY job_id DESC, position DESC
+    LIMIT $8
+)
+SELECT s.job_id, s.position, s.email, s.kind, s.status, s.updated_at,
        j.app_id, a.name AS app, j.state, j.created_at, j.message ->> 'Subject' AS subject
-FROM messages m
-JOIN jobs j ON j.id = m.job_id
+FROM scanned s
+JOIN jobs j ON j.id = s.job_id
 JOIN apps a ON a.id = j.app_id
-WHERE m.app_id = ANY ($1::uuid[])
-  AND m.job_id >= $2 AND m.job_id < $3
-  AND ($4::text IS NULL OR m.status = $4)
-  AND (m.job_id, m.position) < ($5, $6)
-ORDER BY m.job_id DESC, m.position DESC
+WHERE s.app_id = ANY ($1::uuid[]) AND ($4::text IS NULL OR s.status = $4)
+ORDER BY s.job_id DESC, s.position DESC
 LIMIT $7;
+
+-- name: scan_edge
+-- The last message recent_messages looked at when it looked at all $5 it may (else no
+-- row): where the search goes on, older. The primary key alone answers it.
+SELECT job_id, position
+FROM messages
+WHERE job_id >= $1 AND job_id < $2 AND (job_id, position) < ($3, $4)
+ORDER BY job_id DESC, position DESC
+OFFSET $5 - 1
+LIMIT 1;
 
 -- name: job_header
 -- One job of any app, for the message page (the recipients come from delivery.job_status).

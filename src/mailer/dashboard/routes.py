@@ -110,18 +110,24 @@ async def messages(
     pool = web.pool_of(request)
     known: list[AppRow] = await pages.apps(pool)
     search, errors = _message_filter(recipient, app, status, since, until, after)
-    rows, more = (
-        ([], None) if errors else await pages.search_messages(pool, search, [a.id for a in known])
+    found = (
+        pages.MessagePage([], None)
+        if errors
+        else await pages.search_messages(pool, search, [a.id for a in known])
     )
     query = {k: v for k, v in request.query_params.items() if k != "after" and v}
-    next_page = None if more is None else "?" + urlencode(query | {"after": more.encode()})
+    next_page = (
+        None if found.next is None else "?" + urlencode(query | {"after": found.next.encode()})
+    )
     return web.render(
         request,
         "messages.html",
         operator,
         status=400 if errors else 200,
         page="messages",
-        rows=rows,
+        rows=found.rows,
+        partial=found.partial,
+        scan_limit=pages.SCAN_LIMIT,
         errors=errors,
         apps=known,
         statuses=[str(s) for s in RecipientStatus],

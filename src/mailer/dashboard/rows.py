@@ -11,6 +11,7 @@ __all__ = [
     "AppRow",
     "JobHeader",
     "LoginFailures",
+    "MessageKey",
     "MessageRow",
     "OperatorLogin",
     "OperatorRow",
@@ -84,6 +85,13 @@ class PeriodCount(Row):
     status = Column[str]()
     recipients = Column[int]()
     counted = Column[int]()
+
+
+class MessageKey(Row):
+    """Where a scan of messages stopped (``scan_edge``)."""
+
+    job_id = Column[uuid.UUID]()
+    position = Column[int]()
 
 
 class MessageRow(Row):
