@@ -215,6 +215,10 @@ async def test_find_a_message_by_recipient_and_open_it(service: Service) -> None
         assert status == 400 and "since: a date is written YYYY-MM-DD" in page
         status, _, _ = await b.get("/dashboard/messages/not-a-job")
         assert status == 404
+        later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        scheduled = await service.queue(key, email("eve@example.org", send_at=later))
+        _, page, _ = await b.get(f"/dashboard/messages/{scheduled}")
+        assert "next attempt" in page and "queue state queued" in page
 
 
 async def test_the_overview_counts_per_app_and_draws_the_chart(service: Service) -> None:

@@ -80,6 +80,7 @@ class Period:
     name: str
     length: timedelta
     bucket: timedelta
+    bucket_name: str
 
     def bucket_label(self, start: datetime) -> str:
         """How a bucket starting at `start` is named under the chart."""
@@ -89,10 +90,10 @@ class Period:
 PERIODS = {
     p.name: p
     for p in (
-        Period("1h", timedelta(hours=1), timedelta(minutes=5)),
-        Period("24h", timedelta(days=1), timedelta(hours=1)),
-        Period("7d", timedelta(days=7), timedelta(days=1)),
-        Period("30d", timedelta(days=30), timedelta(days=1)),
+        Period("1h", timedelta(hours=1), timedelta(minutes=5), "5 minutes"),
+        Period("24h", timedelta(days=1), timedelta(hours=1), "hour"),
+        Period("7d", timedelta(days=7), timedelta(days=1), "day"),
+        Period("30d", timedelta(days=30), timedelta(days=1), "day"),
     )
 }
 

@@ -36,7 +36,7 @@ async def overview(request: Request, period: Text = None, app: Text = None) -> R
     pool = web.pool_of(request)
     data = await pages.overview(pool, chosen, app=app_id)
     chart = bar_chart(
-        data.labels, data.series, title=f"Recipients per {chosen.bucket}, last {chosen.name}"
+        data.labels, data.series, title=f"Recipients per {chosen.bucket_name}, last {chosen.name}"
     )
     return web.render(
         request,
