@@ -359,17 +359,17 @@ async def mailjet_health(pool: asyncpg.Pool) -> dict[str, Any]:
     return {
         "workers": [
             {
-                "id": w["id"],
-                "host": w["host"],
-                "pid": w["pid"],
-                "version": w["version"],
-                "started_at": w["started_at"],
-                "seen_seconds_ago": w["seen_seconds_ago"],
-                "alive": w["alive"],
+                "id": w.id,
+                "host": w.host,
+                "pid": w.pid,
+                "version": w.version,
+                "started_at": w.started_at,
+                "seen_seconds_ago": w.seen_seconds_ago,
+                "alive": w.alive,
             }
             for w in workers
         ],
-        "live_workers": sum(1 for w in workers if w["alive"]),
+        "live_workers": sum(1 for w in workers if w.alive),
         "last_event_by_type": events,
         "last_callback_seconds_ago": callback,
     }

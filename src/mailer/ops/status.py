@@ -14,6 +14,7 @@ from mailer.db.queries import Queries
 from mailer.logs import describe
 from mailer.ops import heartbeat
 from mailer.ops.outage import is_unavailable
+from mailer.ops.rows import DueJobs, EventTypeSeen, JobStateCount, LastPost
 
 Q = Queries("mailer.ops")
 
@@ -64,27 +65,27 @@ async def readiness(pool: asyncpg.Pool, *, timeout: float = 3.0) -> Readiness:
 async def status_report(conn: Conn) -> dict[str, Any]:
     """Everything `mailer status` shows, as plain data."""
     states = dict.fromkeys(JOB_STATES, 0)
-    for row in await conn.fetch(Q.job_states):
-        states[row["state"]] = row["jobs"]
-    due = await conn.fetchrow(Q.due_jobs)
+    for row in await conn.fetch(Q.job_states, record_class=JobStateCount):
+        states[row.state] = row.jobs
+    due = await conn.fetchrow(Q.due_jobs, record_class=DueJobs)
     assert due is not None
     workers = [
         {
-            "id": w["id"],
-            "host": w["host"],
-            "pid": w["pid"],
-            "version": w["version"],
-            "started_at": w["started_at"].isoformat(),
-            "last_seen_seconds_ago": round(w["seen_seconds_ago"], 1),
-            "alive": w["alive"],
+            "id": w.id,
+            "host": w.host,
+            "pid": w.pid,
+            "version": w.version,
+            "started_at": w.started_at.isoformat(),
+            "last_seen_seconds_ago": round(w.seen_seconds_ago, 1),
+            "alive": w.alive,
         }
         for w in await heartbeat.workers(conn)
     ]
     events = await last_event_by_type(conn)
     return {
         "jobs": states,
-        "due_now": due["due"],
-        "oldest_due_seconds": round(due["oldest_seconds"], 1),
+        "due_now": due.due,
+        "oldest_due_seconds": round(due.oldest_seconds, 1),
         "live_workers": sum(1 for w in workers if w["alive"]),
         "workers": workers,
         "last_callback_seconds_ago": await last_callback_seconds_ago(conn),
@@ -98,18 +99,18 @@ async def last_event_by_type(conn: Conn) -> list[dict[str, Any]]:
     (a type that stays silent points at a missing or wrong event callback)."""
     return [
         {
-            "type": r["type"] or "(not understood)",
-            "last_received_at": r["last_received"].isoformat(),
-            "seconds_ago": round(r["seconds_ago"], 1),
+            "type": r.type or "(not understood)",
+            "last_received_at": r.last_received.isoformat(),
+            "seconds_ago": round(r.seconds_ago, 1),
         }
-        for r in await conn.fetch(Q.recent_event_types, RECENT_EVENTS)
+        for r in await conn.fetch(Q.recent_event_types, RECENT_EVENTS, record_class=EventTypeSeen)
     ]
 
 
 async def last_callback_seconds_ago(conn: Conn) -> float | None:
     """How long ago Mailjet last posted to `/events` (None: never)."""
-    post = await conn.fetchrow(Q.last_event_post)
-    return None if post is None else round(post["seconds_ago"], 1)
+    post = await conn.fetchrow(Q.last_event_post, record_class=LastPost)
+    return None if post is None else round(post.seconds_ago, 1)
 
 
 def _age(seconds: float | None) -> str:
