@@ -16,13 +16,14 @@ from mailer.dashboard.operators import LoginPolicy, Role
 from mailer.db.pool import connect
 from mailer.ids import uuid7, uuid7_floor
 from mailer.simulator.server import SimulatorServer
+from tests.conftest import admin_execute
 from tests.integration.dashboard_helpers import (
     browser,
     csrf_of,
     dashboard_service,
     new_operator,
 )
-from tests.integration.harness import Service
+from tests.integration.harness import Service, running_service
 from tests.integration.tracking_helpers import email
 
 
@@ -317,3 +318,21 @@ async def test_a_rare_filter_looks_at_a_bounded_number_of_messages_per_page(
     assert page.rows[0].job_id == old
     bounced = await pages.search_messages(pool, pages.MessageFilter(status="bounced"), [shop, blog])
     assert bounced.rows == [] and bounced.partial
+
+
+async def test_the_dashboard_is_not_in_the_openapi_description(service: Service) -> None:
+    status, schema = await service.request("GET", "/openapi.json", None)
+    assert status == 200 and not [p for p in schema["paths"] if p.startswith("/dashboard")]
+
+
+async def test_with_the_database_gone_a_page_answers_503_with_retry_after(
+    db_dsn: str, server_dsn: str
+) -> None:
+    async with running_service(db_dsn, None, worker=False, dashboard=DashboardConfig()) as svc:
+        password = await new_operator(svc.dsn, "ann", Role.VIEWER)
+        async with browser(svc) as b:
+            assert (await b.login("ann", password))[0] == 303
+            name = db_dsn.rsplit("/", 1)[1]
+            await admin_execute(server_dsn, f'DROP DATABASE "{name}" WITH (FORCE)')
+            status, body, answer = await b.get("/dashboard")
+            assert status == 503 and "Retry-After" in answer.headers, body
