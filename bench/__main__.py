@@ -22,7 +22,14 @@ import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import infra, scenarios_api, scenarios_jobs, scenarios_queue, scenarios_sizing
+from bench import (
+    infra,
+    scenarios_api,
+    scenarios_dashboard,
+    scenarios_jobs,
+    scenarios_queue,
+    scenarios_sizing,
+)
 from bench.load import pick_generator
 from bench.report import Report, Row, cpu_ticks, machine_info, stolen_share
 from bench.sizes import SIZES
@@ -40,6 +47,7 @@ SCENARIOS: dict[str, Scenario] = {
     "backlog": scenarios_queue.backlog,
     "jobs": scenarios_jobs.jobs,
     "sizing": scenarios_sizing.sizing,
+    "dashboard": scenarios_dashboard.dashboard,
     "soak": scenarios_queue.soak,
 }
 RESULTS = infra.ROOT / "bench" / "results"

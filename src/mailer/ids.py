@@ -30,7 +30,7 @@ def uuid7() -> uuid.UUID:
 
 
 def uuid7_floor(when: datetime) -> uuid.UUID:
-    """The lowest UUID (v7 or not) whose timestamp bits are `when`'s millisecond (clamped to
-    the 48 bits): every UUIDv7 made at or after `when` sorts at or above it."""
-    millis = min(max(int(when.timestamp() * 1000), 0), _MILLIS)
-    return uuid.UUID(int=millis << 80)
+    """The smallest UUIDv7 of the millisecond `when`: `id >= uuid7_floor(t)` selects the
+    rows made at or after `t` as a range of a UUIDv7 primary key."""
+    millis = max(0, min(int(when.timestamp() * 1000), _MILLIS))
+    return uuid.UUID(int=(millis << 80) | _VERSION_AND_VARIANT)

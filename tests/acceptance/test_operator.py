@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -126,6 +129,42 @@ def operator(new_database: str) -> Iterator[Operator]:
     operator.stop_all()
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _the_dashboard_lets_an_operator_in(operator: Operator, base: str) -> None:
+    """`mailer api` serves /dashboard: a login page for strangers, the pages after login."""
+    opener = urllib.request.build_opener(_NoRedirects)
+    try:
+        opener.open(f"{base}/dashboard", timeout=10)
+        raise AssertionError("/dashboard answered without a session")
+    except urllib.error.HTTPError as answer:
+        assert answer.code == 303 and answer.headers["Location"].startswith("/dashboard/login")
+    added = json.loads(operator.run("operators", "add", "ann", "--role", "viewer", "--json"))
+    with urllib.request.urlopen(f"{base}/dashboard/login", timeout=10) as page:
+        cookie = page.headers["Set-Cookie"].split(";")[0]
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.read().decode())
+    assert csrf is not None
+    form = {"csrf": csrf.group(1), "name": "ann", "password": added["password"]}
+    login = urllib.request.Request(
+        f"{base}/dashboard/login",
+        data=urllib.parse.urlencode(form).encode(),
+        headers={"Cookie": cookie},
+        method="POST",
+    )
+    try:
+        opener.open(login, timeout=10)
+        raise AssertionError("the login did not redirect")
+    except urllib.error.HTTPError as answer:
+        assert answer.code == 303
+        session = answer.headers["Set-Cookie"].split(";")[0]
+    overview = urllib.request.Request(f"{base}/dashboard", headers={"Cookie": session})
+    with urllib.request.urlopen(overview, timeout=10) as page:
+        assert "<svg" in page.read().decode()
+
+
 def test_an_operator_starts_mailer_and_an_email_goes_out_and_is_tracked(
     operator: Operator,
 ) -> None:
@@ -158,6 +197,7 @@ def test_an_operator_starts_mailer_and_an_email_goes_out_and_is_tracked(
         time.sleep(0.2)
     assert doc["status"] == "clicked", doc
     assert [e["type"] for e in doc["recipients"][0]["events"]] == ["sent", "open", "click"]
+    _the_dashboard_lets_an_operator_in(operator, base)
 
     assert operator.stop(worker) == 0
     assert operator.stop(api) == 0

@@ -16,6 +16,8 @@ import uvicorn
 from mailer.api.app import create_app
 from mailer.apps import store
 from mailer.config import Settings
+from mailer.dashboard import DashboardConfig
+from mailer.dashboard import install as install_dashboard
 from mailer.db.pool import connect
 from mailer.delivery.retry import RetryPolicy
 from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET, MailjetTarget, running_worker
@@ -128,8 +130,10 @@ async def running_service(
     worker: bool = True,
     settings: Settings | None = None,
     policy: RetryPolicy | None = None,
+    dashboard: DashboardConfig | None = None,
 ) -> AsyncIterator[Service]:
-    """API (and, unless told otherwise, a worker) on `dsn`, sending to `simulator`."""
+    """API (and, unless told otherwise, a worker) on `dsn`, sending to `simulator`; with
+    `dashboard`, the operator dashboard too (as `mailer api` serves it)."""
     settings = settings or service_settings()
     companion = None
     if worker:
@@ -143,5 +147,7 @@ async def running_service(
 
         companion = companion_cm
     app = create_app(settings, dsn, companion=companion)
+    if dashboard is not None:
+        install_dashboard(app, dashboard)
     async with serve_api(app) as url, aiohttp.ClientSession() as http:
         yield Service(url, http, dsn)

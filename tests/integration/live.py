@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from mailer.config import Settings
+from mailer.dashboard import DashboardConfig
 from mailer.delivery.retry import RetryPolicy
 from mailer.runtime import (
     SIMULATOR_KEY,
@@ -26,14 +27,15 @@ SENT_OR_BEYOND = {"sent", "opened", "clicked"}
 
 @contextlib.asynccontextmanager
 async def live_mailer(
-    db_dsn: str, settings: Settings = SETTINGS
+    db_dsn: str, settings: Settings = SETTINGS, *, dashboard: DashboardConfig | None = None
 ) -> AsyncIterator[tuple[Service, SimulatorServer]]:
-    """A running Mailer whose simulator posts tracking events back to its `/events`."""
+    """A running Mailer whose simulator posts tracking events back to its `/events` (with
+    the operator dashboard when `dashboard` is given)."""
     events = EventsConfig(group_ms=20, retry_interval=0.1)
     policy = RetryPolicy(base_delay_s=0.05, max_delay_s=0.2, max_attempts=10)
     async with (
         SimulatorServer(api_key=SIMULATOR_KEY, secret_key=SIMULATOR_SECRET, events=events) as sim,
-        running_service(db_dsn, sim, settings=settings, policy=policy) as svc,
+        running_service(db_dsn, sim, settings=settings, policy=policy, dashboard=dashboard) as svc,
     ):
         target = MailjetTarget(sim.url, SIMULATOR_KEY, SIMULATOR_SECRET)
         port = int(svc.url.rsplit(":", 1)[1])

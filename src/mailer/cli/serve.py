@@ -78,6 +78,7 @@ async def _serve_all(
 ) -> None:
     from mailer import runtime
     from mailer.api.app import create_app
+    from mailer.cli.web import with_dashboard
     from mailer.services import Services
 
     for name in await runtime.apply_migrations(dsn):
@@ -112,7 +113,7 @@ async def _serve_all(
             ):
                 yield w
 
-        app = create_app(settings, dsn, companion=worker, process="mailer")
+        app = with_dashboard(create_app(settings, dsn, companion=worker, process="mailer"))
         await _serve(app, host, port, settings.log_level, on_started=on_started)
 
 
@@ -229,10 +230,10 @@ def api(host: str | None, port: int | None, workers: int) -> None:
             "loop": "uvloop",
         }
         if workers == 1:
-            GracefulServer(uvicorn.Config("mailer.api.app:app_from_env", **options)).run()
+            GracefulServer(uvicorn.Config("mailer.cli.web:app_from_env", **options)).run()
         else:
             # uvicorn's process supervisor handles the signals in this (parent) process.
-            uvicorn.run("mailer.api.app:app_from_env", **options)
+            uvicorn.run("mailer.cli.web:app_from_env", **options)
 
 
 @main.command()

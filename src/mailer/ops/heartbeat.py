@@ -21,7 +21,7 @@ from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.logs import describe
 from mailer.ops.outage import is_unavailable
-from mailer.ops.rows import Worker
+from mailer.ops.rows import WorkerRow
 
 Q = Queries("mailer.ops")
 log = logging.getLogger(__name__)
@@ -100,6 +100,6 @@ async def live_worker_count(conn: Conn, within: float = ALIVE_WITHIN) -> int:
     return count
 
 
-async def workers(conn: Conn, within: float = ALIVE_WITHIN) -> list[Worker]:
+async def workers(conn: Conn, within: float = ALIVE_WITHIN) -> list[WorkerRow]:
     """Every worker with a heartbeat row, newest first, with its `alive` flag."""
-    return list(await conn.fetch(Q.workers, within, record_class=Worker))
+    return list(await conn.fetch(Q.workers, within, record_class=WorkerRow))

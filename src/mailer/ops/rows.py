@@ -1,4 +1,4 @@
-"""The rows the operators' queries return, typed (see :mod:`mailer.db.rows`)."""
+"""The rows ops' queries return, typed (see :mod:`mailer.db.rows`)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from datetime import datetime
 
 from mailer.db.rows import Column, Row
 
-__all__ = ["DueJobs", "JobStateCount", "LastPost", "RecentEventType", "Worker"]
+__all__ = ["DueJobs", "EventTypeSeen", "JobStateCount", "LastPost", "WorkerRow"]
 
 
-class Worker(Row):
-    """A worker with a heartbeat row (``workers``)."""
+class WorkerRow(Row):
+    """A worker's heartbeat row and whether it is alive (``workers``)."""
 
     id = Column[str]()
     host = Column[str]()
@@ -23,21 +23,17 @@ class Worker(Row):
 
 
 class JobStateCount(Row):
-    """How many jobs are in one state (``job_states``)."""
-
     state = Column[str]()
     jobs = Column[int]()
 
 
 class DueJobs(Row):
-    """Jobs due now, and how long the oldest has waited (``due_jobs``)."""
-
     due = Column[int]()
     oldest_seconds = Column[float]()
 
 
-class RecentEventType(Row):
-    """The last event of one type among the latest (``recent_event_types``)."""
+class EventTypeSeen(Row):
+    """The last event of one type among the latest ones (``recent_event_types``)."""
 
     type = Column[str | None]()
     last_received = Column[datetime]()
@@ -46,7 +42,5 @@ class RecentEventType(Row):
 
 
 class LastPost(Row):
-    """When Mailjet last posted a callback (``last_event_post``)."""
-
     received_at = Column[datetime]()
     seconds_ago = Column[float]()

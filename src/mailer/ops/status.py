@@ -14,7 +14,7 @@ from mailer.db.queries import Queries
 from mailer.logs import describe
 from mailer.ops import heartbeat
 from mailer.ops.outage import is_unavailable
-from mailer.ops.rows import DueJobs, JobStateCount, LastPost, RecentEventType
+from mailer.ops.rows import DueJobs, EventTypeSeen, JobStateCount, LastPost
 
 Q = Queries("mailer.ops")
 
@@ -81,25 +81,36 @@ async def status_report(conn: Conn) -> dict[str, Any]:
         }
         for w in await heartbeat.workers(conn)
     ]
-    events = [
-        {
-            "type": r.type or "(not understood)",
-            "last_received_at": r.last_received.isoformat(),
-            "seconds_ago": round(r.seconds_ago, 1),
-        }
-        for r in await conn.fetch(Q.recent_event_types, RECENT_EVENTS, record_class=RecentEventType)
-    ]
-    post = await conn.fetchrow(Q.last_event_post, record_class=LastPost)
+    events = await last_event_by_type(conn)
     return {
         "jobs": states,
         "due_now": due.due,
         "oldest_due_seconds": round(due.oldest_seconds, 1),
         "live_workers": sum(1 for w in workers if w["alive"]),
         "workers": workers,
-        "last_callback_seconds_ago": None if post is None else round(post.seconds_ago, 1),
+        "last_callback_seconds_ago": await last_callback_seconds_ago(conn),
         "last_event_by_type": events,
         "events_looked_at": RECENT_EVENTS,
     }
+
+
+async def last_event_by_type(conn: Conn) -> list[dict[str, Any]]:
+    """When the last Mailjet event of each type came, among the latest `RECENT_EVENTS`
+    (a type that stays silent points at a missing or wrong event callback)."""
+    return [
+        {
+            "type": r.type or "(not understood)",
+            "last_received_at": r.last_received.isoformat(),
+            "seconds_ago": round(r.seconds_ago, 1),
+        }
+        for r in await conn.fetch(Q.recent_event_types, RECENT_EVENTS, record_class=EventTypeSeen)
+    ]
+
+
+async def last_callback_seconds_ago(conn: Conn) -> float | None:
+    """How long ago Mailjet last posted to `/events` (None: never)."""
+    post = await conn.fetchrow(Q.last_event_post, record_class=LastPost)
+    return None if post is None else round(post.seconds_ago, 1)
 
 
 def _age(seconds: float | None) -> str:

@@ -1,0 +1,375 @@
+"""What each dashboard page shows, read from the database: plain data, no HTML.
+
+Every read is bounded: searches by a LIMIT and a cursor, the overview by the number of
+recipients it counts (`MAX_COUNTED`). Operators see every app, so nothing here is scoped by
+an app's key; the routes let only operators in.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import asyncpg
+
+from mailer.dashboard.rows import (
+    AppRow,
+    JobHeader,
+    MessageKey,
+    MessageRow,
+    PeriodCount,
+    QueueDepth,
+    SuppressionRow,
+)
+from mailer.dashboard.sessions import Operator
+from mailer.db.queries import Queries
+from mailer.delivery.job_status import read_job_status
+from mailer.ids import uuid7_floor
+from mailer.ops import heartbeat
+from mailer.ops.status import last_callback_seconds_ago, last_event_by_type
+from mailer.tracking.precedence import RecipientStatus
+
+__all__ = [
+    "MAX_COUNTED",
+    "MESSAGE_FIELDS",
+    "PAGE_SIZE",
+    "PERIODS",
+    "SCAN_LIMIT",
+    "Action",
+    "MessageCursor",
+    "MessageFilter",
+    "MessagePage",
+    "Overview",
+    "Period",
+    "aligned_origin",
+    "apps",
+    "mailjet_health",
+    "message_actions",
+    "message_detail",
+    "overview",
+    "search_messages",
+    "search_suppressions",
+]
+
+Q = Queries("mailer.dashboard")
+
+PAGE_SIZE = 50
+MESSAGE_FIELDS = ("recipient", "app", "status", "since", "until")
+# A search without an address looks at most at this many recipient messages per page
+# (newest first), whatever its app or status filter keeps, so that a rare status costs
+# the same as a common one; the page then offers to look further back.
+SCAN_LIMIT = 20_000
+# The overview counts at most this many of the period's latest recipients, so that it
+# stays fast on any database (docs/benchmarks.md); the stats rollups (branch `limits`)
+# replace it.
+MAX_COUNTED = 50_000
+
+_NO_ID = uuid.UUID(int=0)
+_LAST_ID = uuid.UUID(int=(1 << 128) - 1)
+
+
+@dataclass(frozen=True)
+class Period:
+    """A period the overview can show, and the width of its chart's bars."""
+
+    name: str
+    length: timedelta
+    bucket: timedelta
+    bucket_name: str
+
+    def bucket_label(self, start: datetime) -> str:
+        """How a bucket starting at `start` is named under the chart."""
+        return start.strftime("%H:%M" if self.length <= timedelta(days=1) else "%d %b")
+
+
+PERIODS = {
+    p.name: p
+    for p in (
+        Period("1h", timedelta(hours=1), timedelta(minutes=5), "5 minutes"),
+        Period("24h", timedelta(days=1), timedelta(hours=1), "hour"),
+        Period("7d", timedelta(days=7), timedelta(days=1), "day"),
+        Period("30d", timedelta(days=30), timedelta(days=1), "day"),
+    )
+}
+
+# How recipient statuses add up to the overview's columns.
+ACCEPTED = frozenset(RecipientStatus) - {
+    RecipientStatus.QUEUED,
+    RecipientStatus.FAILED,
+    RecipientStatus.SUPPRESSED,
+}
+DELIVERED = frozenset(
+    {
+        RecipientStatus.SENT,
+        RecipientStatus.OPENED,
+        RecipientStatus.CLICKED,
+        RecipientStatus.UNSUBSCRIBED,
+        RecipientStatus.SPAM,
+    }
+)
+COLUMNS: dict[str, frozenset[str]] = {
+    "accepted": ACCEPTED,
+    "sent": DELIVERED,
+    "bounced": frozenset({RecipientStatus.BOUNCED}),
+    "blocked": frozenset({RecipientStatus.BLOCKED}),
+    "failed": frozenset({RecipientStatus.FAILED}),
+}
+CHART_SERIES = ("accepted", "sent", "bounced")
+
+
+def column_totals(status_counts: dict[str, int]) -> dict[str, int]:
+    """The overview's columns (accepted, sent, bounced …) from recipients by status."""
+    return {
+        column: sum(n for status, n in status_counts.items() if status in statuses)
+        for column, statuses in COLUMNS.items()
+    }
+
+
+async def apps(pool: asyncpg.Pool) -> list[AppRow]:
+    """Every app, by name (for the filters)."""
+    return await pool.fetch(Q.apps, record_class=AppRow)
+
+
+@dataclass
+class Overview:
+    """The overview page: the queue now, the workers, and the period's counts."""
+
+    period: Period
+    depth: QueueDepth
+    live_workers: int
+    per_app: list[tuple[str, dict[str, int]]]
+    totals: dict[str, int]
+    labels: list[str]
+    series: dict[str, list[int]]
+    counted: int
+    capped: bool
+
+
+def aligned_origin(period: Period, now: datetime) -> datetime:
+    """Where the period's first bucket starts: buckets fall on whole multiples of their
+    width (whole hours, days in UTC), and the last one holds `now`."""
+    width = period.bucket.total_seconds()
+    last_start = datetime.fromtimestamp(now.timestamp() // width * width, UTC)
+    return last_start + period.bucket - period.length
+
+
+def _bucket_starts(period: Period, origin: datetime) -> list[datetime]:
+    count = int(period.length / period.bucket)
+    return [origin + i * period.bucket for i in range(count)]
+
+
+async def overview(
+    pool: asyncpg.Pool, period: Period, *, app: uuid.UUID | None = None, now: datetime | None = None
+) -> Overview:
+    """The queue depth, live workers and the period's counts, per app and in buckets."""
+    origin = aligned_origin(period, now or datetime.now(UTC))
+    async with pool.acquire() as conn:
+        depth = await conn.fetchrow(Q.queue_depth, record_class=QueueDepth)
+        live = await heartbeat.live_worker_count(conn)
+        names = {a.id: a.name for a in await conn.fetch(Q.apps, record_class=AppRow)}
+        rows: list[PeriodCount] = await conn.fetch(
+            Q.period_counts,
+            uuid7_floor(origin),
+            _LAST_ID,
+            int(period.bucket.total_seconds() * 1000),
+            MAX_COUNTED,
+            int(origin.timestamp() * 1000),
+            record_class=PeriodCount,
+        )
+    assert depth is not None
+    by_app: dict[uuid.UUID, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    by_bucket: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for row in rows:
+        by_app[row.app_id][row.status] += row.recipients
+        if app is None or row.app_id == app:
+            by_bucket[row.bucket][row.status] += row.recipients
+    starts = _bucket_starts(period, origin)
+    per_bucket = [column_totals(by_bucket.get(index, {})) for index in range(len(starts))]
+    per_app = sorted((names.get(a, str(a)), column_totals(c)) for a, c in by_app.items())
+    totals = column_totals({s: sum(c.get(s, 0) for c in by_app.values()) for s in RecipientStatus})
+    counted = rows[0].counted if rows else 0
+    return Overview(
+        period=period,
+        depth=depth,
+        live_workers=live,
+        per_app=per_app,
+        totals=totals,
+        labels=[period.bucket_label(s) for s in starts],
+        series={name: [b[name] for b in per_bucket] for name in CHART_SERIES},
+        counted=counted,
+        capped=counted >= MAX_COUNTED,
+    )
+
+
+@dataclass(frozen=True)
+class MessageCursor:
+    """Where a page of messages ends: the last (job id, position) shown."""
+
+    job_id: uuid.UUID = _LAST_ID
+    position: int = 32767
+
+    def encode(self) -> str:
+        return f"{self.job_id}.{self.position}"
+
+    @classmethod
+    def decode(cls, text: str) -> MessageCursor:
+        """Raises ValueError for text that is not a cursor."""
+        job_id, _, position = text.partition(".")
+        return cls(uuid.UUID(job_id), int(position))
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """A search of the Messages page; every field is optional."""
+
+    recipient: str | None = None
+    app: uuid.UUID | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after: MessageCursor = field(default_factory=MessageCursor)
+
+
+@dataclass(frozen=True)
+class MessagePage:
+    """A page of the Messages search. `next` goes on, older; `partial` says the page stopped
+    at `SCAN_LIMIT` messages looked at before it was full."""
+
+    rows: list[MessageRow]
+    next: MessageCursor | None
+    partial: bool = False
+
+
+async def search_messages(
+    pool: asyncpg.Pool, search: MessageFilter, app_ids: Sequence[uuid.UUID]
+) -> MessagePage:
+    """A page of recipient messages, newest first, and the cursor of the next page."""
+    wanted = [search.app] if search.app is not None else list(app_ids)
+    low = _NO_ID if search.since is None else uuid7_floor(search.since)
+    high = _LAST_ID if search.until is None else uuid7_floor(search.until)
+    cursor = (search.after.job_id, search.after.position)
+    if search.recipient:
+        address = search.recipient.strip().lower()
+        rows = await pool.fetch(
+            Q.messages_to_recipient,
+            *(wanted, address, low, high, search.status, *cursor, PAGE_SIZE + 1),
+            record_class=MessageRow,
+        )
+    else:
+        rows = await pool.fetch(
+            Q.recent_messages,
+            *(wanted, low, high, search.status, *cursor, PAGE_SIZE + 1, SCAN_LIMIT),
+            record_class=MessageRow,
+        )
+    if len(rows) > PAGE_SIZE:
+        last = rows[PAGE_SIZE - 1]
+        return MessagePage(rows[:PAGE_SIZE], MessageCursor(last.job_id, last.position))
+    if search.recipient:
+        return MessagePage(rows, None)
+    edge = await pool.fetchrow(Q.scan_edge, low, high, *cursor, SCAN_LIMIT, record_class=MessageKey)
+    if edge is None:
+        return MessagePage(rows, None)
+    return MessagePage(rows, MessageCursor(edge.job_id, edge.position), partial=True)
+
+
+async def message_detail(
+    pool: asyncpg.Pool, job_id: uuid.UUID
+) -> tuple[JobHeader, dict[str, Any]] | None:
+    """A job of any app and its status document (recipients and their timelines, from
+    `mailer.delivery.job_status`), or None."""
+    header = await pool.fetchrow(Q.job_header, job_id, record_class=JobHeader)
+    if header is None:
+        return None
+    status = await read_job_status(pool, header.app_id, job_id)
+    if status is None:  # removed between the two reads
+        return None
+    return header, status
+
+
+@dataclass(frozen=True)
+class Action:
+    """Something an admin may do from a page: a link to its confirmation page."""
+
+    label: str
+    href: str
+
+
+def message_actions(operator: Operator, job: JobHeader, status: dict[str, Any]) -> list[Action]:
+    """What an admin may do to a job from its page (nothing for a viewer).
+
+    Today: take a suppressed recipient off the app's list. This is the seam for the job
+    actions of branch `jobs` (cancel a queued job, retry a failed one): each is one more
+    `Action` here, its confirmation page and POST route beside `unsuppress`.
+    """
+    if not operator.may_act:
+        return []
+    page = f"/dashboard/messages/{job.id}"
+    return [
+        Action(
+            f"Unsuppress {r['email']}",
+            "/dashboard/suppressions/remove?"
+            + urlencode({"app": str(job.app_id), "email": r["email"], "next": page}),
+        )
+        for r in status["recipients"]
+        if r["status"] == RecipientStatus.SUPPRESSED
+    ]
+
+
+def prefix_successor(prefix: str) -> str | None:
+    """The least string above every string that starts with `prefix` (None: no bound)."""
+    if not prefix:
+        return None
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+async def search_suppressions(
+    pool: asyncpg.Pool,
+    app_ids: Sequence[uuid.UUID],
+    prefix: str = "",
+    after: tuple[uuid.UUID, str] = (_NO_ID, ""),
+) -> tuple[list[SuppressionRow], tuple[uuid.UUID, str] | None]:
+    """Suppressed addresses starting with `prefix`, by app and address, one page."""
+    prefix = prefix.strip().lower()
+    rows = await pool.fetch(
+        Q.search_suppressions,
+        list(app_ids),
+        prefix,
+        prefix_successor(prefix),
+        *after,
+        PAGE_SIZE + 1,
+        record_class=SuppressionRow,
+    )
+    if len(rows) <= PAGE_SIZE:
+        return rows, None
+    last = rows[PAGE_SIZE - 1]
+    return rows[:PAGE_SIZE], (last.app_id, last.email)
+
+
+async def mailjet_health(pool: asyncpg.Pool) -> dict[str, Any]:
+    """The Mailjet page: workers and their heartbeats, the last event of each type."""
+    async with pool.acquire() as conn:
+        workers = await heartbeat.workers(conn)
+        events = await last_event_by_type(conn)
+        callback = await last_callback_seconds_ago(conn)
+    return {
+        "workers": [
+            {
+                "id": w.id,
+                "host": w.host,
+                "pid": w.pid,
+                "version": w.version,
+                "started_at": w.started_at,
+                "seen_seconds_ago": w.seen_seconds_ago,
+                "alive": w.alive,
+            }
+            for w in workers
+        ],
+        "live_workers": sum(1 for w in workers if w.alive),
+        "last_event_by_type": events,
+        "last_callback_seconds_ago": callback,
+    }

@@ -1,0 +1,175 @@
+-- Queries of the operator dashboard: operators, sessions, failed logins, and what the pages
+-- read. Operators see every app: these queries are reachable by operators only, never by
+-- an app's key. Each page query is bounded (LIMIT, or an id range) and indexed.
+
+-- name: add_operator
+INSERT INTO operators (id, name, role, password_hash) VALUES ($1, $2, $3, $4)
+ON CONFLICT (name) DO NOTHING
+RETURNING id, name, role, created_at, disabled_at;
+
+-- name: list_operators
+SELECT o.id, o.name, o.role, o.created_at, o.disabled_at,
+       (SELECT max(s.last_seen_at) FROM operator_sessions s WHERE s.operator_id = o.id)
+           AS last_seen_at
+FROM operators o
+ORDER BY o.name;
+
+-- name: remove_operator
+-- Its sessions go with it (ON DELETE CASCADE).
+DELETE FROM operators WHERE name = $1 RETURNING id;
+
+-- name: disable_operator
+-- No more logins, and its open sessions end now.
+WITH disabled AS (
+    UPDATE operators SET disabled_at = coalesce(disabled_at, now())
+    WHERE name = $1
+    RETURNING id
+), ended AS (
+    DELETE FROM operator_sessions WHERE operator_id IN (SELECT id FROM disabled)
+)
+SELECT id FROM disabled;
+
+-- name: operator_for_login
+SELECT id, name, role, password_hash FROM operators WHERE name = $1 AND disabled_at IS NULL;
+
+-- name: recent_login_failures
+-- Failed logins within the last $3 seconds for the name and for the address.
+SELECT (SELECT count(*) FROM operator_login_failures
+        WHERE name = $1 AND failed_at > now() - make_interval(secs => $3))::int AS by_name,
+       (SELECT count(*) FROM operator_login_failures
+        WHERE ip = $2 AND failed_at > now() - make_interval(secs => $3))::int AS by_ip;
+
+-- name: record_login_failure
+-- Also forgets the failures that no longer count ($3 seconds), so the table stays small.
+WITH pruned AS (
+    DELETE FROM operator_login_failures WHERE failed_at < now() - make_interval(secs => $3)
+)
+INSERT INTO operator_login_failures (name, ip) VALUES ($1, $2);
+
+-- name: create_session
+-- Also ends the sessions idle for longer than $5 seconds (operator_sessions_last_seen).
+WITH pruned AS (
+    DELETE FROM operator_sessions WHERE last_seen_at < now() - make_interval(secs => $5)
+)
+INSERT INTO operator_sessions (token_hash, operator_id, csrf_token, ip) VALUES ($1, $2, $3, $4);
+
+-- name: session_for_token
+-- The live session of a token hash: idle under $2 seconds, younger than $3, its operator
+-- not disabled. Its last use is written at most every 30 s, not on every page.
+WITH found AS (
+    SELECT s.token_hash, s.csrf_token, s.last_seen_at, o.id AS operator_id, o.name, o.role
+    FROM operator_sessions s
+    JOIN operators o ON o.id = s.operator_id
+    WHERE s.token_hash = $1
+      AND o.disabled_at IS NULL
+      AND s.last_seen_at > now() - make_interval(secs => $2)
+      AND s.created_at > now() - make_interval(secs => $3)
+), touched AS (
+    UPDATE operator_sessions s SET last_seen_at = now()
+    FROM found f
+    WHERE s.token_hash = f.token_hash AND f.last_seen_at < now() - interval '30 seconds'
+)
+SELECT operator_id, name, role, csrf_token FROM found;
+
+-- name: end_session
+DELETE FROM operator_sessions WHERE token_hash = $1;
+
+-- name: apps
+SELECT id, name FROM apps ORDER BY name;
+
+-- name: queue_depth
+-- From the partial indexes jobs_due and jobs_lease: cheap however many jobs are done.
+SELECT (SELECT count(*) FROM jobs WHERE state = 'queued')::int AS queued,
+       (SELECT count(*) FROM jobs WHERE state = 'queued' AND run_at <= now())::int AS due,
+       (SELECT count(*) FROM jobs WHERE state = 'sending')::int AS sending,
+       (SELECT extract(epoch FROM now() - min(run_at)) FROM jobs
+        WHERE state = 'queued' AND run_at <= now())::float8 AS oldest_due_seconds;
+
+-- name: period_counts
+-- Recipients by app, time bucket and status, of the latest $4 recipients of the jobs
+-- created in [$1, $2): one backward range scan of messages' primary key, no join. Job ids
+-- are UUIDv7, so a job's creation time is its id's first 48 bits (Unix milliseconds):
+-- `bucket` is the index of the $3-millisecond bucket after $5 (Unix ms) it falls in.
+-- `counted` = $4 means the period had more recipients than were counted.
+WITH recent AS (
+    SELECT job_id, app_id, status FROM messages
+    WHERE job_id >= $1 AND job_id < $2
+    ORDER BY job_id DESC, position DESC
+    LIMIT $4
+)
+SELECT app_id,
+       ((('x' || encode(substring(uuid_send(job_id) FROM 1 FOR 6), 'hex'))::bit(48)::int8
+         - $5) / $3)::int AS bucket,
+       status,
+       count(*)::int AS recipients,
+       (SELECT count(*) FROM recent)::int AS counted
+FROM recent
+GROUP BY 1, 2, 3;
+
+-- name: messages_to_recipient
+-- Recipient messages to one address across the given apps, newest first, before the
+-- cursor ($6, $7), within the job id range [$3, $4) (messages_by_app_email).
+SELECT m.job_id, m.position, m.email, m.kind, m.status, m.updated_at,
+       j.app_id, a.name AS app, j.state, j.created_at, j.message ->> 'Subject' AS subject
+FROM messages m
+JOIN jobs j ON j.id = m.job_id
+JOIN apps a ON a.id = j.app_id
+WHERE m.app_id = ANY ($1::uuid[]) AND m.email = $2
+  AND m.job_id >= $3 AND m.job_id < $4
+  AND ($5::text IS NULL OR m.status = $5)
+  AND (m.job_id, m.position) < ($6, $7)
+ORDER BY m.job_id DESC, m.position DESC
+LIMIT $8;
+
+-- name: recent_messages
+-- The latest recipient messages of the given apps, in the given status, among the $8
+-- latest before the cursor ($5, $6) in the job id range [$2, $3): a backward scan of the
+-- primary key that stops after $8 rows whatever the filters keep (see scan_edge).
+WITH scanned AS (
+    SELECT job_id, position, app_id, email, kind, status, updated_at
+    FROM messages
+    WHERE job_id >= $2 AND job_id < $3 AND (job_id, position) < ($5, $6)
+    ORDER BY job_id DESC, position DESC
+    LIMIT $8
+)
+SELECT s.job_id, s.position, s.email, s.kind, s.status, s.updated_at,
+       j.app_id, a.name AS app, j.state, j.created_at, j.message ->> 'Subject' AS subject
+FROM scanned s
+JOIN jobs j ON j.id = s.job_id
+JOIN apps a ON a.id = j.app_id
+WHERE s.app_id = ANY ($1::uuid[]) AND ($4::text IS NULL OR s.status = $4)
+ORDER BY s.job_id DESC, s.position DESC
+LIMIT $7;
+
+-- name: scan_edge
+-- The last message recent_messages looked at when it looked at all $5 it may (else no
+-- row): where the search goes on, older. The primary key alone answers it.
+SELECT job_id, position
+FROM messages
+WHERE job_id >= $1 AND job_id < $2 AND (job_id, position) < ($3, $4)
+ORDER BY job_id DESC, position DESC
+OFFSET $5 - 1
+LIMIT 1;
+
+-- name: job_header
+-- One job of any app, for the message page (the recipients come from delivery.job_status).
+SELECT j.id, j.app_id, a.name AS app, j.idempotency_key, j.state, j.created_at,
+       j.message ->> 'Subject' AS subject, j.message -> 'From' ->> 'Email' AS sender
+FROM jobs j
+JOIN apps a ON a.id = j.app_id
+WHERE j.id = $1;
+
+-- name: search_suppressions
+-- Suppressed addresses of the given apps starting with $2 (and below $3, its successor, to
+-- bound the scan of the primary key), after the cursor ($4, $5), with the event that
+-- caused each.
+SELECT s.app_id, a.name AS app, s.email, s.reason, s.event_id, s.created_at,
+       e.type AS event_type, e.occurred_at AS event_at
+FROM suppressions s
+JOIN apps a ON a.id = s.app_id
+LEFT JOIN events e ON e.id = s.event_id
+WHERE s.app_id = ANY ($1::uuid[])
+  AND s.email >= $2 AND ($3::text IS NULL OR s.email < $3) AND starts_with(s.email, $2)
+  AND (s.app_id, s.email) > ($4, $5)
+ORDER BY s.app_id, s.email
+LIMIT $6;

@@ -1,0 +1,172 @@
+"""The dashboard in a real browser, as an operator uses it: Debian's Chromium driven by
+Playwright (`/usr/bin/chromium`; `.ci/run` installs it), against the service on 127.0.0.1
+with a simulator that posts its scripted tracking events back.
+
+With `MAILER_SCREENSHOTS=docs/dashboard` the test also writes a PNG of each page there
+(docs/dashboard.md): `MAILER_SCREENSHOTS=docs/dashboard .venv/bin/pytest
+tests/integration/test_dashboard_browser.py`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from mailer.dashboard import DashboardConfig
+from mailer.dashboard.operators import Role
+from tests.integration.dashboard_helpers import new_operator
+from tests.integration.harness import Service
+from tests.integration.live import live_mailer, wait_recipients
+from tests.integration.tracking_helpers import email
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Page
+
+CHROMIUM = "/usr/bin/chromium"
+
+pytestmark = [
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason=f"no Chromium at {CHROMIUM}: `apt-get install -y chromium` (.ci/run does)",
+    ),
+    pytest.mark.skipif(
+        importlib.util.find_spec("playwright") is None,
+        reason="playwright is not installed (the dev extra has it: python3 dev.py test)",
+    ),
+]
+
+SHOTS = os.environ.get("MAILER_SCREENSHOTS")
+
+
+async def _shot(page: Page, name: str) -> None:
+    """A full-page PNG of what the browser shows, when screenshots are asked for."""
+    if SHOTS:  # Playwright makes the folder
+        await page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Browser]:
+    playwright_api = pytest.importorskip("playwright.async_api")
+    async with playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def _seed(service: Service) -> dict[str, str]:
+    """Two apps' mail in every state the pages show: clicked, bounced (and so suppressed),
+    blocked, opened; one with an idempotency key."""
+    shop = await service.create_app("shop")
+    blog = await service.create_app("blog")
+    order = await service.queue(
+        shop,
+        email("ann+click@example.org", "cy+open@example.org", subject="Your order 42"),
+        headers={"Idempotency-Key": "order-42-confirmation"},
+    )
+    bounced = await service.queue(shop, email("bob+bounce@example.org", subject="Welcome"))
+    blocked = await service.queue(blog, email("dan+blocked@example.org", subject="Digest"))
+    newsletter = await service.queue(blog, email("eve+open@example.org", subject="News"))
+    await wait_recipients(service, shop, order, {"clicked", "opened"})
+    await wait_recipients(service, shop, bounced, {"bounced"})
+    await wait_recipients(service, blog, blocked, {"blocked"})
+    await wait_recipients(service, blog, newsletter, {"opened"})
+    # Later mail to the bounced address is suppressed at the send.
+    again = await service.queue(shop, email("bob+bounce@example.org", subject="Still there?"))
+    await wait_recipients(service, shop, again, {"suppressed"})
+    return {"order": order, "again": again, "shop": shop}
+
+
+async def _log_in(page: Page, base: str, name: str, password: str) -> None:
+    await page.goto(f"{base}/dashboard")
+    assert "/dashboard/login" in page.url  # no session: the login page
+    await page.get_by_label("Name").fill(name)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Log in").click()
+    await page.wait_for_url(f"{base}/dashboard")
+
+
+async def test_an_admin_finds_a_message_sees_the_chart_acts_and_logs_out(
+    db_dsn: str, chromium: Browser
+) -> None:
+    async with live_mailer(db_dsn, dashboard=DashboardConfig()) as (service, _):
+        jobs = await _seed(service)
+        password = await new_operator(service.dsn, "ann", Role.ADMIN)
+        page = await chromium.new_page(viewport={"width": 1200, "height": 800})
+        base = service.url
+
+        await _log_in(page, base, "ann", password)
+        rects = page.locator("svg.chart rect.bar")
+        assert await rects.count() > 0  # the chart drew bars for the mail just sent
+        assert await page.locator("#live-workers").inner_text() == "1"
+        await _shot(page, "overview")
+
+        await page.get_by_role("link", name="Messages").click()
+        await _shot(page, "messages")
+        await page.get_by_label("Recipient").fill("ann+click@example.org")
+        await page.get_by_role("button", name="Search").click()
+        rows = page.locator("table.messages tbody tr")
+        assert await rows.count() == 1
+        await rows.first.get_by_role("link").click()
+        await page.wait_for_url(f"{base}/dashboard/messages/{jobs['order']}")
+        facts = await page.locator("dl.facts").inner_text()
+        assert "order-42-confirmation" in facts and jobs["order"] in facts
+        timeline = await page.locator("section.recipient").first.inner_text()
+        assert "click" in timeline and "open" in timeline and "sent" in timeline
+        await _shot(page, "message")
+
+        await page.get_by_role("link", name="Mailjet").click()
+        assert await page.locator("#live-workers").inner_text() == "1"
+        assert "bounce" in await page.locator("main").inner_text()
+        await _shot(page, "mailjet")
+
+        await page.get_by_role("link", name="Suppressions").click()
+        listing = await page.locator("table.suppressions").inner_text()
+        assert "bob+bounce@example.org" in listing and "bounce at" in listing
+        await _shot(page, "suppressions")
+
+        # The suppressed recipient's page offers to unsuppress; the admin confirms.
+        await page.goto(f"{base}/dashboard/messages/{jobs['again']}")
+        await page.get_by_role("link", name="Unsuppress bob+bounce@example.org").click()
+        assert "Remove bob+bounce@example.org from shop" in await page.locator("h1").inner_text()
+        await _shot(page, "confirm")
+        await page.get_by_role("button", name="Remove from the list").click()
+        await page.wait_for_url(f"{base}/dashboard/messages/{jobs['again']}")
+        await page.get_by_role("link", name="Suppressions").click()
+        assert "bob+bounce@example.org" not in await page.locator("main").inner_text()
+        _, body = await service.request("GET", "/suppressions", jobs["shop"])
+        assert body["suppressions"] == []
+
+        await page.get_by_role("button", name="Log out").click()
+        await page.wait_for_url(f"{base}/dashboard/login")
+        await page.goto(f"{base}/dashboard")
+        assert "/dashboard/login" in page.url
+
+
+async def test_a_viewer_sees_suppressions_but_cannot_act(db_dsn: str, chromium: Browser) -> None:
+    async with live_mailer(db_dsn, dashboard=DashboardConfig()) as (service, _):
+        shop = await service.create_app("shop")
+        for address in ("bob@example.org", "carl@example.org"):
+            status, _ = await service.request(
+                "POST", "/suppressions", shop, json={"email": address}
+            )
+            assert status == 201
+        password = await new_operator(service.dsn, "vic", Role.VIEWER)
+        page = await chromium.new_page(viewport={"width": 1200, "height": 700})
+        base = service.url
+        await _log_in(page, base, "vic", password)
+        await page.get_by_role("link", name="Suppressions").click()
+        listing = await page.locator("table.suppressions").inner_text()
+        assert "bob@example.org" in listing and "carl@example.org" in listing
+        assert await page.get_by_role("link", name="Remove").count() == 0
+        await page.goto(f"{base}/dashboard/suppressions/remove?app=x&email=bob@example.org")
+        assert "Viewers can look but not act" in await page.locator("main").inner_text()
+        await _shot(page, "viewer-refused")
+        _, body = await service.request("GET", "/suppressions", shop)
+        assert len(body["suppressions"]) == 2
