@@ -21,7 +21,7 @@ from tests.integration.tracking_helpers import email
 async def page(service: Service, key: str, query: str = "") -> tuple[list[str], str | None]:
     status, body = await service.request("GET", f"/jobs?{query}", key)
     assert status == 200, body
-    return [j["job_id"] for j in body["jobs"]], body["next"]
+    return [j["job_id"] for j in body["jobs"]], body["next_cursor"]
 
 
 async def every_page(service: Service, key: str, query: str, limit: int) -> list[str]:
@@ -126,7 +126,7 @@ async def test_a_page_scans_a_bounded_range_and_the_cursor_continues(
     # A full page continues after its last job, as without a budget.
     assert await every_page(service, key, "status=queued", 1) == [jobs[5], jobs[2], jobs[1]]
     status, body = await service.request("GET", "/jobs?limit=5&tag=none", key)
-    assert (status, body) == (200, {"jobs": [], "next": None})
+    assert (status, body) == (200, {"jobs": [], "next_cursor": None})
 
 
 statuses = st.lists(st.sampled_from(STATUS_CHAIN), min_size=1, max_size=6)

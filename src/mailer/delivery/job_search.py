@@ -39,7 +39,7 @@ JOB_STATUSES: tuple[str, ...] = (*QUEUE_STATES, *STATUS_CHAIN)
 CLOCK_MARGIN = timedelta(minutes=1)
 SCAN_BUDGET = 1000
 """At most this many jobs of the leading index range are looked at per page: a page of a
-filter that matches few of them holds fewer jobs (maybe none) and a `next` cursor that
+filter that matches few of them holds fewer jobs (maybe none) and a `next_cursor` that
 continues below what it looked at, so that no page costs more than this many jobs."""
 _NO_ID = uuid.UUID(int=0)
 _PAST_EVERY_ID = uuid.UUID(int=(1 << 128) - 1)
@@ -67,7 +67,7 @@ class JobPage:
     """A page of jobs, and the cursor of the next one (None: this was the last)."""
 
     jobs: list[dict[str, Any]]
-    next: str | None
+    next_cursor: str | None
 
 
 def encode_cursor(job_id: uuid.UUID) -> str:

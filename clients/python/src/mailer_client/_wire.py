@@ -104,9 +104,8 @@ def job_ids_of(body: Any) -> list[str]:
 
 def page_of(body: Any, key: str) -> Page:
     """A page from a cursor-paged answer whose items are under `key`."""
-    # `/jobs` names its cursor `next`; it and `/suppressions` have no `has_more`: their
-    # cursor is null on the last page.
-    cursor = body.get("next_cursor", body.get("next"))
+    # `/jobs` and `/suppressions` have no `has_more`: their cursor is null on the last page.
+    cursor = body.get("next_cursor")
     return Page(
         items=list(body.get(key, [])),
         next_cursor=cursor,

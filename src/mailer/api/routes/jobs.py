@@ -65,10 +65,10 @@ async def list_jobs(
     Filters, all optional and combined: `recipient` (any of To, Cc, Bcc,
     case-insensitive), `status` (the job's status as `/status` gives it), `tag`, `from`
     (inclusive) and `to` (exclusive) on the time the job was accepted (ISO 8601), and
-    `idempotency_key` (a batch's jobs carry `KEY#index`). Pass the answer's `next` as
+    `idempotency_key` (a batch's jobs carry `KEY#index`). Pass the answer's `next_cursor` as
     `after` for the next page; `next` is null on the last one. A page looks at no more
     than 1,000 jobs, so with filters that match few it may hold fewer than `limit` jobs,
-    even none, and still have a `next`: follow it until it is null.
+    even none, and still have a `next_cursor`: follow it until it is null.
     """
     filters = JobFilters(
         recipient=None if recipient is None else recipient.strip(),
@@ -82,7 +82,7 @@ async def list_jobs(
         page = await job_search.list_jobs(services.pool, app_id, filters, after=after, limit=limit)
     except job_search.InvalidCursor:
         raise ApiError(400, "invalid_cursor", "`after` is not a cursor of this list") from None
-    return Json({"jobs": page.jobs, "next": page.next})
+    return Json({"jobs": page.jobs, "next_cursor": page.next_cursor})
 
 
 class JobChanges(BaseModel):
