@@ -1,9 +1,13 @@
-"""Talking to Mailjet: `mailer mailjet register-webhook`, `mailer mailjet webhooks`."""
+"""Talking to Mailjet: `mailer mailjet register-webhook`, `webhooks`, `doctor`, `backfill`.
+
+Without Mailjet keys or MAILJET_API_URL they talk to the built-in simulator of a running
+`mailer run` (found through its state file beside the embedded database)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import click
 
@@ -13,6 +17,7 @@ from mailer.cli.common import (
     print_json,
     run_async,
     settings_or_exit,
+    started_or_exit,
     with_event_credentials,
 )
 from mailer.config import Settings
@@ -108,4 +113,59 @@ def mailjet_webhooks(as_json: bool) -> None:
         click.echo("no event callback URLs registered")
 
 
-# --- tracking events -----------------------------------------------------------------------
+def _ours(settings: Settings, public_url: str | None) -> Any:
+    """What our callback URL is: the demo's, or PUBLIC_URL with the event credentials."""
+    from mailer import runtime
+    from mailer.mailjet import registration
+    from mailer.tracking.doctor import Ours
+
+    user = settings.events_user
+    password = settings.events_password.get_secret_value() if settings.events_password else None
+    demo = runtime.read_demo_state(settings.data_dir) if settings.uses_simulator else None
+    if demo is not None and public_url is None and user is None:
+        parts = urlsplit(demo.events_url)
+        return Ours(demo.events_url, unquote(parts.username or ""), unquote(parts.password or ""))
+    if public_url is None or user is None or password is None:
+        return Ours(None, user, password)
+    try:
+        return Ours(registration.webhook_url(public_url, user, password), user, password)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="PUBLIC_URL") from None
+
+
+@mailjet.command("doctor")
+@click.argument("public_url", required=False)
+def mailjet_doctor(public_url: str | None) -> None:
+    """Check the Mailjet account for tracking: the key, the seven event callbacks (to
+    PUBLIC_URL, Mailer's /events, with our credentials, Version 2), the sender domains the
+    apps use (SPF, DKIM) and whether `sent` events arrive. One line per finding; exit
+    status 1 when there is a problem.
+
+    Without PUBLIC_URL a callback counts as ours when it carries MAILER_EVENTS_USER and
+    MAILER_EVENTS_PASSWORD; in the demo, the URL `mailer run` registered is used.
+    """
+    from mailer import runtime
+    from mailer.db.pool import connect
+    from mailer.tracking.doctor import diagnose
+
+    settings = settings_or_exit()
+    ours = _ours(settings, public_url)
+
+    async def check(client: Any) -> list[Any]:
+        with runtime.database(settings) as dsn:
+            await runtime.check_database(dsn)
+            conn = await connect(dsn)
+            try:
+                return await diagnose(
+                    client, conn, ours, silence_after=settings.event_silence_after
+                )
+            finally:
+                await conn.close()
+
+    findings = started_or_exit(_mailjet_call, settings, check)
+    for finding in findings:
+        click.echo(finding.line())
+    problems = sum(f.level == "problem" for f in findings)
+    click.echo(f"{problems} problem(s)" if problems else "no problems found")
+    if problems:
+        raise SystemExit(1)

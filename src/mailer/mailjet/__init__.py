@@ -23,13 +23,16 @@ from mailer.mailjet.errors import (
 )
 from mailer.mailjet.models import (
     AcceptedRecipient,
+    DomainDns,
     EventCallback,
     LookedUpMessage,
     MessageAccepted,
     MessageError,
+    MessageEvent,
     MessageRejected,
     MessageResult,
     RecipientKind,
+    Sender,
     SendResponse,
 )
 
@@ -38,6 +41,7 @@ __all__ = [
     "EVENT_TYPES",
     "AcceptedRecipient",
     "ClientTimeouts",
+    "DomainDns",
     "EventCallback",
     "LookedUpMessage",
     "MailjetClient",
@@ -51,9 +55,11 @@ __all__ = [
     "MailjetUnexpectedResponse",
     "MessageAccepted",
     "MessageError",
+    "MessageEvent",
     "MessageRejected",
     "MessageResult",
     "RecipientKind",
     "SendResponse",
+    "Sender",
     "error_from_response",
 ]

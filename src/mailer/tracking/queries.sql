@@ -57,6 +57,12 @@ LEFT JOIN LATERAL (
      LIMIT 1)
     LIMIT 1
 ) t ON true
+-- The same event rebuilt by a backfill earlier (migration 0010): not stored again.
+WHERE NOT EXISTS (
+    SELECT 1 FROM events b
+    WHERE b.raw ? 'mailer_backfill' AND b.message_id = u.message_id AND b.type = u.type
+      AND b.occurred_at = u.occurred_at AND u.message_id <> 0
+)
 ORDER BY u.dedupe_key
 ON CONFLICT (dedupe_key) DO NOTHING
 RETURNING id, message_id, job_id, position, rank, suppress_reason;
@@ -346,3 +352,17 @@ JOIN jobs j ON j.id = e.job_id
 WHERE e.id = ANY ($1::bigint[]) AND e.app_id IS NOT NULL AND e.status IS NOT NULL
   -- Most apps have no endpoint: don't build payloads nobody will be sent.
   AND EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.app_id = e.app_id AND w.enabled);
+
+-- name: sender_addresses_in_use
+-- The sending domains in use (`mailer mailjet doctor`): every app's configured sender
+-- domains (address NULL) and the From addresses of the latest $1 jobs (a bounded backward
+-- scan of the primary key: job ids are time-ordered).
+SELECT DISTINCT domain, address FROM (
+    SELECT lower(d) AS domain, NULL::text AS address
+    FROM apps, unnest(sender_domains) AS d
+    UNION ALL
+    SELECT split_part(a, '@', 2), a
+    FROM (SELECT lower(message->'From'->>'Email') AS a FROM jobs ORDER BY id DESC LIMIT $1) j
+    WHERE a LIKE '%_@_%'
+) used
+ORDER BY domain, address;

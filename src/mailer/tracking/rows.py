@@ -16,6 +16,7 @@ __all__ = [
     "PendingEvent",
     "Post",
     "ReparsedEvent",
+    "SenderAddress",
     "StoredEvent",
     "Suppression",
     "TimelineEvent",
@@ -115,3 +116,11 @@ class AddedSuppression(Suppression):
     """``add_suppression``'s answer: the entry, and whether this call created it."""
 
     created = Column[bool]()
+
+
+class SenderAddress(Row):
+    """A sending domain in use, with a From address used with it (``sender_addresses_in_use``);
+    ``address`` is ``None`` for an app's configured sender domain."""
+
+    domain = Column[str]()
+    address = Column[str | None]()
