@@ -144,3 +144,34 @@ def test_silence_is_sends_waiting_too_long_for_a_sent_event() -> None:
     assert not silent(_Clock("accepted", 5, waiting=1000), _Clock("sent", 30))
     # Opens keep coming, `sent` does not: still silent.
     assert silent(_Clock("accepted", 5, waiting=1000), _Clock("open", 1), _Clock("sent", 5000))
+
+
+def test_history_rows_become_the_events_callbacks_would_have_carried() -> None:
+    from mailer.mailjet import LookedUpMessage, MessageEvent
+    from mailer.tracking.backfill import event_from_history
+    from mailer.tracking.parse import parse_event
+    from mailer.tracking.suppressions import suppression_reason
+
+    def event(status: str, kind: str, state: str = "", agent: str = "") -> dict[str, object]:
+        message = LookedUpMessage(576460752303423489, "ann@example.org", "job-1", status)
+        found = event_from_history(message, MessageEvent(1700000000, kind, state, agent, ""))
+        assert found is not None and found["mailer_backfill"] is True
+        return found
+
+    opened = event("opened", "opened", agent="Mozilla/5.0")
+    assert opened["event"] == "open" and opened["agent"] == "Mozilla/5.0"
+    assert opened["MessageID"] == 576460752303423489 and opened["time"] == 1700000000
+    hard = event("hardbounced", "bounced", "user unknown")
+    assert hard["hard_bounce"] is True and hard["error_related_to"] == "recipient"
+    assert suppression_reason(parse_event(hard)) == "hard_bounce"
+    domain = event("hardbounced", "bounced", "no mail host")
+    assert (
+        domain["error_related_to"] == "domain" and suppression_reason(parse_event(domain)) is None
+    )
+    soft = event("sent", "bounced", "greylisted")
+    assert soft["hard_bounce"] is False
+    assert (
+        suppression_reason(parse_event(event("blocked", "blocked", "preblocked"))) == "preblocked"
+    )
+    message = LookedUpMessage(1, None, None, "sent")
+    assert event_from_history(message, MessageEvent(1, "queued", "", "", "")) is None

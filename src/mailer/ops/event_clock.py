@@ -33,22 +33,23 @@ from mailer.logs import describe
 from mailer.ops.outage import is_unavailable
 
 __all__ = [
+    "RECEIVED",
     "SENDS",
     "WRITE_EVERY",
     "AcceptedSends",
     "ClockRow",
+    "ReceivedTypes",
     "Silence",
     "SilenceWatch",
     "event_clock",
     "event_silence",
-    "note_received",
+    "silence_of",
 ]
 
 Q = Queries("mailer.ops")
 log = logging.getLogger(__name__)
 
 WRITE_EVERY = 5.0
-_received_written: dict[str, float] = {}
 
 
 class ClockRow(Row):
@@ -61,25 +62,35 @@ class ClockRow(Row):
     waiting_seconds = Column[float | None]()
 
 
-async def note_received(pool: asyncpg.Pool, types: Iterable[str]) -> None:
-    """Mailjet just posted events of these types (called once their body is stored).
+class ReceivedTypes:
+    """Writes the event types Mailjet posted to the clock, each at most every `every` s."""
 
-    Best effort: a failure is logged at debug level and forgotten (the next body writes it).
-    """
-    now = time.monotonic()
-    due = sorted(
-        t for t in set(types) if now - _received_written.get(t, -WRITE_EVERY) >= WRITE_EVERY
-    )
-    if not due:
-        return
-    for event_type in due:
-        _received_written[event_type] = now
-    try:
-        await pool.execute(Q.note_events_received, due, datetime.now(UTC))
-    except Exception as exc:  # the events are stored: the clock must not fail the intake
+    def __init__(self, every: float = WRITE_EVERY) -> None:
+        self._every = every
+        self._written: dict[str, float] = {}
+
+    async def note(self, pool: asyncpg.Pool, types: Iterable[str]) -> None:
+        """Mailjet just posted events of these types (called once their body is stored).
+
+        Best effort: a failure is logged at debug level and forgotten (a later body writes it).
+        """
+        now = time.monotonic()
+        never = float("-inf")
+        due = sorted(t for t in set(types) if now - self._written.get(t, never) >= self._every)
+        if not due:
+            return
         for event_type in due:
-            _received_written.pop(event_type, None)
-        log.debug("event clock not written", extra={"error": describe(exc)})
+            self._written[event_type] = now
+        try:
+            await pool.execute(Q.note_events_received, due, datetime.now(UTC))
+        except Exception as exc:  # the events are stored: the clock must not fail the intake
+            for event_type in due:
+                self._written.pop(event_type, None)
+            log.debug("event clock not written", extra={"error": describe(exc)})
+
+
+# The intake's notes, shared by the process's requests.
+RECEIVED = ReceivedTypes()
 
 
 class AcceptedSends:

@@ -27,7 +27,7 @@ import asyncpg
 from mailer.db.conflicts import retrying_conflicts
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
-from mailer.ops.event_clock import note_received
+from mailer.ops.event_clock import RECEIVED
 from mailer.tracking.apply import apply_linked, link_unlinked
 from mailer.tracking.columns import EventColumns, columns_of, may_contain_nul
 from mailer.tracking.parse import decode_callback_body, parse_callback_body, parse_event
@@ -93,7 +93,7 @@ async def store_callback(
             part = await in_transaction(columns, post_id)
             stored, linked, types = stored + part.stored, linked + part.linked, types | part.types
         result = IntakeResult(len(items), stored, linked, types)
-    await note_received(pool, result.types)  # for event-silence detection (ops/event_clock)
+    await RECEIVED.note(pool, result.types)  # for event-silence detection (ops/event_clock)
     return result
 
 

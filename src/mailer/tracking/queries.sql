@@ -366,3 +366,49 @@ SELECT DISTINCT domain, address FROM (
     WHERE a LIKE '%_@_%'
 ) used
 ORDER BY domain, address;
+
+-- name: backfill_messages
+-- Our recipient messages for rows of Mailjet's /message list ($1 MessageIDs, $2 CustomIDs
+-- that are our job ids, $3 lower-cased addresses; `ord` numbers them from 1): by
+-- MessageID, else by job and address; with their status and the type and time (Unix
+-- seconds) of every event they have, so a backfill skips what callbacks brought.
+SELECT k.ord, t.job_id, t.position, t.status,
+       coalesce(x.types, '{}') AS known_types, coalesce(x.times, '{}') AS known_times
+FROM unnest($1::int8[], $2::uuid[], $3::text[]) WITH ORDINALITY AS k(message_id, job_id, email, ord)
+JOIN LATERAL (
+    (SELECT m.job_id, m.position, m.status FROM messages m
+     WHERE m.message_id = k.message_id LIMIT 1)
+    UNION ALL
+    (SELECT m.job_id, m.position, m.status FROM messages m
+     WHERE m.job_id = k.job_id AND m.email = k.email LIMIT 1)
+    LIMIT 1
+) t ON true
+LEFT JOIN LATERAL (
+    SELECT array_agg(e.type) AS types,
+           array_agg(extract(epoch FROM e.occurred_at)::int8) AS times
+    FROM events e
+    WHERE e.job_id = t.job_id AND e.position = t.position AND e.type IS NOT NULL
+) x ON true
+ORDER BY k.ord;
+
+-- name: backfill_resume
+-- The unfinished backfill of the window starting at $1, if any (its checkpoint).
+SELECT id, from_ts, to_ts, next_offset, total, messages_seen, histories_fetched,
+       events_stored, calls
+FROM mailjet_backfills
+WHERE from_ts = $1 AND finished_at IS NULL
+ORDER BY id DESC
+LIMIT 1;
+
+-- name: backfill_start
+INSERT INTO mailjet_backfills (from_ts, to_ts) VALUES ($1, $2)
+RETURNING id, from_ts, to_ts, next_offset, total, messages_seen, histories_fetched,
+          events_stored, calls;
+
+-- name: backfill_checkpoint
+-- Where a backfill stands ($8: finished).
+UPDATE mailjet_backfills
+SET next_offset = $2, total = $3, messages_seen = $4, histories_fetched = $5,
+    events_stored = $6, calls = $7, updated_at = now(),
+    finished_at = CASE WHEN $8 THEN now() END
+WHERE id = $1;

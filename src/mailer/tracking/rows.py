@@ -10,6 +10,8 @@ from mailer.db.rows import Column, Row
 
 __all__ = [
     "AddedSuppression",
+    "BackfillMessage",
+    "BackfillRun",
     "FeedEvent",
     "FilledMessage",
     "LinkedEvent",
@@ -124,3 +126,29 @@ class SenderAddress(Row):
 
     domain = Column[str]()
     address = Column[str | None]()
+
+
+class BackfillRun(Row):
+    """A backfill's window and checkpoint (``backfill_start``, ``backfill_resume``)."""
+
+    id = Column[int]()
+    from_ts = Column[datetime]()
+    to_ts = Column[datetime]()
+    next_offset = Column[int]()
+    total = Column[int | None]()
+    messages_seen = Column[int]()
+    histories_fetched = Column[int]()
+    events_stored = Column[int]()
+    calls = Column[int]()
+
+
+class BackfillMessage(Row):
+    """Our message for a row of Mailjet's /message list (``backfill_messages``), with the
+    events it has (``known_types[i]`` at ``known_times[i]``, Unix seconds)."""
+
+    ord = Column[int]()
+    job_id = Column[uuid.UUID]()
+    position = Column[int]()
+    status = Column[str]()
+    known_types = Column[list[str]]()
+    known_times = Column[list[int]]()
