@@ -284,7 +284,7 @@ async def running_worker(
     await wakeup.start()
     worker = Worker(
         pool,
-        Sender(client, policy or RetryPolicy()),
+        Sender(client, policy or RetryPolicy(), lookup_grace=settings.lookup_grace_seconds),
         wakeup.signal(JOBS_CHANNEL),
         claiming_ahead(
             settings.worker_concurrency,

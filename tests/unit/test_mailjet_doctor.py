@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from mailer.mailjet import DomainDns, EventCallback, Sender
+from mailer.mailjet import DomainDns, EventCallback, MailjetSender
 from mailer.mailjet.registration import ALL_EVENT_TYPES
 from mailer.ops.event_clock import Silence, silence_of
 from mailer.tracking.doctor import (
@@ -92,18 +92,18 @@ def test_a_foreign_backup_is_a_warning() -> None:
 
 def test_senders_need_an_active_domain_or_every_used_address_and_spf_dkim_ok() -> None:
     ok_dns = DomainDns(1, "shop.example", "OK", "OK", "")
-    fine = DomainState("shop.example", [Sender(1, "*@shop.example", "Active")], ok_dns, [])
+    fine = DomainState("shop.example", [MailjetSender(1, "*@shop.example", "Active")], ok_dns, [])
     addresses = DomainState(
-        "shop.example", [Sender(2, "a@shop.example", "Active")], ok_dns, ["a@shop.example"]
+        "shop.example", [MailjetSender(2, "a@shop.example", "Active")], ok_dns, ["a@shop.example"]
     )
     assert problems(sender_findings([fine, addresses])) == {}
     pending = DomainState(
-        "shop.example", [Sender(1, "*@shop.example", "Inactive")], ok_dns, ["b@shop.example"]
+        "shop.example", [MailjetSender(1, "*@shop.example", "Inactive")], ok_dns, ["b@shop.example"]
     )
     assert "send-0008" in problems(sender_findings([pending]))["sender shop.example"]
     bad_dns = DomainState(
         "shop.example",
-        [Sender(1, "*@shop.example", "Active")],
+        [MailjetSender(1, "*@shop.example", "Active")],
         DomainDns(7, "shop.example", "Error", "Not checked", ""),
         [],
     )

@@ -36,6 +36,8 @@ class ClaimedJob:
     created_at: datetime
     needs_lookup: bool
     recipients: list[Recipient] = field(default_factory=list)
+    lookup_missed: bool = False
+    """The last attempt looked the job up, found nothing and waited for Mailjet's index."""
 
     @property
     def custom_id(self) -> str:

@@ -67,7 +67,8 @@ WITH due AS (
         locked_by = $3,
         updated_at = now()
     WHERE j.id = ANY (ARRAY(SELECT id FROM due)) AND j.state = 'queued'
-    RETURNING j.id, j.app_id, j.message, j.attempts, j.created_at, j.needs_lookup, j.run_at
+    RETURNING j.id, j.app_id, j.message, j.attempts, j.created_at, j.needs_lookup, j.run_at,
+              coalesce(j.last_error->>'reason' = 'lookup_missed', false) AS lookup_missed
 ), suppressed AS (
     -- By ctid, and one job at a time (OFFSET 0 keeps the subquery a lookup by job_id): a
     -- plan that cannot turn into a scan of all messages, whatever the statistics say
@@ -88,7 +89,7 @@ WITH due AS (
     ))
     RETURNING m.job_id, m.position
 )
-SELECT c.id, c.app_id, c.message, c.attempts, c.created_at, c.needs_lookup,
+SELECT c.id, c.app_id, c.message, c.attempts, c.created_at, c.needs_lookup, c.lookup_missed,
        r.positions, r.kinds, r.emails, r.statuses
 FROM claimed c
 CROSS JOIN LATERAL (
@@ -125,17 +126,19 @@ WHERE m.job_id = u.job_id AND m.position = u.position AND m.status = 'queued'
 RETURNING m.job_id, m.position, m.app_id, m.email, m.error, j.metadata, now() AS failed_at;
 
 -- name: retry_jobs
--- Put jobs back in the queue for a later attempt.
+-- Put jobs back in the queue for a later attempt. $6: no send was attempted (a lookup that
+-- waits for Mailjet's index), so the claim's attempt is given back.
 UPDATE jobs j
 SET state = 'queued',
+    attempts = j.attempts - u.no_attempt::int,
     run_at = u.run_at,
     needs_lookup = j.needs_lookup OR u.outcome_unknown,
     last_error = u.error,
     locked_until = NULL,
     locked_by = NULL,
     updated_at = now()
-FROM unnest($1::uuid[], $2::timestamptz[], $3::bool[], $4::jsonb[])
-     AS u(id, run_at, outcome_unknown, error)
+FROM unnest($1::uuid[], $2::timestamptz[], $3::bool[], $4::jsonb[], $6::bool[])
+     AS u(id, run_at, outcome_unknown, error, no_attempt)
 WHERE j.id = u.id AND j.state = 'sending' AND j.locked_by = $5;
 
 -- name: release_jobs
@@ -156,7 +159,9 @@ WITH expired AS (
 )
 UPDATE jobs j
 SET state = 'queued', needs_lookup = true, run_at = now(), locked_until = NULL,
-    locked_by = NULL, updated_at = now()
+    locked_by = NULL, updated_at = now(),
+    -- A fresh unknown outcome: its first lookup that finds nothing waits again.
+    last_error = '{"reason": "lease_expired"}'::jsonb
 FROM expired
 WHERE j.id = expired.id
 RETURNING j.id;

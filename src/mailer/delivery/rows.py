@@ -21,6 +21,7 @@ class ClaimedRow(Row):
     attempts = Column[int]()
     created_at = Column[datetime]()
     needs_lookup = Column[bool]()
+    lookup_missed = Column[bool]()
     positions = Column[list[int] | None]()
     kinds = Column[list[str] | None]()
     emails = Column[list[str] | None]()

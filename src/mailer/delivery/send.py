@@ -5,6 +5,8 @@ has `Messages`, whatever the HTTP code; a per-message error fails that job at on
 5xx, timeouts and connection errors are retried with backoff; after a timeout or a 5xx the
 outcome is unknown, so the next attempt looks the job up at Mailjet before sending again; a
 whole-request rejection of several messages is split until the bad message stands alone.
+A lookup that finds nothing is repeated once after a grace period (Mailjet's index can lag
+behind a fresh send) before the job is sent again.
 
 What a call taught us is an :class:`Outcome` (accepted recipients, rejected ones, jobs that
 finished, jobs to retry), which :func:`mailer.delivery.store.record` writes.
@@ -32,6 +34,10 @@ from mailer.mailjet import (
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
+DEFAULT_LOOKUP_GRACE = 30.0
+LOOKUP_MISSED = "lookup_missed"
+"""`last_error.reason` of a job waiting to be looked up again (read back by the claim)."""
+
 
 def utcnow() -> datetime:
     """The default clock."""
@@ -46,6 +52,8 @@ class Retry:
     run_at: datetime
     outcome_unknown: bool
     error: dict[str, Any]
+    attempted: bool = True
+    """False when nothing was sent (a lookup waits for Mailjet's index): no attempt used."""
 
 
 @dataclass(frozen=True)
@@ -91,11 +99,15 @@ class Sender:
         client: MailjetClient,
         policy: RetryPolicy,
         *,
+        lookup_grace: float = DEFAULT_LOOKUP_GRACE,
         clock: Clock = utcnow,
         rng: random.Random | None = None,
     ) -> None:
+        """``lookup_grace``: seconds to wait after a lookup found nothing before looking once
+        more and only then resending (0: resend at once)."""
         self._client = client
         self._policy = policy
+        self._lookup_grace = lookup_grace
         self._clock = clock
         self._rng = rng or random.Random()
 
@@ -115,8 +127,12 @@ class Sender:
                 outcome.finished.append(Finish(job.id, "failed", error))
             elif job.needs_lookup:
                 found = await self._look_up(job, outcome)
-                if not found:
-                    to_send.append(job)
+                if found:
+                    continue
+                if job.lookup_missed or self._lookup_grace <= 0:
+                    to_send.append(job)  # not found twice, the grace apart: never got it
+                else:
+                    outcome.retries.append(self._wait_for_index(job))
             else:
                 to_send.append(job)
         if to_send:
@@ -139,6 +155,16 @@ class Sender:
         outcome.finished.append(Finish(job.id, "done"))
         log.info("send found at Mailjet, not repeated", extra={"action": "lookup_found"})
         return True
+
+    def _wait_for_index(self, job: ClaimedJob) -> Retry:
+        """Not found: Mailjet's index can lag behind a fresh send, so look again after the
+        grace period before resending (the retry keeps `needs_lookup`, uses no attempt)."""
+        log.info(
+            "send not found at Mailjet yet; looking again before resending",
+            extra={"action": "lookup_missed", "job_id": str(job.id), "grace": self._lookup_grace},
+        )
+        run_at = self._clock() + timedelta(seconds=self._lookup_grace)
+        return Retry(job.id, run_at, True, {"reason": LOOKUP_MISSED}, attempted=False)
 
     async def _send(self, jobs: Sequence[ClaimedJob]) -> Outcome:
         messages = [build_message(job) for job in jobs]

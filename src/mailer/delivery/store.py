@@ -34,6 +34,7 @@ async def claim(
             attempts=row.attempts,
             created_at=row.created_at,
             needs_lookup=row.needs_lookup,
+            lookup_missed=row.lookup_missed,
             recipients=[
                 Recipient(position, kind, email, status)
                 for position, kind, email, status in zip(
@@ -93,6 +94,7 @@ async def _record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> No
                 [x.outcome_unknown for x in t],
                 [x.error for x in t],
                 worker_id,
+                [not x.attempted for x in t],
             )
 
 

@@ -26,13 +26,13 @@ from mailer.mailjet.models import (
     DomainDns,
     EventCallback,
     LookedUpMessage,
+    MailjetSender,
     MessageAccepted,
     MessageError,
     MessageEvent,
     MessageRejected,
     MessageResult,
     RecipientKind,
-    Sender,
     SendResponse,
 )
 
@@ -50,6 +50,7 @@ __all__ = [
     "MailjetNotFound",
     "MailjetRateLimited",
     "MailjetRequestRejected",
+    "MailjetSender",
     "MailjetServerError",
     "MailjetTimeout",
     "MailjetUnexpectedResponse",
@@ -60,6 +61,5 @@ __all__ = [
     "MessageResult",
     "RecipientKind",
     "SendResponse",
-    "Sender",
     "error_from_response",
 ]

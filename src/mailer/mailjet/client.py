@@ -28,9 +28,9 @@ from mailer.mailjet.models import (
     DomainDns,
     EventCallback,
     LookedUpMessage,
+    MailjetSender,
     MessageEvent,
     ResponseShapeError,
-    Sender,
     SendResponse,
     parse_domain_dns,
     parse_event_callback,
@@ -350,7 +350,7 @@ class MailjetClient:
 
     # -- REST v3: senders and sending domains ----------------------------------------------
 
-    async def list_senders(self, *, domain: str | None = None) -> list[Sender]:
+    async def list_senders(self, *, domain: str | None = None) -> list[MailjetSender]:
         """The account's sender addresses and domains (all pages), of ``domain`` only if given."""
         rows = await self._rest_all(_SENDER_PATH, {"Domain": domain} if domain else {})
         try:

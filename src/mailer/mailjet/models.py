@@ -14,6 +14,7 @@ __all__ = [
     "DomainDns",
     "EventCallback",
     "LookedUpMessage",
+    "MailjetSender",
     "MessageAccepted",
     "MessageError",
     "MessageEvent",
@@ -22,7 +23,6 @@ __all__ = [
     "RecipientKind",
     "ResponseShapeError",
     "SendResponse",
-    "Sender",
     "parse_domain_dns",
     "parse_event_callback",
     "parse_looked_up_message",
@@ -137,7 +137,7 @@ class MessageEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class Sender:
+class MailjetSender:
     """A row of ``/v3/REST/sender``: an address, or a whole domain as ``*@domain``.
 
     ``status`` is ``Active`` once validated (else ``Inactive``, or ``Deleted``).
@@ -283,10 +283,10 @@ def parse_event_callback(item: Any) -> EventCallback:
     )
 
 
-def parse_sender(item: Any) -> Sender:
+def parse_sender(item: Any) -> MailjetSender:
     """Parse one ``Data`` row of ``/v3/REST/sender``."""
     row = _row(item, "Data[]")
-    return Sender(
+    return MailjetSender(
         id=_int(row.get("ID"), "Data[].ID"),
         email=_str(row.get("Email"), "Data[].Email"),
         status=str(row.get("Status") or ""),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -263,6 +264,7 @@ class SimulatorApp:
             from_ts=from_ts,
             to_ts=to_ts,
         )
+        rows = [r for r in rows if self._indexed(r.accepted_at)]
         if _flag(request, "countOnly"):
             return _json({"Count": len(rows), "Data": [], "Total": len(rows)})
         show = {
@@ -276,10 +278,15 @@ class SimulatorApp:
     async def get_message(self, request: Request) -> Response:
         """One message by MessageID, or 404."""
         record = self.state.get(request.path_params["id"])
-        if record is None:
+        if record is None or not self._indexed(record.accepted_at):
             return _json(rest_error(404, "Object not found"), 404)
         row = record.to_rest(show_custom_id=True, show_contact_alt=True, show_subject=True)
         return _rest_list([row], 1)
+
+    def _indexed(self, accepted_at: float) -> bool:
+        """Whether a message accepted then is visible to lookups yet (``lookup_lag_ms``)."""
+        lag = self.injector.config.lookup_lag_ms / 1000
+        return lag <= 0 or accepted_at <= time.time() - lag
 
     # -- /v3/REST/eventcallbackurl ---------------------------------------------------------
 

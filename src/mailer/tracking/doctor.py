@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
-from mailer.mailjet import DomainDns, EventCallback, MailjetClient, Sender
+from mailer.mailjet import DomainDns, EventCallback, MailjetClient, MailjetSender
 from mailer.mailjet.errors import MailjetError, MailjetNotFound, MailjetRequestRejected
 from mailer.mailjet.registration import ALL_EVENT_TYPES, GROUPED_VERSION, mask_url
 from mailer.ops.event_clock import Silence, event_silence
@@ -181,7 +181,7 @@ class DomainState:
     when the account does not hold the domain)."""
 
     domain: str
-    senders: Sequence[Sender]
+    senders: Sequence[MailjetSender]
     dns: DomainDns | None
     addresses_used: Sequence[str]
 
