@@ -311,3 +311,10 @@ async def test_reprocess_lifts_suppressions_older_versions_made_from_domain_boun
     _, page = await service.request("GET", "/suppressions", key)
     assert page["suppressions"] == []
     assert (await service.status(key, job_id))["recipients"][0]["status"] == "bounced"
+    # The address's history says what happened, and why.
+    _, history = await service.request("GET", f"/suppressions/{m.email}/history", key)
+    assert [(c["action"], c["actor"]) for c in history["history"]] == [
+        ("suppressed", "event"),
+        ("reactivated", "reprocess"),
+    ]
+    assert history["history"][1]["reason"].startswith("reprocessed")

@@ -83,6 +83,7 @@ WITH due AS (
             SELECT q.ctid
             FROM messages q
             JOIN suppressions s ON s.app_id = q.app_id AND s.email = q.email
+                 AND (s.expires_at IS NULL OR s.expires_at > now())
             WHERE q.job_id = c.id AND q.status = 'queued'
             OFFSET 0
         ) hit

@@ -177,7 +177,10 @@ suppressed AS (
     JOIN messages m ON m.job_id = ev.job_id AND m.position = ev.position
     WHERE ev.suppress_reason IS NOT NULL
     ORDER BY m.app_id, m.email, ev.id
-    ON CONFLICT (app_id, email) DO NOTHING
+    ON CONFLICT (app_id, email) DO UPDATE
+        SET reason = EXCLUDED.reason, event_id = EXCLUDED.event_id, created_at = now(),
+            expires_at = NULL
+        WHERE suppressions.expires_at <= now()  -- an expired entry is replaced
 )
 SELECT job_id, position, message_id FROM updated WHERE fills_id;
 
@@ -207,26 +210,56 @@ ORDER BY e.feed_xid, e.id
 LIMIT $7;
 
 -- name: list_suppressions
-SELECT email, reason, event_id, created_at
+-- The app's entries in force (an expired one no longer counts), by address.
+SELECT email, reason, event_id, created_at, expires_at
 FROM suppressions
-WHERE app_id = $1 AND email > $2
+WHERE app_id = $1 AND email > $2 AND (expires_at IS NULL OR expires_at > now())
 ORDER BY email
 LIMIT $3;
 
 -- name: add_suppression
--- Returns the row and whether it is new (an existing entry keeps its reason).
+-- Returns the row and whether it is new: an entry in force keeps its reason; an expired
+-- one is replaced. $4: when the new entry expires (NULL: never).
 WITH inserted AS (
-    INSERT INTO suppressions (app_id, email, reason) VALUES ($1, $2, $3)
-    ON CONFLICT (app_id, email) DO NOTHING
-    RETURNING email, reason, event_id, created_at
+    INSERT INTO suppressions (app_id, email, reason, expires_at) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (app_id, email) DO UPDATE
+        SET reason = EXCLUDED.reason, event_id = NULL, created_at = now(),
+            expires_at = EXCLUDED.expires_at
+        WHERE suppressions.expires_at <= now()
+    RETURNING email, reason, event_id, created_at, expires_at
 )
-SELECT email, reason, event_id, created_at, true AS created FROM inserted
+SELECT email, reason, event_id, created_at, expires_at, true AS created FROM inserted
 UNION ALL
-SELECT email, reason, event_id, created_at, false FROM suppressions
+SELECT email, reason, event_id, created_at, expires_at, false FROM suppressions
 WHERE app_id = $1 AND email = $2 AND NOT EXISTS (SELECT 1 FROM inserted);
 
+-- name: set_change_context
+-- Why and by whom suppressions change in this transaction (read by the history trigger,
+-- migration 0010).
+SELECT set_config('mailer.suppression_reason', $1, true), set_config('mailer.actor', $2, true);
+
 -- name: delete_suppression
-DELETE FROM suppressions WHERE app_id = $1 AND email = $2 RETURNING email;
+-- Reactivate an address: only an entry in force counts (an expired one changed nothing).
+DELETE FROM suppressions
+WHERE app_id = $1 AND email = $2 AND (expires_at IS NULL OR expires_at > now())
+RETURNING email;
+
+-- name: current_suppression
+SELECT email, reason, event_id, created_at, expires_at,
+       (expires_at IS NULL OR expires_at > now()) AS in_force
+FROM suppressions
+WHERE app_id = $1 AND email = $2;
+
+-- name: suppression_history
+-- Every change of an address's entry, oldest first (the latest $3).
+SELECT * FROM (
+    SELECT id, action, reason, event_id, expires_at, actor, at
+    FROM suppression_history
+    WHERE app_id = $1 AND email = $2
+    ORDER BY id DESC
+    LIMIT $3
+) latest
+ORDER BY id;
 
 -- name: posts_after
 -- Reprocessing reads the stored bodies in arrival order, a batch at a time.

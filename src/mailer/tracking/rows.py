@@ -12,6 +12,7 @@ __all__ = [
     "AddedSuppression",
     "BackfillMessage",
     "BackfillRun",
+    "CurrentSuppression",
     "FeedEvent",
     "FilledMessage",
     "LinkedEvent",
@@ -21,6 +22,7 @@ __all__ = [
     "SenderAddress",
     "StoredEvent",
     "Suppression",
+    "SuppressionChange",
     "TimelineEvent",
 ]
 
@@ -112,6 +114,25 @@ class Suppression(Row):
     reason = Column[str]()
     event_id = Column[int | None]()
     created_at = Column[datetime]()
+    expires_at = Column[datetime | None]()
+
+
+class CurrentSuppression(Suppression):
+    """An address's entry (``current_suppression``); ``in_force`` false once expired."""
+
+    in_force = Column[bool]()
+
+
+class SuppressionChange(Row):
+    """One change of an address's entry (``suppression_history``)."""
+
+    id = Column[int]()
+    action = Column[str]()
+    reason = Column[str]()
+    event_id = Column[int | None]()
+    expires_at = Column[datetime | None]()
+    actor = Column[str]()
+    at = Column[datetime]()
 
 
 class AddedSuppression(Suppression):
