@@ -157,7 +157,9 @@ def test_an_operator_starts_mailer_and_an_email_goes_out_and_is_tracked(
             break
         time.sleep(0.2)
     assert doc["status"] == "clicked", doc
-    assert [e["type"] for e in doc["recipients"][0]["events"]] == ["sent", "open", "click"]
+    assert [e["mailjet_event"] for e in doc["recipients"][0]["events"]] == [
+        "sent", "open", "click"
+    ]  # fmt: skip
 
     assert operator.stop(worker) == 0
     assert operator.stop(api) == 0

@@ -62,9 +62,9 @@ async def test_sync_client_sends_and_iterates_the_feed(live: Live) -> None:
             if len(types) >= 3 or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)
-        assert types == ["sent", "open", "click"]
+        assert types == ["email.sent", "email.opened", "email.clicked"]
         opened = await asyncio.to_thread(lambda: list(mailer.feed(types=["open"])))
-        assert [e["type"] for e in opened] == ["open"]
+        assert [e["type"] for e in opened] == ["email.opened"]  # an old name
     finally:
         mailer.close()
 

@@ -33,7 +33,8 @@ class Event(_Open):
     """A tracking event as apps see it (feed, status timelines, webhooks)."""
 
     id: str
-    type: str
+    type: str | None = Field(description="`email.sent`, `email.opened`, `email.clicked` …")
+    mailjet_event: str | None = Field(description="Mailjet's word: sent, open, click …")
     status: str | None
     time: datetime
     job_id: str

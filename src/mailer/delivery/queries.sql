@@ -126,6 +126,16 @@ WHERE m.job_id = u.job_id AND m.position = u.position AND m.status = 'queued'
   AND j.id = m.job_id
 RETURNING m.job_id, m.position, m.app_id, m.email, m.error, j.metadata, now() AS failed_at;
 
+-- name: suppressed_recipients
+-- These recipients were not sent to for their suppressed address: what their
+-- `email.suppressed` webhook tells the app (the suppression's reason).
+SELECT m.job_id, m.position, m.app_id, m.email, s.reason, j.metadata, now() AS suppressed_at
+FROM unnest($1::uuid[], $2::int2[]) AS u(job_id, position)
+JOIN messages m ON m.job_id = u.job_id AND m.position = u.position
+JOIN jobs j ON j.id = m.job_id
+LEFT JOIN suppressions s ON s.app_id = m.app_id AND s.email = m.email
+WHERE m.status = 'suppressed';
+
 -- name: retry_jobs
 -- Put jobs back in the queue for a later attempt. $6: no send was attempted (a lookup that
 -- waits for Mailjet's index), so the claim's attempt is given back.

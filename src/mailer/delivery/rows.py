@@ -8,7 +8,7 @@ from typing import Any
 
 from mailer.db.rows import Column, Row
 
-__all__ = ["ClaimedRow", "FailedRecipient"]
+__all__ = ["ClaimedRow", "FailedRecipient", "SuppressedRecipient"]
 
 
 class ClaimedRow(Row):
@@ -38,3 +38,17 @@ class FailedRecipient(Row):
     error = Column[dict[str, Any]]()
     metadata = Column[Any]()
     failed_at = Column[datetime]()
+
+
+class SuppressedRecipient(Row):
+    """A recipient not sent to for its suppressed address (``suppressed_recipients``), as
+    its ``email.suppressed`` needs it; ``reason`` is the suppression's (None if it was
+    lifted since)."""
+
+    job_id = Column[uuid.UUID]()
+    position = Column[int]()
+    app_id = Column[uuid.UUID]()
+    email = Column[str]()
+    reason = Column[str | None]()
+    metadata = Column[Any]()
+    suppressed_at = Column[datetime]()

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 DEFAULT_LOOKUP_GRACE = 30.0
+NO_TO_RECIPIENT = "every To recipient is suppressed"
 LOOKUP_MISSED = "lookup_missed"
 """`last_error.reason` of a job waiting to be looked up again (read back by the claim)."""
 
@@ -82,6 +83,8 @@ class Outcome:
     rejected: list[RejectedRecipient] = field(default_factory=list)
     finished: list[Finish] = field(default_factory=list)
     retries: list[Retry] = field(default_factory=list)
+    suppressed: list[tuple[uuid.UUID, int]] = field(default_factory=list)
+    """(job, position) of recipients not sent to for their suppressed address."""
 
     def merge(self, other: Outcome) -> None:
         """Add another outcome's facts to this one."""
@@ -89,6 +92,7 @@ class Outcome:
         self.rejected += other.rejected
         self.finished += other.finished
         self.retries += other.retries
+        self.suppressed += other.suppressed
 
 
 class Sender:
@@ -117,10 +121,13 @@ class Sender:
         outcome = Outcome()
         to_send: list[ClaimedJob] = []
         for job in jobs:
+            outcome.suppressed += [
+                (job.id, r.position) for r in job.recipients if r.status == "suppressed"
+            ]
             if not job.sendable():
                 outcome.finished.append(Finish(job.id, "done"))
             elif not job.has_to_recipient():
-                error = {"reason": "every To recipient is suppressed"}
+                error = {"reason": NO_TO_RECIPIENT}
                 outcome.rejected += [
                     RejectedRecipient(job.id, r.position, error) for r in job.sendable()
                 ]

@@ -203,7 +203,7 @@ JOIN jobs j ON j.id = e.job_id
 WHERE e.app_id = $1
   AND (e.feed_xid, e.id) > ($2::text::xid8, $3::int8)
   AND e.feed_xid < pg_snapshot_xmin(pg_current_snapshot())
-  AND ($4::text[] IS NULL OR e.type = ANY($4::text[]))
+  AND ($4::text[] IS NULL OR e.status = ANY($4::text[]))  -- the types' statuses
   AND ($5::timestamptz IS NULL OR e.occurred_at >= $5)
   AND ($6::timestamptz IS NULL OR e.occurred_at < $6)
 ORDER BY e.feed_xid, e.id

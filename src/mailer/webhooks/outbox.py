@@ -32,6 +32,7 @@ __all__ = [
     "CHANNEL",
     "EMAIL_FAILED",
     "EVENT_TYPES",
+    "OLD_EVENT_TYPES",
     "OutboxEvent",
     "fan_out",
     "render_body",
@@ -46,13 +47,17 @@ EMAIL_SENT = "email.sent"
 EMAIL_OPENED = "email.opened"
 EMAIL_CLICKED = "email.clicked"
 EMAIL_BOUNCED = "email.bounced"
-EMAIL_DEFERRED = "email.deferred"
+EMAIL_DELIVERY_DELAYED = "email.delivery_delayed"
+"""A soft bounce: Mailjet keeps trying (the recipient is `deferred`)."""
 EMAIL_BLOCKED = "email.blocked"
 EMAIL_SPAM = "email.spam"
 EMAIL_UNSUBSCRIBED = "email.unsubscribed"
 EMAIL_FAILED = "email.failed"
 """A recipient will not be sent: Mailjet refused the message, or our retries ran out. The
-send path emits it (not a Mailjet event); its `details` hold the error."""
+send path emits it (not a Mailjet event); its `details` hold the `reason` and the error."""
+EMAIL_SUPPRESSED = "email.suppressed"
+"""A recipient was not sent to: its address is on the app's suppression list. The send
+path emits it; its `details` hold the suppression's `reason`."""
 
 EVENT_TYPES: frozenset[str] = frozenset(
     {
@@ -60,15 +65,19 @@ EVENT_TYPES: frozenset[str] = frozenset(
         EMAIL_OPENED,
         EMAIL_CLICKED,
         EMAIL_BOUNCED,
-        EMAIL_DEFERRED,
+        EMAIL_DELIVERY_DELAYED,
         EMAIL_BLOCKED,
         EMAIL_SPAM,
         EMAIL_UNSUBSCRIBED,
         EMAIL_FAILED,
+        EMAIL_SUPPRESSED,
     }
 )
 """The event types an endpoint can subscribe to (which tracking status gives which is
 :mod:`mailer.tracking.webhook_events`'s to say)."""
+
+OLD_EVENT_TYPES: dict[str, str] = {"email.deferred": EMAIL_DELIVERY_DELAYED}
+"""Names an endpoint may still be given, and the type each now stands for."""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -13,9 +14,10 @@ from mailer.api.errors import ApiError
 from mailer.api.models import FeedPage, IsoDateTime
 from mailer.api.responses import Json
 from mailer.tracking.feed import EVENT_TYPES, START, FeedCursor, InvalidCursor, read_feed
+from mailer.tracking.vocabulary import FEED_TYPES, OLD_FEED_TYPES
 
 router = APIRouter(tags=["tracking"])
-_ONE_TYPE = "(" + "|".join(sorted(EVENT_TYPES)) + ")"
+_ONE_TYPE = "(" + "|".join(re.escape(t) for t in sorted(EVENT_TYPES)) + ")"
 # One type or several, comma-separated.
 _TYPES = rf"^\s*{_ONE_TYPE}\s*(,\s*{_ONE_TYPE}\s*)*$"
 
@@ -34,7 +36,8 @@ def _types(values: list[str] | None) -> list[str] | None:
                 {
                     "field": "type",
                     "message": f"unknown event type {', '.join(unknown)}; "
-                    f"use {', '.join(sorted(EVENT_TYPES))}",
+                    f"use {', '.join(sorted(FEED_TYPES))} (or Mailjet's words: "
+                    f"{', '.join(sorted(OLD_FEED_TYPES))})",
                 }
             ],
         )
@@ -62,7 +65,9 @@ async def feed(
     Pass the answer's `next_cursor` as `after` to get the next page; when `has_more` is
     false you are caught up (poll again later with the same cursor). Every event appears
     exactly once across pages, also while new events arrive. Filters: `type` (repeatable
-    or comma-separated: sent, open, click, bounce, spam, blocked, unsub) and event time
+    or comma-separated: email.sent, email.opened, email.clicked, email.bounced,
+    email.delivery_delayed, email.blocked, email.spam, email.unsubscribed; Mailjet's words
+    sent, open, click, bounce, spam, blocked, unsub are still accepted) and event time
     (`since` inclusive, `until` exclusive, ISO 8601). Each event carries its job's
     `metadata`; ids and Mailjet's `message_id` are strings.
     """

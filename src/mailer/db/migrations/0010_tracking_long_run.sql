@@ -96,3 +96,9 @@ $$;
 CREATE TRIGGER suppressions_history
     AFTER INSERT OR UPDATE OR DELETE ON suppressions
     FOR EACH ROW EXECUTE FUNCTION record_suppression_change();
+
+-- One vocabulary for event types: a soft bounce's webhook is `email.delivery_delayed` (it
+-- was `email.deferred`; endpoints given the old name still get it).
+UPDATE webhook_endpoints
+SET event_types = array_replace(event_types, 'email.deferred', 'email.delivery_delayed')
+WHERE 'email.deferred' = ANY(event_types);
