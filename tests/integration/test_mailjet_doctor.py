@@ -5,6 +5,7 @@ elsewhere, or a sender domain fails its SPF check."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 from click.testing import CliRunner
 
@@ -69,3 +70,20 @@ def test_doctor_reports_a_refused_key(threaded_sim: SimulatorServer, db_dsn: str
     result = CliRunner().invoke(main, ["mailjet", "doctor", PUBLIC], env=env)
     assert result.exit_code == 1
     assert "PROBLEM  key:" in result.output and "HTTP 401" in result.output
+
+
+def test_the_backfill_command_starts_resumes_and_says_what_it_did(
+    threaded_sim: SimulatorServer, db_dsn: str
+) -> None:
+    runner = CliRunner()
+    env = cli_env(threaded_sim, DATABASE_URL=db_dsn)
+    neither = runner.invoke(main, ["mailjet", "backfill"], env=env)
+    assert neither.exit_code == 2 and "--resume" in neither.output
+    nothing = runner.invoke(main, ["mailjet", "backfill", "--resume"], env=env)
+    assert nothing.exit_code == 1 and "no unfinished backfill" in nothing.output
+    bad = runner.invoke(main, ["mailjet", "backfill", "--since", "yesterday"], env=env)
+    assert bad.exit_code == 2 and "ISO 8601" in bad.output
+    done = runner.invoke(main, ["mailjet", "backfill", "--since", "6h", "--json"], env=env)
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.output[done.output.index("{") :])
+    assert report["finished"] and report["calls"] == 1 and report["total"] == 0

@@ -189,7 +189,8 @@ def _moment(value: str) -> datetime:
 
 
 @mailjet.command("backfill")
-@click.option("--since", "since_text", required=True, help="Start: ISO date-time or age (6h).")
+@click.option("--since", "since_text", help="Start: ISO date-time or age (6h).")
+@click.option("--resume", is_flag=True, help="Go on with the latest unfinished backfill.")
 @click.option("--until", "until_text", help="End (default now; a resumed run keeps its own).")
 @click.option("--max-calls", type=click.IntRange(1), default=5000, show_default=True,
               help="Most Mailjet calls this run makes; run again to go on.")  # fmt: skip
@@ -197,7 +198,8 @@ def _moment(value: str) -> datetime:
 @click.option("--restart", is_flag=True, help="Start the window afresh, not at its checkpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def mailjet_backfill(
-    since_text: str,
+    since_text: str | None,
+    resume: bool,
     until_text: str | None,
     max_calls: int,
     page_size: int,
@@ -208,14 +210,16 @@ def mailjet_backfill(
     missed (lost or never-registered callbacks), through the same intake as callbacks.
 
     Idempotent (with callbacks that arrive later too), bounded by --max-calls, resumable:
-    an interrupted run of the same --since continues from its checkpoint.
+    --resume (or the same --since) continues an unfinished run from its checkpoint.
     """
     from mailer import runtime
     from mailer.db.pool import create_pool
     from mailer.tracking.backfill import backfill
 
     settings = settings_or_exit()
-    since = _moment(since_text)
+    if (since_text is None) == (not resume):
+        raise click.UsageError("give --since (a new window, or one to go on with) or --resume")
+    since = _moment(since_text) if since_text else None
     until = _moment(until_text) if until_text else None
 
     async def go(client: Any) -> Any:
@@ -236,7 +240,12 @@ def mailjet_backfill(
             finally:
                 await pool.close()
 
-    report = started_or_exit(_mailjet_call, settings, go)
+    from mailer.tracking.backfill import NothingToResume
+
+    try:
+        report = started_or_exit(_mailjet_call, settings, go)
+    except NothingToResume as exc:
+        raise click.ClickException(f"{exc}: start one with --since") from None
     if as_json:
         print_json(dataclasses.asdict(report))
         return
@@ -248,6 +257,6 @@ def mailjet_backfill(
     )
     if not report.finished:
         click.echo(
-            f"stopped at --max-calls {max_calls}: run the same command again to go on "
-            f"(offset {report.offset})"
+            f"stopped at --max-calls {max_calls} (offset {report.offset} of {report.total}): "
+            "`mailer mailjet backfill --resume` goes on"
         )

@@ -7,6 +7,7 @@ retry and reconciliation belong to the caller (see :mod:`mailer.mailjet.errors`)
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,8 +75,11 @@ class ClientTimeouts:
                 raise ValueError(f"ClientTimeouts.{name} must be > 0")
 
 
-def _unix(when: datetime) -> str:
-    return str(int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()))
+def _unix(when: datetime, *, up: bool = False) -> str:
+    """Unix seconds (Mailjet's FromTS/ToTS); ``up``: the next whole second, so a window's
+    end holds everything of its last second."""
+    seconds = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    return str(math.ceil(seconds) if up else math.floor(seconds))
 
 
 def _basic_auth(login: str, password: str) -> str:
@@ -324,7 +328,7 @@ class MailjetClient:
         count of the window. One call: paging is left to the caller (backfill is resumable)."""
         params = {
             "FromTS": _unix(since),
-            "ToTS": _unix(until),
+            "ToTS": _unix(until, up=True),
             "ShowCustomID": "true",
             "ShowContactAlt": "true",
             "Limit": str(min(limit, REST_PAGE_LIMIT)),

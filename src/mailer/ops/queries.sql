@@ -34,13 +34,6 @@ SELECT count(*) AS due,
 FROM jobs
 WHERE state = 'queued' AND run_at <= now();
 
--- name: last_event_post
--- When Mailjet last posted a callback.
-SELECT received_at, extract(epoch FROM now() - received_at)::float8 AS seconds_ago
-FROM event_posts
-ORDER BY id DESC
-LIMIT 1;
-
 -- name: note_events_received
 -- Mailjet posted events of these types ($1) at $2: the event clock moves forward.
 INSERT INTO event_clock AS c (type, last_at)

@@ -91,14 +91,15 @@ async def status_report(conn: Conn, *, silence_after: float = 900.0) -> dict[str
         if row.type != "accepted"
     ]
     silence = silence_of(clock, silence_after)
-    post = await conn.fetchrow(Q.last_event_post)
+    # From the clock, not from the stored bodies: a backfill stores bodies too.
+    last_callback = min((row.seconds_ago for row in clock if row.type != "accepted"), default=None)
     return {
         "jobs": states,
         "due_now": due["due"],
         "oldest_due_seconds": round(due["oldest_seconds"], 1),
         "live_workers": sum(1 for w in workers if w["alive"]),
         "workers": workers,
-        "last_callback_seconds_ago": None if post is None else round(post["seconds_ago"], 1),
+        "last_callback_seconds_ago": _rounded(last_callback),
         "last_event_by_type": events,
         "event_silence": {
             "silent": silence.silent,

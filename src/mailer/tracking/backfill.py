@@ -18,7 +18,8 @@ lost unless asked for. The backfill asks:
 second is not stored again (``insert_events`` checks the backfilled events, migration
 0010); a second backfill skips what is stored. **Bounded**: at most ``max_calls`` Mailjet
 calls per run. **Resumable**: after each page the offset is checkpointed in
-``mailjet_backfills``; the same ``--since`` continues an unfinished run (same window).
+``mailjet_backfills``; the same ``--since`` (or ``--resume``) continues an unfinished run
+with its window.
 
 History rows carry less than callbacks (no IP, no clicked URL, no ``error_related_to``):
 a bounce's class comes from its error (reference §3.4) and its permanence from the error
@@ -46,7 +47,7 @@ from mailer.tracking.intake import store_body
 from mailer.tracking.precedence import STATUS_RANK, RecipientStatus
 from mailer.tracking.rows import BackfillMessage, BackfillRun
 
-__all__ = ["BACKFILL_MARK", "BackfillReport", "backfill", "event_from_history"]
+__all__ = ["BACKFILL_MARK", "BackfillReport", "NothingToResume", "backfill", "event_from_history"]
 
 Q = Queries("mailer.tracking")
 
@@ -171,14 +172,20 @@ async def _ours(conn: Conn, page: Sequence[LookedUpMessage]) -> dict[int, Backfi
     return {row.ord - 1: row for row in rows}
 
 
+class NothingToResume(Exception):
+    """``backfill(since=None)`` found no unfinished run to go on with."""
+
+
 async def _start(
-    pool: asyncpg.Pool, since: datetime, until: datetime | None, restart: bool
+    pool: asyncpg.Pool, since: datetime | None, until: datetime | None, restart: bool
 ) -> tuple[BackfillRun, bool]:
     async with pool.acquire() as conn:
         if not restart:
             run = await conn.fetchrow(Q.backfill_resume, since, record_class=BackfillRun)
             if run is not None:
                 return run, True
+        if since is None:
+            raise NothingToResume("no unfinished backfill to resume")
         run = await conn.fetchrow(
             Q.backfill_start, since, until or datetime.now(UTC), record_class=BackfillRun
         )
@@ -189,7 +196,7 @@ async def _start(
 async def backfill(
     pool: asyncpg.Pool,
     client: MailjetClient,
-    since: datetime,
+    since: datetime | None,
     *,
     until: datetime | None = None,
     max_calls: int = 5000,
@@ -197,9 +204,11 @@ async def backfill(
     restart: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> BackfillReport:
-    """Backfill the window from ``since`` (to ``until``, default now; a resumed run keeps
-    its window) with at most ``max_calls`` Mailjet calls; ``on_progress(done, total)``
-    after each message. See the module's docstring."""
+    """Backfill the window from ``since`` (to ``until``, default now) with at most
+    ``max_calls`` Mailjet calls; ``on_progress(done, total)`` after each message. An
+    unfinished run of the same ``since`` is resumed with its window; ``since=None`` resumes
+    the latest unfinished run (:class:`NothingToResume` if there is none). See the
+    module's docstring."""
     run, resumed = await _start(pool, since, until, restart)
     report = BackfillReport(
         run.id, run.from_ts, run.to_ts, run.total or 0, run.next_offset, run.messages_seen,

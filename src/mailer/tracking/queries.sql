@@ -425,11 +425,11 @@ LEFT JOIN LATERAL (
 ORDER BY k.ord;
 
 -- name: backfill_resume
--- The unfinished backfill of the window starting at $1, if any (its checkpoint).
+-- The latest unfinished backfill (of the window starting at $1, unless $1 is NULL).
 SELECT id, from_ts, to_ts, next_offset, total, messages_seen, histories_fetched,
        events_stored, calls
 FROM mailjet_backfills
-WHERE from_ts = $1 AND finished_at IS NULL
+WHERE ($1::timestamptz IS NULL OR from_ts = $1) AND finished_at IS NULL
 ORDER BY id DESC
 LIMIT 1;
 
