@@ -246,6 +246,10 @@ def mailjet_backfill(
         report = started_or_exit(_mailjet_call, settings, go)
     except NothingToResume as exc:
         raise click.ClickException(f"{exc}: start one with --since") from None
+    _print_backfill(report, max_calls, as_json=as_json)
+
+
+def _print_backfill(report: Any, max_calls: int, *, as_json: bool) -> None:
     if as_json:
         print_json(dataclasses.asdict(report))
         return
