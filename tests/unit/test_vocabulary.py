@@ -12,12 +12,14 @@ from mailer.webhooks.outbox import EVENT_TYPES
 
 def test_every_event_type_is_email_something_and_a_webhook_type() -> None:
     assert all(t.startswith("email.") for t in FEED_TYPES)
-    assert FEED_TYPES <= EVENT_TYPES
+    # Every Mailjet event's type is a webhook type (`email.canceled` is the jobs slice's).
+    assert FEED_TYPES - {"email.canceled"} <= EVENT_TYPES
     assert {"email.failed", "email.suppressed", "email.delivery_delayed"} <= EVENT_TYPES
     assert event_type_of("opened", "open") == "email.opened"
     assert event_type_of("deferred", "bounce") == "email.delivery_delayed"  # soft
     assert event_type_of("bounced", "bounce") == "email.bounced"  # hard
     assert event_type_of(None, "typofix") == "mailjet.typofix"  # not understood
+    assert event_type_of("canceled", "canceled") == "email.canceled"  # Mailer's own
     assert event_type_of(None, None) is None
 
 
@@ -32,5 +34,6 @@ def test_feed_filters_take_new_and_old_names() -> None:
     assert statuses_of_types(["email.opened", "click"]) == ["clicked", "opened"]
     assert statuses_of_types(["bounce"]) == ["bounced", "deferred"]  # both kinds, as before
     assert statuses_of_types(["email.delivery_delayed"]) == ["deferred"]
+    assert statuses_of_types(["canceled", "email.canceled"]) == ["canceled"]
     with pytest.raises(ValueError):
         statuses_of_types(["email.failed"])  # not a Mailjet event: webhooks only

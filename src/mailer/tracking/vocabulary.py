@@ -44,10 +44,14 @@ _STATUS_TYPE: Mapping[RecipientStatus, str] = MappingProxyType(
         RecipientStatus.UNSUBSCRIBED: outbox.EMAIL_UNSUBSCRIBED,
     }
 )
-_TYPE_STATUS = {kind: status for status, kind in _STATUS_TYPE.items()}
+# Mailer's own events stored beside Mailjet's (the `canceled` event of a job the app
+# canceled, from the jobs slice of #15): their status and their type.
+_OWN_EVENTS: Mapping[str, str] = MappingProxyType({"canceled": "email.canceled"})
+_TYPE_OF = {str(status): kind for status, kind in _STATUS_TYPE.items()} | dict(_OWN_EVENTS)
+_STATUS_OF_TYPE = {kind: status for status, kind in _TYPE_OF.items()}
 
-FEED_TYPES: frozenset[str] = frozenset(_STATUS_TYPE.values())
-"""The event types the feed holds (those of Mailjet's events)."""
+FEED_TYPES: frozenset[str] = frozenset(_TYPE_OF.values())
+"""The event types the feed holds: those of Mailjet's events, and Mailer's own stored ones."""
 
 OLD_FEED_TYPES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
@@ -59,6 +63,7 @@ OLD_FEED_TYPES: Mapping[str, tuple[str, ...]] = MappingProxyType(
         str(EventType.BLOCKED): (outbox.EMAIL_BLOCKED,),
         str(EventType.UNSUB): (outbox.EMAIL_UNSUBSCRIBED,),
         "email.deferred": (outbox.EMAIL_DELIVERY_DELAYED,),
+        **{status: (kind,) for status, kind in _OWN_EVENTS.items()},
     }
 )
 """Filter names of earlier versions (Mailjet's words), and the types each stands for."""
@@ -67,10 +72,9 @@ OLD_FEED_TYPES: Mapping[str, tuple[str, ...]] = MappingProxyType(
 def event_type_of(status: str | None, mailjet_event: str | None) -> str | None:
     """The event type of a Mailjet event that implies ``status`` (an event Mailer does not
     understand keeps Mailjet's word, prefixed: ``mailjet.<event>``)."""
-    if status is not None:
-        kind = _STATUS_TYPE.get(RecipientStatus(status))
-        if kind is not None:
-            return kind
+    kind = _TYPE_OF.get(status or "")
+    if kind is not None:
+        return kind
     return f"mailjet.{mailjet_event}" if mailjet_event else None
 
 
@@ -80,10 +84,10 @@ def statuses_of_types(types: Iterable[str]) -> list[str]:
     statuses: set[str] = set()
     for name in types:
         for kind in OLD_FEED_TYPES.get(name, (name,)):
-            status = _TYPE_STATUS.get(kind)
+            status = _STATUS_OF_TYPE.get(kind)
             if status is None:
                 raise ValueError(name)
-            statuses.add(str(status))
+            statuses.add(status)
     return sorted(statuses)
 
 
