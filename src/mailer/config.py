@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     mailjet_timeout: float = Field(default=30.0, gt=0, le=300)
     max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     key_cache_seconds: float = Field(default=10.0, ge=0, le=300)
+    event_silence_after: float = Field(default=900.0, gt=0)
+    lookup_grace_seconds: float = Field(default=30.0, ge=0, le=600)
 
     events_user: str | None = None
     events_password: SecretStr | None = None

@@ -7,11 +7,14 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
+import orjson
 
 from mailer.config import DEFAULT_MAILJET_URL, Settings, safe_dsn
 from mailer.db import migrate
@@ -23,6 +26,7 @@ from mailer.delivery.send import Sender
 from mailer.delivery.worker import JOBS_CHANNEL, Worker
 from mailer.logs import describe
 from mailer.mailjet import ClientTimeouts, MailjetClient
+from mailer.ops.event_clock import SilenceWatch
 from mailer.ops.heartbeat import Heartbeat
 from mailer.queue.loop import claiming_ahead
 from mailer.queue.wakeup import Wakeup
@@ -34,6 +38,10 @@ log = logging.getLogger(__name__)
 # Credentials the simulator accepts when none are configured (it only listens on loopback).
 SIMULATOR_KEY = "simulator-public"
 SIMULATOR_SECRET = "simulator-private"
+# Where `mailer run` starts its built-in simulator (a random port if this one is taken).
+DEMO_SIMULATOR_PORT = 8025
+# Beside the embedded database: where a running `mailer run` says which simulator it uses.
+DEMO_STATE_FILE = "demo-mailjet.json"
 
 
 @dataclass(frozen=True)
@@ -65,19 +73,93 @@ async def register_events_with_simulator(
 
 
 def configured_mailjet(settings: Settings) -> MailjetTarget:
-    """The Mailjet of the settings; without keys, a simulator at MAILJET_API_URL."""
+    """The Mailjet of the settings; without keys, a simulator at MAILJET_API_URL, else the
+    built-in simulator of a `mailer run` running with the same data directory."""
     if settings.mj_apikey_public is not None and settings.mj_apikey_private is not None:
         return MailjetTarget(
             settings.mailjet_api_url,
             settings.mj_apikey_public,
             settings.mj_apikey_private.get_secret_value(),
         )
-    if settings.mailjet_api_url == DEFAULT_MAILJET_URL:
+    if settings.mailjet_api_url != DEFAULT_MAILJET_URL:
+        return MailjetTarget(settings.mailjet_api_url, SIMULATOR_KEY, SIMULATOR_SECRET)
+    demo = read_demo_state(settings.data_dir)
+    if demo is None:
         raise RuntimeError(
-            "no Mailjet keys: set MJ_APIKEY_PUBLIC and MJ_APIKEY_PRIVATE, or point "
-            "MAILJET_API_URL at a `mailer simulator`"
+            "no Mailjet keys: set MJ_APIKEY_PUBLIC and MJ_APIKEY_PRIVATE, point "
+            "MAILJET_API_URL at a `mailer simulator`, or start `mailer run` (it has one built in)"
         )
-    return MailjetTarget(settings.mailjet_api_url, SIMULATOR_KEY, SIMULATOR_SECRET)
+    return demo.target
+
+
+@dataclass(frozen=True)
+class DemoState:
+    """What a running `mailer run` tells the other `mailer` commands about its demo: the
+    built-in simulator it sends to, and the `/events` URL (with the run's credentials) it
+    registered there."""
+
+    target: MailjetTarget
+    events_url: str
+    pid: int
+
+
+def demo_state_path(data_dir: Path) -> Path:
+    """The demo's state file, beside the embedded database."""
+    return data_dir / DEMO_STATE_FILE
+
+
+def write_demo_state(data_dir: Path, target: MailjetTarget, events_url: str) -> Path:
+    """Record the demo's simulator and `/events` URL for the other commands (owner-only:
+    the URL carries the run's event credentials); return the file's path."""
+    path = demo_state_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "mailjet_api_url": target.url,
+        "api_key": target.api_key,
+        "secret_key": target.secret_key,
+        "events_url": events_url,
+        "pid": os.getpid(),
+    }
+    temporary = path.with_suffix(".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(orjson.dumps(state))
+    temporary.replace(path)
+    return path
+
+
+def remove_demo_state(data_dir: Path) -> None:
+    """Remove the state file if this process wrote it (another run may have taken over)."""
+    state = read_demo_state(data_dir)
+    if state is not None and state.pid == os.getpid():
+        demo_state_path(data_dir).unlink(missing_ok=True)
+
+
+def read_demo_state(data_dir: Path) -> DemoState | None:
+    """The state of a `mailer run` demo that is still running, else None (no file, an
+    unreadable one, or one left by a process that is gone)."""
+    try:
+        data = orjson.loads(demo_state_path(data_dir).read_bytes())
+        state = DemoState(
+            MailjetTarget(
+                str(data["mailjet_api_url"]), str(data["api_key"]), str(data["secret_key"])
+            ),
+            str(data["events_url"]),
+            int(data["pid"]),
+        )
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    return state if _process_alive(state.pid) else None
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 @contextlib.contextmanager
@@ -227,7 +309,7 @@ async def running_worker(
     await wakeup.start()
     worker = Worker(
         pool,
-        Sender(client, policy or RetryPolicy()),
+        Sender(client, policy or RetryPolicy(), lookup_grace=settings.lookup_grace_seconds),
         wakeup.signal(JOBS_CHANNEL),
         claiming_ahead(
             settings.worker_concurrency,
@@ -243,15 +325,19 @@ async def running_worker(
     dispatcher = Dispatcher(pool, wakeup.signal(WEBHOOK_CHANNEL))
     await dispatcher.start()
     housekeeping = Housekeeping(pool)
+    # Notes when Mailjet accepts sends, and says so when no `sent` events follow.
+    silence = SilenceWatch(pool, after=settings.event_silence_after)
     try:
         await heartbeat.start()
         await housekeeping.start()
+        await silence.start()
         yield worker
     finally:
         try:
             await worker.stop()
             await client.aclose()
         finally:
+            await silence.stop()
             await heartbeat.stop()
             await housekeeping.stop()
             await dispatcher.stop()

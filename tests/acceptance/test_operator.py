@@ -196,7 +196,9 @@ def test_an_operator_starts_mailer_and_an_email_goes_out_and_is_tracked(
             break
         time.sleep(0.2)
     assert doc["status"] == "clicked", doc
-    assert [e["type"] for e in doc["recipients"][0]["events"]] == ["sent", "open", "click"]
+    assert [e["mailjet_event"] for e in doc["recipients"][0]["events"]] == [
+        "sent", "open", "click"
+    ]  # fmt: skip
     _the_dashboard_lets_an_operator_in(operator, base)
 
     assert operator.stop(worker) == 0

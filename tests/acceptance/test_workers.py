@@ -33,6 +33,7 @@ class Workers:
             "MAILER_POLL_INTERVAL": "0.2",
             "MAILER_LEASE_SECONDS": "8",
             "MAILER_MAILJET_TIMEOUT": "2",
+            "MAILER_LOOKUP_GRACE_SECONDS": "0.5",
             "MAILER_LOG_LEVEL": "warning",
         }
         self.env.pop("MJ_APIKEY_PUBLIC", None)

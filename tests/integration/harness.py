@@ -34,6 +34,7 @@ def service_settings(**overrides: Any) -> Settings:
         "lease_seconds": 40.0,
         "mailjet_timeout": 2.0,
         "key_cache_seconds": 0.0,
+        "lookup_grace_seconds": 0.2,
     }
     values.update(overrides)
     return Settings(**values)

@@ -46,7 +46,8 @@ async def test_every_route_checks_its_scope(service: Service) -> None:
         ("GET", "/jobs", "read", {}),
         ("GET", "/suppressions", "read", {}),
         ("POST", "/suppressions", "send", {"json": {"email": "x@example.org"}}),
-        ("DELETE", "/suppressions/x@example.org", "send", {}),
+        ("GET", "/suppressions/x@example.org/history", "read", {}),
+        ("DELETE", "/suppressions/x@example.org?reason=asked", "send", {}),
         ("GET", "/webhooks", "webhooks", {}),
         ("POST", "/webhooks", "webhooks", {"json": {"url": "https://shop.example/h"}}),
     ]

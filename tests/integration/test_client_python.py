@@ -63,9 +63,9 @@ async def test_sync_client_sends_and_iterates_the_feed(live: Live) -> None:
             if len(types) >= 3 or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)
-        assert types == ["sent", "open", "click"]
+        assert types == ["email.sent", "email.opened", "email.clicked"]
         opened = await asyncio.to_thread(lambda: list(mailer.feed(types=["open"])))
-        assert [e["type"] for e in opened] == ["open"]
+        assert [e["type"] for e in opened] == ["email.opened"]  # an old name
     finally:
         mailer.close()
 
@@ -136,9 +136,15 @@ async def test_suppressions_are_added_listed_and_removed(live: Live) -> None:
             await mailer.suppress(address, reason="asked us")
         listed = [entry["email"] async for entry in mailer.suppressions(limit=2)]
         assert listed == ["a@example.org", "b+x@example.org", "c@example.org"]
-        await mailer.unsuppress("b+x@example.org")
+        await mailer.unsuppress("b+x@example.org", reason="asked again")
         with pytest.raises(NotFoundError):
-            await mailer.unsuppress("b+x@example.org")
+            await mailer.unsuppress("b+x@example.org", reason="asked again")
+        history = await mailer.suppression_history("b+x@example.org")
+        assert not history["suppressed"]
+        assert [(c["action"], c["reason"]) for c in history["history"]] == [
+            ("suppressed", "asked us"),
+            ("reactivated", "asked again"),
+        ]
     with Client(service.url, key) as sync:
         remaining = await asyncio.to_thread(lambda: [e["email"] for e in sync.suppressions()])
     assert remaining == ["a@example.org", "c@example.org"]

@@ -179,9 +179,14 @@ async def test_an_admin_removes_a_suppression_after_confirming_and_it_is_recorde
             f"/dashboard/suppressions/remove?app={app_id}&email=bob@example.org"
         )
         assert status == 200 and "Remove bob@example.org from shop" in confirm
-        form = {"app": app_id, "email": "bob@example.org"}
+        form = {"app": app_id, "email": "bob@example.org", "reason": "asked by support"}
         status, _, _ = await b.post("/dashboard/suppressions/remove", form)  # no CSRF token
         assert status == 403
+        without_reason = {k: v for k, v in form.items() if k != "reason"}
+        status, _, _ = await b.post(
+            "/dashboard/suppressions/remove", without_reason | {"csrf": csrf_of(confirm)}
+        )
+        assert status == 400
         with caplog.at_level(logging.INFO, logger="mailer.dashboard"):
             status, _, answer = await b.post(
                 "/dashboard/suppressions/remove", form | {"csrf": csrf_of(confirm)}
@@ -189,6 +194,9 @@ async def test_an_admin_removes_a_suppression_after_confirming_and_it_is_recorde
         assert status == 303 and "notice=unsuppressed" in answer.headers["Location"]
     status, body = await service.request("GET", "/suppressions", key)
     assert body["suppressions"] == []
+    status, body = await service.request("GET", "/suppressions/bob@example.org/history", key)
+    assert body["history"][-1]["reason"] == "asked by support", body
+    assert body["history"][-1]["actor"] == "operator:ann", body
     [record] = [r for r in caplog.records if getattr(r, "action", "") == "suppression_removed"]
     assert record.__dict__["operator"] == "ann" and record.__dict__["target"] == "bob@example.org"
 

@@ -135,6 +135,7 @@ async def test_an_admin_finds_a_message_sees_the_chart_acts_and_logs_out(
         await page.goto(f"{base}/dashboard/messages/{jobs['again']}")
         await page.get_by_role("link", name="Unsuppress bob+bounce@example.org").click()
         assert "Remove bob+bounce@example.org from shop" in await page.locator("h1").inner_text()
+        await page.get_by_label("Why").fill("the customer asked us to write again")
         await _shot(page, "confirm")
         await page.get_by_role("button", name="Remove from the list").click()
         await page.wait_for_url(f"{base}/dashboard/messages/{jobs['again']}")

@@ -156,6 +156,11 @@ async def _seed(conn: asyncpg.Connection) -> None:
             kind,
             float(ago),
         )
+    # What the intake writes to the event clock for those (ops/event_clock.py).
+    await conn.execute(
+        "INSERT INTO event_clock (type, last_at) VALUES"
+        " ('sent', now() - interval '5 s'), ('open', now() - interval '60 s')"
+    )
     await conn.execute(
         "INSERT INTO worker_heartbeats (id, host, pid, version, started_at)"
         " VALUES ('w:1:a', 'w', 1, '0.1.0', now())"

@@ -129,20 +129,25 @@ async def test_feed_filters_cursors_and_metadata(
         ],
     )
     events = await feed_until(service, key, 4)
-    assert [e["type"] for e in events] == ["sent", "open", "click", "sent"]
+    assert [e["type"] for e in events] == [
+        "email.sent", "email.opened", "email.clicked", "email.sent"
+    ]  # fmt: skip
+    assert [e["mailjet_event"] for e in events] == ["sent", "open", "click", "sent"]
     assert [e["metadata"] for e in events] == [{"n": 1}] * 3 + [None]
     assert len({e["id"] for e in events}) == 4
     # The same events, the same ids, every time.
     assert await read_whole_feed(service, key, limit=1) == events
 
-    opens_clicks = await read_whole_feed(service, key, query="&type=open,click")
-    assert [e["type"] for e in opens_clicks] == ["open", "click"]
-    repeated = await read_whole_feed(service, key, query="&type=sent&type=click")
-    assert [e["type"] for e in repeated] == ["sent", "click", "sent"]
+    opens_clicks = await read_whole_feed(service, key, query="&type=email.opened,email.clicked")
+    assert [e["type"] for e in opens_clicks] == ["email.opened", "email.clicked"]
+    # Mailjet's words, as earlier versions took them, are still accepted.
+    assert await read_whole_feed(service, key, query="&type=open,click") == opens_clicks
+    repeated = await read_whole_feed(service, key, query="&type=sent&type=email.clicked")
+    assert [e["type"] for e in repeated] == ["email.sent", "email.clicked", "email.sent"]
     window = await read_whole_feed(
         service, key, query="&since=2025-06-15T15:08:20Z&until=2025-06-15T15:10:01"
     )
-    assert [e["type"] for e in window] == ["open", "click"]
+    assert [e["type"] for e in window] == ["email.opened", "email.clicked"]
 
     status, body = await service.request("GET", "/feed?type=opened", key)
     assert (status, body["details"][0]["field"]) == (422, "type[0]")
@@ -248,7 +253,7 @@ async def test_reprocess_rederives_events_statuses_and_suppressions(
     ]
     after = await feed_until(service, key, 3)
     assert [e["id"] for e in after[:2]] == [e["id"] for e in before[:2]]  # ids and order kept
-    assert after[2]["type"] == "bounce" and after[2]["id"] not in {e["id"] for e in before}
+    assert after[2]["mailjet_event"] == "bounce" and after[2]["id"] not in {e["id"] for e in before}
 
     again = await asyncio.to_thread(_reprocess_cli, service.dsn, monkeypatch)
     assert (again["posts"], again["events"]) == (2, 3)
@@ -311,3 +316,10 @@ async def test_reprocess_lifts_suppressions_older_versions_made_from_domain_boun
     _, page = await service.request("GET", "/suppressions", key)
     assert page["suppressions"] == []
     assert (await service.status(key, job_id))["recipients"][0]["status"] == "bounced"
+    # The address's history says what happened, and why.
+    _, history = await service.request("GET", f"/suppressions/{m.email}/history", key)
+    assert [(c["action"], c["actor"]) for c in history["history"]] == [
+        ("suppressed", "event"),
+        ("reactivated", "reprocess"),
+    ]
+    assert history["history"][1]["reason"].startswith("reprocessed")

@@ -91,7 +91,7 @@ async def test_every_event_type_grouped_and_single(
     ]
     assert doc["status"] == "deferred"  # the least advanced recipient that went out
     clicked = doc["recipients"][2]["events"]
-    assert [e["type"] for e in clicked] == ["sent", "open", "click"]
+    assert [e["type"] for e in clicked] == ["email.sent", "email.opened", "email.clicked"]
     assert clicked[2]["url"] == "https://shop.example/order/42"
     assert clicked[2]["metadata"] == {"order": "42", "tags": ["a", "b"]}
     assert clicked[2]["message_id"] == str(m[2].message_id)
@@ -151,7 +151,7 @@ async def test_redelivery_is_stored_once_and_new_opens_are_kept(
     assert (await post_events(service, more))[1]["stored"] == 3
     doc = await service.status(key, job_id)
     events = doc["recipients"][0]["events"]
-    assert [e["type"] for e in events] == ["sent", "open", "open", "click", "click"]
+    assert [e["mailjet_event"] for e in events] == ["sent", "open", "open", "click", "click"]
     assert doc["recipients"][0]["status"] == "clicked"
     assert len(await feed_until(service, key, 5)) == 5
 
@@ -233,11 +233,11 @@ async def test_event_before_the_send_result_is_linked_when_it_arrives(
 
         done = await service.wait_for(key, job_id, {"sent", "opened"}, timeout=20)
         assert [r["status"] for r in done["recipients"]] == ["sent", "opened"]
-        assert done["recipients"][1]["events"][0]["type"] == "open"
+        assert done["recipients"][1]["events"][0]["type"] == "email.opened"
         assert done["recipients"][1]["message_id"] == str(b.message_id)
         assert simulator.state.count_for(job_id) == 1  # looked up, not sent twice
         feed = await feed_until(service, key, 2)
-        assert sorted(e["type"] for e in feed) == ["open", "sent"]
+        assert sorted(e["type"] for e in feed) == ["email.opened", "email.sent"]
 
 
 async def test_unknown_message_ids_and_test_events_are_kept_unlinked(service: Service) -> None:

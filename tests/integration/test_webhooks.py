@@ -17,6 +17,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from mailer.queue.loop import LoopOptions
+from mailer.simulator.faults import FaultConfig
 from mailer.simulator.server import SimulatorServer
 from mailer.webhooks.dispatch import Dispatcher
 from mailer.webhooks.outbox import EVENT_TYPES, OutboxEvent, fan_out
@@ -494,8 +495,46 @@ async def test_a_recipient_given_up_on_sends_email_failed(
         assert payload["data"]["recipient"] == "bob@example.org"
         assert payload["data"]["message_id"] is None
         assert payload["data"]["details"] == {
-            "error": {"reason": "every To recipient is suppressed"}
+            "reason": "no_to_recipient",
+            "error": {"reason": "every To recipient is suppressed"},
         }
         assert payload["data"]["metadata"] == {"order": "42"}
         assert got.headers["webhook-id"] == f"evt_failed_{job_id}_1"
         assert simulator.state.count_for(job_id) == 0
+
+
+async def test_a_suppressed_recipient_sends_email_suppressed_once_with_the_reason(
+    db_dsn: str, pool: asyncpg.Pool, receiver: Receiver, simulator: SimulatorServer
+) -> None:
+    # One To is suppressed, the other goes out: the app hears of the first once (a retried
+    # job is reported again and not delivered twice), with the suppression's reason.
+    async with running_service(db_dsn, simulator) as service:
+        key, _ = await new_app(service, pool, "shop")
+        # An old name is still taken, as the type it stands for now.
+        endpoint = await new_endpoint(
+            service, key, receiver.url, event_types=["email.suppressed", "email.deferred"]
+        )
+        assert endpoint["event_types"] == ["email.delivery_delayed", "email.suppressed"]
+        status, _ = await service.request(
+            "POST", "/suppressions", key, json={"email": "ann@example.org", "reason": "asked"}
+        )
+        assert status == 201
+        simulator.set_faults(FaultConfig(error_500_rate=1.0))  # a first attempt that fails
+        job_id = await service.queue(
+            key,
+            {"from": {"email": "noreply@shop.example"},
+             "to": [{"email": "ann@example.org"}, {"email": "bob@example.org"}],
+             "subject": "Hi", "text": "Hi"},
+        )  # fmt: skip
+        await receiver.wait_for(1)
+        simulator.set_faults(FaultConfig())
+        done = await service.wait_for(key, job_id)
+        assert [r["status"] for r in done["recipients"]] == ["suppressed", "accepted"]
+        assert done["attempts"] >= 2
+        await asyncio.sleep(0.3)  # room for a duplicate to show up, if there were one
+        [got] = receiver.received
+        payload = Webhook(endpoint["secret"]).verify(got.body, got.headers)
+        assert payload["type"] == "email.suppressed"
+        assert payload["data"]["recipient"] == "ann@example.org"
+        assert payload["data"]["details"] == {"reason": "asked"}
+        assert got.headers["webhook-id"] == f"evt_suppressed_{job_id}_0"

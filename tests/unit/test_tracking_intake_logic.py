@@ -324,7 +324,8 @@ def test_event_view() -> None:
     view = event_view(row, {"order": 1}, ["receipt"])
     assert view == {
         "id": "7",
-        "type": "click",
+        "type": "email.clicked",
+        "mailjet_event": "click",
         "status": "clicked",
         "time": NOW,
         "job_id": JOB,

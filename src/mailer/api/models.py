@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -33,7 +33,8 @@ class Event(_Open):
     """A tracking event as apps see it (feed, status timelines, webhooks)."""
 
     id: str
-    type: str
+    type: str | None = Field(description="`email.sent`, `email.opened`, `email.clicked` …")
+    mailjet_event: str | None = Field(description="Mailjet's word: sent, open, click …")
     status: str | None
     time: datetime
     job_id: str
@@ -148,6 +149,7 @@ class Suppression(BaseModel):
     reason: str
     event_id: str | None
     created_at: datetime
+    expires_at: datetime | None = Field(description="When it stops applying; null: never")
 
 
 class SuppressionPage(BaseModel):
@@ -155,6 +157,27 @@ class SuppressionPage(BaseModel):
 
     suppressions: list[Suppression]
     next_cursor: str | None
+
+
+class SuppressionChange(BaseModel):
+    """One change of an address's suppression: `suppressed` (why, by which event, until
+    when) or `reactivated` (why)."""
+
+    action: Literal["suppressed", "reactivated"]
+    reason: str
+    event_id: str | None
+    expires_at: datetime | None
+    actor: str = Field(description="`event`, `api`, `cli` or `reprocess`")
+    at: datetime
+
+
+class SuppressionHistory(BaseModel):
+    """An address's entry in force (if any) and every change of it, oldest first."""
+
+    email: str
+    suppressed: bool
+    suppression: Suppression | None
+    history: list[SuppressionChange]
 
 
 class Endpoint(BaseModel):

@@ -67,6 +67,7 @@ _ROUTES: dict[tuple[str, str], tuple[str | None, tuple[int, ...]]] = {
     ("get", "/suppressions"): (READ, (400,)),
     ("post", "/suppressions"): (SEND, (413,)),
     ("delete", "/suppressions/{email}"): (SEND, (404,)),
+    ("get", "/suppressions/{email}/history"): (READ, ()),
     ("post", "/webhooks"): (WEBHOOKS, (413,)),
     ("get", "/webhooks"): (WEBHOOKS, ()),
     ("get", "/webhooks/{endpoint_id}"): (WEBHOOKS, (404,)),

@@ -1,9 +1,16 @@
-"""Talking to Mailjet: `mailer mailjet register-webhook`, `mailer mailjet webhooks`."""
+"""Talking to Mailjet: `mailer mailjet register-webhook`, `webhooks`, `doctor`, `backfill`.
+
+Without Mailjet keys or MAILJET_API_URL they talk to the built-in simulator of a running
+`mailer run` (found through its state file beside the embedded database)."""
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import click
 
@@ -13,6 +20,7 @@ from mailer.cli.common import (
     print_json,
     run_async,
     settings_or_exit,
+    started_or_exit,
     with_event_credentials,
 )
 from mailer.config import Settings
@@ -108,4 +116,151 @@ def mailjet_webhooks(as_json: bool) -> None:
         click.echo("no event callback URLs registered")
 
 
-# --- tracking events -----------------------------------------------------------------------
+def _ours(settings: Settings, public_url: str | None) -> Any:
+    """What our callback URL is: the demo's, or PUBLIC_URL with the event credentials."""
+    from mailer import runtime
+    from mailer.mailjet import registration
+    from mailer.tracking.doctor import Ours
+
+    user = settings.events_user
+    password = settings.events_password.get_secret_value() if settings.events_password else None
+    demo = runtime.read_demo_state(settings.data_dir) if settings.uses_simulator else None
+    if demo is not None and public_url is None and user is None:
+        parts = urlsplit(demo.events_url)
+        return Ours(demo.events_url, unquote(parts.username or ""), unquote(parts.password or ""))
+    if public_url is None or user is None or password is None:
+        return Ours(None, user, password)
+    try:
+        return Ours(registration.webhook_url(public_url, user, password), user, password)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="PUBLIC_URL") from None
+
+
+@mailjet.command("doctor")
+@click.argument("public_url", required=False)
+def mailjet_doctor(public_url: str | None) -> None:
+    """Check the Mailjet account for tracking: the key, the seven event callbacks (to
+    PUBLIC_URL, Mailer's /events, with our credentials, Version 2), the sender domains the
+    apps use (SPF, DKIM) and whether `sent` events arrive. One line per finding; exit
+    status 1 when there is a problem.
+
+    Without PUBLIC_URL a callback counts as ours when it carries MAILER_EVENTS_USER and
+    MAILER_EVENTS_PASSWORD; in the demo, the URL `mailer run` registered is used.
+    """
+    from mailer import runtime
+    from mailer.db.pool import connect
+    from mailer.tracking.doctor import diagnose
+
+    settings = settings_or_exit()
+    ours = _ours(settings, public_url)
+
+    async def check(client: Any) -> list[Any]:
+        with runtime.database(settings) as dsn:
+            await runtime.check_database(dsn)
+            conn = await connect(dsn)
+            try:
+                return await diagnose(
+                    client, conn, ours, silence_after=settings.event_silence_after
+                )
+            finally:
+                await conn.close()
+
+    findings = started_or_exit(_mailjet_call, settings, check)
+    for finding in findings:
+        click.echo(finding.line())
+    problems = sum(f.level == "problem" for f in findings)
+    click.echo(f"{problems} problem(s)" if problems else "no problems found")
+    if problems:
+        raise SystemExit(1)
+
+
+def _moment(value: str) -> datetime:
+    """An ISO 8601 date-time (UTC unless it says otherwise), or an age: 90m, 6h, 3d."""
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if value[-1:] in units and value[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: give an ISO 8601 date-time (2026-12-01T08:00Z) or an age (90m, 6h, 3d)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@mailjet.command("backfill")
+@click.option("--since", "since_text", help="Start: ISO date-time or age (6h).")
+@click.option("--resume", is_flag=True, help="Go on with the latest unfinished backfill.")
+@click.option("--until", "until_text", help="End (default now; a resumed run keeps its own).")
+@click.option("--max-calls", type=click.IntRange(1), default=5000, show_default=True,
+              help="Most Mailjet calls this run makes; run again to go on.")  # fmt: skip
+@click.option("--page-size", type=click.IntRange(1, 1000), default=1000, show_default=True)
+@click.option("--restart", is_flag=True, help="Start the window afresh, not at its checkpoint.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def mailjet_backfill(
+    since_text: str | None,
+    resume: bool,
+    until_text: str | None,
+    max_calls: int,
+    page_size: int,
+    restart: bool,
+    as_json: bool,
+) -> None:
+    """Ask Mailjet for the messages it sent since --since and apply the events Mailer
+    missed (lost or never-registered callbacks), through the same intake as callbacks.
+
+    Idempotent (with callbacks that arrive later too), bounded by --max-calls, resumable:
+    --resume (or the same --since) continues an unfinished run from its checkpoint.
+    """
+    from mailer import runtime
+    from mailer.db.pool import create_pool
+    from mailer.tracking.backfill import backfill
+
+    settings = settings_or_exit()
+    if (since_text is None) == (not resume):
+        raise click.UsageError("give --since (a new window, or one to go on with) or --resume")
+    since = _moment(since_text) if since_text else None
+    until = _moment(until_text) if until_text else None
+
+    async def go(client: Any) -> Any:
+        with runtime.database(settings) as dsn:
+            await runtime.check_database(dsn)
+            pool = await create_pool(dsn, min_size=1, max_size=2)
+            try:
+                with click.progressbar(length=0, label="backfill", file=sys.stderr) as bar:
+
+                    def progress(done: int, total: int) -> None:
+                        bar.length = total
+                        bar.update(done - bar.pos)
+
+                    return await backfill(
+                        pool, client, since, until=until, max_calls=max_calls,
+                        page_size=page_size, restart=restart, on_progress=progress,
+                    )  # fmt: skip
+            finally:
+                await pool.close()
+
+    from mailer.tracking.backfill import NothingToResume
+
+    try:
+        report = started_or_exit(_mailjet_call, settings, go)
+    except NothingToResume as exc:
+        raise click.ClickException(f"{exc}: start one with --since") from None
+    _print_backfill(report, max_calls, as_json=as_json)
+
+
+def _print_backfill(report: Any, max_calls: int, *, as_json: bool) -> None:
+    if as_json:
+        print_json(dataclasses.asdict(report))
+        return
+    click.echo(
+        f"{'resumed' if report.resumed else 'started'} backfill #{report.run_id} "
+        f"({report.since:%Y-%m-%d %H:%M} to {report.until:%Y-%m-%d %H:%M} UTC): "
+        f"{report.messages_seen} messages seen of {report.total}, {report.histories_fetched} "
+        f"histories fetched, {report.events_stored} events stored, {report.calls} Mailjet calls"
+    )
+    if not report.finished:
+        click.echo(
+            f"stopped at --max-calls {max_calls} (offset {report.offset} of {report.total}): "
+            "`mailer mailjet backfill --resume` goes on"
+        )

@@ -86,13 +86,9 @@ async def _serve_all(
     on_started: Callable[[int], Awaitable[None]] | None = None
     async with contextlib.AsyncExitStack() as stack:
         if settings.uses_simulator:
-            from mailer.simulator.server import SimulatorServer
-
-            simulator = SimulatorServer(
-                api_key=runtime.SIMULATOR_KEY, secret_key=runtime.SIMULATOR_SECRET
-            )
-            await simulator.start()
+            simulator = await _start_demo_simulator()
             stack.push_async_callback(simulator.stop)
+            stack.callback(runtime.remove_demo_state, settings.data_dir)
             target = runtime.MailjetTarget(
                 simulator.url, runtime.SIMULATOR_KEY, runtime.SIMULATOR_SECRET
             )
@@ -146,11 +142,33 @@ async def _smtp_submission(
         yield
 
 
+async def _start_demo_simulator() -> Any:
+    """The built-in simulator, on its fixed port so it is easy to find (the other `mailer`
+    commands read it from the demo's state file anyway), else on a free one."""
+    from mailer import runtime
+    from mailer.simulator.server import SimulatorServer
+
+    for port in (runtime.DEMO_SIMULATOR_PORT, 0):
+        simulator = SimulatorServer(
+            port=port, api_key=runtime.SIMULATOR_KEY, secret_key=runtime.SIMULATOR_SECRET
+        )
+        try:
+            await simulator.start()
+        except OSError:
+            if port == 0:
+                raise
+            continue
+        return simulator
+    raise AssertionError("unreachable")
+
+
 def _simulator_events_registration(
     settings: Settings, target: Any, host: str
 ) -> Callable[[int], Awaitable[None]]:
     """Once the API listens: have the in-process simulator post its tracking events to our
-    `/events` (credentials generated for the run if unset), so the demo shows it all."""
+    `/events` (credentials generated for the run if unset), so the demo shows it all; then
+    write the demo's state file, through which `mailer mailjet …` in another terminal
+    reaches the same simulator."""
 
     async def register(port: int) -> None:
         from mailer import runtime
@@ -163,6 +181,10 @@ def _simulator_events_registration(
             click.echo(f"could not register /events with the simulator: {exc}", err=True)
             return
         click.echo(f"the simulator posts tracking events to {mask_url(url)}", err=True)
+        try:
+            runtime.write_demo_state(settings.data_dir, target, url)
+        except OSError as exc:
+            click.echo(f"could not write the demo's state file: {exc}", err=True)
 
     return register
 

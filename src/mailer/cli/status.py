@@ -24,7 +24,7 @@ def status(as_json: bool) -> None:
         await runtime.check_database(dsn)
         conn = await connect(dsn)
         try:
-            return await status_report(conn)
+            return await status_report(conn, silence_after=settings.event_silence_after)
         finally:
             await conn.close()
 

@@ -220,7 +220,9 @@ async def confirm_unsuppress(
         operator,
         page="suppressions",
         question=f"Remove {email} from {names[app_id]}'s suppression list?",
-        consequence="Emails to this address will be sent again.",
+        consequence="Emails to this address will be sent again. The reason is kept in the "
+        "address's history.",
+        reason_label="Why",
         action=f"{web.BASE}/suppressions/remove",
         fields={"app": str(app_id), "email": email, "next": next or ""},
         button="Remove from the list",
@@ -232,11 +234,18 @@ async def unsuppress(request: Request) -> Response:
     """Remove an address from an app's suppression list (admins, CSRF-checked)."""
     operator, form = await web.admin_form(request)
     app_id, email = web.parse_uuid(form.get("app")), form.get("email", "")
-    if app_id is None or not email:
+    reason = form.get("reason", "").strip()
+    if app_id is None or not email or not reason:
         return web.render(
-            request, "error.html", operator, status=400, message="The form named no address."
+            request,
+            "error.html",
+            operator,
+            status=400,
+            message="The form needs an address and the reason for removing it.",
         )
-    removed = await suppressions.delete_suppression(web.pool_of(request), app_id, email)
+    removed = await suppressions.reactivate(
+        web.pool_of(request), app_id, email, reason=reason, actor=f"operator:{operator.name}"
+    )
     if removed:
         record_action(
             "suppression_removed",
@@ -244,6 +253,7 @@ async def unsuppress(request: Request) -> Response:
             ip=web.client_ip(request),
             target=email,
             app_id=str(app_id),
+            reason=reason,
         )
     notice = "unsuppressed" if removed else "not_suppressed"
     back = form.get("next") or ""

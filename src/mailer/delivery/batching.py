@@ -38,6 +38,8 @@ class ClaimedJob:
     recipients: list[Recipient] = field(default_factory=list)
     # When the app last retried it (`POST /jobs/{id}/retry`): its retries count from there.
     retried_at: datetime | None = None
+    lookup_missed: bool = False
+    """The last attempt looked the job up, found nothing and waited for Mailjet's index."""
 
     @property
     def custom_id(self) -> str:

@@ -77,7 +77,8 @@ WITH due AS (
         updated_at = now()
     WHERE j.id = ANY (ARRAY(SELECT id FROM due)) AND j.state = 'queued'
     RETURNING j.id, j.app_id, j.message, j.attempts, j.created_at, j.retried_at,
-              j.needs_lookup, j.run_at
+              j.needs_lookup, j.run_at,
+              coalesce(j.last_error->>'reason' = 'lookup_missed', false) AS lookup_missed
 ), suppressed AS (
     -- By ctid, and one job at a time (OFFSET 0 keeps the subquery a lookup by job_id): a
     -- plan that cannot turn into a scan of all messages, whatever the statistics say
@@ -92,6 +93,7 @@ WITH due AS (
             SELECT q.ctid
             FROM messages q
             JOIN suppressions s ON s.app_id = q.app_id AND s.email = q.email
+                 AND (s.expires_at IS NULL OR s.expires_at > now())
             WHERE q.job_id = c.id AND q.status = 'queued'
             OFFSET 0
         ) hit
@@ -99,6 +101,7 @@ WITH due AS (
     RETURNING m.job_id, m.position
 )
 SELECT c.id, c.app_id, c.message, c.attempts, c.created_at, c.retried_at, c.needs_lookup,
+       c.lookup_missed,
        r.positions, r.kinds, r.emails, r.statuses
 FROM claimed c
 CROSS JOIN LATERAL (
@@ -135,18 +138,31 @@ WHERE m.job_id = u.job_id AND m.position = u.position AND m.status = 'queued'
 RETURNING m.job_id, m.position, m.app_id, m.email, m.error, j.metadata, j.tags,
           now() AS failed_at, coalesce(jsonb_array_length(j.history), 0) AS retries;
 
+-- name: suppressed_recipients
+-- These recipients were not sent to for their suppressed address: what their
+-- `email.suppressed` webhook tells the app (the suppression's reason).
+SELECT m.job_id, m.position, m.app_id, m.email, s.reason, j.metadata, j.tags,
+       now() AS suppressed_at
+FROM unnest($1::uuid[], $2::int2[]) AS u(job_id, position)
+JOIN messages m ON m.job_id = u.job_id AND m.position = u.position
+JOIN jobs j ON j.id = m.job_id
+LEFT JOIN suppressions s ON s.app_id = m.app_id AND s.email = m.email
+WHERE m.status = 'suppressed';
+
 -- name: retry_jobs
--- Put jobs back in the queue for a later attempt.
+-- Put jobs back in the queue for a later attempt. $6: no send was attempted (a lookup that
+-- waits for Mailjet's index), so the claim's attempt is given back.
 UPDATE jobs j
 SET state = 'queued',
+    attempts = j.attempts - u.no_attempt::int,
     run_at = u.run_at,
     needs_lookup = j.needs_lookup OR u.outcome_unknown,
     last_error = u.error,
     locked_until = NULL,
     locked_by = NULL,
     updated_at = now()
-FROM unnest($1::uuid[], $2::timestamptz[], $3::bool[], $4::jsonb[])
-     AS u(id, run_at, outcome_unknown, error)
+FROM unnest($1::uuid[], $2::timestamptz[], $3::bool[], $4::jsonb[], $6::bool[])
+     AS u(id, run_at, outcome_unknown, error, no_attempt)
 WHERE j.id = u.id AND j.state = 'sending' AND j.locked_by = $5;
 
 -- name: release_jobs
@@ -167,7 +183,9 @@ WITH expired AS (
 )
 UPDATE jobs j
 SET state = 'queued', needs_lookup = true, run_at = now(), locked_until = NULL,
-    locked_by = NULL, updated_at = now()
+    locked_by = NULL, updated_at = now(),
+    -- A fresh unknown outcome: its first lookup that finds nothing waits again.
+    last_error = '{"reason": "lease_expired"}'::jsonb
 FROM expired
 WHERE j.id = expired.id
 RETURNING j.id;

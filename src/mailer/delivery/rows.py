@@ -19,6 +19,7 @@ __all__ = [
     "ListedJob",
     "Rescheduled",
     "StoredJob",
+    "SuppressedRecipient",
 ]
 
 
@@ -33,6 +34,7 @@ class ClaimedRow(Row):
     created_at = Column[datetime]()
     retried_at = Column[datetime | None]()
     needs_lookup = Column[bool]()
+    lookup_missed = Column[bool]()
     positions = Column[list[int] | None]()
     kinds = Column[list[str] | None]()
     emails = Column[list[str] | None]()
@@ -129,3 +131,18 @@ class Rescheduled(Row):
 
     run_at = Column[datetime]()
     notified = Column[int]()
+
+
+class SuppressedRecipient(Row):
+    """A recipient not sent to for its suppressed address (``suppressed_recipients``), as
+    its ``email.suppressed`` needs it; ``reason`` is the suppression's (None if it was
+    lifted since)."""
+
+    job_id = Column[uuid.UUID]()
+    position = Column[int]()
+    app_id = Column[uuid.UUID]()
+    email = Column[str]()
+    reason = Column[str | None]()
+    metadata = Column[Any]()
+    tags = Column[list[str] | None]()
+    suppressed_at = Column[datetime]()

@@ -5,6 +5,8 @@ has `Messages`, whatever the HTTP code; a per-message error fails that job at on
 5xx, timeouts and connection errors are retried with backoff; after a timeout or a 5xx the
 outcome is unknown, so the next attempt looks the job up at Mailjet before sending again; a
 whole-request rejection of several messages is split until the bad message stands alone.
+A lookup that finds nothing is repeated once after a grace period (Mailjet's index can lag
+behind a fresh send) before the job is sent again.
 
 What a call taught us is an :class:`Outcome` (accepted recipients, rejected ones, jobs that
 finished, jobs to retry), which :func:`mailer.delivery.store.record` writes.
@@ -32,6 +34,11 @@ from mailer.mailjet import (
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
+DEFAULT_LOOKUP_GRACE = 30.0
+NO_TO_RECIPIENT = "every To recipient is suppressed"
+LOOKUP_MISSED = "lookup_missed"
+"""`last_error.reason` of a job waiting to be looked up again (read back by the claim)."""
+
 
 def utcnow() -> datetime:
     """The default clock."""
@@ -46,6 +53,8 @@ class Retry:
     run_at: datetime
     outcome_unknown: bool
     error: dict[str, Any]
+    attempted: bool = True
+    """False when nothing was sent (a lookup waits for Mailjet's index): no attempt used."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,8 @@ class Outcome:
     rejected: list[RejectedRecipient] = field(default_factory=list)
     finished: list[Finish] = field(default_factory=list)
     retries: list[Retry] = field(default_factory=list)
+    suppressed: list[tuple[uuid.UUID, int]] = field(default_factory=list)
+    """(job, position) of recipients not sent to for their suppressed address."""
 
     def merge(self, other: Outcome) -> None:
         """Add another outcome's facts to this one."""
@@ -81,6 +92,7 @@ class Outcome:
         self.rejected += other.rejected
         self.finished += other.finished
         self.retries += other.retries
+        self.suppressed += other.suppressed
 
 
 class Sender:
@@ -91,11 +103,15 @@ class Sender:
         client: MailjetClient,
         policy: RetryPolicy,
         *,
+        lookup_grace: float = DEFAULT_LOOKUP_GRACE,
         clock: Clock = utcnow,
         rng: random.Random | None = None,
     ) -> None:
+        """``lookup_grace``: seconds to wait after a lookup found nothing before looking once
+        more and only then resending (0: resend at once)."""
         self._client = client
         self._policy = policy
+        self._lookup_grace = lookup_grace
         self._clock = clock
         self._rng = rng or random.Random()
 
@@ -105,18 +121,25 @@ class Sender:
         outcome = Outcome()
         to_send: list[ClaimedJob] = []
         for job in jobs:
+            outcome.suppressed += [
+                (job.id, r.position) for r in job.recipients if r.status == "suppressed"
+            ]
             if not job.sendable():
                 outcome.finished.append(Finish(job.id, "done"))
             elif not job.has_to_recipient():
-                error = {"reason": "every To recipient is suppressed"}
+                error = {"reason": NO_TO_RECIPIENT}
                 outcome.rejected += [
                     RejectedRecipient(job.id, r.position, error) for r in job.sendable()
                 ]
                 outcome.finished.append(Finish(job.id, "failed", error))
             elif job.needs_lookup:
                 found = await self._look_up(job, outcome)
-                if not found:
-                    to_send.append(job)
+                if found:
+                    continue
+                if job.lookup_missed or self._lookup_grace <= 0:
+                    to_send.append(job)  # not found twice, the grace apart: never got it
+                else:
+                    outcome.retries.append(self._wait_for_index(job))
             else:
                 to_send.append(job)
         if to_send:
@@ -139,6 +162,16 @@ class Sender:
         outcome.finished.append(Finish(job.id, "done"))
         log.info("send found at Mailjet, not repeated", extra={"action": "lookup_found"})
         return True
+
+    def _wait_for_index(self, job: ClaimedJob) -> Retry:
+        """Not found: Mailjet's index can lag behind a fresh send, so look again after the
+        grace period before resending (the retry keeps `needs_lookup`, uses no attempt)."""
+        log.info(
+            "send not found at Mailjet yet; looking again before resending",
+            extra={"action": "lookup_missed", "job_id": str(job.id), "grace": self._lookup_grace},
+        )
+        run_at = self._clock() + timedelta(seconds=self._lookup_grace)
+        return Retry(job.id, run_at, True, {"reason": LOOKUP_MISSED}, attempted=False)
 
     async def _send(self, jobs: Sequence[ClaimedJob]) -> Outcome:
         messages = [build_message(job) for job in jobs]

@@ -12,10 +12,10 @@ import asyncpg
 from mailer.db.conflicts import retrying_conflicts
 from mailer.db.queries import Queries
 from mailer.delivery.batching import ClaimedJob, Recipient
-from mailer.delivery.rows import ClaimedRow, FailedRecipient
-from mailer.delivery.send import Outcome
+from mailer.delivery.rows import ClaimedRow, FailedRecipient, SuppressedRecipient
+from mailer.delivery.send import NO_TO_RECIPIENT, Outcome
 from mailer.tracking.apply import link_recorded
-from mailer.webhooks.outbox import EMAIL_FAILED, OutboxEvent, fan_out
+from mailer.webhooks.outbox import EMAIL_FAILED, EMAIL_SUPPRESSED, OutboxEvent, fan_out
 
 Q = Queries("mailer.delivery")
 
@@ -35,6 +35,7 @@ async def claim(
             created_at=row.created_at,
             retried_at=row.retried_at,
             needs_lookup=row.needs_lookup,
+            lookup_missed=row.lookup_missed,
             recipients=[
                 Recipient(position, kind, email, status)
                 for position, kind, email, status in zip(
@@ -65,7 +66,7 @@ async def record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> Non
 
 
 async def _record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> None:
-    if not outcome.rejected and not outcome.retries:
+    if not outcome.rejected and not outcome.retries and not outcome.suppressed:
         if await pool.fetchval(Q.record_sends, *_sends(outcome), True):
             return
     async with pool.acquire() as conn, conn.transaction():
@@ -85,6 +86,14 @@ async def _record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> No
                 record_class=FailedRecipient,
             )
             await fan_out(conn, [_failed_event(row) for row in failed])
+        if outcome.suppressed:
+            held = await conn.fetch(
+                Q.suppressed_recipients,
+                [job for job, _ in outcome.suppressed],
+                [position for _, position in outcome.suppressed],
+                record_class=SuppressedRecipient,
+            )
+            await fan_out(conn, [_suppressed_event(row) for row in held])
         if outcome.retries:
             t = outcome.retries
             await conn.execute(
@@ -94,6 +103,7 @@ async def _record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> No
                 [x.outcome_unknown for x in t],
                 [x.error for x in t],
                 worker_id,
+                [not x.attempted for x in t],
             )
 
 
@@ -124,7 +134,35 @@ def _failed_event(row: FailedRecipient) -> OutboxEvent:
         job_id=row.job_id,
         recipient=row.email,
         message_id=None,
-        details={"error": row.error},
+        details={"reason": failure_reason(row.error), "error": row.error},
+        metadata=row.metadata,
+    )
+
+
+def failure_reason(error: dict[str, Any]) -> str:
+    """Why a recipient failed, in one word for `email.failed`: ``rejected`` (Mailjet
+    refused the message), ``gave_up`` (our retries ran out), ``no_to_recipient`` (every To
+    is suppressed)."""
+    if "gave_up" in error:
+        return "gave_up"
+    if error.get("reason") == NO_TO_RECIPIENT:
+        return "no_to_recipient"
+    return "rejected"
+
+
+def _suppressed_event(row: SuppressedRecipient) -> OutboxEvent:
+    """The `email.suppressed` webhook event of a recipient not sent to."""
+    return OutboxEvent(
+        # One per recipient: reported again when a retried job is recorded, and then not
+        # delivered twice (the outbox is unique per endpoint and event id).
+        event_id=f"suppressed_{row.job_id}_{row.position}",
+        app_id=row.app_id,
+        type=EMAIL_SUPPRESSED,
+        occurred_at=row.suppressed_at,
+        job_id=row.job_id,
+        recipient=row.email,
+        message_id=None,
+        details={"reason": row.reason or "suppressed"},
         metadata=row.metadata,
         tags=row.tags,
     )

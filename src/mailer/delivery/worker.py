@@ -24,6 +24,7 @@ from mailer.delivery.batching import MAX_RECIPIENTS_PER_CALL, ClaimedJob, pack
 from mailer.delivery.send import Outcome, Sender
 from mailer.ids import uuid7
 from mailer.ops.activity import ACTIVITY
+from mailer.ops.event_clock import SENDS
 from mailer.queue.loop import Claim, ClaimLoop, LoopOptions, Work, claiming_ahead
 from mailer.queue.wakeup import Signal
 
@@ -97,6 +98,8 @@ class Worker:
             outcome = await self._sender.process(jobs)
             await self._recorder.record(outcome)
             ACTIVITY.add("emails_sent", len(outcome.accepted))
+            if outcome.accepted:
+                SENDS.note()
             ACTIVITY.add("emails_failed", len(outcome.rejected))
         except Exception:
             # The lease will expire and the jobs be looked up, then retried: not lost.

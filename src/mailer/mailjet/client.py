@@ -7,11 +7,13 @@ retry and reconciliation belong to the caller (see :mod:`mailer.mailjet.errors`)
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -24,13 +26,19 @@ from mailer.mailjet.errors import (
     error_from_response,
 )
 from mailer.mailjet.models import (
+    DomainDns,
     EventCallback,
     LookedUpMessage,
+    MailjetSender,
+    MessageEvent,
     ResponseShapeError,
     SendResponse,
+    parse_domain_dns,
     parse_event_callback,
     parse_looked_up_message,
+    parse_message_event,
     parse_send_results,
+    parse_sender,
 )
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "EVENT_TYPES", "ClientTimeouts", "MailjetClient"]
@@ -42,6 +50,9 @@ EVENT_TYPES = frozenset({"sent", "open", "click", "bounce", "spam", "blocked", "
 _SEND_PATH = "/v3.1/send"
 _MESSAGE_PATH = "/v3/REST/message"
 _CALLBACK_PATH = "/v3/REST/eventcallbackurl"
+_HISTORY_PATH = "/v3/REST/messagehistory"
+_SENDER_PATH = "/v3/REST/sender"
+_DNS_PATH = "/v3/REST/dns"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +73,13 @@ class ClientTimeouts:
         for name in ("connect", "total", "keepalive"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ClientTimeouts.{name} must be > 0")
+
+
+def _unix(when: datetime, *, up: bool = False) -> str:
+    """Unix seconds (Mailjet's FromTS/ToTS); ``up``: the next whole second, so a window's
+    end holds everything of its last second."""
+    seconds = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    return str(math.ceil(seconds) if up else math.floor(seconds))
 
 
 def _basic_auth(login: str, password: str) -> str:
@@ -301,6 +319,61 @@ class MailjetClient:
             return [parse_looked_up_message(row) for row in rows]
         except ResponseShapeError as exc:
             raise MailjetUnexpectedResponse(f"GET {_MESSAGE_PATH}: {exc}", status=200) from exc
+
+    async def list_messages_page(
+        self, *, since: datetime, until: datetime, offset: int, limit: int = REST_PAGE_LIMIT
+    ) -> tuple[list[LookedUpMessage], int]:
+        """One page of the messages Mailjet sent between ``since`` and ``until`` (inclusive,
+        by arrival; naive datetimes count as UTC), with CustomID and address; and the total
+        count of the window. One call: paging is left to the caller (backfill is resumable)."""
+        params = {
+            "FromTS": _unix(since),
+            "ToTS": _unix(until, up=True),
+            "ShowCustomID": "true",
+            "ShowContactAlt": "true",
+            "Limit": str(min(limit, REST_PAGE_LIMIT)),
+            "Offset": str(offset),
+        }
+        _, data = await self._rest("GET", _MESSAGE_PATH, params=params)
+        try:
+            rows, total = _rest_list(data)
+            return [parse_looked_up_message(row) for row in rows], total
+        except ResponseShapeError as exc:
+            raise MailjetUnexpectedResponse(f"GET {_MESSAGE_PATH}: {exc}", status=200) from exc
+
+    async def message_history(self, message_id: int) -> list[MessageEvent]:
+        """The events of one message (``/v3/REST/messagehistory/{id}``), oldest first;
+        :class:`MailjetNotFound` for a MessageID Mailjet does not know."""
+        path = f"{_HISTORY_PATH}/{int(message_id)}"
+        rows = await self._rest_all(path, {})
+        try:
+            events = [parse_message_event(row) for row in rows]
+        except ResponseShapeError as exc:
+            raise MailjetUnexpectedResponse(f"GET {path}: {exc}", status=200) from exc
+        return sorted(events, key=lambda e: e.event_at)
+
+    # -- REST v3: senders and sending domains ----------------------------------------------
+
+    async def list_senders(self, *, domain: str | None = None) -> list[MailjetSender]:
+        """The account's sender addresses and domains (all pages), of ``domain`` only if given."""
+        rows = await self._rest_all(_SENDER_PATH, {"Domain": domain} if domain else {})
+        try:
+            return [parse_sender(row) for row in rows]
+        except ResponseShapeError as exc:
+            raise MailjetUnexpectedResponse(f"GET {_SENDER_PATH}: {exc}", status=200) from exc
+
+    async def domain_dns(self, domain: str) -> DomainDns:
+        """Mailjet's SPF/DKIM check of a sending domain; :class:`MailjetNotFound` when the
+        account does not hold the domain."""
+        path = f"{_DNS_PATH}/{quote(domain, safe='')}"
+        _, data = await self._rest("GET", path)
+        try:
+            rows, _ = _rest_list(data)
+            if len(rows) != 1:
+                raise ResponseShapeError("expected one record")
+            return parse_domain_dns(rows[0])
+        except ResponseShapeError as exc:
+            raise MailjetUnexpectedResponse(f"GET {path}: {exc}", status=200) from exc
 
     # -- REST v3: event callback URLs ------------------------------------------------------
 

@@ -11,18 +11,24 @@ from typing import Any, Literal
 
 __all__ = [
     "AcceptedRecipient",
+    "DomainDns",
     "EventCallback",
     "LookedUpMessage",
+    "MailjetSender",
     "MessageAccepted",
     "MessageError",
+    "MessageEvent",
     "MessageRejected",
     "MessageResult",
     "RecipientKind",
     "ResponseShapeError",
     "SendResponse",
+    "parse_domain_dns",
     "parse_event_callback",
     "parse_looked_up_message",
+    "parse_message_event",
     "parse_send_results",
+    "parse_sender",
 ]
 
 RecipientKind = Literal["to", "cc", "bcc"]
@@ -112,6 +118,51 @@ class EventCallback:
     status: str
     is_backup: bool
     version: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEvent:
+    """A row of ``/v3/REST/messagehistory/{id}``: one event of one message.
+
+    ``event_type`` is the history's own word (``sent opened clicked bounced blocked unsub
+    spam``), ``state`` the error of a bounce or block (``user unknown`` …), ``useragent`` the
+    reader's User-Agent of an open or click; ``event_at`` is Unix seconds.
+    """
+
+    event_at: int
+    event_type: str
+    state: str
+    useragent: str
+    comment: str
+
+
+@dataclass(frozen=True, slots=True)
+class MailjetSender:
+    """A row of ``/v3/REST/sender``: an address, or a whole domain as ``*@domain``.
+
+    ``status`` is ``Active`` once validated (else ``Inactive``, or ``Deleted``).
+    """
+
+    id: int
+    email: str
+    status: str
+
+    @property
+    def domain(self) -> str:
+        """The domain part, lower-cased."""
+        return self.email.rpartition("@")[2].lower()
+
+
+@dataclass(frozen=True, slots=True)
+class DomainDns:
+    """A row of ``/v3/REST/dns``: Mailjet's last SPF and DKIM check of a sending domain
+    (``OK``, ``Error`` or ``Not checked``)."""
+
+    id: int
+    domain: str
+    spf_status: str
+    dkim_status: str
+    last_check_at: str
 
 
 def _int(value: Any, where: str) -> int:
@@ -229,4 +280,38 @@ def parse_event_callback(item: Any) -> EventCallback:
         status=str(row.get("Status") or ""),
         is_backup=bool(row.get("IsBackup", False)),
         version=_int(row.get("Version", 1), "Data[].Version"),
+    )
+
+
+def parse_sender(item: Any) -> MailjetSender:
+    """Parse one ``Data`` row of ``/v3/REST/sender``."""
+    row = _row(item, "Data[]")
+    return MailjetSender(
+        id=_int(row.get("ID"), "Data[].ID"),
+        email=_str(row.get("Email"), "Data[].Email"),
+        status=str(row.get("Status") or ""),
+    )
+
+
+def parse_domain_dns(item: Any) -> DomainDns:
+    """Parse one ``Data`` row of ``/v3/REST/dns``."""
+    row = _row(item, "Data[]")
+    return DomainDns(
+        id=_int(row.get("ID"), "Data[].ID"),
+        domain=_str(row.get("Domain"), "Data[].Domain"),
+        spf_status=str(row.get("SPFStatus") or ""),
+        dkim_status=str(row.get("DKIMStatus") or ""),
+        last_check_at=str(row.get("LastCheckAt") or ""),
+    )
+
+
+def parse_message_event(item: Any) -> MessageEvent:
+    """Parse one ``Data`` row of ``/v3/REST/messagehistory/{id}``."""
+    row = _row(item, "Data[]")
+    return MessageEvent(
+        event_at=_int(row.get("EventAt"), "Data[].EventAt"),
+        event_type=_str(row.get("EventType"), "Data[].EventType"),
+        state=str(row.get("State") or ""),
+        useragent=str(row.get("Useragent") or ""),
+        comment=str(row.get("Comment") or ""),
     )

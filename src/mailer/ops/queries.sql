@@ -34,19 +34,32 @@ SELECT count(*) AS due,
 FROM jobs
 WHERE state = 'queued' AND run_at <= now();
 
--- name: recent_event_types
--- The last Mailjet event of each type among the latest $1 events (a bounded backward scan
--- of the primary key: the events table is the largest and has no index on type).
-SELECT type, max(received_at) AS last_received,
-       extract(epoch FROM now() - max(received_at))::float8 AS seconds_ago,
-       count(*) AS seen
-FROM (SELECT type, received_at FROM events ORDER BY id DESC LIMIT $1) AS recent
-GROUP BY type
-ORDER BY type NULLS LAST;
+-- name: note_events_received
+-- Mailjet posted events of these types ($1) at $2: the event clock moves forward.
+INSERT INTO event_clock AS c (type, last_at)
+SELECT t, $2 FROM unnest($1::text[]) AS t
+ON CONFLICT (type) DO UPDATE SET last_at = greatest(c.last_at, EXCLUDED.last_at);
 
--- name: last_event_post
--- When Mailjet last posted a callback.
-SELECT received_at, extract(epoch FROM now() - received_at)::float8 AS seconds_ago
-FROM event_posts
-ORDER BY id DESC
-LIMIT 1;
+-- name: note_sends_accepted
+-- Mailjet accepted sends between $1 and $2. `waiting_since` is when the sends began that
+-- no `sent` event has followed yet: kept while it is still after the last `sent` event,
+-- else it starts again with these.
+INSERT INTO event_clock AS c (type, last_at, waiting_since)
+VALUES ('accepted', $2, $1)
+ON CONFLICT (type) DO UPDATE SET
+    last_at = greatest(c.last_at, EXCLUDED.last_at),
+    waiting_since = CASE
+        WHEN c.waiting_since IS NOT NULL
+             AND c.waiting_since > coalesce(
+                 (SELECT s.last_at FROM event_clock s WHERE s.type = 'sent'), '-infinity')
+        THEN c.waiting_since
+        ELSE EXCLUDED.waiting_since
+    END;
+
+-- name: event_clock
+-- Every type's last time, with its age in seconds (and `waiting_since` of `accepted`).
+SELECT type, last_at, waiting_since,
+       extract(epoch FROM now() - last_at)::float8 AS seconds_ago,
+       extract(epoch FROM now() - waiting_since)::float8 AS waiting_seconds
+FROM event_clock
+ORDER BY type;

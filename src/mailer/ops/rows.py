@@ -6,7 +6,7 @@ from datetime import datetime
 
 from mailer.db.rows import Column, Row
 
-__all__ = ["DueJobs", "EventTypeSeen", "JobStateCount", "LastPost", "WorkerRow"]
+__all__ = ["DueJobs", "JobStateCount", "WorkerRow"]
 
 
 class WorkerRow(Row):
@@ -31,16 +31,3 @@ class DueJobs(Row):
     due = Column[int]()
     oldest_seconds = Column[float]()
 
-
-class EventTypeSeen(Row):
-    """The last event of one type among the latest ones (``recent_event_types``)."""
-
-    type = Column[str | None]()
-    last_received = Column[datetime]()
-    seconds_ago = Column[float]()
-    seen = Column[int]()
-
-
-class LastPost(Row):
-    received_at = Column[datetime]()
-    seconds_ago = Column[float]()

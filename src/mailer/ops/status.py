@@ -13,13 +13,12 @@ from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.logs import describe
 from mailer.ops import heartbeat
+from mailer.ops.event_clock import ClockRow, event_clock, silence_of
 from mailer.ops.outage import is_unavailable
-from mailer.ops.rows import DueJobs, EventTypeSeen, JobStateCount, LastPost
+from mailer.ops.rows import DueJobs, JobStateCount
 
 Q = Queries("mailer.ops")
 
-# How many of the latest events `mailer status` looks through for the last one of each type.
-RECENT_EVENTS = 100_000
 JOB_STATES = ("queued", "sending", "done", "failed", "canceled")
 
 
@@ -62,8 +61,9 @@ async def readiness(pool: asyncpg.Pool, *, timeout: float = 3.0) -> Readiness:
     return Readiness(True, workers=workers)
 
 
-async def status_report(conn: Conn) -> dict[str, Any]:
-    """Everything `mailer status` shows, as plain data."""
+async def status_report(conn: Conn, *, silence_after: float = 900.0) -> dict[str, Any]:
+    """Everything `mailer status` shows, as plain data; `silence_after` is
+    MAILER_EVENT_SILENCE_AFTER (see ops/event_clock.py)."""
     states = dict.fromkeys(JOB_STATES, 0)
     for row in await conn.fetch(Q.job_states, record_class=JobStateCount):
         states[row.state] = row.jobs
@@ -81,36 +81,56 @@ async def status_report(conn: Conn) -> dict[str, Any]:
         }
         for w in await heartbeat.workers(conn)
     ]
-    events = await last_event_by_type(conn)
+    clock = await event_clock(conn)
+    silence = silence_of(clock, silence_after)
     return {
         "jobs": states,
         "due_now": due.due,
         "oldest_due_seconds": round(due.oldest_seconds, 1),
         "live_workers": sum(1 for w in workers if w["alive"]),
         "workers": workers,
-        "last_callback_seconds_ago": await last_callback_seconds_ago(conn),
-        "last_event_by_type": events,
-        "events_looked_at": RECENT_EVENTS,
+        "last_callback_seconds_ago": _last_callback_of(clock),
+        "last_event_by_type": _events_of(clock),
+        "event_silence": {
+            "silent": silence.silent,
+            "sends_waiting_seconds": _rounded(silence.waiting_seconds),
+            "last_sent_seconds_ago": _rounded(silence.last_sent_seconds_ago),
+            "silence_after_seconds": silence_after,
+        },
     }
 
 
 async def last_event_by_type(conn: Conn) -> list[dict[str, Any]]:
-    """When the last Mailjet event of each type came, among the latest `RECENT_EVENTS`
-    (a type that stays silent points at a missing or wrong event callback)."""
-    return [
-        {
-            "type": r.type or "(not understood)",
-            "last_received_at": r.last_received.isoformat(),
-            "seconds_ago": round(r.seconds_ago, 1),
-        }
-        for r in await conn.fetch(Q.recent_event_types, RECENT_EVENTS, record_class=EventTypeSeen)
-    ]
+    """When the last Mailjet event of each type came, from the event clock (a type that
+    stays silent points at a missing or wrong event callback)."""
+    return _events_of(await event_clock(conn))
 
 
 async def last_callback_seconds_ago(conn: Conn) -> float | None:
-    """How long ago Mailjet last posted to `/events` (None: never)."""
-    post = await conn.fetchrow(Q.last_event_post, record_class=LastPost)
-    return None if post is None else round(post.seconds_ago, 1)
+    """How long ago the last Mailjet event arrived (None: never)."""
+    return _last_callback_of(await event_clock(conn))
+
+
+def _events_of(clock: list[ClockRow]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": row.type,
+            "last_received_at": row.last_at.isoformat(),
+            "seconds_ago": round(row.seconds_ago, 1),
+        }
+        for row in clock
+        if row.type != "accepted"
+    ]
+
+
+def _last_callback_of(clock: list[ClockRow]) -> float | None:
+    # From the clock, not from the stored bodies: a backfill stores bodies too.
+    ages = [row.seconds_ago for row in clock if row.type != "accepted"]
+    return _rounded(min(ages, default=None))
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
 
 
 def _age(seconds: float | None) -> str:
@@ -139,9 +159,16 @@ def format_report(report: dict[str, Any]) -> str:
         )
     lines.append(f"Mailjet callbacks: last {_age(report['last_callback_seconds_ago'])}")
     if report["last_event_by_type"]:
-        lines.append(f"last event by type (among the latest {report['events_looked_at']}):")
+        lines.append("last event by type:")
         for event in report["last_event_by_type"]:
             lines.append(f"  {event['type']:<18} {_age(event['seconds_ago'])}")
     else:
         lines.append("no Mailjet events yet")
+    silence = report["event_silence"]
+    if silence["silent"]:
+        lines.append(
+            f"EVENT SILENCE: Mailjet accepted sends {_age(silence['sends_waiting_seconds'])} "
+            f"and no `sent` event came since (last {_age(silence['last_sent_seconds_ago'])}): "
+            "run `mailer mailjet doctor`, then `mailer mailjet backfill --since …`"
+        )
     return "\n".join(lines)

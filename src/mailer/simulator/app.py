@@ -3,7 +3,8 @@
 Mailjet surface, behind HTTP Basic auth: ``POST /v3.1/send``, ``GET /v3/REST/message``
 (``CustomID``, ``ContactAlt``, ``FromTS``, ``ToTS``, ``Show*``, ``Limit``, ``Offset``,
 ``countOnly``), ``GET /v3/REST/message/{id}`` and ``/v3/REST/eventcallbackurl[/{id}]``
-(GET, POST, PUT, DELETE).
+(GET, POST, PUT, DELETE); senders and domains (``/v3/REST/sender``, ``/v3/REST/dns``)
+are in :mod:`.account_routes`.
 
 Control surface, without auth (the simulator only listens on loopback):
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +34,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mailer.simulator.account_routes import account_routes
 from mailer.simulator.event_routes import event_routes
 from mailer.simulator.events import EventsConfig
 from mailer.simulator.faults import (
@@ -45,6 +48,7 @@ from mailer.simulator.faults import (
     hide_dropped_connections,
 )
 from mailer.simulator.poster import EventPoster
+from mailer.simulator.senders import SenderBook
 from mailer.simulator.state import SimulatorState
 from mailer.simulator.validation import (
     UNAUTHORIZED_BODY,
@@ -110,6 +114,8 @@ class SimulatorApp:
         self.state = state
         self.injector = injector
         self.events = EventPoster(state, events)
+        self.senders = SenderBook()
+        state.reset_listeners.append(self.senders.reset)
         token = base64.b64encode(f"{api_key}:{secret_key}".encode()).decode("ascii")
         self._expected_auth = f"Basic {token}".encode("latin-1")
         self.closing = asyncio.Event()  # set on shutdown: hung requests end at once
@@ -140,6 +146,7 @@ class SimulatorApp:
             Route("/_sim/faults", self.sim_put_faults, methods=["PUT"]),
             Route("/_sim/reset", self.sim_reset, methods=["POST"]),
             *event_routes(self.events, self._authed),
+            *account_routes(self.senders, self._authed),
         ]
         return Starlette(
             routes=routes,
@@ -224,6 +231,8 @@ class SimulatorApp:
                     )
             else:
                 sender = msg.get("From")
+                if isinstance(sender, dict):
+                    self.senders.note_sender(str(sender.get("Email", "")))
                 records = self.state.accept(
                     recipients,
                     custom_id=custom_id,
@@ -255,6 +264,7 @@ class SimulatorApp:
             from_ts=from_ts,
             to_ts=to_ts,
         )
+        rows = [r for r in rows if self._indexed(r.accepted_at)]
         if _flag(request, "countOnly"):
             return _json({"Count": len(rows), "Data": [], "Total": len(rows)})
         show = {
@@ -268,10 +278,15 @@ class SimulatorApp:
     async def get_message(self, request: Request) -> Response:
         """One message by MessageID, or 404."""
         record = self.state.get(request.path_params["id"])
-        if record is None:
+        if record is None or not self._indexed(record.accepted_at):
             return _json(rest_error(404, "Object not found"), 404)
         row = record.to_rest(show_custom_id=True, show_contact_alt=True, show_subject=True)
         return _rest_list([row], 1)
+
+    def _indexed(self, accepted_at: float) -> bool:
+        """Whether a message accepted then is visible to lookups yet (``lookup_lag_ms``)."""
+        lag = self.injector.config.lookup_lag_ms / 1000
+        return lag <= 0 or accepted_at <= time.time() - lag
 
     # -- /v3/REST/eventcallbackurl ---------------------------------------------------------
 
@@ -374,7 +389,7 @@ class SimulatorApp:
         return _json(config.to_json())
 
     async def sim_reset(self, request: Request) -> Response:
-        """Forget accepted messages, calls, counters and callback URLs (faults stay)."""
+        """Forget accepted messages, calls, counters, callback URLs and senders (faults stay)."""
         self.state.reset()
         return _json({"reset": True})
 

@@ -204,6 +204,8 @@ class EventsConfig:
     """Options of the event side (``PUT /_sim/events`` replaces them; omitted = default).
 
     - ``enabled``: off = no events at all and message statuses never move (benchmarks).
+    - ``post``: off = events happen (statuses move, ``/v3/REST/messagehistory`` fills) but no
+      callback is posted, as when Mailjet's callbacks are lost (for backfill).
     - ``delay_ms``: from acceptance to a message's first event; ``step_ms``: between its
       consecutive events.
     - ``group_ms``: how long a Version 2 URL collects events before one POST (Mailjet: "the
@@ -219,6 +221,7 @@ class EventsConfig:
     """
 
     enabled: bool = True
+    post: bool = True
     delay_ms: float = 0.0
     step_ms: float = 0.0
     group_ms: float = 1000.0

@@ -54,6 +54,9 @@ class FaultConfig:
       without processing.
     - ``lost_answer_rate``: process and record the send, then lose the answer: a 500 when
       ``lost_answer_mode`` is ``"500"``, a connection closed mid-answer when it is ``"drop"``.
+    - ``lookup_lag_ms``: an accepted message stays out of ``GET /v3/REST/message`` (the list
+      and ``/{id}``) for that long, as Mailjet's index lags behind a fresh send (reference
+      §5: a lookup right after a success answered 404).
     - ``seed``: seeds the fault draws (``None``: unpredictable).
     """
 
@@ -65,6 +68,7 @@ class FaultConfig:
     hang_seconds: float = 60.0
     lost_answer_rate: float = 0.0
     lost_answer_mode: LostAnswerMode = "500"
+    lookup_lag_ms: float = 0.0
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -73,8 +77,8 @@ class FaultConfig:
             raise ValueError("fault rates must be between 0 and 1")
         if sum(rates) > 1.0 + 1e-9:
             raise ValueError("fault rates must not add up to more than 1")
-        if self.latency_ms < 0:
-            raise ValueError("latency_ms must be >= 0")
+        if self.latency_ms < 0 or self.lookup_lag_ms < 0:
+            raise ValueError("latency_ms and lookup_lag_ms must be >= 0")
         if self.hang_seconds <= 0:
             raise ValueError("hang_seconds must be > 0")
         if self.retry_after is not None and self.retry_after < 0:

@@ -225,6 +225,9 @@ class EventPoster:
         message.status = step.message_status
         message.history.append(history_row(step, when))
         state.event_counts[step.event_type] += 1
+        if not self.config.post:
+            state.event_counts["unposted"] += 1
+            return
         callback = state.callback_for(step.event_type)
         if callback is None:
             state.event_counts["unrouted"] += 1

@@ -136,7 +136,7 @@ def engagement_of(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     opened and who clicked (``"human"`` if a person did, else ``"machine"``, else null)."""
     counts = {"open": [0, 0], "click": [0, 0]}
     for event in events:
-        seen = counts.get(event.get("type") or "")
+        seen = counts.get(event.get("mailjet_event") or "")
         if seen is not None:
             seen[0] += 1
             seen[1] += not event.get("machine")

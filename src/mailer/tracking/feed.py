@@ -25,10 +25,9 @@ import asyncpg
 
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
-from mailer.tracking.canceled import CANCELED
 from mailer.tracking.engagement import machine_fields
-from mailer.tracking.precedence import EventType
 from mailer.tracking.rows import FeedEvent, TimelineEvent
+from mailer.tracking.vocabulary import FEED_TYPES, OLD_FEED_TYPES, event_type_of, statuses_of_types
 
 __all__ = [
     "EVENT_TYPES",
@@ -42,8 +41,8 @@ __all__ = [
 
 Q = Queries("mailer.tracking")
 
-EVENT_TYPES: frozenset[str] = frozenset({*(str(t) for t in EventType), CANCELED})
-"""The feed's event types: Mailjet's, and Mailer's own `canceled`."""
+EVENT_TYPES: frozenset[str] = FEED_TYPES | frozenset(OLD_FEED_TYPES)
+"""The names a feed filter takes: the event types, and the old names (Mailjet's words)."""
 _CURSOR = re.compile(r"^v1\.([0-9]{1,20})\.([0-9]{1,19})$")
 _UINT64 = 2**64 - 1
 _INT64 = 2**63 - 1
@@ -116,15 +115,18 @@ class EventFields(Protocol):
 def event_view(row: EventFields, metadata: Any, tags: list[str] | None) -> dict[str, Any]:
     """One event as apps see it, in the feed and in a job's status timeline.
 
-    Ids are strings: event ids are stable, MessageIDs exceed 2^53. ``status`` is the
-    recipient status the event implies (``null`` for event types we do not know);
+    Ids are strings: event ids are stable, MessageIDs exceed 2^53. ``type`` is the event
+    type (``email.opened`` …, :mod:`~mailer.tracking.vocabulary`), ``mailjet_event``
+    Mailjet's word for it, ``status`` the recipient status the event implies (``null`` for
+    event types we do not know);
     the type-specific fields (``url``, ``error``, ``hard_bounce`` …) follow, and for opens
     and clicks whether a machine made them (``machine``, ``machine_reason``);
     ``metadata`` and ``tags`` are the job's, as the app gave them (``[]``: no tags).
     """
     view: dict[str, Any] = {
         "id": str(row.id),
-        "type": row.type,
+        "type": event_type_of(row.status, row.type),
+        "mailjet_event": row.type,
         "status": row.status,
         "time": row.occurred_at,
         "job_id": str(row.job_id),
@@ -170,7 +172,8 @@ async def read_feed(
     tag: str | None = None,
 ) -> FeedPage:
     """The app's events after ``after``, at most ``limit``, optionally filtered by event
-    type, by event time (``since`` inclusive, ``until`` exclusive) and by a tag of the job.
+    type (names of :data:`EVENT_TYPES`), by event time (``since`` inclusive, ``until``
+    exclusive) and by a tag of the job.
 
     ``next_cursor`` is where the next page starts: the last event's position, or ``after``
     itself when the page is empty (poll again with it later).
@@ -180,7 +183,7 @@ async def read_feed(
         app_id,
         str(after.xid),
         after.event_id,
-        list(types) if types else None,
+        statuses_of_types(types) if types else None,
         since,
         until,
         limit + 1,

@@ -27,6 +27,7 @@ import asyncpg
 from mailer.db.conflicts import retrying_conflicts
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
+from mailer.ops.event_clock import RECEIVED
 from mailer.tracking.apply import apply_linked, link_unlinked
 from mailer.tracking.columns import EventColumns, columns_of, may_contain_nul
 from mailer.tracking.parse import decode_callback_body, parse_callback_body, parse_event
@@ -50,6 +51,8 @@ class IntakeResult:
     """New events stored (the rest were redeliveries, or repeated inside the body)."""
     linked: int
     """New events linked to a recipient message (the rest wait, or are test events)."""
+    types: frozenset[str] = frozenset()
+    """The event types the body held (understood, test events aside), new or not."""
 
 
 async def store_callback(
@@ -79,15 +82,19 @@ async def store_callback(
         return await retrying_conflicts(attempt, action="events_retry")
 
     if len(items) <= chunk:
-        return await in_transaction(_columns(items, now, nul_free), None)
-    post_id: int = await pool.fetchval(Q.insert_post, len(items), body, now)
-    stored = linked = 0
-    for start in range(0, len(items), chunk):
-        await asyncio.sleep(0)  # other requests go first between chunks
-        part = await in_transaction(_columns(items[start : start + chunk], now, nul_free), post_id)
-        stored += part.stored
-        linked += part.linked
-    return IntakeResult(len(items), stored, linked)
+        result = await in_transaction(_columns(items, now, nul_free), None)
+    else:
+        post_id: int = await pool.fetchval(Q.insert_post, len(items), body, now)
+        stored = linked = 0
+        types: frozenset[str] = frozenset()
+        for start in range(0, len(items), chunk):
+            await asyncio.sleep(0)  # other requests go first between chunks
+            columns = _columns(items[start : start + chunk], now, nul_free)
+            part = await in_transaction(columns, post_id)
+            stored, linked, types = stored + part.stored, linked + part.linked, types | part.types
+        result = IntakeResult(len(items), stored, linked, types)
+    await RECEIVED.note(pool, result.types)  # for event-silence detection (ops/event_clock)
+    return result
 
 
 async def store_body(conn: Conn, body: bytes, *, now: datetime | None = None) -> IntakeResult:
@@ -130,4 +137,14 @@ async def _store(
     # recorded right now: retry them once that is settled (CustomID was tried already).
     pending = [r for r in rows if r.job_id is None and r.message_id != 0]
     linked += await apply_linked(conn, await link_unlinked(conn, pending))
-    return IntakeResult(received, len(rows), linked)
+    return IntakeResult(received, len(rows), linked, _types(columns))
+
+
+def _types(columns: EventColumns) -> frozenset[str]:
+    return frozenset(
+        event_type
+        for event_type, understood, is_test in zip(
+            columns.type, columns.understood, columns.is_test, strict=True
+        )
+        if event_type is not None and understood and not is_test
+    )

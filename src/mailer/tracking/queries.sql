@@ -57,6 +57,12 @@ LEFT JOIN LATERAL (
      LIMIT 1)
     LIMIT 1
 ) t ON true
+-- The same event rebuilt by a backfill earlier (migration 0010): not stored again.
+WHERE NOT EXISTS (
+    SELECT 1 FROM events b
+    WHERE b.raw ? 'mailer_backfill' AND b.message_id = u.message_id AND b.type = u.type
+      AND b.occurred_at = u.occurred_at AND u.message_id <> 0
+)
 ORDER BY u.dedupe_key
 ON CONFLICT (dedupe_key) DO NOTHING
 RETURNING id, message_id, job_id, position, rank, suppress_reason;
@@ -171,7 +177,10 @@ suppressed AS (
     JOIN messages m ON m.job_id = ev.job_id AND m.position = ev.position
     WHERE ev.suppress_reason IS NOT NULL
     ORDER BY m.app_id, m.email, ev.id
-    ON CONFLICT (app_id, email) DO NOTHING
+    ON CONFLICT (app_id, email) DO UPDATE
+        SET reason = EXCLUDED.reason, event_id = EXCLUDED.event_id, created_at = now(),
+            expires_at = NULL
+        WHERE suppressions.expires_at <= now()  -- an expired entry is replaced
 )
 SELECT job_id, position, message_id FROM updated WHERE fills_id;
 
@@ -194,7 +203,7 @@ JOIN jobs j ON j.id = e.job_id
 WHERE e.app_id = $1
   AND (e.feed_xid, e.id) > ($2::text::xid8, $3::int8)
   AND e.feed_xid < pg_snapshot_xmin(pg_current_snapshot())
-  AND ($4::text[] IS NULL OR e.type = ANY($4::text[]))
+  AND ($4::text[] IS NULL OR e.status = ANY($4::text[]))  -- the types' statuses
   AND ($5::timestamptz IS NULL OR e.occurred_at >= $5)
   AND ($6::timestamptz IS NULL OR e.occurred_at < $6)
   AND ($8::text IS NULL OR $8::text = ANY (j.tags))
@@ -202,26 +211,56 @@ ORDER BY e.feed_xid, e.id
 LIMIT $7;
 
 -- name: list_suppressions
-SELECT email, reason, event_id, created_at
+-- The app's entries in force (an expired one no longer counts), by address.
+SELECT email, reason, event_id, created_at, expires_at
 FROM suppressions
-WHERE app_id = $1 AND email > $2
+WHERE app_id = $1 AND email > $2 AND (expires_at IS NULL OR expires_at > now())
 ORDER BY email
 LIMIT $3;
 
 -- name: add_suppression
--- Returns the row and whether it is new (an existing entry keeps its reason).
+-- Returns the row and whether it is new: an entry in force keeps its reason; an expired
+-- one is replaced. $4: when the new entry expires (NULL: never).
 WITH inserted AS (
-    INSERT INTO suppressions (app_id, email, reason) VALUES ($1, $2, $3)
-    ON CONFLICT (app_id, email) DO NOTHING
-    RETURNING email, reason, event_id, created_at
+    INSERT INTO suppressions (app_id, email, reason, expires_at) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (app_id, email) DO UPDATE
+        SET reason = EXCLUDED.reason, event_id = NULL, created_at = now(),
+            expires_at = EXCLUDED.expires_at
+        WHERE suppressions.expires_at <= now()
+    RETURNING email, reason, event_id, created_at, expires_at
 )
-SELECT email, reason, event_id, created_at, true AS created FROM inserted
+SELECT email, reason, event_id, created_at, expires_at, true AS created FROM inserted
 UNION ALL
-SELECT email, reason, event_id, created_at, false FROM suppressions
+SELECT email, reason, event_id, created_at, expires_at, false FROM suppressions
 WHERE app_id = $1 AND email = $2 AND NOT EXISTS (SELECT 1 FROM inserted);
 
+-- name: set_change_context
+-- Why and by whom suppressions change in this transaction (read by the history trigger,
+-- migration 0010).
+SELECT set_config('mailer.suppression_reason', $1, true), set_config('mailer.actor', $2, true);
+
 -- name: delete_suppression
-DELETE FROM suppressions WHERE app_id = $1 AND email = $2 RETURNING email;
+-- Reactivate an address: only an entry in force counts (an expired one changed nothing).
+DELETE FROM suppressions
+WHERE app_id = $1 AND email = $2 AND (expires_at IS NULL OR expires_at > now())
+RETURNING email;
+
+-- name: current_suppression
+SELECT email, reason, event_id, created_at, expires_at,
+       (expires_at IS NULL OR expires_at > now()) AS in_force
+FROM suppressions
+WHERE app_id = $1 AND email = $2;
+
+-- name: suppression_history
+-- Every change of an address's entry, oldest first (the latest $3).
+SELECT * FROM (
+    SELECT id, action, reason, event_id, expires_at, actor, at
+    FROM suppression_history
+    WHERE app_id = $1 AND email = $2
+    ORDER BY id DESC
+    LIMIT $3
+) latest
+ORDER BY id;
 
 -- name: posts_after
 -- Reprocessing reads the stored bodies in arrival order, a batch at a time.
@@ -368,3 +407,62 @@ RETURNING e.id, e.app_id, e.type, e.status, e.occurred_at, e.job_id, e.email,
           NULL::int8 AS message_id, e.details, e.machine_reason,
           (SELECT j.metadata FROM jobs j WHERE j.id = e.job_id) AS metadata,
           (SELECT j.tags FROM jobs j WHERE j.id = e.job_id) AS tags;
+-- name: sender_addresses_in_use
+-- The sending domains in use (`mailer mailjet doctor`): every app's configured sender
+-- domains (address NULL) and the From addresses of the latest $1 jobs (a bounded backward
+-- scan of the primary key: job ids are time-ordered).
+SELECT DISTINCT domain, address FROM (
+    SELECT lower(d) AS domain, NULL::text AS address
+    FROM apps, unnest(sender_domains) AS d
+    UNION ALL
+    SELECT split_part(a, '@', 2), a
+    FROM (SELECT lower(message->'From'->>'Email') AS a FROM jobs ORDER BY id DESC LIMIT $1) j
+    WHERE a LIKE '%_@_%'
+) used
+ORDER BY domain, address;
+
+-- name: backfill_messages
+-- Our recipient messages for rows of Mailjet's /message list ($1 MessageIDs, $2 CustomIDs
+-- that are our job ids, $3 lower-cased addresses; `ord` numbers them from 1): by
+-- MessageID, else by job and address; with their status and the type and time (Unix
+-- seconds) of every event they have, so a backfill skips what callbacks brought.
+SELECT k.ord, t.job_id, t.position, t.status,
+       coalesce(x.types, '{}') AS known_types, coalesce(x.times, '{}') AS known_times
+FROM unnest($1::int8[], $2::uuid[], $3::text[]) WITH ORDINALITY AS k(message_id, job_id, email, ord)
+JOIN LATERAL (
+    (SELECT m.job_id, m.position, m.status FROM messages m
+     WHERE m.message_id = k.message_id LIMIT 1)
+    UNION ALL
+    (SELECT m.job_id, m.position, m.status FROM messages m
+     WHERE m.job_id = k.job_id AND m.email = k.email LIMIT 1)
+    LIMIT 1
+) t ON true
+LEFT JOIN LATERAL (
+    SELECT array_agg(e.type) AS types,
+           array_agg(extract(epoch FROM e.occurred_at)::int8) AS times
+    FROM events e
+    WHERE e.job_id = t.job_id AND e.position = t.position AND e.type IS NOT NULL
+) x ON true
+ORDER BY k.ord;
+
+-- name: backfill_resume
+-- The latest unfinished backfill (of the window starting at $1, unless $1 is NULL).
+SELECT id, from_ts, to_ts, next_offset, total, messages_seen, histories_fetched,
+       events_stored, calls
+FROM mailjet_backfills
+WHERE ($1::timestamptz IS NULL OR from_ts = $1) AND finished_at IS NULL
+ORDER BY id DESC
+LIMIT 1;
+
+-- name: backfill_start
+INSERT INTO mailjet_backfills (from_ts, to_ts) VALUES ($1, $2)
+RETURNING id, from_ts, to_ts, next_offset, total, messages_seen, histories_fetched,
+          events_stored, calls;
+
+-- name: backfill_checkpoint
+-- Where a backfill stands ($8: finished).
+UPDATE mailjet_backfills
+SET next_offset = $2, total = $3, messages_seen = $4, histories_fetched = $5,
+    events_stored = $6, calls = $7, updated_at = now(),
+    finished_at = CASE WHEN $8 THEN now() END
+WHERE id = $1;

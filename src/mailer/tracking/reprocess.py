@@ -93,10 +93,15 @@ async def reprocess(pool: asyncpg.Pool, *, batch: int = 100) -> ReprocessReport:
     return report
 
 
+REPROCESS_REASON = "reprocessed: the event that caused it no longer suppresses"
+
+
 async def _reprocess_posts(pool: asyncpg.Pool, posts: list[Post]) -> ReprocessReport:
     """Reprocess `posts` in one transaction; what it did, once committed."""
     counts = ReprocessReport()
     async with pool.acquire() as conn, conn.transaction():
+        # What the suppression history records for the changes this transaction makes.
+        await conn.execute(Q.set_change_context, REPROCESS_REASON, "reprocess")
         for post in posts:
             await _reprocess_post(conn, post, counts)
     return counts

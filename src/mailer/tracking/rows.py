@@ -10,14 +10,19 @@ from mailer.db.rows import Column, Row
 
 __all__ = [
     "AddedSuppression",
+    "BackfillMessage",
+    "BackfillRun",
+    "CurrentSuppression",
     "FeedEvent",
     "FilledMessage",
     "LinkedEvent",
     "PendingEvent",
     "Post",
     "ReparsedEvent",
+    "SenderAddress",
     "StoredEvent",
     "Suppression",
+    "SuppressionChange",
     "TimelineEvent",
 ]
 
@@ -111,9 +116,62 @@ class Suppression(Row):
     reason = Column[str]()
     event_id = Column[int | None]()
     created_at = Column[datetime]()
+    expires_at = Column[datetime | None]()
+
+
+class CurrentSuppression(Suppression):
+    """An address's entry (``current_suppression``); ``in_force`` false once expired."""
+
+    in_force = Column[bool]()
+
+
+class SuppressionChange(Row):
+    """One change of an address's entry (``suppression_history``)."""
+
+    id = Column[int]()
+    action = Column[str]()
+    reason = Column[str]()
+    event_id = Column[int | None]()
+    expires_at = Column[datetime | None]()
+    actor = Column[str]()
+    at = Column[datetime]()
 
 
 class AddedSuppression(Suppression):
     """``add_suppression``'s answer: the entry, and whether this call created it."""
 
     created = Column[bool]()
+
+
+class SenderAddress(Row):
+    """A sending domain in use, with a From address used with it (``sender_addresses_in_use``);
+    ``address`` is ``None`` for an app's configured sender domain."""
+
+    domain = Column[str]()
+    address = Column[str | None]()
+
+
+class BackfillRun(Row):
+    """A backfill's window and checkpoint (``backfill_start``, ``backfill_resume``)."""
+
+    id = Column[int]()
+    from_ts = Column[datetime]()
+    to_ts = Column[datetime]()
+    next_offset = Column[int]()
+    total = Column[int | None]()
+    messages_seen = Column[int]()
+    histories_fetched = Column[int]()
+    events_stored = Column[int]()
+    calls = Column[int]()
+
+
+class BackfillMessage(Row):
+    """Our message for a row of Mailjet's /message list (``backfill_messages``), with the
+    events it has (``known_types[i]`` at ``known_times[i]``, Unix seconds)."""
+
+    ord = Column[int]()
+    job_id = Column[uuid.UUID]()
+    position = Column[int]()
+    status = Column[str]()
+    known_types = Column[list[str]]()
+    known_times = Column[list[int]]()

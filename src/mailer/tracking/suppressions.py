@@ -12,6 +12,7 @@ import base64
 import binascii
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -19,15 +20,21 @@ import asyncpg
 from mailer.db.queries import Queries
 from mailer.tracking.parse import MailjetEvent
 from mailer.tracking.precedence import EventType
-from mailer.tracking.rows import AddedSuppression, Suppression
+from mailer.tracking.rows import (
+    AddedSuppression,
+    CurrentSuppression,
+    Suppression,
+    SuppressionChange,
+)
 
 __all__ = [
     "InvalidCursor",
     "SuppressionPage",
     "SuppressionReason",
     "add_suppression",
-    "delete_suppression",
+    "history",
     "list_suppressions",
+    "reactivate",
     "suppression_reason",
 ]
 
@@ -92,6 +99,7 @@ def _view(row: Suppression) -> dict[str, Any]:
         "reason": row.reason,
         "event_id": None if row.event_id is None else str(row.event_id),
         "created_at": row.created_at,
+        "expires_at": row.expires_at,
     }
 
 
@@ -120,24 +128,78 @@ async def list_suppressions(
 
 
 async def add_suppression(
-    pool: asyncpg.Pool, app_id: uuid.UUID, email: str, reason: str
+    pool: asyncpg.Pool,
+    app_id: uuid.UUID,
+    email: str,
+    reason: str,
+    *,
+    expires_at: datetime | None = None,
+    actor: str = "api",
 ) -> tuple[dict[str, Any], bool]:
-    """Suppress ``email`` (lower-cased) for the app; an existing entry is kept as it is.
+    """Suppress ``email`` (lower-cased) for the app, until ``expires_at`` if given; an
+    entry in force is kept as it is, an expired one replaced.
 
     Returns the entry and whether it is new.
     """
     address = email.strip().lower()
     for _ in range(3):
-        row = await pool.fetchrow(
-            Q.add_suppression, app_id, address, reason, record_class=AddedSuppression
-        )
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q.set_change_context, "", actor)
+            row = await conn.fetchrow(
+                Q.add_suppression,
+                app_id,
+                address,
+                reason,
+                expires_at,
+                record_class=AddedSuppression,
+            )
         if row is not None:
             return _view(row), row.created
         # Inserted by a transaction that committed after this statement began: read again.
     raise RuntimeError(f"could not add or read the suppression of {address}")
 
 
-async def delete_suppression(pool: asyncpg.Pool, app_id: uuid.UUID, email: str) -> bool:
-    """Remove ``email`` from the app's list; False if it was not there."""
-    row = await pool.fetchrow(Q.delete_suppression, app_id, email.strip().lower())
+async def reactivate(
+    pool: asyncpg.Pool, app_id: uuid.UUID, email: str, *, reason: str, actor: str = "api"
+) -> bool:
+    """Take ``email`` off the app's list, recording why (``reason``) and by whom in its
+    history; False if no entry in force was there."""
+    if not reason.strip():
+        raise ValueError("reactivating an address needs a reason")
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(Q.set_change_context, reason.strip(), actor)
+        row = await conn.fetchrow(Q.delete_suppression, app_id, email.strip().lower())
     return row is not None
+
+
+def _change(row: SuppressionChange) -> dict[str, Any]:
+    return {
+        "action": row.action,
+        "reason": row.reason,
+        "event_id": None if row.event_id is None else str(row.event_id),
+        "expires_at": row.expires_at,
+        "actor": row.actor,
+        "at": row.at,
+    }
+
+
+async def history(
+    pool: asyncpg.Pool, app_id: uuid.UUID, email: str, *, limit: int = 1000
+) -> dict[str, Any]:
+    """An address's entry for the app (``suppressed``: in force now) and every change of it,
+    oldest first (the latest ``limit``)."""
+    address = email.strip().lower()
+    async with pool.acquire() as conn:
+        current = await conn.fetchrow(
+            Q.current_suppression, app_id, address, record_class=CurrentSuppression
+        )
+        changes = await conn.fetch(
+            Q.suppression_history, app_id, address, limit, record_class=SuppressionChange
+        )
+    in_force = current is not None and current.in_force
+    return {
+        "email": address,
+        "suppressed": in_force,
+        "suppression": _view(current) if current is not None and in_force else None,
+        "history": [_change(row) for row in changes],
+    }

@@ -1,7 +1,7 @@
 """What a linked tracking event becomes for its app's outbound webhooks.
 
 A Mailjet event that moves a recipient to ``opened`` is an ``email.opened`` webhook, and
-so on: this module holds that mapping and hands the events to
+so on (the vocabulary is :mod:`mailer.tracking.vocabulary`'s): this module hands the events to
 :func:`mailer.webhooks.outbox.fan_out` inside the transaction that links them, so exactly
 the linked events are delivered, each once. The webhooks package knows nothing of
 tracking; tracking knows the webhook event types.
@@ -9,14 +9,14 @@ tracking; tracking knows the webhook event types.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from types import MappingProxyType
+from collections.abc import Sequence
 
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.tracking.engagement import machine_fields
 from mailer.tracking.precedence import RecipientStatus
 from mailer.tracking.rows import StoredEvent
+from mailer.tracking.vocabulary import webhook_type_of
 from mailer.webhooks import outbox
 from mailer.webhooks.outbox import OutboxEvent
 
@@ -24,24 +24,11 @@ __all__ = ["event_type_for_status", "fan_out_stored"]
 
 Q = Queries("mailer.tracking")
 
-_STATUS_EVENT: Mapping[RecipientStatus, str] = MappingProxyType(
-    {
-        RecipientStatus.SENT: outbox.EMAIL_SENT,
-        RecipientStatus.OPENED: outbox.EMAIL_OPENED,
-        RecipientStatus.CLICKED: outbox.EMAIL_CLICKED,
-        RecipientStatus.BOUNCED: outbox.EMAIL_BOUNCED,
-        RecipientStatus.DEFERRED: outbox.EMAIL_DEFERRED,
-        RecipientStatus.BLOCKED: outbox.EMAIL_BLOCKED,
-        RecipientStatus.SPAM: outbox.EMAIL_SPAM,
-        RecipientStatus.UNSUBSCRIBED: outbox.EMAIL_UNSUBSCRIBED,
-    }
-)
-
 
 def event_type_for_status(status: RecipientStatus) -> str | None:
     """The webhook event type for the status a Mailjet event produced (see
     :func:`mailer.tracking.precedence.status_for_event`), or ``None`` when none is sent."""
-    return _STATUS_EVENT.get(status)
+    return webhook_type_of(status)
 
 
 async def fan_out_stored(conn: Conn, event_ids: Sequence[int]) -> int:

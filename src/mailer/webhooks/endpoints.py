@@ -17,7 +17,7 @@ import asyncpg
 
 from mailer.db.pool import Conn
 from mailer.ids import uuid7
-from mailer.webhooks.outbox import EVENT_TYPES, Q, render_body
+from mailer.webhooks.outbox import EVENT_TYPES, OLD_EVENT_TYPES, Q, render_body
 from mailer.webhooks.rows import Attempt, Endpoint
 from mailer.webhooks.signing import generate_secret
 
@@ -53,9 +53,11 @@ def check_url(url: str) -> str:
 
 
 def check_event_types(types: Sequence[str] | None) -> list[str] | None:
-    """Return the distinct, known event types (``None`` = all), else raise."""
+    """Return the distinct, known event types (``None`` = all; an old name is taken as
+    the type it stands for now), else raise."""
     if types is None:
         return None
+    types = [OLD_EVENT_TYPES.get(t, t) for t in types]
     unknown = sorted(set(types) - EVENT_TYPES)
     if unknown:
         raise InvalidEndpoint(

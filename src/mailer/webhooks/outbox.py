@@ -33,6 +33,7 @@ __all__ = [
     "EMAIL_CANCELED",
     "EMAIL_FAILED",
     "EVENT_TYPES",
+    "OLD_EVENT_TYPES",
     "OutboxEvent",
     "fan_out",
     "render_body",
@@ -47,16 +48,20 @@ EMAIL_SENT = "email.sent"
 EMAIL_OPENED = "email.opened"
 EMAIL_CLICKED = "email.clicked"
 EMAIL_BOUNCED = "email.bounced"
-EMAIL_DEFERRED = "email.deferred"
+EMAIL_DELIVERY_DELAYED = "email.delivery_delayed"
+"""A soft bounce: Mailjet keeps trying (the recipient is `deferred`)."""
 EMAIL_BLOCKED = "email.blocked"
 EMAIL_SPAM = "email.spam"
 EMAIL_UNSUBSCRIBED = "email.unsubscribed"
 EMAIL_FAILED = "email.failed"
 """A recipient will not be sent: Mailjet refused the message, or our retries ran out. The
-send path emits it (not a Mailjet event); its `details` hold the error."""
+send path emits it (not a Mailjet event); its `details` hold the `reason` and the error."""
 EMAIL_CANCELED = "email.canceled"
 """The app canceled the job before it was sent (`POST /jobs/{id}/cancel`): one per
 recipient not sent. Mailer emits it, not Mailjet."""
+EMAIL_SUPPRESSED = "email.suppressed"
+"""A recipient was not sent to: its address is on the app's suppression list. The send
+path emits it; its `details` hold the suppression's `reason`."""
 
 EVENT_TYPES: frozenset[str] = frozenset(
     {
@@ -64,16 +69,20 @@ EVENT_TYPES: frozenset[str] = frozenset(
         EMAIL_OPENED,
         EMAIL_CLICKED,
         EMAIL_BOUNCED,
-        EMAIL_DEFERRED,
+        EMAIL_DELIVERY_DELAYED,
         EMAIL_BLOCKED,
         EMAIL_SPAM,
         EMAIL_UNSUBSCRIBED,
         EMAIL_FAILED,
         EMAIL_CANCELED,
+        EMAIL_SUPPRESSED,
     }
 )
 """The event types an endpoint can subscribe to (which tracking status gives which is
 :mod:`mailer.tracking.webhook_events`'s to say)."""
+
+OLD_EVENT_TYPES: dict[str, str] = {"email.deferred": EMAIL_DELIVERY_DELAYED}
+"""Names an endpoint may still be given, and the type each now stands for."""
 
 
 @dataclass(frozen=True)

@@ -186,9 +186,17 @@ class AsyncClient:
         answer: dict[str, Any] = await self._call("POST", "/suppressions", json=body)
         return answer
 
-    async def unsuppress(self, email: str) -> None:
-        """Take an address off the app's suppression list."""
-        await self._call("DELETE", f"/suppressions/{quote(email, safe='@')}")
+    async def unsuppress(self, email: str, reason: str) -> None:
+        """Take an address off the app's suppression list; ``reason`` (required) is kept in
+        the address's history."""
+        path = f"/suppressions/{quote(email, safe='@')}"
+        await self._call("DELETE", path, params={"reason": reason})
+
+    async def suppression_history(self, email: str) -> dict[str, Any]:
+        """Whether an address is suppressed now, and every change of its entry."""
+        path = f"/suppressions/{quote(email, safe='@')}/history"
+        answer: dict[str, Any] = await self._call("GET", path)
+        return answer
 
     async def _pages(
         self, path: str, key: str, after: str | None, limit: int, filters: Mapping[str, Filter]

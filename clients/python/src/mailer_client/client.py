@@ -179,9 +179,17 @@ class Client:
         answer: dict[str, Any] = self._call("POST", "/suppressions", json=body)
         return answer
 
-    def unsuppress(self, email: str) -> None:
-        """Take an address off the app's suppression list."""
-        self._call("DELETE", f"/suppressions/{quote(email, safe='@')}")
+    def unsuppress(self, email: str, reason: str) -> None:
+        """Take an address off the app's suppression list; ``reason`` (required) is kept in
+        the address's history."""
+        path = f"/suppressions/{quote(email, safe='@')}"
+        self._call("DELETE", path, params={"reason": reason})
+
+    def suppression_history(self, email: str) -> dict[str, Any]:
+        """Whether an address is suppressed now, and every change of its entry."""
+        path = f"/suppressions/{quote(email, safe='@')}/history"
+        answer: dict[str, Any] = self._call("GET", path)
+        return answer
 
     def _pages(
         self, path: str, key: str, after: str | None, limit: int, filters: Mapping[str, Filter]

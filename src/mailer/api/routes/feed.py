@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -14,9 +15,10 @@ from mailer.api.models import FeedPage, IsoDateTime
 from mailer.api.responses import Json
 from mailer.delivery.email import MAX_TAG_LENGTH, TAG_PATTERN
 from mailer.tracking.feed import EVENT_TYPES, START, FeedCursor, InvalidCursor, read_feed
+from mailer.tracking.vocabulary import FEED_TYPES, OLD_FEED_TYPES
 
 router = APIRouter(tags=["tracking"])
-_ONE_TYPE = "(" + "|".join(sorted(EVENT_TYPES)) + ")"
+_ONE_TYPE = "(" + "|".join(re.escape(t) for t in sorted(EVENT_TYPES)) + ")"
 # One type or several, comma-separated.
 _TYPES = rf"^\s*{_ONE_TYPE}\s*(,\s*{_ONE_TYPE}\s*)*$"
 
@@ -35,7 +37,8 @@ def _types(values: list[str] | None) -> list[str] | None:
                 {
                     "field": "type",
                     "message": f"unknown event type {', '.join(unknown)}; "
-                    f"use {', '.join(sorted(EVENT_TYPES))}",
+                    f"use {', '.join(sorted(FEED_TYPES))} (or Mailjet's words: "
+                    f"{', '.join(sorted(OLD_FEED_TYPES))})",
                 }
             ],
         )
@@ -66,11 +69,12 @@ async def feed(
     Pass the answer's `next_cursor` as `after` to get the next page; when `has_more` is
     false you are caught up (poll again later with the same cursor). Every event appears
     exactly once across pages, also while new events arrive. Filters: `type` (repeatable
-    or comma-separated: sent, open, click, bounce, spam, blocked, unsub, and Mailer's own
-    canceled) and event time
-    (`since` inclusive, `until` exclusive, ISO 8601) and `tag` (events of jobs with that
-    tag). Each event carries its job's `metadata` and `tags`; ids and Mailjet's
-    `message_id` are strings.
+    or comma-separated: email.sent, email.opened, email.clicked, email.bounced,
+    email.delivery_delayed, email.blocked, email.spam, email.unsubscribed, and Mailer's own
+    email.canceled; Mailjet's words sent, open, click, bounce, spam, blocked, unsub and the
+    earlier canceled are still accepted), event time (`since` inclusive, `until` exclusive,
+    ISO 8601) and `tag` (events of jobs with that tag). Each event carries its job's
+    `metadata` and `tags`; ids and Mailjet's `message_id` are strings.
     """
     try:
         cursor = START if after is None else FeedCursor.decode(after)

@@ -1,15 +1,15 @@
-"""`/suppressions`: the calling app's suppression list (read, add, remove)."""
+"""`/suppressions`: the calling app's suppression list (read, add, reactivate, history)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from mailer.api.deps import ReadApp, SendApp, ServicesDep
-from mailer.api.errors import ApiError
-from mailer.api.models import Suppression, SuppressionPage
+from mailer.api.errors import ApiError, invalid_fields
+from mailer.api.models import Suppression, SuppressionHistory, SuppressionPage, iso_only
 from mailer.api.responses import Json
 from mailer.delivery.email import EmailAddress
 from mailer.tracking import suppressions
@@ -25,6 +25,9 @@ class NewSuppression(BaseModel):
 
     email: EmailAddress
     reason: str | None = Field(default=None, min_length=1, max_length=200)
+    expires_at: Annotated[AwareDatetime, BeforeValidator(iso_only)] | None = Field(
+        default=None, description="When the suppression stops applying (default: never)"
+    )
 
 
 @router.get("/suppressions", response_model=SuppressionPage)
@@ -50,17 +53,44 @@ async def list_suppressions(
     responses={200: {"model": Suppression, "description": "Already suppressed"}},
 )
 async def add_suppression(body: NewSuppression, app_id: SendApp, services: ServicesDep) -> Json:
-    """Suppress an address: later emails to it are not sent (status `suppressed`). Answers
-    201 when added, 200 with the existing entry when it was already suppressed."""
+    """Suppress an address: later emails to it are not sent (status `suppressed`), until
+    `expires_at` if given (one in the past is recorded, already expired). Answers 201 when
+    added, 200 with the entry in force when it was already suppressed."""
     entry, created = await suppressions.add_suppression(
-        services.pool, app_id, body.email, body.reason or SuppressionReason.MANUAL
+        services.pool,
+        app_id,
+        body.email,
+        body.reason or SuppressionReason.MANUAL,
+        expires_at=body.expires_at,
     )
     return Json(entry, 201 if created else 200)
 
 
 @router.delete("/suppressions/{email}", status_code=204)
-async def delete_suppression(email: str, app_id: SendApp, services: ServicesDep) -> Response:
-    """Allow sending to an address again. 404 when it is not on the app's list."""
-    if not await suppressions.delete_suppression(services.pool, app_id, email):
+async def delete_suppression(
+    email: str,
+    app_id: SendApp,
+    services: ServicesDep,
+    reason: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="Why the address may be sent to again (kept in its history)",
+        ),
+    ],
+) -> Response:
+    """Reactivate an address: allow sending to it again. The reason is required and kept in
+    the address's history. 404 when it is not on the app's list."""
+    if not reason.strip():
+        raise invalid_fields([{"field": "reason", "message": "must not be blank"}])
+    if not await suppressions.reactivate(services.pool, app_id, email, reason=reason):
         raise ApiError(404, "not_found", f"{email} is not suppressed")
     return Response(status_code=204)
+
+
+@router.get("/suppressions/{email}/history", response_model=SuppressionHistory)
+async def suppression_history(email: str, app_id: ReadApp, services: ServicesDep) -> Json:
+    """Whether the address is suppressed now, and every change of its entry, oldest first:
+    each suppression (reason, causing event, expiry) and each reactivation (reason)."""
+    return Json(await suppressions.history(services.pool, app_id, email))

@@ -24,7 +24,7 @@ from mailer.api.models import (
 from mailer.api.responses import Json
 from mailer.webhooks import endpoints
 from mailer.webhooks.endpoints import Changes, InvalidEndpoint, endpoint_view
-from mailer.webhooks.outbox import EVENT_TYPES
+from mailer.webhooks.outbox import EVENT_TYPES, OLD_EVENT_TYPES
 from mailer.webhooks.rows import Endpoint as EndpointRow
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -32,7 +32,8 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 # The shape `endpoints.check_url` accepts, stated for the OpenAPI (it checks it itself).
 _URL: dict[str, Any] = {"pattern": r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,4})?(/[^\s\u0000]*)?$"}
-_TYPES: dict[str, Any] = {"items": {"enum": sorted(EVENT_TYPES)}}
+# Old names are still accepted (`email.deferred` is `email.delivery_delayed`).
+_TYPES: dict[str, Any] = {"items": {"enum": sorted(EVENT_TYPES | set(OLD_EVENT_TYPES))}}
 
 
 class EndpointIn(BaseModel):
