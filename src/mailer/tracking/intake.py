@@ -17,8 +17,9 @@ chunks stored already are recognised by their dedupe keys, so nothing is applied
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ import asyncpg
 from mailer.db.conflicts import retrying_conflicts
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
+from mailer.metrics import count
 from mailer.tracking.apply import apply_linked, link_unlinked
 from mailer.tracking.columns import EventColumns, columns_of, may_contain_nul
 from mailer.tracking.parse import decode_callback_body, parse_callback_body, parse_event
@@ -50,6 +52,8 @@ class IntakeResult:
     """New events stored (the rest were redeliveries, or repeated inside the body)."""
     linked: int
     """New events linked to a recipient message (the rest wait, or are test events)."""
+    counts: count.Pending = field(default_factory=count.Pending, compare=False, repr=False)
+    """The metrics of these events, to count once they are committed."""
 
 
 async def store_callback(
@@ -76,7 +80,10 @@ async def store_callback(
 
         # A deadlock is possible in rare interleavings (two posts naming the same messages
         # in a different order, or a post and a worker recording them); the loser runs again.
-        return await retrying_conflicts(attempt, action="events_retry")
+        result = await retrying_conflicts(attempt, action="events_retry")
+        result.counts.commit()
+        count.events_arrived(count.event_type(kind) for kind in columns.type)
+        return result
 
     if len(items) <= chunk:
         return await in_transaction(_columns(items, now, nul_free), None)
@@ -125,9 +132,35 @@ async def _store(
         post_id,
         record_class=LinkedEvent,
     )
-    linked = await apply_linked(conn, rows)
+    counts = count.Pending()
+    linked = await apply_linked(conn, rows, counts=counts)
     # Unlinked events with a MessageID may name a message whose send result is being
     # recorded right now: retry them once that is settled (CustomID was tried already).
     pending = [r for r in rows if r.job_id is None and r.message_id != 0]
-    linked += await apply_linked(conn, await link_unlinked(conn, pending))
-    return IntakeResult(received, len(rows), linked)
+    late = await link_unlinked(conn, pending)
+    linked += await apply_linked(conn, late, counts=counts)
+    _count_outcomes(counts, columns, rows, late)
+    return IntakeResult(received, len(rows), linked, counts)
+
+
+def _count_outcomes(
+    counts: count.Pending,
+    columns: EventColumns,
+    stored: Sequence[LinkedEvent],
+    late: Sequence[LinkedEvent],
+) -> None:
+    """Each distinct event of a body by outcome: a duplicate (stored before), a test event
+    (MessageID 0), applied to its recipient, or stored without one (`unknown_message`:
+    not ours, or early, and then counted `early` when its send result is recorded)."""
+    apps_of_late = {row.id: row.app_id for row in late}
+    new: Counter[str | None] = Counter()
+    for row in stored:
+        new[row.type] += 1
+        if row.message_id == 0:
+            counts.event(row.type, "test", row.app_id)
+        elif row.job_id is not None or row.id in apps_of_late:
+            counts.event(row.type, "applied", row.app_id or apps_of_late.get(row.id))
+        else:
+            counts.event(row.type, "unknown_message", None)
+    for kind, n in (Counter(columns.type) - new).items():
+        counts.event(kind, "duplicate", None, n)

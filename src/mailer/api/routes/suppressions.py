@@ -12,6 +12,7 @@ from mailer.api.errors import ApiError
 from mailer.api.models import Suppression, SuppressionPage
 from mailer.api.responses import Json
 from mailer.delivery.email import EmailAddress
+from mailer.metrics import count
 from mailer.tracking import suppressions
 from mailer.tracking.suppressions import SuppressionReason
 
@@ -52,9 +53,11 @@ async def list_suppressions(
 async def add_suppression(body: NewSuppression, app_id: SendApp, services: ServicesDep) -> Json:
     """Suppress an address: later emails to it are not sent (status `suppressed`). Answers
     201 when added, 200 with the existing entry when it was already suppressed."""
-    entry, created = await suppressions.add_suppression(
-        services.pool, app_id, body.email, body.reason or SuppressionReason.MANUAL
-    )
+    reason = body.reason or SuppressionReason.MANUAL
+    entry, created = await suppressions.add_suppression(services.pool, app_id, body.email, reason)
+    if created:
+        # The app's own reason is free text: the metric's label stays bounded.
+        count.suppressions_added([SuppressionReason.MANUAL])
     return Json(entry, 201 if created else 200)
 
 

@@ -1,0 +1,183 @@
+"""Counting into the metrics: one call per fact, cheap on the hot paths.
+
+Children with fixed labels are bound once at import; those labelled by app, route or type
+are bound on first use and kept in a dict, so counting is a dict lookup and an increment.
+With ``MAILER_METRICS=off`` (:func:`set_enabled`) every function returns at once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter as Tally
+from collections.abc import Iterable
+from typing import Any
+
+from mailer.metrics import families as f
+
+_enabled = True
+
+
+def set_enabled(enabled: bool) -> None:
+    """Turn counting on or off for this process (``MAILER_METRICS``)."""
+    global _enabled
+    _enabled = enabled
+
+
+def enabled() -> bool:
+    """Whether this process counts."""
+    return _enabled
+
+
+_enqueued: dict[tuple[uuid.UUID, str], Any] = {}
+_http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+_recipients: dict[tuple[uuid.UUID, str], Any] = {}
+_events: dict[tuple[str, str, uuid.UUID | None], Any] = {}
+_calls = {outcome: f.MAILJET_CALLS.labels(outcome) for outcome in f.MAILJET_CALL_OUTCOMES}
+_lookups = {result: f.MAILJET_LOOKUPS.labels(result) for result in f.LOOKUP_RESULTS}
+_webhooks = {outcome: f.WEBHOOK_DELIVERIES.labels(outcome) for outcome in f.WEBHOOK_OUTCOMES}
+_send_duration = f.MAILJET_DURATION.labels("send")
+_lookup_duration = f.MAILJET_DURATION.labels("lookup")
+_finished = {state: f.JOBS_FINISHED.labels(state) for state in ("done", "failed")}
+
+
+def enqueued(app_id: uuid.UUID, outcome: str, n: int = 1) -> None:
+    """`n` emails of an app answered with `outcome` (accepted, replayed, rejected)."""
+    if not _enabled or n <= 0:
+        return
+    key = (app_id, outcome)
+    child = _enqueued.get(key)
+    if child is None:
+        child = _enqueued[key] = f.EMAILS_ENQUEUED.labels(str(app_id), outcome)
+    child.inc(n)
+
+
+def http_request(route: str, method: str, status: int, seconds: float) -> None:
+    """One HTTP request answered (`route` is the route's template)."""
+    if not _enabled:
+        return
+    key = (route, method, status)
+    children = _http.get(key)
+    if children is None:
+        children = _http[key] = (
+            f.HTTP_REQUESTS.labels(route, method, str(status)),
+            f.HTTP_DURATION.labels(route),
+        )
+    children[0].inc()
+    children[1].observe(seconds)
+
+
+def mailjet_call(outcome: str, seconds: float) -> None:
+    """One Send API call, and what its answer meant (`MAILJET_CALL_OUTCOMES`)."""
+    if not _enabled:
+        return
+    _calls[outcome].inc()
+    _send_duration.observe(seconds)
+
+
+def lookup(result: str, seconds: float) -> None:
+    """One lookup by CustomID before a resend (`LOOKUP_RESULTS`)."""
+    if not _enabled:
+        return
+    _lookups[result].inc()
+    _lookup_duration.observe(seconds)
+
+
+def recipients(app_id: uuid.UUID, result: str, n: int) -> None:
+    """`n` recipients of an app accepted by Mailjet, or failed for good (`result`)."""
+    if not _enabled or n <= 0:
+        return
+    key = (app_id, result)
+    child = _recipients.get(key)
+    if child is None:
+        child = _recipients[key] = f.RECIPIENTS_SENT.labels(str(app_id), result)
+    child.inc(n)
+
+
+def jobs_finished(state: str, n: int) -> None:
+    """`n` jobs left the queue in `state` (done, failed)."""
+    if _enabled and n > 0:
+        _finished[state].inc(n)
+
+
+def send_latencies(seconds: Iterable[float]) -> None:
+    """Enqueue-to-accept times of jobs Mailjet just accepted."""
+    if not _enabled:
+        return
+    for value in seconds:
+        f.SEND_LATENCY.observe(value)
+
+
+def event_type(value: str | None) -> str:
+    """The label of an event type: a Mailjet type, or "other"."""
+    return value if value in f.EVENT_TYPES else f.OTHER
+
+
+def events(tally: Tally[tuple[str, str, uuid.UUID | None]]) -> None:
+    """Mailjet events by (type label, outcome, app or None), once they are committed."""
+    if not _enabled:
+        return
+    for key, n in tally.items():
+        child = _events.get(key)
+        if child is None:
+            kind, outcome, app_id = key
+            app = "" if app_id is None else str(app_id)
+            child = _events[key] = f.MAILJET_EVENTS.labels(kind, outcome, app)
+        child.inc(n)
+
+
+def events_arrived(types: Iterable[str]) -> None:
+    """Events of these type labels arrived now (the silence clock)."""
+    if not _enabled:
+        return
+    now = time.time()
+    for kind in set(types):
+        f.LAST_EVENT.labels(kind).set(now)
+
+
+def webhook_delivery(outcome: str, lag_seconds: float | None = None) -> None:
+    """One webhook attempt (`WEBHOOK_OUTCOMES`); a delivered one with its lag."""
+    if not _enabled:
+        return
+    _webhooks[outcome].inc()
+    if lag_seconds is not None:
+        f.WEBHOOK_LAG.observe(max(lag_seconds, 0.0))
+
+
+def endpoint_disabled(reason: str) -> None:
+    """A webhook endpoint was disabled (gone, failing)."""
+    if _enabled:
+        f.ENDPOINTS_DISABLED.labels(reason).inc()
+
+
+def suppressions_added(reasons: Iterable[str]) -> None:
+    """Addresses were added to suppression lists, one reason each."""
+    if not _enabled:
+        return
+    for reason, n in Tally(reasons).items():
+        f.SUPPRESSIONS_ADDED.labels(reason).inc(n)
+
+
+class Pending:
+    """What one database transaction would count, counted once it has committed (so that a
+    rolled-back or retried attempt counts nothing)."""
+
+    __slots__ = ("_events", "_suppressed")
+
+    def __init__(self) -> None:
+        self._events: Tally[tuple[str, str, uuid.UUID | None]] = Tally()
+        self._suppressed: list[str] = []
+
+    def event(self, kind: str | None, outcome: str, app_id: uuid.UUID | None, n: int = 1) -> None:
+        """`n` Mailjet events of type `kind` with `outcome` (`EVENT_OUTCOMES`)."""
+        if n > 0:
+            self._events[(event_type(kind), outcome, app_id)] += n
+
+    def suppressed(self, reasons: Iterable[str]) -> None:
+        """Addresses newly suppressed, one reason each."""
+        self._suppressed.extend(reasons)
+
+    def commit(self) -> None:
+        """Count everything (call once the transaction has committed)."""
+        events(self._events)
+        suppressions_added(self._suppressed)
