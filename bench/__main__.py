@@ -4,6 +4,7 @@
     python -m bench --size smoke         # seconds: checks the harness, not the figures
     python -m bench --only delivery,latency
     python -m bench --long               # adds the soak
+    python -m bench --only metrics       # the hot paths with MAILER_METRICS off and on
 
 Starts everything itself on 127.0.0.1: a fresh database per scenario on the PostgreSQL of
 MAILER_BENCH_DATABASE_URL (or DATABASE_URL, or postgresql://postgres@127.0.0.1:5432/test),
@@ -22,7 +23,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import infra, scenarios_api, scenarios_queue
+from bench import infra, scenarios_api, scenarios_metrics, scenarios_queue
 from bench.load import pick_generator
 from bench.report import Report, Row, cpu_ticks, machine_info, stolen_share
 from bench.sizes import SIZES
@@ -39,7 +40,11 @@ SCENARIOS: dict[str, Scenario] = {
     "latency": scenarios_api.latency,
     "backlog": scenarios_queue.backlog,
     "soak": scenarios_queue.soak,
+    "metrics": scenarios_metrics.metrics,
 }
+# Run only when asked for: the soak (--long, or --only soak), and the metrics' cost on and
+# off (--only metrics).
+ON_REQUEST = ("soak", "metrics")
 RESULTS = infra.ROOT / "bench" / "results"
 
 
@@ -70,7 +75,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     unknown = [name for name in only if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}")
-    args.scenarios = only or [n for n in SCENARIOS if n != "soak" or args.long]
+    args.scenarios = only or [
+        n for n in SCENARIOS if n not in ON_REQUEST or (n == "soak" and args.long)
+    ]
     return args
 
 
