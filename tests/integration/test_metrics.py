@@ -4,6 +4,7 @@ events arrive; labels stay bounded; MAILER_METRICS=off counts nothing and serves
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 
@@ -16,7 +17,9 @@ from mailer.delivery.enqueue import insert_jobs, new_job
 from mailer.metrics import count
 from mailer.ops.gauges import DatabaseGauges
 from mailer.simulator.server import SimulatorServer
+from mailer.webhooks.dispatch import Dispatcher
 from tests.integration.harness import Service, running_service
+from tests.integration.test_webhooks import Clock, event, new_app, new_endpoint, store_events
 from tests.integration.tracking_helpers import (
     email,
     mj_event,
@@ -24,6 +27,7 @@ from tests.integration.tracking_helpers import (
     sent_messages,
     tracking_settings,
 )
+from tests.integration.webhook_receiver import Receiver
 from tests.prometheus import Scrape
 
 
@@ -161,3 +165,35 @@ async def test_with_metrics_off_nothing_is_counted_or_served(db_dsn: str) -> Non
 
     labels = {"app": app, "outcome": "accepted"}
     assert REGISTRY.get_sample_value("mailer_emails_enqueued_total", labels) is None
+
+
+def _webhook_scrape() -> Scrape:
+    return Scrape.parse(generate_latest().decode())
+
+
+async def test_webhook_deliveries_are_counted_by_outcome_with_their_lag(
+    db_dsn: str, pool: asyncpg.Pool
+) -> None:
+    clock = Clock()
+    async with (
+        running_service(db_dsn, None, worker=False) as service,
+        Receiver(script=[500], default=200) as flaky,
+        Receiver(default=410) as gone,
+        Dispatcher(pool, clock=clock, rng=random.Random(3)) as dispatcher,
+    ):
+        key, app_id = await new_app(service, pool, "hooks")
+        await new_endpoint(service, key, flaky.url)
+        await new_endpoint(service, key, gone.url)
+        before = _webhook_scrape()
+        await store_events(pool, [event(app_id)])
+        assert await dispatcher.run_once() == 2  # flaky answers 500, gone 410
+        clock.advance(hours=1)
+        assert await dispatcher.run_once() == 1  # flaky answers 200 now
+        after = _webhook_scrape()
+    deliveries = "mailer_webhook_deliveries_total"
+    assert grew(before, after, deliveries, outcome="retrying") == 1
+    assert grew(before, after, deliveries, outcome="failed") == 1
+    assert grew(before, after, deliveries, outcome="delivered") == 1
+    assert grew(before, after, "mailer_webhook_delivery_lag_seconds_count") == 1
+    assert grew(before, after, "mailer_webhook_delivery_lag_seconds_sum") >= 3600
+    assert grew(before, after, "mailer_webhook_endpoints_disabled_total", reason="gone") == 1

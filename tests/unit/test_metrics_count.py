@@ -1,0 +1,96 @@
+"""What the metrics count: Mailjet answers classified, counts held until commit, the switch."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import REGISTRY
+
+from mailer.delivery.send import answer_outcome, call_outcome
+from mailer.mailjet import (
+    MailjetConnectionError,
+    MailjetError,
+    MailjetRateLimited,
+    MailjetRequestRejected,
+    MailjetServerError,
+    MailjetTimeout,
+    MailjetUnexpectedResponse,
+    MessageAccepted,
+    MessageError,
+    MessageRejected,
+    SendResponse,
+)
+from mailer.metrics import count
+from mailer.metrics.families import MAILJET_CALL_OUTCOMES
+
+
+@pytest.fixture(autouse=True)
+def counting() -> Iterator[None]:
+    count.set_enabled(True)
+    yield
+    count.set_enabled(True)
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (MailjetRequestRejected("no", status=401), "401_403"),
+        (MailjetRequestRejected("no", status=403), "401_403"),
+        (MailjetRequestRejected("bad", status=400, code="mj-0002"), "4xx"),
+        (MailjetRateLimited("slow down"), "429"),
+        (MailjetServerError("oops", status=503), "5xx"),
+        (MailjetTimeout("late"), "timeout"),
+        (MailjetConnectionError("refused", outcome_unknown=False), "connection"),
+        (MailjetUnexpectedResponse("html", status=200), "unexpected"),
+        (MailjetError("other"), "unexpected"),
+    ],
+)
+def test_a_failed_call_is_counted_by_what_failed(error: MailjetError, outcome: str) -> None:
+    assert call_outcome(error) == outcome
+    assert outcome in MAILJET_CALL_OUTCOMES
+
+
+def test_an_answer_is_success_partial_or_4xx_by_its_messages() -> None:
+    accepted = MessageAccepted(custom_id="j", recipients=[])
+    rejected = MessageRejected(errors=[MessageError("send-0003", "bad", ["To"], 400)])
+    assert answer_outcome(SendResponse(200, [accepted, accepted])) == "success"
+    assert answer_outcome(SendResponse(400, [accepted, rejected])) == "partial"
+    assert answer_outcome(SendResponse(400, [rejected])) == "4xx"
+
+
+def _events(kind: str, outcome: str, app: str = "") -> float:
+    labels = {"type": kind, "outcome": outcome, "app": app}
+    return REGISTRY.get_sample_value("mailer_mailjet_events_total", labels) or 0.0
+
+
+def test_a_transaction_s_counts_appear_only_once_committed() -> None:
+    app = uuid.uuid4()
+    pending = count.Pending()
+    pending.event("bounce", "applied", app, 2)
+    pending.event("made-up-type", "unknown_message", None)
+    pending.suppressed(["hard_bounce"])
+    before = REGISTRY.get_sample_value("mailer_suppressions_added_total", {"reason": "hard_bounce"})
+    assert _events("bounce", "applied", str(app)) == 0
+    pending.commit()
+    assert _events("bounce", "applied", str(app)) == 2
+    assert _events("other", "unknown_message") >= 1  # an unknown type keeps the label bounded
+    after = REGISTRY.get_sample_value("mailer_suppressions_added_total", {"reason": "hard_bounce"})
+    assert after == (before or 0) + 1
+
+
+def test_with_metrics_off_nothing_is_counted() -> None:
+    app = uuid.uuid4()
+    count.set_enabled(False)
+    count.enqueued(app, "accepted")
+    count.recipients(app, "accepted", 3)
+    pending = count.Pending()
+    pending.event("sent", "applied", app)
+    pending.commit()
+    labels = {"app": str(app), "outcome": "accepted"}
+    assert REGISTRY.get_sample_value("mailer_emails_enqueued_total", labels) is None
+    assert _events("sent", "applied", str(app)) == 0
+    count.set_enabled(True)
+    count.enqueued(app, "accepted", 2)
+    assert REGISTRY.get_sample_value("mailer_emails_enqueued_total", labels) == 2
