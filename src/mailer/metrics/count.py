@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mailer.metrics import families as f
@@ -52,10 +52,17 @@ def enqueued(app_id: uuid.UUID, outcome: str, n: int = 1) -> None:
     child.inc(n)
 
 
-def http_request(route: str, method: str, status: int, seconds: float) -> None:
-    """One HTTP request answered (`route` is the route's template)."""
+UNMATCHED = "unmatched"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def http_answer(scope: Mapping[str, Any], status: int, seconds: float) -> None:
+    """One HTTP request answered: counted by its route's template (`/status/{job_id}`,
+    never the raw path; `unmatched` when no route took it), method and status."""
     if not _enabled:
         return
+    route = getattr(scope.get("route"), "path", None) or UNMATCHED
+    method = scope["method"] if scope["method"] in _METHODS else "other"
     key = (route, method, status)
     children = _http.get(key)
     if children is None:
