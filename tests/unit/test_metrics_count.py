@@ -6,7 +6,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client import REGISTRY
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 
 from mailer.delivery.send import answer_outcome, call_outcome
 from mailer.mailjet import (
@@ -94,3 +96,25 @@ def test_with_metrics_off_nothing_is_counted() -> None:
     count.set_enabled(True)
     count.enqueued(app, "accepted", 2)
     assert REGISTRY.get_sample_value("mailer_emails_enqueued_total", labels) == 2
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1e5, allow_nan=False), max_size=60))
+def test_observing_many_at_once_gives_the_samples_observing_each_gives(values: list[float]) -> None:
+    buckets = (0.1, 1.0, 5.0, 60.0)
+    one_by_one = Histogram("h_each", "h", buckets=buckets, registry=CollectorRegistry())
+    at_once = Histogram("h_many", "h", buckets=buckets, registry=CollectorRegistry())
+    for value in values:
+        one_by_one.observe(value)
+    count.observe_many(at_once, values)
+
+    def samples(histogram: Histogram) -> list[tuple[str, dict[str, str], float]]:
+        return [
+            (s.name.split("_", 2)[-1], s.labels, s.value)
+            for family in histogram.collect()
+            for s in family.samples
+            if not s.name.endswith("_created")
+        ]
+
+    many, each = samples(at_once), samples(one_by_one)
+    assert [(name, labels) for name, labels, _ in many] == [(n, lb) for n, lb, _ in each]
+    assert [v for _, _, v in many] == pytest.approx([v for _, _, v in each])

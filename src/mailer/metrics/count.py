@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from bisect import bisect_left
 from collections import Counter as Tally
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from mailer.metrics import families as f
@@ -32,7 +33,7 @@ def enabled() -> bool:
 _enqueued: dict[tuple[uuid.UUID, str], Any] = {}
 _http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 _recipients: dict[tuple[uuid.UUID, str], Any] = {}
-_events: dict[tuple[str, str, uuid.UUID | None], Any] = {}
+_events: dict[tuple[str | None, str, int], Any] = {}
 _calls = {outcome: f.MAILJET_CALLS.labels(outcome) for outcome in f.MAILJET_CALL_OUTCOMES}
 _lookups = {result: f.MAILJET_LOOKUPS.labels(result) for result in f.LOOKUP_RESULTS}
 _webhooks = {outcome: f.WEBHOOK_DELIVERIES.labels(outcome) for outcome in f.WEBHOOK_OUTCOMES}
@@ -107,12 +108,32 @@ def jobs_finished(state: str, n: int) -> None:
         _finished[state].inc(n)
 
 
-def send_latencies(seconds: Iterable[float]) -> None:
-    """Enqueue-to-accept times of jobs Mailjet just accepted."""
-    if not _enabled:
+def send_latencies(seconds: Sequence[float]) -> None:
+    """Enqueue-to-accept times of jobs Mailjet just accepted (a call's 50 at once)."""
+    if _enabled and seconds:
+        observe_many(f.SEND_LATENCY, seconds)
+
+
+def observe_many(histogram: Any, values: Sequence[float]) -> None:
+    """`histogram.observe(v)` for each of `values`, with one increment per bucket hit
+    instead of one per value: a worker observes 50 latencies per Mailjet call, and
+    prometheus_client's `observe` costs ~1 µs each (locks, and in multiprocess mode a
+    write to the mapped file). Reads the child's buckets as `observe` does; a test checks
+    that both give the same samples."""
+    bounds: list[float] | None = getattr(histogram, "_upper_bounds", None)
+    buckets: list[Any] | None = getattr(histogram, "_buckets", None)
+    total: Any = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:  # not the layout we know
+        for value in values:
+            histogram.observe(value)
         return
-    for value in seconds:
-        f.SEND_LATENCY.observe(value)
+    hits = [0] * len(bounds)
+    for value in values:
+        hits[bisect_left(bounds, value)] += 1  # the first bucket with value <= bound
+    for index, n in enumerate(hits):
+        if n:
+            buckets[index].inc(n)
+    total.inc(sum(values))
 
 
 def event_type(value: str | None) -> str:
@@ -120,16 +141,17 @@ def event_type(value: str | None) -> str:
     return value if value in f.EVENT_TYPES else f.OTHER
 
 
-def events(tally: Tally[tuple[str, str, uuid.UUID | None]]) -> None:
-    """Mailjet events by (type label, outcome, app or None), once they are committed."""
+def events(tally: Tally[tuple[str | None, str, int]]) -> None:
+    """Mailjet events by (type, outcome, app's `.int` or 0 when not linked), once they are
+    committed. The type becomes its label (a Mailjet type or "other") here, once per key."""
     if not _enabled:
         return
     for key, n in tally.items():
         child = _events.get(key)
         if child is None:
-            kind, outcome, app_id = key
-            app = "" if app_id is None else str(app_id)
-            child = _events[key] = f.MAILJET_EVENTS.labels(kind, outcome, app)
+            kind, outcome, app = key
+            label = "" if not app else str(uuid.UUID(int=app))
+            child = _events[key] = f.MAILJET_EVENTS.labels(event_type(kind), outcome, label)
         child.inc(n)
 
 
@@ -167,18 +189,22 @@ def suppressions_added(reasons: Iterable[str]) -> None:
 
 class Pending:
     """What one database transaction would count, counted once it has committed (so that a
-    rolled-back or retried attempt counts nothing)."""
+    rolled-back or retried attempt counts nothing).
 
-    __slots__ = ("_events", "_suppressed")
+    `events` is keyed by (type as stored, outcome, app id's `.int`, 0 when not linked): ints
+    hash in C, a UUID's hash is Python code, and intake counts every event it stores.
+    """
+
+    __slots__ = ("_suppressed", "events")
 
     def __init__(self) -> None:
-        self._events: Tally[tuple[str, str, uuid.UUID | None]] = Tally()
+        self.events: Tally[tuple[str | None, str, int]] = Tally()
         self._suppressed: list[str] = []
 
     def event(self, kind: str | None, outcome: str, app_id: uuid.UUID | None, n: int = 1) -> None:
         """`n` Mailjet events of type `kind` with `outcome` (`EVENT_OUTCOMES`)."""
         if n > 0:
-            self._events[(event_type(kind), outcome, app_id)] += n
+            self.events[(kind, outcome, 0 if app_id is None else app_id.int)] += n
 
     def suppressed(self, reasons: Iterable[str]) -> None:
         """Addresses newly suppressed, one reason each."""
@@ -186,5 +212,5 @@ class Pending:
 
     def commit(self) -> None:
         """Count everything (call once the transaction has committed)."""
-        events(self._events)
+        events(self.events)
         suppressions_added(self._suppressed)

@@ -152,15 +152,20 @@ def _count_outcomes(
     """Each distinct event of a body by outcome: a duplicate (stored before), a test event
     (MessageID 0), applied to its recipient, or stored without one (`unknown_message`:
     not ours, or early, and then counted `early` when its send result is recorded)."""
-    apps_of_late = {row.id: row.app_id for row in late}
-    new: Counter[str | None] = Counter()
+    late_apps = {row.id: row.app_id for row in late}
+    tally = counts.events
+    stored_types: Counter[str | None] = Counter()
     for row in stored:
-        new[row.type] += 1
+        kind, app = row.type, row.app_id
+        stored_types[kind] += 1
         if row.message_id == 0:
-            counts.event(row.type, "test", row.app_id)
-        elif row.job_id is not None or row.id in apps_of_late:
-            counts.event(row.type, "applied", row.app_id or apps_of_late.get(row.id))
+            tally[(kind, "test", 0 if app is None else app.int)] += 1
+        elif row.job_id is not None:
+            tally[(kind, "applied", 0 if app is None else app.int)] += 1
+        elif late and row.id in late_apps:
+            app = late_apps[row.id]
+            tally[(kind, "applied", 0 if app is None else app.int)] += 1
         else:
-            counts.event(row.type, "unknown_message", None)
-    for kind, n in (Counter(columns.type) - new).items():
-        counts.event(kind, "duplicate", None, n)
+            tally[(kind, "unknown_message", 0)] += 1
+    for kind, n in (Counter(columns.type) - stored_types).items():
+        tally[(kind, "duplicate", 0)] += n
