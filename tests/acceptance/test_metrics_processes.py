@@ -95,6 +95,7 @@ def test_two_api_processes_and_a_worker_export_the_whole_service(operator: Opera
     # counts: the pools' sizes add up, and so do the emails and the events they took in.
     events = "mailer_mailjet_events_total"
     scrape_until(f"{base}/metrics", events, 2 * EMAILS, outcome="applied")
+    time.sleep(1.5)  # each process writes its per-request counts at least every second
     for _ in range(8):
         found = scrape(f"{base}/metrics")
         assert found.value("mailer_emails_enqueued_total", outcome="accepted") == EMAILS

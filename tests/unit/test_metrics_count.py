@@ -90,11 +90,13 @@ def test_with_metrics_off_nothing_is_counted() -> None:
     pending = count.Pending()
     pending.event("sent", "applied", app)
     pending.commit()
+    count.flush()
     labels = {"app": str(app), "outcome": "accepted"}
     assert REGISTRY.get_sample_value("mailer_emails_enqueued_total", labels) is None
     assert _events("sent", "applied", str(app)) == 0
     count.set_enabled(True)
     count.enqueued(app, "accepted", 2)
+    count.flush()
     assert REGISTRY.get_sample_value("mailer_emails_enqueued_total", labels) == 2
 
 

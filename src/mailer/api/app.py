@@ -62,6 +62,7 @@ def create_app(
         app.state.outage = Outage(services.pool)
         app.state.gauges = DatabaseGauges(services.pool)
         pool_sampler = PoolSampler(services.pool, process)
+        flusher = count.Flusher()
         ACTIVITY.declare(API_COUNTERS)
         summary = Summary(process, interval=settings.log_summary_seconds)
         try:
@@ -72,6 +73,8 @@ def create_app(
                 stack.push_async_callback(summary.stop)
                 pool_sampler.start()
                 stack.push_async_callback(pool_sampler.stop)
+                flusher.start()
+                stack.push_async_callback(flusher.stop)
                 log.info(
                     f"{process} started",
                     extra={"action": "api_started", "pid": os.getpid()}

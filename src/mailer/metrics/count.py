@@ -2,11 +2,14 @@
 
 Children with fixed labels are bound once at import; those labelled by app, route or type
 are bound on first use and kept in a dict, so counting is a dict lookup and an increment.
-With ``MAILER_METRICS=off`` (:func:`set_enabled`) every function returns at once.
+What runs once per HTTP request is only added to a dict, and written to the metrics by
+:func:`flush` (before each scrape, and every second). With ``MAILER_METRICS=off``
+(:func:`set_enabled`) every function returns at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from bisect import bisect_left
@@ -14,6 +17,7 @@ from collections import Counter as Tally
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from mailer.aio import cancel_and_wait
 from mailer.metrics import families as f
 
 _enabled = True
@@ -31,7 +35,6 @@ def enabled() -> bool:
 
 
 _enqueued: dict[tuple[uuid.UUID, str], Any] = {}
-_http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 _recipients: dict[tuple[uuid.UUID, str], Any] = {}
 _events: dict[tuple[str | None, str, int], Any] = {}
 _calls = {outcome: f.MAILJET_CALLS.labels(outcome) for outcome in f.MAILJET_CALL_OUTCOMES}
@@ -42,15 +45,21 @@ _lookup_duration = f.MAILJET_DURATION.labels("lookup")
 _finished = {state: f.JOBS_FINISHED.labels(state) for state in ("done", "failed")}
 
 
+# What runs once per HTTP request is buffered: a dict increment per request, written to
+# prometheus_client (locks, and in multiprocess mode the mapped file) by `flush`, which
+# runs before every scrape and every second (`Flusher`).
+_enqueued_pending: Tally[tuple[int, str]] = Tally()
+_app_ids: dict[int, uuid.UUID] = {}
+_http_pending: Tally[tuple[str, str, int]] = Tally()
+_durations_pending: dict[str, list[float]] = {}
+
+
 def enqueued(app_id: uuid.UUID, outcome: str, n: int = 1) -> None:
     """`n` emails of an app answered with `outcome` (accepted, replayed, rejected)."""
-    if not _enabled or n <= 0:
-        return
-    key = (app_id, outcome)
-    child = _enqueued.get(key)
-    if child is None:
-        child = _enqueued[key] = f.EMAILS_ENQUEUED.labels(str(app_id), outcome)
-    child.inc(n)
+    if _enabled and n > 0:
+        _enqueued_pending[(app_id.int, outcome)] += n
+        if app_id.int not in _app_ids:
+            _app_ids[app_id.int] = app_id
 
 
 UNMATCHED = "unmatched"
@@ -64,15 +73,57 @@ def http_answer(scope: Mapping[str, Any], status: int, seconds: float) -> None:
         return
     route = getattr(scope.get("route"), "path", None) or UNMATCHED
     method = scope["method"] if scope["method"] in _METHODS else "other"
-    key = (route, method, status)
-    children = _http.get(key)
-    if children is None:
-        children = _http[key] = (
-            f.HTTP_REQUESTS.labels(route, method, str(status)),
-            f.HTTP_DURATION.labels(route),
-        )
-    children[0].inc()
-    children[1].observe(seconds)
+    _http_pending[(route, method, status)] += 1
+    durations = _durations_pending.get(route)
+    if durations is None:
+        _durations_pending[route] = [seconds]
+    else:
+        durations.append(seconds)
+
+
+def flush() -> None:
+    """Write the buffered per-request counts to the metrics."""
+    if _enqueued_pending:
+        for (app, outcome), n in _enqueued_pending.items():
+            key = (_app_ids[app], outcome)
+            child = _enqueued.get(key)
+            if child is None:
+                child = _enqueued[key] = f.EMAILS_ENQUEUED.labels(str(key[0]), outcome)
+            child.inc(n)
+        _enqueued_pending.clear()
+    if _http_pending:
+        for (route, method, status), n in _http_pending.items():
+            f.HTTP_REQUESTS.labels(route, method, str(status)).inc(n)
+        _http_pending.clear()
+    if _durations_pending:
+        for route, durations in _durations_pending.items():
+            observe_many(f.HTTP_DURATION.labels(route), durations)
+        _durations_pending.clear()
+
+
+class Flusher:
+    """Runs `flush` every `interval` seconds while started, and once when stopped."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start flushing in the background."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        """Stop, flushing what is buffered."""
+        if self._task is not None:
+            await cancel_and_wait(self._task)
+            self._task = None
+        flush()
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            flush()
 
 
 def mailjet_call(outcome: str, seconds: float) -> None:

@@ -22,6 +22,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
+from mailer.metrics.count import flush
+
 __all__ = [
     "CONTENT_TYPE",
     "MULTIPROCESS_ENV",
@@ -81,6 +83,7 @@ class _Chain:
 def render(extra: Iterable[Collector] = ()) -> bytes:
     """The Prometheus text exposition of this process (or of every process of the service,
     in multiprocess mode), followed by `extra`."""
+    flush()  # this process's buffered counts; the others' are at most a second old
     directory = _multiprocess()
     if directory is None:
         processes: Collector = REGISTRY
