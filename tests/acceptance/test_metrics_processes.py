@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.acceptance.test_operator import Operator, _free_port, _http, _wait_listening
+from tests.acceptance.test_startup import _one_error_line, _start
 from tests.conftest import admin_execute, with_database
 from tests.prometheus import Scrape
 
@@ -120,3 +122,13 @@ def test_two_api_processes_and_a_worker_export_the_whole_service(operator: Opera
     assert operator.stop(worker) == 0
     assert operator.stop(api) == 0
     assert operator.stop(simulator) == 0
+
+
+def test_a_worker_s_busy_metrics_port_ends_in_one_line_naming_it(db_dsn: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _start(["worker"], DATABASE_URL=db_dsn, MAILER_METRICS_PORT=str(port))
+    line = _one_error_line(done)
+    assert "MAILER_METRICS_PORT" in line and f"127.0.0.1:{port}" in line

@@ -9,16 +9,20 @@ import time
 import uuid
 
 import asyncpg
+import orjson
 from prometheus_client import generate_latest
 
 from mailer.db.pool import connect
+from mailer.delivery import store
 from mailer.delivery.email import EmailRequest
 from mailer.delivery.enqueue import insert_jobs, new_job
 from mailer.metrics import count
 from mailer.ops.gauges import DatabaseGauges
 from mailer.simulator.server import SimulatorServer
+from mailer.tracking.intake import store_callback
 from mailer.webhooks.dispatch import Dispatcher
 from tests.integration.harness import Service, running_service
+from tests.integration.test_recording import MESSAGE_ID, _claimed_job, _sent
 from tests.integration.test_webhooks import Clock, event, new_app, new_endpoint, store_events
 from tests.integration.tracking_helpers import (
     email,
@@ -197,3 +201,32 @@ async def test_webhook_deliveries_are_counted_by_outcome_with_their_lag(
     assert grew(before, after, "mailer_webhook_delivery_lag_seconds_count") == 1
     assert grew(before, after, "mailer_webhook_delivery_lag_seconds_sum") >= 3600
     assert grew(before, after, "mailer_webhook_endpoints_disabled_total", reason="gone") == 1
+
+
+async def test_an_event_that_arrives_before_its_send_result_is_counted_early(
+    pool: asyncpg.Pool,
+) -> None:
+    job_id = await _claimed_job(pool)
+    app = str(await pool.fetchval("SELECT app_id FROM jobs WHERE id = $1", job_id))
+    bounce = {
+        "event": "bounce",
+        "time": int(time.time()),
+        "MessageID": MESSAGE_ID,
+        "email": "ann@example.org",
+        "CustomID": "",
+        "blocked": False,
+        "hard_bounce": True,
+        "error_related_to": "recipient",
+        "error": "user unknown",
+    }
+    before = _webhook_scrape()
+    result = await store_callback(pool, orjson.dumps([bounce]))
+    assert (result.stored, result.linked) == (1, 0)
+    waiting = _webhook_scrape()
+    await store.record(pool, _sent(job_id), worker_id="test")
+    after = _webhook_scrape()
+    events_total = "mailer_mailjet_events_total"
+    assert grew(before, waiting, events_total, type="bounce", outcome="unknown_message") == 1
+    assert grew(before, waiting, events_total, type="bounce", outcome="early") == 0
+    assert grew(waiting, after, events_total, type="bounce", outcome="early", app=app) == 1
+    assert grew(waiting, after, "mailer_suppressions_added_total", reason="hard_bounce") == 1
