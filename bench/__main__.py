@@ -4,6 +4,7 @@
     python -m bench --size smoke         # seconds: checks the harness, not the figures
     python -m bench --only delivery,latency
     python -m bench --long               # adds the soak
+    python -m bench --only metrics       # the hot paths with MAILER_METRICS off and on
 
 Starts everything itself on 127.0.0.1: a fresh database per scenario on the PostgreSQL of
 MAILER_BENCH_DATABASE_URL (or DATABASE_URL, or postgresql://postgres@127.0.0.1:5432/test),
@@ -27,6 +28,7 @@ from bench import (
     scenarios_api,
     scenarios_dashboard,
     scenarios_jobs,
+    scenarios_metrics,
     scenarios_queue,
     scenarios_sizing,
 )
@@ -49,7 +51,11 @@ SCENARIOS: dict[str, Scenario] = {
     "sizing": scenarios_sizing.sizing,
     "dashboard": scenarios_dashboard.dashboard,
     "soak": scenarios_queue.soak,
+    "metrics": scenarios_metrics.metrics,
 }
+# Run only when asked for: the soak (--long, or --only soak), and the metrics' cost on and
+# off (--only metrics).
+ON_REQUEST = ("soak", "metrics")
 RESULTS = infra.ROOT / "bench" / "results"
 
 
@@ -80,7 +86,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     unknown = [name for name in only if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}")
-    args.scenarios = only or [n for n in SCENARIOS if n != "soak" or args.long]
+    args.scenarios = only or [
+        n for n in SCENARIOS if n not in ON_REQUEST or (n == "soak" and args.long)
+    ]
     return args
 
 

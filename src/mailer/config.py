@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     key_cache_seconds: float = Field(default=10.0, ge=0, le=300)
     event_silence_after: float = Field(default=900.0, gt=0)
     lookup_grace_seconds: float = Field(default=30.0, ge=0, le=600)
+    # Prometheus metrics: counted and served at the API's /metrics unless off; a worker
+    # serves its own on metrics_port (docs/operations.md, "Metrics").
+    metrics: bool = True
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
     events_user: str | None = None
     events_password: SecretStr | None = None
@@ -118,6 +122,7 @@ class Settings(BaseSettings):
             "poll_interval": self.poll_interval,
             "mailjet_timeout": self.mailjet_timeout,
             "log_level": self.log_level,
+            "metrics": "on" if self.metrics else "off",
         }
 
     @property

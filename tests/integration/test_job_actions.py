@@ -60,7 +60,8 @@ async def test_cancel_a_scheduled_job(
     document = await service.status(key, job_id)
     assert document["status"] == "canceled" and document["waiting"] is None
     assert document["recipient_statuses"] == {"canceled": 2}
-    assert [e["type"] for r in document["recipients"] for e in r["events"]] == ["email.canceled"] * 2
+    timeline = [e["type"] for r in document["recipients"] for e in r["events"]]
+    assert timeline == ["email.canceled"] * 2
 
     events = await feed_until(service, key, 2)
     assert [(e["type"], e["email"], e["tags"]) for e in events] == [

@@ -11,13 +11,17 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI
 
 from mailer import __version__, logs
-from mailer.api import errors, openapi
+from mailer.api import errors, metrics, openapi
 from mailer.api.models import Health
 from mailer.api.responses import Json
 from mailer.api.routes import events, feed, jobs, queue, status, suppressions, webhooks
 from mailer.config import Settings, load_settings, safe_dsn
 from mailer.heap import frozen_heap
+from mailer.metrics import count
+from mailer.metrics.exposition import process_exited
+from mailer.metrics.pools import PoolSampler
 from mailer.ops.activity import ACTIVITY, Summary
+from mailer.ops.gauges import DatabaseGauges
 from mailer.ops.outage import Outage
 from mailer.ops.status import readiness
 from mailer.services import Services
@@ -49,12 +53,16 @@ def create_app(
         ConfigError: Mailjet keys are configured but the `/events` credentials are not.
     """
     settings = ensure_event_credentials(settings)
+    count.set_enabled(settings.metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.open(settings, dsn)
         app.state.services = services
         app.state.outage = Outage(services.pool)
+        app.state.gauges = DatabaseGauges(services.pool)
+        pool_sampler = PoolSampler(services.pool, process)
+        flusher = count.Flusher()
         ACTIVITY.declare(API_COUNTERS)
         summary = Summary(process, interval=settings.log_summary_seconds)
         try:
@@ -63,6 +71,10 @@ def create_app(
                     await stack.enter_async_context(companion(services))
                 await summary.start()
                 stack.push_async_callback(summary.stop)
+                pool_sampler.start()
+                stack.push_async_callback(pool_sampler.stop)
+                flusher.start()
+                stack.push_async_callback(flusher.stop)
                 log.info(
                     f"{process} started",
                     extra={"action": "api_started", "pid": os.getpid()}
@@ -74,6 +86,7 @@ def create_app(
         finally:
             await app.state.outage.close()
             await services.close()
+            process_exited()
             log.info(
                 f"{process} stopped",
                 extra={"action": "api_stopped", "pid": os.getpid()} | ACTIVITY.totals(),
@@ -91,8 +104,9 @@ def create_app(
     errors.install(app)
     openapi.install(app)
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
-    # Outermost, so that BodySizeLimit answers its own 413 first.
+    # Outside BodySizeLimit, so that BodySizeLimit answers its own 413 first.
     app.add_middleware(errors.ErrorBoundary)
+    metrics.install(app)
     for routes in (queue, status, jobs, events, feed, suppressions, webhooks):
         # Straight into the app's own list: `include_router` keeps each router as a nested
         # route that FastAPI matches again, layer by layer, on every request (about 20 µs

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from mailer.api.errors import ApiError, invalid_fields, invalid_request
 from mailer.apps.access import READ, SEND, WEBHOOKS, Grant
 from mailer.delivery.textcheck import NUL_ESCAPE, NUL_MESSAGE, nul_paths
+from mailer.metrics import count
 from mailer.ops.activity import ACTIVITY
 from mailer.services import Services
 
@@ -140,7 +141,7 @@ class EnqueuingRoute(APIRoute):
         model = _body_model(endpoint)
 
         async def handle_enqueuing(request: Request) -> Response:
-            request.scope[_CALLER] = await enqueuing(request)
+            caller = request.scope[_CALLER] = await enqueuing(request)
             raw = await request.body()
             try:
                 body = json_body(model, request.headers.get("content-type"), raw)
@@ -150,6 +151,7 @@ class EnqueuingRoute(APIRoute):
                         raise invalid_fields([{"field": f, "message": NUL_MESSAGE} for f in found])
             except ApiError:
                 ACTIVITY.add("emails_rejected")
+                count.enqueued(caller.app_id, "rejected")
                 raise
             return await endpoint(body, request)
 

@@ -129,9 +129,7 @@ class JobList(BaseModel):
     """A page of the app's jobs, newest first."""
 
     jobs: list[JobSummary]
-    next_cursor: str | None = Field(
-        description="Pass as `after` for the next page; null: no more"
-    )
+    next_cursor: str | None = Field(description="Pass as `after` for the next page; null: no more")
 
 
 class FeedPage(BaseModel):

@@ -253,7 +253,12 @@ def api(host: str | None, port: int | None, workers: int) -> None:
         }
         if workers == 1:
             GracefulServer(uvicorn.Config("mailer.cli.web:app_from_env", **options)).run()
-        else:
+            return
+        from mailer.metrics.exposition import multiprocess_directory
+
+        # The N processes keep their metrics in files of one directory per service start,
+        # and each /metrics adds them all up (docs/operations.md, "Metrics").
+        with multiprocess_directory():
             # uvicorn's process supervisor handles the signals in this (parent) process.
             uvicorn.run("mailer.cli.web:app_from_env", **options)
 
@@ -282,6 +287,8 @@ async def _work(settings: Settings, dsn: str, target: Any) -> None:
     from mailer.config import safe_dsn
     from mailer.db.pool import create_pool
     from mailer.heap import freeze_startup_heap
+    from mailer.metrics import count
+    from mailer.metrics.pools import PoolSampler
     from mailer.ops.activity import ACTIVITY, Summary
 
     log = logging.getLogger("mailer.worker")
@@ -289,11 +296,17 @@ async def _work(settings: Settings, dsn: str, target: Any) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    count.set_enabled(settings.metrics)
     pool = await create_pool(dsn, min_size=2, max_size=settings.worker_concurrency + 4)
     summary = Summary("worker", interval=settings.log_summary_seconds)
+    sampler = PoolSampler(pool, "worker")
     try:
-        async with runtime.running_worker(settings, dsn, pool, target) as w:
+        async with (
+            _worker_metrics(settings),  # first: a busy port stops the start at once
+            runtime.running_worker(settings, dsn, pool, target) as w,
+        ):
             await summary.start()
+            sampler.start()
             log.info(
                 "worker process started",
                 extra={
@@ -307,12 +320,36 @@ async def _work(settings: Settings, dsn: str, target: Any) -> None:
             freeze_startup_heap()
             await stop.wait()
             await summary.stop()
+            await sampler.stop()
     finally:
         await pool.close()
     log.info(
         "worker process stopped",
         extra={"action": "worker_process_stopped", "pid": os.getpid()} | ACTIVITY.totals(),
     )
+
+
+@contextlib.asynccontextmanager
+async def _worker_metrics(settings: Settings) -> AsyncIterator[None]:
+    """A worker's `GET /metrics` on MAILER_METRICS_PORT (none when unset or metrics off)."""
+    if settings.metrics_port is None or not settings.metrics:
+        yield
+        return
+    from mailer.metrics.server import MetricsServer
+
+    server = MetricsServer(settings.host, settings.metrics_port)
+    try:
+        port = await server.start()
+    except OSError as exc:
+        raise click.ClickException(
+            f"MAILER_METRICS_PORT: cannot listen on {settings.host}:{settings.metrics_port} "
+            f"({exc.strerror or exc}): set MAILER_METRICS_PORT to a free port"
+        ) from None
+    click.echo(f"worker metrics on http://{settings.host}:{port}/metrics", err=True)
+    try:
+        yield
+    finally:
+        await server.stop()
 
 
 @main.command()

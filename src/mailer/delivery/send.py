@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,10 +27,16 @@ from mailer.delivery.batching import AcceptedRecipient, ClaimedJob, build_messag
 from mailer.delivery.retry import RetryAt, RetryPolicy
 from mailer.mailjet import (
     MailjetClient,
+    MailjetConnectionError,
     MailjetError,
+    MailjetRateLimited,
     MailjetRequestRejected,
+    MailjetServerError,
+    MailjetTimeout,
     MessageAccepted,
+    SendResponse,
 )
+from mailer.metrics import count
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -148,13 +155,16 @@ class Sender:
 
     async def _look_up(self, job: ClaimedJob, outcome: Outcome) -> bool:
         """Did an earlier attempt reach Mailjet? If so, record it and don't send again."""
+        started = time.perf_counter()
         try:
             found = await self._client.find_messages_by_custom_id(
                 job.custom_id, since=job.created_at - timedelta(minutes=5)
             )
         except MailjetError as exc:
+            count.lookup("error", time.perf_counter() - started)
             outcome.merge(self._retry_or_give_up([job], exc, outcome_unknown=True))
             return True
+        count.lookup("found" if found else "not_found", time.perf_counter() - started)
         if not found:
             return False
         entries = [(m.email or "", None, m.message_id, None) for m in found]
@@ -175,22 +185,33 @@ class Sender:
 
     async def _send(self, jobs: Sequence[ClaimedJob]) -> Outcome:
         messages = [build_message(job) for job in jobs]
+        started = time.perf_counter()
         try:
             response = await self._client.send(messages)
-        except MailjetRequestRejected as exc:
-            if len(jobs) > 1:
-                # Nothing of a rejected request was sent: halve it to find the bad message.
-                half = len(jobs) // 2
-                first = await self._send(jobs[:half])
-                first.merge(await self._send(jobs[half:]))
-                return first
-            if exc.status in (401, 403):
-                # Our credentials, not this email: keep it and retry later.
-                log.error("Mailjet refused our credentials", extra={"action": "mailjet_auth"})
-                return self._retry_or_give_up(jobs, exc, outcome_unknown=False)
-            return self._fail(jobs[0], _error_of(exc))
         except MailjetError as exc:
+            count.mailjet_call(call_outcome(exc), time.perf_counter() - started)
+            return await self._send_failed(jobs, exc)
+        count.mailjet_call(answer_outcome(response), time.perf_counter() - started)
+        return self._answered(jobs, response)
+
+    async def _send_failed(self, jobs: Sequence[ClaimedJob], exc: MailjetError) -> Outcome:
+        """What a call that raised means for its jobs."""
+        if not isinstance(exc, MailjetRequestRejected):
             return self._retry_or_give_up(jobs, exc, outcome_unknown=exc.outcome_unknown)
+        if len(jobs) > 1:
+            # Nothing of a rejected request was sent: halve it to find the bad message.
+            half = len(jobs) // 2
+            first = await self._send(jobs[:half])
+            first.merge(await self._send(jobs[half:]))
+            return first
+        if exc.status in (401, 403):
+            # Our credentials, not this email: keep it and retry later.
+            log.error("Mailjet refused our credentials", extra={"action": "mailjet_auth"})
+            return self._retry_or_give_up(jobs, exc, outcome_unknown=False)
+        return self._fail(jobs[0], _error_of(exc))
+
+    def _answered(self, jobs: Sequence[ClaimedJob], response: SendResponse) -> Outcome:
+        """What an answer with one result per message means for its jobs."""
         outcome = Outcome()
         for job, result in zip(jobs, response.results, strict=False):
             if isinstance(result, MessageAccepted):
@@ -251,6 +272,29 @@ class Sender:
                 gave_up = {**error, "gave_up": decision.reason}
                 outcome.merge(self._fail(job, gave_up))
         return outcome
+
+
+def call_outcome(exc: MailjetError) -> str:
+    """The metric outcome of a Send API call that raised `exc`."""
+    if isinstance(exc, MailjetRequestRejected):
+        return "401_403" if exc.status in (401, 403) else "4xx"
+    if isinstance(exc, MailjetRateLimited):
+        return "429"
+    if isinstance(exc, MailjetServerError):
+        return "5xx"
+    if isinstance(exc, MailjetTimeout):
+        return "timeout"
+    if isinstance(exc, MailjetConnectionError):
+        return "connection"
+    return "unexpected"
+
+
+def answer_outcome(response: SendResponse) -> str:
+    """The metric outcome of a Send API answer with per-message results."""
+    accepted = sum(isinstance(r, MessageAccepted) for r in response.results)
+    if accepted == len(response.results):
+        return "success"
+    return "partial" if accepted else "4xx"
 
 
 def _error_of(exc: MailjetError) -> dict[str, Any]:

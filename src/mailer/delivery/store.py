@@ -14,6 +14,7 @@ from mailer.db.queries import Queries
 from mailer.delivery.batching import ClaimedJob, Recipient
 from mailer.delivery.rows import ClaimedRow, FailedRecipient, SuppressedRecipient
 from mailer.delivery.send import NO_TO_RECIPIENT, Outcome
+from mailer.metrics.count import Pending
 from mailer.tracking.apply import link_recorded
 from mailer.webhooks.outbox import EMAIL_FAILED, EMAIL_SUPPRESSED, OutboxEvent, fan_out
 
@@ -69,13 +70,14 @@ async def _record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> No
     if not outcome.rejected and not outcome.retries and not outcome.suppressed:
         if await pool.fetchval(Q.record_sends, *_sends(outcome), True):
             return
+    counts = Pending()
     async with pool.acquire() as conn, conn.transaction():
         if outcome.accepted or outcome.finished:
             await conn.fetchval(Q.record_sends, *_sends(outcome), False)
         if outcome.accepted:
             # Tracking events that arrived before this result wait for it: link them now.
             a = outcome.accepted
-            await link_recorded(conn, [(x.job_id, x.position, x.message_id) for x in a])
+            await link_recorded(conn, [(x.job_id, x.position, x.message_id) for x in a], counts)
         if outcome.rejected:
             r = outcome.rejected
             failed = await conn.fetch(
@@ -105,6 +107,7 @@ async def _record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> No
                 worker_id,
                 [not x.attempted for x in t],
             )
+    counts.commit()
 
 
 def _sends(outcome: Outcome) -> tuple[list[Any], ...]:

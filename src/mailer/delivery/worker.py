@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import partial
 
 import asyncpg
@@ -23,6 +25,7 @@ from mailer.delivery import store
 from mailer.delivery.batching import MAX_RECIPIENTS_PER_CALL, ClaimedJob, pack
 from mailer.delivery.send import Outcome, Sender
 from mailer.ids import uuid7
+from mailer.metrics import count
 from mailer.ops.activity import ACTIVITY
 from mailer.ops.event_clock import SENDS
 from mailer.queue.loop import Claim, ClaimLoop, LoopOptions, Work, claiming_ahead
@@ -96,17 +99,46 @@ class Worker:
     async def _send(self, jobs: Sequence[ClaimedJob]) -> None:
         try:
             outcome = await self._sender.process(jobs)
+            answered_at = datetime.now(UTC)
             await self._recorder.record(outcome)
             ACTIVITY.add("emails_sent", len(outcome.accepted))
             if outcome.accepted:
                 SENDS.note()
             ACTIVITY.add("emails_failed", len(outcome.rejected))
+            count_recorded(jobs, outcome, answered_at)
         except Exception:
             # The lease will expire and the jobs be looked up, then retried: not lost.
             log.exception("recording a send failed", extra={"action": "record_failed"})
 
     async def _release(self, jobs: Sequence[ClaimedJob]) -> None:
         await store.release(self._pool, [j.id for j in jobs], worker_id=self.worker_id)
+
+
+def count_recorded(jobs: Sequence[ClaimedJob], outcome: Outcome, answered_at: datetime) -> None:
+    """The metrics of a recorded outcome: recipients by app, jobs finished, and for each job
+    Mailjet accepted the time from its enqueue to `answered_at`.
+
+    Ids are compared by their `.int`: a UUID's own hash is Python code, and this runs for
+    every email sent."""
+    if not count.enabled():
+        return
+    apps = {job.app_id.int for job in jobs}
+    if len(apps) == 1:  # the common case: one app's emails in the call
+        count.recipients(jobs[0].app_id, "accepted", len(outcome.accepted))
+        count.recipients(jobs[0].app_id, "failed", len(outcome.rejected))
+    else:
+        app_of = {job.id.int: job.app_id for job in jobs}
+        for (app, result), n in Counter(
+            [(app_of[a.job_id.int], "accepted") for a in outcome.accepted]
+            + [(app_of[r.job_id.int], "failed") for r in outcome.rejected]
+        ).items():
+            count.recipients(app, result, n)
+    for state, n in Counter(f.state for f in outcome.finished).items():
+        count.jobs_finished(state, n)
+    accepted = {a.job_id.int for a in outcome.accepted}
+    count.send_latencies(
+        [(answered_at - job.created_at).total_seconds() for job in jobs if job.id.int in accepted]
+    )
 
 
 class Recorder:

@@ -63,3 +63,37 @@ SELECT type, last_at, waiting_since,
        extract(epoch FROM now() - waiting_since)::float8 AS waiting_seconds
 FROM event_clock
 ORDER BY type;
+
+-- name: metric_gauges
+-- The database-wide gauges of /metrics, in one round trip, each from an index: queued jobs
+-- (jobs_due), those due and the oldest one's wait, jobs being sent (jobs_lease), live
+-- workers (heartbeats within $1 s), webhook deliveries waiting (webhook_deliveries_due)
+-- and the oldest one's wait, and the endpoints (one row per endpoint, a small table).
+-- Finished jobs are not counted here (a scan): the workers count them as they finish.
+SELECT
+    (SELECT count(*) FROM jobs WHERE state = 'queued') AS queued,
+    (SELECT count(*) FROM jobs WHERE state = 'sending') AS sending,
+    due.due,
+    due.oldest_due_seconds,
+    (SELECT count(*) FROM worker_heartbeats
+     WHERE last_seen_at >= now() - make_interval(secs => $1)) AS live_workers,
+    hooks.pending AS webhooks_pending,
+    hooks.oldest_pending_seconds AS webhooks_oldest_pending_seconds,
+    (SELECT count(*) FROM webhook_endpoints WHERE enabled) AS endpoints_enabled,
+    (SELECT count(*) FROM webhook_endpoints WHERE NOT enabled) AS endpoints_disabled
+FROM (
+    SELECT count(*) AS due,
+           coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8 AS oldest_due_seconds
+    FROM jobs
+    WHERE state = 'queued' AND run_at <= now()
+) AS due, (
+    SELECT count(*) AS pending,
+           coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0)::float8
+               AS oldest_pending_seconds
+    FROM webhook_deliveries
+    WHERE state = 'pending' AND next_attempt_at <= now()
+) AS hooks;
+
+-- name: app_names
+-- Every app's id and name, so that dashboards can show names for the `app` label.
+SELECT id, name FROM apps ORDER BY name;

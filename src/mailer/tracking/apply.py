@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
+from mailer.metrics.count import Pending
 from mailer.tracking.precedence import STATUS_CHAIN
 from mailer.tracking.rows import FilledMessage, LinkedEvent, PendingEvent
 from mailer.tracking.webhook_events import fan_out_stored
@@ -34,17 +35,25 @@ Q = Queries("mailer.tracking")
 _MAX_ROUNDS = 8
 
 
-async def link_recorded(conn: Conn, recipients: Iterable[tuple[uuid.UUID, int, int | None]]) -> int:
+async def link_recorded(
+    conn: Conn,
+    recipients: Iterable[tuple[uuid.UUID, int, int | None]],
+    counts: Pending | None = None,
+) -> int:
     """Link and apply the events that waited for these just-recorded recipient messages.
 
     ``recipients`` are ``(job_id, position, message_id)`` of messages whose send result was
-    written earlier in the same transaction. Returns the number of events linked.
+    written earlier in the same transaction. Returns the number of events linked; they are
+    counted in ``counts`` as ``early``.
     """
     keys = list(recipients)
     if not keys:
         return 0
     rows = await link_pending(conn, keys)
-    return await apply_linked(conn, rows)
+    if counts is not None:
+        for row in rows:
+            counts.event(row.type, "early", row.app_id)
+    return await apply_linked(conn, rows, counts=counts)
 
 
 async def link_pending(
@@ -79,14 +88,19 @@ async def link_unlinked(conn: Conn, events: Sequence[PendingEvent]) -> list[Link
 
 
 async def apply_linked(
-    conn: Conn, events: Sequence[LinkedEvent], *, just_linked: bool = True
+    conn: Conn,
+    events: Sequence[LinkedEvent],
+    *,
+    just_linked: bool = True,
+    counts: Pending | None = None,
 ) -> int:
     """Apply linked events to their messages; link what their MessageIDs reveal, repeatedly.
 
     Unlinked ``events`` are skipped. Events that
     were ``just_linked`` to their app are also handed to the app's webhooks (the outbox, in
     this transaction); reprocessing re-applies older events with ``just_linked=False``.
-    Events linked on the way always are. Returns how many events were applied.
+    Events linked on the way always are. Returns how many events were applied; the
+    addresses newly suppressed are counted in ``counts``.
     """
     applied = 0
     rows = [e for e in events if e.job_id is not None]
@@ -105,12 +119,18 @@ async def apply_linked(
             record_class=FilledMessage,
         )
         applied += len(rows)
+        if counts is not None:
+            counts.suppressed([f.suppressed for f in filled if f.suppressed is not None])
         if just_linked:
             # Outbound webhooks: queue deliveries for these events in this same transaction.
             await fan_out_stored(conn, [e.id for e in rows])
         just_linked = True
-        if not filled:
+        keys = [
+            (f.job_id, f.position, f.message_id)
+            for f in filled
+            if f.job_id is not None and f.position is not None
+        ]
+        if not keys:
             break
-        keys = [(f.job_id, f.position, f.message_id) for f in filled]
         rows = await link_pending(conn, keys)
     return applied

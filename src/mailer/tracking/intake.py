@@ -17,8 +17,9 @@ chunks stored already are recognised by their dedupe keys, so nothing is applied
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ import asyncpg
 from mailer.db.conflicts import retrying_conflicts
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
+from mailer.metrics import count
 from mailer.ops.event_clock import RECEIVED
 from mailer.tracking.apply import apply_linked, link_unlinked
 from mailer.tracking.columns import EventColumns, columns_of, may_contain_nul
@@ -53,6 +55,8 @@ class IntakeResult:
     """New events linked to a recipient message (the rest wait, or are test events)."""
     types: frozenset[str] = frozenset()
     """The event types the body held (understood, test events aside), new or not."""
+    counts: count.Pending = field(default_factory=count.Pending, compare=False, repr=False)
+    """The metrics of these events, to count once they are committed."""
 
 
 async def store_callback(
@@ -79,7 +83,10 @@ async def store_callback(
 
         # A deadlock is possible in rare interleavings (two posts naming the same messages
         # in a different order, or a post and a worker recording them); the loser runs again.
-        return await retrying_conflicts(attempt, action="events_retry")
+        result = await retrying_conflicts(attempt, action="events_retry")
+        result.counts.commit()
+        count.events_arrived(count.event_type(kind) for kind in columns.type)
+        return result
 
     if len(items) <= chunk:
         result = await in_transaction(_columns(items, now, nul_free), None)
@@ -132,12 +139,43 @@ async def _store(
         post_id,
         record_class=LinkedEvent,
     )
-    linked = await apply_linked(conn, rows)
+    counts = count.Pending()
+    linked = await apply_linked(conn, rows, counts=counts)
     # Unlinked events with a MessageID may name a message whose send result is being
     # recorded right now: retry them once that is settled (CustomID was tried already).
     pending = [r for r in rows if r.job_id is None and r.message_id != 0]
-    linked += await apply_linked(conn, await link_unlinked(conn, pending))
-    return IntakeResult(received, len(rows), linked, _types(columns))
+    late = await link_unlinked(conn, pending)
+    linked += await apply_linked(conn, late, counts=counts)
+    _count_outcomes(counts, columns, rows, late)
+    return IntakeResult(received, len(rows), linked, _types(columns), counts)
+
+
+def _count_outcomes(
+    counts: count.Pending,
+    columns: EventColumns,
+    stored: Sequence[LinkedEvent],
+    late: Sequence[LinkedEvent],
+) -> None:
+    """Each distinct event of a body by outcome: a duplicate (stored before), a test event
+    (MessageID 0), applied to its recipient, or stored without one (`unknown_message`:
+    not ours, or early, and then counted `early` when its send result is recorded)."""
+    late_apps = {row.id: row.app_id for row in late}
+    tally = counts.events
+    stored_types: Counter[str | None] = Counter()
+    for row in stored:
+        kind, app = row.type, row.app_id
+        stored_types[kind] += 1
+        if row.message_id == 0:
+            tally[(kind, "test", 0 if app is None else app.int)] += 1
+        elif row.job_id is not None:
+            tally[(kind, "applied", 0 if app is None else app.int)] += 1
+        elif late and row.id in late_apps:
+            app = late_apps[row.id]
+            tally[(kind, "applied", 0 if app is None else app.int)] += 1
+        else:
+            tally[(kind, "unknown_message", 0)] += 1
+    for kind, n in (Counter(columns.type) - stored_types).items():
+        tally[(kind, "duplicate", 0)] += n
 
 
 def _types(columns: EventColumns) -> frozenset[str]:

@@ -65,7 +65,7 @@ WHERE NOT EXISTS (
 )
 ORDER BY u.dedupe_key
 ON CONFLICT (dedupe_key) DO NOTHING
-RETURNING id, message_id, job_id, position, rank, suppress_reason;
+RETURNING id, message_id, job_id, position, rank, suppress_reason, type, app_id;
 
 -- name: insert_post
 -- A large body is stored first, on its own; its events follow in chunks (insert_events $22).
@@ -100,7 +100,8 @@ SET app_id = f.app_id, job_id = f.job_id, position = f.position,
     feed_xid = pg_current_xact_id(), linked_at = now()
 FROM found f
 WHERE e.id = f.id AND e.job_id IS NULL
-RETURNING e.id, e.message_id, e.job_id, e.position, e.rank, e.suppress_reason;
+RETURNING e.id, e.message_id, e.job_id, e.position, e.rank, e.suppress_reason, e.type,
+          e.app_id;
 
 -- name: link_pending_events
 -- Link the events that waited for these messages (their send results were just recorded,
@@ -130,13 +131,15 @@ SET app_id = f.app_id, job_id = f.job_id, position = f.position,
     feed_xid = pg_current_xact_id(), linked_at = now()
 FROM found f
 WHERE e.id = f.id AND e.job_id IS NULL
-RETURNING e.id, e.message_id, e.job_id, e.position, e.rank, e.suppress_reason;
+RETURNING e.id, e.message_id, e.job_id, e.position, e.rank, e.suppress_reason, e.type,
+          e.app_id;
 
 -- name: apply_events
 -- Apply linked events to their messages: the status moves to the highest rank seen (never
 -- back), a message without a MessageID takes the event's, and suppressing events put the
 -- message's address on its app's suppression list. Rows are locked in key order so that
--- concurrent posts cannot deadlock. Returns the messages that just got their MessageID.
+-- concurrent posts cannot deadlock. Returns the messages that just got their MessageID,
+-- then one row (job_id NULL) per address newly suppressed, with its reason.
 WITH ev AS (
     SELECT * FROM unnest($1::int8[], $2::uuid[], $3::int2[], $4::int2[], $5::int8[],
                          $6::text[])
@@ -181,8 +184,11 @@ suppressed AS (
         SET reason = EXCLUDED.reason, event_id = EXCLUDED.event_id, created_at = now(),
             expires_at = NULL
         WHERE suppressions.expires_at <= now()  -- an expired entry is replaced
+    RETURNING reason
 )
-SELECT job_id, position, message_id FROM updated WHERE fills_id;
+SELECT job_id, position, message_id, NULL::text AS suppressed FROM updated WHERE fills_id
+UNION ALL
+SELECT NULL, NULL, NULL, reason FROM suppressed;
 
 -- name: job_events
 -- A job's linked events, for its status document: per recipient, in time order.
@@ -373,7 +379,7 @@ ORDER BY id
 LIMIT $2;
 
 -- name: linked_events
-SELECT id, message_id, job_id, position, rank, suppress_reason
+SELECT id, message_id, job_id, position, rank, suppress_reason, type, app_id
 FROM events
 WHERE id = ANY($1::int8[]) AND job_id IS NOT NULL;
 

@@ -43,14 +43,18 @@ class LinkedEvent(PendingEvent):
     position = Column[int | None]()
     rank = Column[int | None]()
     suppress_reason = Column[str | None]()
+    type = Column[str | None]()
+    app_id = Column[uuid.UUID | None]()
 
 
 class FilledMessage(Row):
-    """A message that just got its MessageID from an event (``apply_events``)."""
+    """What applying events did (``apply_events``): a message that just got its MessageID,
+    or (``job_id`` None) an address newly suppressed, for the reason ``suppressed``."""
 
-    job_id = Column[uuid.UUID]()
-    position = Column[int]()
+    job_id = Column[uuid.UUID | None]()
+    position = Column[int | None]()
     message_id = Column[int | None]()
+    suppressed = Column[str | None]()
 
 
 class ReparsedEvent(PendingEvent):

@@ -31,6 +31,7 @@ import aiohttp
 import asyncpg
 
 from mailer.ids import uuid7
+from mailer.metrics import count
 from mailer.ops.activity import ACTIVITY
 from mailer.queue.loop import (
     DATABASE_ERRORS,
@@ -156,9 +157,23 @@ class Dispatcher:
         answer = await self.post(delivery)
         ACTIVITY.add("webhooks_delivered" if answer.ok else "webhooks_failed")
         try:
-            await self._record(delivery, answer)
+            recorded = await self._record(delivery, answer)
         except DATABASE_ERRORS:
             log.exception("recording a webhook attempt failed", extra={"action": "wh_record"})
+            return
+        if recorded is not None:
+            self._count(delivery, *recorded)
+
+    def _count(self, delivery: ClaimedDelivery, state: str, disabled: str | None) -> None:
+        """The metrics of a recorded attempt: its outcome, the lag of a delivered one, and
+        the endpoint it disabled."""
+        if state == "delivered":
+            lag = (self._clock() - delivery.created_at).total_seconds()
+            count.webhook_delivery("delivered", lag)
+        else:
+            count.webhook_delivery("retrying" if state == "pending" else "failed")
+        if disabled is not None:
+            count.endpoint_disabled(disabled)
 
     async def post(self, delivery: ClaimedDelivery) -> Answer:
         """Send the delivery's body, signed with every valid secret; never raises."""
@@ -185,7 +200,11 @@ class Dispatcher:
         except aiohttp.ClientError as exc:
             return Answer(None, _ms_since(started), error=f"{type(exc).__name__}: {exc}"[:500])
 
-    async def _record(self, delivery: ClaimedDelivery, answer: Answer) -> None:
+    async def _record(
+        self, delivery: ClaimedDelivery, answer: Answer
+    ) -> tuple[str, str | None] | None:
+        """Write the attempt; return the delivery's new state and, if the endpoint was
+        disabled, why (gone, failing); None if another dispatcher took the delivery over."""
         now = self._clock()
         state, next_at = "delivered", None
         if not answer.ok:
@@ -216,7 +235,7 @@ class Dispatcher:
                 self.dispatcher_id,
             )
             if mine is None:
-                return  # the lease ran out and another dispatcher took it over
+                return None  # the lease ran out and another dispatcher took it over
             await conn.execute(
                 Q.log_attempt,
                 delivery.id,
@@ -231,22 +250,25 @@ class Dispatcher:
             )
             if answer.ok:
                 await conn.execute(Q.endpoint_succeeded, delivery.endpoint_id)
-                return
+                return state, None
             run = await conn.fetchrow(
                 Q.endpoint_failed, delivery.endpoint_id, now, record_class=FailureRun
             )
-            reason = None
+            reason = disabled = None
             if answer.status == 410:
-                reason = "the endpoint answered 410 Gone"
+                reason, disabled = "the endpoint answered 410 Gone", "gone"
             elif run is not None and now - run.first_failure_at >= DISABLE_AFTER:
                 since = run.first_failure_at.isoformat()
                 reason = f"every delivery failed for {DISABLE_AFTER.days} days (since {since})"
+                disabled = "failing"
             if reason is not None:
-                await conn.execute(Q.disable_endpoint, delivery.endpoint_id, reason, now)
+                changed = await conn.execute(Q.disable_endpoint, delivery.endpoint_id, reason, now)
+                disabled = disabled if changed == "UPDATE 1" else None
                 log.warning(
                     "webhook endpoint disabled",
                     extra={"action": "wh_disabled", "endpoint": str(delivery.endpoint_id)},
                 )
+            return state, disabled
 
     async def _claim(self, places: int) -> Claim:
         claimed = await self.claim(places)

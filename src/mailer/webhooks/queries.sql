@@ -30,7 +30,7 @@ SET attempts = d.attempts + 1,
     locked_by = $3
 FROM due, webhook_endpoints w
 WHERE d.id = due.id AND w.id = d.endpoint_id
-RETURNING d.id, d.endpoint_id, d.event_id, d.body, d.attempts, d.manual, w.url,
+RETURNING d.id, d.endpoint_id, d.event_id, d.body, d.attempts, d.manual, d.created_at, w.url,
           CASE WHEN w.previous_expires_at > $2
                THEN ARRAY[w.secret, w.previous_secret] ELSE ARRAY[w.secret] END AS secrets;
 

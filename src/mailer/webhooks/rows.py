@@ -20,6 +20,8 @@ class ClaimedDelivery(Row):
     attempts = Column[int]()
     """Attempts so far, this one included."""
     manual = Column[bool]()
+    created_at = Column[datetime]()
+    """When the delivery was written (with its event): the start of its lag."""
     url = Column[str]()
     secrets = Column[list[str]]()
     """Every secret that signs now: the current one, and the previous during a rotation."""

@@ -16,6 +16,7 @@ from mailer.apps.access import refused_sender
 from mailer.delivery.email import EmailRequest
 from mailer.delivery.enqueue import Accepted, IdempotencyConflict, new_job, request_hash
 from mailer.delivery.job_status import read_job_status
+from mailer.metrics import count
 from mailer.ops.activity import ACTIVITY
 from mailer.services import Services
 
@@ -71,10 +72,12 @@ async def queue_email(email: EmailRequest, request: Request) -> Json:
         accepted = await services.enqueuer.enqueue(job)
     except IdempotencyConflict as exc:
         ACTIVITY.add("emails_rejected")
+        count.enqueued(app_id, "rejected")
         raise ApiError(409, "idempotency_conflict", str(exc)) from None
     except asyncpg.ForeignKeyViolationError:
         raise _app_gone(services, app_id) from None
     ACTIVITY.add("emails_replayed" if accepted.replayed else "emails_accepted")
+    count.enqueued(app_id, "replayed" if accepted.replayed else "accepted")
     if accepted.replayed:
         status = await _current_status(services, app_id, accepted)
         return Json({"job_id": str(accepted.job_id), "status": status}, 202, headers=_REPLAYED)
@@ -109,6 +112,7 @@ async def queue_batch(batch: BatchRequest, request: Request) -> Json:
         accepted = await services.enqueuer.enqueue_batch(jobs)
     except IdempotencyConflict:
         ACTIVITY.add("emails_rejected", len(jobs))
+        count.enqueued(app_id, "rejected", len(jobs))
         raise ApiError(
             409, "idempotency_conflict", f"Idempotency-Key {key!r} was used with another batch"
         ) from None
@@ -117,6 +121,8 @@ async def queue_batch(batch: BatchRequest, request: Request) -> Json:
     replayed = sum(a.replayed for a in accepted)
     ACTIVITY.add("emails_accepted", len(accepted) - replayed)
     ACTIVITY.add("emails_replayed", replayed)
+    count.enqueued(app_id, "accepted", len(accepted) - replayed)
+    count.enqueued(app_id, "replayed", replayed)
     if any(a.replayed for a in accepted):
         answers = [
             {"job_id": str(a.job_id), "status": await _current_status(services, app_id, a)}

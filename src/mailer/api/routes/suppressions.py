@@ -12,6 +12,7 @@ from mailer.api.errors import ApiError, invalid_fields
 from mailer.api.models import Suppression, SuppressionHistory, SuppressionPage, iso_only
 from mailer.api.responses import Json
 from mailer.delivery.email import EmailAddress
+from mailer.metrics import count
 from mailer.tracking import suppressions
 from mailer.tracking.suppressions import SuppressionReason
 
@@ -63,6 +64,9 @@ async def add_suppression(body: NewSuppression, app_id: SendApp, services: Servi
         body.reason or SuppressionReason.MANUAL,
         expires_at=body.expires_at,
     )
+    if created:
+        # The app's own reason is free text: the metric's label stays bounded.
+        count.suppressions_added([SuppressionReason.MANUAL])
     return Json(entry, 201 if created else 200)
 
 
