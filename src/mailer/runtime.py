@@ -28,6 +28,7 @@ from mailer.queue.loop import claiming_ahead
 from mailer.queue.wakeup import Wakeup
 from mailer.webhooks.dispatch import Dispatcher
 from mailer.webhooks.outbox import CHANNEL as WEBHOOK_CHANNEL
+from mailer.webhooks.targets import TargetPolicy
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +216,9 @@ async def running_worker(
     # Seen by the others (`/readyz`, `mailer status`) until it has drained.
     heartbeat = Heartbeat(pool, worker.worker_id)
     # Outbound webhooks are delivered by the same process, woken on their own channel.
-    dispatcher = Dispatcher(pool, wakeup.signal(WEBHOOK_CHANNEL))
+    dispatcher = Dispatcher(
+        pool, wakeup.signal(WEBHOOK_CHANNEL), targets=TargetPolicy(settings.webhook_networks)
+    )
     await dispatcher.start()
     housekeeping = Housekeeping(pool)
     try:

@@ -10,6 +10,7 @@ from mailer.apps.store import KeyVerifier
 from mailer.config import Settings
 from mailer.db.pool import create_pool
 from mailer.delivery.enqueue import Enqueuer
+from mailer.webhooks.targets import TargetPolicy
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Services:
     pool: asyncpg.Pool
     enqueuer: Enqueuer
     keys: KeyVerifier
+    targets: TargetPolicy
 
     @classmethod
     async def open(cls, settings: Settings, dsn: str, *, pool_size: int = 10) -> Services:
@@ -27,7 +29,13 @@ class Services:
         pool = await create_pool(dsn, min_size=2, max_size=pool_size)
         enqueuer = Enqueuer(pool)
         await enqueuer.start()
-        return cls(settings, pool, enqueuer, KeyVerifier(pool, settings.key_cache_seconds))
+        return cls(
+            settings,
+            pool,
+            enqueuer,
+            KeyVerifier(pool, settings.key_cache_seconds),
+            TargetPolicy(settings.webhook_networks),
+        )
 
     async def close(self) -> None:
         """Finish pending writes and close the pool."""

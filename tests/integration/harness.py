@@ -26,12 +26,14 @@ FINAL = {"accepted", "sent", "failed", "suppressed", "opened", "clicked", "bounc
 
 
 def service_settings(**overrides: Any) -> Settings:
-    """Settings for tests: quick polls and leases, no Mailjet keys."""
+    """Settings for tests: quick polls and leases, no Mailjet keys, webhooks to loopback."""
     values: dict[str, Any] = {
         "poll_interval": 0.2,
         "lease_seconds": 40.0,
         "mailjet_timeout": 2.0,
         "key_cache_seconds": 0.0,
+        # The tests' webhook receivers listen on 127.0.0.1.
+        "webhook_allowed_networks": "127.0.0.0/8",
     }
     values.update(overrides)
     return Settings(**values)

@@ -19,7 +19,7 @@ from mailer.cli.common import (
     started_or_exit,
     with_event_credentials,
 )
-from mailer.config import Settings
+from mailer.config import DEMO_WEBHOOK_NETWORKS, Settings
 from mailer.serving import GracefulServer
 
 
@@ -38,6 +38,7 @@ def run(host: str | None, port: int | None) -> None:
     logs.configure(settings.log_level, settings.log_format)
     if not settings.uses_simulator:
         settings = with_event_credentials(settings)  # a configuration error comes first
+    settings = _demo_webhook_networks(settings)
     host, port = host or settings.host, port or settings.port
     started_or_exit(runtime.check_port, host, port)
     smtp_tls = _smtp_tls(settings)
@@ -45,6 +46,19 @@ def run(host: str | None, port: int | None) -> None:
         started_or_exit(run_async, runtime.check_database(dsn, migrations=False))
         settings = with_event_credentials(settings)
         run_async(_serve_all(settings, dsn, host, port, smtp_tls))
+
+
+def _demo_webhook_networks(settings: Settings) -> Settings:
+    """In the demo (the simulator stands in for Mailjet), webhooks may reach receivers on
+    this machine unless MAILER_WEBHOOK_ALLOWED_NETWORKS says otherwise."""
+    if not settings.uses_simulator or settings.webhook_allowed_networks is not None:
+        return settings
+    click.echo(
+        f"demo: webhooks may reach this machine ({DEMO_WEBHOOK_NETWORKS}); set "
+        "MAILER_WEBHOOK_ALLOWED_NETWORKS to change that",
+        err=True,
+    )
+    return settings.model_copy(update={"webhook_allowed_networks": DEMO_WEBHOOK_NETWORKS})
 
 
 def _smtp_tls(settings: Settings) -> Any:
@@ -199,6 +213,7 @@ def api(host: str | None, port: int | None, workers: int) -> None:
     logs.configure(settings.log_level, settings.log_format)
     if not settings.uses_simulator:
         settings = with_event_credentials(settings)  # a configuration error comes first
+    settings = _demo_webhook_networks(settings)
     host, port = host or settings.host, port or settings.port
     started_or_exit(runtime.check_port, host, port)
     with runtime.database(settings) as dsn:

@@ -20,6 +20,7 @@ from mailer.ids import uuid7
 from mailer.webhooks.outbox import EVENT_TYPES, Q, render_body
 from mailer.webhooks.rows import Attempt, Endpoint
 from mailer.webhooks.signing import generate_secret
+from mailer.webhooks.targets import RefusedTarget, TargetPolicy
 
 Db: TypeAlias = "asyncpg.Pool | Conn"
 """A pool or one connection: single-statement functions take either."""
@@ -49,6 +50,17 @@ def check_url(url: str) -> str:
         raise InvalidEndpoint("url must not contain credentials")
     if any(ch.isspace() for ch in url):
         raise InvalidEndpoint("url must not contain whitespace")
+    return url
+
+
+async def check_target(url: str, targets: TargetPolicy) -> str:
+    """Return ``url`` if it is well formed (:func:`check_url`) and its host is an address
+    webhooks may go to, or a name that resolves only to such addresses; else raise."""
+    check_url(url)
+    try:
+        await targets.check_host(urlsplit(url).hostname or "")
+    except RefusedTarget as exc:
+        raise InvalidEndpoint(f"url is refused: {exc.reason}") from None
     return url
 
 
@@ -88,13 +100,15 @@ async def create(
     url: str,
     event_types: Sequence[str] | None,
     description: str | None,
+    *,
+    targets: TargetPolicy,
 ) -> Endpoint:
     """Create an endpoint with a new secret; the row includes ``secret``."""
     row = await conn.fetchrow(
         Q.insert_endpoint,
         uuid7(),
         app_id,
-        check_url(url),
+        await check_target(url, targets),
         description,
         check_event_types(event_types),
         generate_secret(),
@@ -126,14 +140,19 @@ class Changes:
 
 
 async def update(
-    conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID, changes: Changes
+    conn: Db,
+    app_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    changes: Changes,
+    *,
+    targets: TargetPolicy,
 ) -> Endpoint | None:
     """Apply ``changes``; enabling an endpoint clears why it was disabled."""
     return await conn.fetchrow(
         Q.update_endpoint,
         endpoint_id,
         app_id,
-        None if changes.url is None else check_url(changes.url),
+        None if changes.url is None else await check_target(changes.url, targets),
         changes.description,
         check_event_types(changes.event_types),
         changes.enabled,

@@ -84,7 +84,12 @@ async def create_endpoint(body: EndpointIn, app_id: WebhooksApp, services: Servi
     """Create an endpoint. The answer holds its `secret`, shown this once."""
     try:
         row = await endpoints.create(
-            services.pool, app_id, body.url, body.event_types, body.description
+            services.pool,
+            app_id,
+            body.url,
+            body.event_types,
+            body.description,
+            targets=services.targets,
         )
     except InvalidEndpoint as exc:
         raise _invalid(exc) from None
@@ -119,7 +124,9 @@ async def update_endpoint(
         enabled=body.enabled,
     )
     try:
-        row = await endpoints.update(services.pool, app_id, _id(endpoint_id), changes)
+        row = await endpoints.update(
+            services.pool, app_id, _id(endpoint_id), changes, targets=services.targets
+        )
     except InvalidEndpoint as exc:
         raise _invalid(exc) from None
     return Json(endpoint_view(_found(row, endpoint_id)))
