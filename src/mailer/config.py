@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     key_cache_seconds: float = Field(default=10.0, ge=0, le=300)
 
+    # Seals webhook secrets at rest (mailer.vault): Fernet keys, the newest first.
+    secret_key: SecretStr | None = None
+
     events_user: str | None = None
     events_password: SecretStr | None = None
 

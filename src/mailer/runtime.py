@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from mailer.config import DEFAULT_MAILJET_URL, Settings, safe_dsn
+from mailer.config import DEFAULT_MAILJET_URL, ConfigError, Settings, safe_dsn
 from mailer.db import migrate
 from mailer.db.embedded import EmbeddedPostgres
 from mailer.db.housekeeping import Housekeeping
@@ -26,6 +26,8 @@ from mailer.mailjet import ClientTimeouts, MailjetClient
 from mailer.ops.heartbeat import Heartbeat
 from mailer.queue.loop import claiming_ahead
 from mailer.queue.wakeup import Wakeup
+from mailer.vault import box_for
+from mailer.webhooks import sealed
 from mailer.webhooks.dispatch import Dispatcher
 from mailer.webhooks.outbox import CHANNEL as WEBHOOK_CHANNEL
 from mailer.webhooks.targets import TargetPolicy
@@ -182,6 +184,34 @@ async def check_database(dsn: str, *, migrations: bool = True, timeout: float = 
         await conn.close()
 
 
+async def check_secrets(settings: Settings, dsn: str) -> None:
+    """Raise `StartupError` when webhook secrets exist but no MAILER_SECRET_KEY can open
+    them (or the key is malformed); with a key, seal any secret still stored in clear."""
+    try:
+        box = box_for(settings)
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
+    conn = await connect(dsn)
+    try:
+        if box is None:
+            count = await sealed.count_endpoints(conn)
+            if count:
+                raise StartupError(
+                    f"MAILER_SECRET_KEY: must be set: {count} webhook endpoint(s) keep their "
+                    "signing secrets sealed with it (make a key with `mailer secrets "
+                    "generate-key` only if none was ever set)"
+                )
+            return
+        changed = await sealed.seal_clear_secrets(conn, box)
+        if changed:
+            log.info(
+                "sealed webhook secrets stored in clear",
+                extra={"action": "secrets_sealed", "endpoints": changed},
+            )
+    finally:
+        await conn.close()
+
+
 @contextlib.asynccontextmanager
 async def running_worker(
     settings: Settings,
@@ -217,7 +247,10 @@ async def running_worker(
     heartbeat = Heartbeat(pool, worker.worker_id)
     # Outbound webhooks are delivered by the same process, woken on their own channel.
     dispatcher = Dispatcher(
-        pool, wakeup.signal(WEBHOOK_CHANNEL), targets=TargetPolicy(settings.webhook_networks)
+        pool,
+        wakeup.signal(WEBHOOK_CHANNEL),
+        targets=TargetPolicy(settings.webhook_networks),
+        box=box_for(settings),
     )
     await dispatcher.start()
     housekeeping = Housekeeping(pool)

@@ -10,6 +10,7 @@ from mailer.apps.store import KeyVerifier
 from mailer.config import Settings
 from mailer.db.pool import create_pool
 from mailer.delivery.enqueue import Enqueuer
+from mailer.vault import SecretBox, box_for
 from mailer.webhooks.targets import TargetPolicy
 
 
@@ -22,6 +23,8 @@ class Services:
     enqueuer: Enqueuer
     keys: KeyVerifier
     targets: TargetPolicy
+    box: SecretBox | None
+    """Seals webhook secrets (None: no MAILER_SECRET_KEY with a DATABASE_URL)."""
 
     @classmethod
     async def open(cls, settings: Settings, dsn: str, *, pool_size: int = 10) -> Services:
@@ -35,6 +38,7 @@ class Services:
             enqueuer,
             KeyVerifier(pool, settings.key_cache_seconds),
             TargetPolicy(settings.webhook_networks),
+            box_for(settings),
         )
 
     async def close(self) -> None:

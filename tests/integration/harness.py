@@ -21,6 +21,11 @@ from mailer.delivery.retry import RetryPolicy
 from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET, MailjetTarget, running_worker
 from mailer.services import Services
 from mailer.simulator.server import SimulatorServer
+from mailer.vault import SecretBox
+
+TEST_SECRET_KEY = "PVC_nduR0uTyuUZQbyz7o0Xp5MYldIt5fI9cxEUZQew="
+"""MAILER_SECRET_KEY of the tests' services (a fixed Fernet key)."""
+TEST_BOX = SecretBox([TEST_SECRET_KEY])
 
 FINAL = {"accepted", "sent", "failed", "suppressed", "opened", "clicked", "bounced", "blocked"}
 
@@ -34,6 +39,7 @@ def service_settings(**overrides: Any) -> Settings:
         "key_cache_seconds": 0.0,
         # The tests' webhook receivers listen on 127.0.0.1.
         "webhook_allowed_networks": "127.0.0.0/8",
+        "secret_key": TEST_SECRET_KEY,
     }
     values.update(overrides)
     return Settings(**values)

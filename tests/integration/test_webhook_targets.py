@@ -14,7 +14,7 @@ import pytest
 from mailer.webhooks.dispatch import Dispatcher
 from mailer.webhooks.outbox import OutboxEvent, fan_out
 from mailer.webhooks.targets import TargetPolicy
-from tests.integration.harness import Service, running_service, service_settings
+from tests.integration.harness import TEST_BOX, Service, running_service, service_settings
 from tests.integration.webhook_receiver import Receiver
 
 
@@ -116,7 +116,9 @@ async def test_delivery_checks_the_address_it_connects_to(
     app_id = await pool.fetchval("SELECT id FROM apps")
     async with pool.acquire() as conn, conn.transaction():
         await fan_out(conn, [event(app_id, 1)])
-    async with Dispatcher(pool, rng=random.Random(1), targets=TargetPolicy()) as dispatcher:
+    async with Dispatcher(
+        pool, rng=random.Random(1), targets=TargetPolicy(), box=TEST_BOX
+    ) as dispatcher:
         assert await dispatcher.run_once() == 1
     assert receiver.received == []
     (error,) = await attempt_errors(pool)
@@ -134,7 +136,7 @@ async def test_a_redirect_is_not_followed(
     async with pool.acquire() as conn, conn.transaction():
         await fan_out(conn, [event(app_id, 1)])
     policy = TargetPolicy.allowing("127.0.0.0/8")
-    async with Dispatcher(pool, rng=random.Random(1), targets=policy) as dispatcher:
+    async with Dispatcher(pool, rng=random.Random(1), targets=policy, box=TEST_BOX) as dispatcher:
         assert await dispatcher.run_once() == 1
     assert [r.path for r in receiver.received] == ["/hook"]
     status = await pool.fetchval("SELECT status_code FROM webhook_attempts")

@@ -1,6 +1,6 @@
 """The `mailer` command (click): one module per group of subcommands."""
 
-from mailer.cli import apps, events, mailjet, serve, smtp, status
+from mailer.cli import apps, events, mailjet, secrets, serve, smtp, status
 from mailer.cli.common import main
 
-__all__ = ["apps", "events", "mailjet", "main", "serve", "smtp", "status"]
+__all__ = ["apps", "events", "mailjet", "main", "secrets", "serve", "smtp", "status"]

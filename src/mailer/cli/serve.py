@@ -83,6 +83,10 @@ async def _serve_all(
 
     for name in await runtime.apply_migrations(dsn):
         click.echo(f"applied migration {name}", err=True)
+    try:
+        await runtime.check_secrets(settings, dsn)
+    except runtime.StartupError as exc:
+        raise click.ClickException(str(exc)) from None
     on_started: Callable[[int], Awaitable[None]] | None = None
     async with contextlib.AsyncExitStack() as stack:
         if settings.uses_simulator:
@@ -213,11 +217,11 @@ def api(host: str | None, port: int | None, workers: int) -> None:
     logs.configure(settings.log_level, settings.log_format)
     if not settings.uses_simulator:
         settings = with_event_credentials(settings)  # a configuration error comes first
-    settings = _demo_webhook_networks(settings)
     host, port = host or settings.host, port or settings.port
     started_or_exit(runtime.check_port, host, port)
     with runtime.database(settings) as dsn:
         started_or_exit(run_async, runtime.check_database(dsn))
+        started_or_exit(run_async, runtime.check_secrets(settings, dsn))
         settings = with_event_credentials(settings)
         if settings.events_user is not None and settings.events_password is not None:
             # Every API process must accept the same (possibly generated) event credentials.
@@ -255,6 +259,7 @@ def worker() -> None:
         raise click.ClickException(str(exc)) from None
     with runtime.database(settings) as dsn:
         started_or_exit(run_async, runtime.check_database(dsn))
+        started_or_exit(run_async, runtime.check_secrets(settings, dsn))
         run_async(_work(settings, dsn, target))
 
 

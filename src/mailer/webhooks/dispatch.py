@@ -46,9 +46,11 @@ from mailer.queue.loop import (
 )
 from mailer.queue.retry_after import parse_retry_after
 from mailer.queue.wakeup import Signal
+from mailer.vault import SecretBox, SecretUnreadable
 from mailer.webhooks.outbox import Q
 from mailer.webhooks.rows import ClaimedDelivery, FailureRun
 from mailer.webhooks.schedule import DISABLE_AFTER, next_attempt_delay
+from mailer.webhooks.sealed import SecretOpener
 from mailer.webhooks.signing import webhook_headers
 from mailer.webhooks.targets import CheckedResolver, TargetPolicy
 
@@ -83,7 +85,11 @@ class Answer:
 
 
 class Dispatcher:
-    """One process's webhook delivery loop (several may run against one database)."""
+    """One process's webhook delivery loop (several may run against one database).
+
+    ``box`` opens the endpoints' sealed secrets (None: only clear ones from before sealing
+    can sign); ``targets`` says where deliveries may go (default: public addresses only).
+    """
 
     def __init__(
         self,
@@ -94,9 +100,11 @@ class Dispatcher:
         clock: Clock = system_clock,
         rng: random.Random | None = None,
         targets: TargetPolicy | None = None,
+        box: SecretBox | None,
     ) -> None:
         self._pool = pool
         self._targets = targets or TargetPolicy()
+        self._secrets = SecretOpener(box)
         self._options = options
         self._clock = clock
         self._rng = rng or random.Random()
@@ -173,7 +181,11 @@ class Dispatcher:
         """Send the delivery's body, signed with every valid secret; never raises."""
         body = delivery.body.encode()
         stamp = int(self._clock().timestamp())
-        headers = webhook_headers(delivery.secrets, delivery.event_id, stamp, body)
+        try:
+            secrets = self._secrets.open_all(delivery.secrets)
+        except SecretUnreadable as exc:
+            return Answer(None, 0, error=str(exc))
+        headers = webhook_headers(secrets, delivery.event_id, stamp, body)
         headers["content-type"] = "application/json"
         headers["user-agent"] = "mailer-webhooks/1"
         started = time.monotonic()

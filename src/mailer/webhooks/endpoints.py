@@ -17,6 +17,7 @@ import asyncpg
 
 from mailer.db.pool import Conn
 from mailer.ids import uuid7
+from mailer.vault import SecretBox
 from mailer.webhooks.outbox import EVENT_TYPES, Q, render_body
 from mailer.webhooks.rows import Attempt, Endpoint
 from mailer.webhooks.signing import generate_secret
@@ -102,8 +103,11 @@ async def create(
     description: str | None,
     *,
     targets: TargetPolicy,
-) -> Endpoint:
-    """Create an endpoint with a new secret; the row includes ``secret``."""
+    box: SecretBox,
+) -> tuple[Endpoint, str]:
+    """Create an endpoint with a new secret, stored sealed; return the row and the clear
+    secret (to show once)."""
+    secret = generate_secret()
     row = await conn.fetchrow(
         Q.insert_endpoint,
         uuid7(),
@@ -111,11 +115,11 @@ async def create(
         await check_target(url, targets),
         description,
         check_event_types(event_types),
-        generate_secret(),
+        box.seal(secret),
         record_class=Endpoint,
     )
     assert row is not None
-    return row
+    return row, secret
 
 
 async def list_for(conn: Db, app_id: uuid.UUID) -> list[Endpoint]:
@@ -166,16 +170,21 @@ async def delete(conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID) -> bool:
     return await conn.fetchval(Q.delete_endpoint, endpoint_id, app_id) is not None
 
 
-async def rotate_secret(conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID) -> Endpoint | None:
-    """Give the endpoint a new secret; the old one signs too for :data:`ROTATION_GRACE_S`."""
-    return await conn.fetchrow(
+async def rotate_secret(
+    conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID, box: SecretBox
+) -> tuple[Endpoint, str] | None:
+    """Give the endpoint a new secret (stored sealed); the old one signs too for
+    :data:`ROTATION_GRACE_S`. Return the row and the new clear secret."""
+    secret = generate_secret()
+    row = await conn.fetchrow(
         Q.rotate_secret,
         endpoint_id,
         app_id,
         float(ROTATION_GRACE_S),
-        generate_secret(),
+        box.seal(secret),
         record_class=Endpoint,
     )
+    return None if row is None else (row, secret)
 
 
 async def attempts(

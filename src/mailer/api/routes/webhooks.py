@@ -22,6 +22,8 @@ from mailer.api.models import (
     iso_only,
 )
 from mailer.api.responses import Json
+from mailer.services import Services
+from mailer.vault import SecretBox
 from mailer.webhooks import endpoints
 from mailer.webhooks.endpoints import Changes, InvalidEndpoint, endpoint_view
 from mailer.webhooks.outbox import EVENT_TYPES
@@ -75,6 +77,19 @@ def _found(row: EndpointRow | None, endpoint_id: str) -> EndpointRow:
     return row
 
 
+def _box(services: Services) -> SecretBox:
+    """What seals new secrets; 503 where the operator set none (DATABASE_URL without
+    MAILER_SECRET_KEY): a secret is never stored in clear."""
+    if services.box is None:
+        raise ApiError(
+            503,
+            "secret_key_missing",
+            "webhook endpoints are unavailable on this server: its operator has not set "
+            "MAILER_SECRET_KEY, which seals their secrets",
+        )
+    return services.box
+
+
 def _invalid(exc: InvalidEndpoint) -> ApiError:
     return ApiError(422, "invalid_request", str(exc))
 
@@ -83,17 +98,18 @@ def _invalid(exc: InvalidEndpoint) -> ApiError:
 async def create_endpoint(body: EndpointIn, app_id: WebhooksApp, services: ServicesDep) -> Json:
     """Create an endpoint. The answer holds its `secret`, shown this once."""
     try:
-        row = await endpoints.create(
+        row, secret = await endpoints.create(
             services.pool,
             app_id,
             body.url,
             body.event_types,
             body.description,
             targets=services.targets,
+            box=_box(services),
         )
     except InvalidEndpoint as exc:
         raise _invalid(exc) from None
-    return Json({**endpoint_view(row), "secret": row.secret}, 201)
+    return Json({**endpoint_view(row), "secret": secret}, 201)
 
 
 @router.get("", response_model=EndpointList)
@@ -143,13 +159,14 @@ async def delete_endpoint(endpoint_id: str, app_id: WebhooksApp, services: Servi
 @router.post("/{endpoint_id}/rotate-secret", response_model=RotatedSecret)
 async def rotate_secret(endpoint_id: str, app_id: WebhooksApp, services: ServicesDep) -> Json:
     """A new secret; the previous one keeps signing (beside it) for 24 hours."""
-    row = _found(
-        await endpoints.rotate_secret(services.pool, app_id, _id(endpoint_id)), endpoint_id
-    )
+    rotated = await endpoints.rotate_secret(services.pool, app_id, _id(endpoint_id), _box(services))
+    if rotated is None:
+        raise ApiError(404, "not_found", f"no webhook endpoint {endpoint_id}")
+    row, secret = rotated
     return Json(
         {
             "id": str(row.id),
-            "secret": row.secret,
+            "secret": secret,
             "previous_secret_expires_at": row.previous_expires_at,
         }
     )
