@@ -44,6 +44,7 @@ async def test_every_route_checks_its_scope(service: Service) -> None:
         ("GET", f"/status/{job_id}", "read", {}),
         ("GET", "/feed", "read", {}),
         ("GET", "/suppressions", "read", {}),
+        ("GET", "/audit", "read", {}),
         ("POST", "/suppressions", "send", {"json": {"email": "x@example.org"}}),
         ("DELETE", "/suppressions/x@example.org", "send", {}),
         ("GET", "/webhooks", "webhooks", {}),

@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from mailer import audit
 from mailer.apps import access, keys
 from mailer.apps.rows import AppListing, AppRow, FoundApp, KeyListing, KeyLookup, RevokedKey
+from mailer.audit import Actor
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.ids import uuid7
@@ -45,9 +47,10 @@ class CreatedKey:
     expires_at: datetime | None = None
 
 
-async def create_app(conn: Conn, name: str) -> tuple[App, str]:
+async def create_app(conn: Conn, name: str, actor: Actor | None = None) -> tuple[App, str]:
     """Create an app with its first API key (every scope); return the app and the key's
-    plaintext."""
+    plaintext. Audited as done by `actor` (default: the operator at this command line)."""
+    actor = actor or Actor.cli()
     async with conn.transaction():
         try:
             row = await conn.fetchrow(Q.create_app, uuid7(), name, record_class=AppRow)
@@ -58,7 +61,8 @@ async def create_app(conn: Conn, name: str) -> tuple[App, str]:
             ) from None
         assert row is not None
         app = App(row.id, row.name, row.created_at)
-        key = await create_key(conn, app.id)
+        await audit.record(conn, actor, "app.created", app_id=app.id, target=name)
+        key = await create_key(conn, app.id, actor=actor)
     return app, key.plaintext
 
 
@@ -75,10 +79,21 @@ async def find_app(conn: Conn, id_or_name: str) -> App | None:
     return App(row.id, row.name, row.created_at, row.sender_domains)
 
 
-async def set_sender_domains(conn: Conn, app_id: uuid.UUID, domains: list[str] | None) -> None:
+async def set_sender_domains(
+    conn: Conn, app_id: uuid.UUID, domains: list[str] | None, actor: Actor | None = None
+) -> None:
     """Limit an app to sending from `domains` (lower-cased, deduplicated); None: any."""
     value = None if domains is None else sorted({access.checked_domain(d) for d in domains})
-    await conn.execute(Q.set_sender_domains, app_id, value)
+    async with conn.transaction():
+        await conn.execute(Q.set_sender_domains, app_id, value)
+        await audit.record(
+            conn,
+            actor or Actor.cli(),
+            "app.senders_changed",
+            app_id=app_id,
+            target=str(app_id),
+            details={"sender_domains": value},
+        )
 
 
 async def create_key(
@@ -87,13 +102,30 @@ async def create_key(
     scopes: list[str] | tuple[str, ...] = (),
     *,
     expires_at: datetime | None = None,
+    actor: Actor | None = None,
 ) -> CreatedKey:
     """Add an API key with `scopes` (every scope when none is given) to an app, valid
-    until `expires_at` (None: until revoked)."""
+    until `expires_at` (None: until revoked). Audited with its scopes, never its secret."""
     checked = access.checked_scopes(scopes)
     new = keys.generate_key()
     key_id = uuid7()
-    await conn.execute(Q.create_key, key_id, app_id, new.prefix, new.key_hash, checked, expires_at)
+    async with conn.transaction():
+        await conn.execute(
+            Q.create_key, key_id, app_id, new.prefix, new.key_hash, checked, expires_at
+        )
+        details = {
+            "prefix": new.prefix,
+            "scopes": checked,
+            "expires_at": None if expires_at is None else expires_at.isoformat(),
+        }
+        await audit.record(
+            conn,
+            actor or Actor.cli(),
+            "key.created",
+            app_id=app_id,
+            target=str(key_id),
+            details=details,
+        )
     return CreatedKey(key_id, new.plaintext, checked, expires_at)
 
 
@@ -109,10 +141,20 @@ def key_reference(value: str) -> str:
     return reference.removeprefix("mk_")
 
 
-async def revoke_key(conn: Conn, id_or_prefix: str) -> RevokedKey | None:
-    """Revoke a key by id or prefix (as `keys list` shows it, or bare); None when no
-    active key matched."""
-    return await conn.fetchrow(Q.revoke_key, key_reference(id_or_prefix), record_class=RevokedKey)
+async def revoke_key(
+    conn: Conn, id_or_prefix: str, actor: Actor | None = None
+) -> RevokedKey | None:
+    """Revoke a key by id or prefix (as `keys list` shows it, or bare), audited; None when
+    no active key matched."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            Q.revoke_key, key_reference(id_or_prefix), record_class=RevokedKey
+        )
+        if row is not None:
+            await audit.record(
+                conn, actor or Actor.cli(), "key.revoked", app_id=row.app_id, target=str(row.id)
+            )
+    return row
 
 
 # A key's last use is noted at most once a minute per process (and the statement itself

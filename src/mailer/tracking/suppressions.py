@@ -16,6 +16,8 @@ from typing import Any
 
 import asyncpg
 
+from mailer import audit
+from mailer.audit import Actor
 from mailer.db.queries import Queries
 from mailer.tracking.parse import MailjetEvent
 from mailer.tracking.precedence import EventType
@@ -120,24 +122,36 @@ async def list_suppressions(
 
 
 async def add_suppression(
-    pool: asyncpg.Pool, app_id: uuid.UUID, email: str, reason: str
+    pool: asyncpg.Pool, app_id: uuid.UUID, email: str, reason: str, actor: Actor
 ) -> tuple[dict[str, Any], bool]:
-    """Suppress ``email`` (lower-cased) for the app; an existing entry is kept as it is.
+    """Suppress ``email`` (lower-cased) for the app by hand; an existing entry is kept as
+    it is. An addition is audited.
 
     Returns the entry and whether it is new.
     """
     address = email.strip().lower()
-    for _ in range(3):
-        row = await pool.fetchrow(
-            Q.add_suppression, app_id, address, reason, record_class=AddedSuppression
-        )
-        if row is not None:
-            return _view(row), row.created
-        # Inserted by a transaction that committed after this statement began: read again.
+    async with pool.acquire() as conn, conn.transaction():
+        for _ in range(3):
+            row = await conn.fetchrow(
+                Q.add_suppression, app_id, address, reason, record_class=AddedSuppression
+            )
+            if row is not None:
+                if row.created:
+                    await audit.record(
+                        conn, actor, "suppression.added", app_id=app_id, target=address
+                    )
+                return _view(row), row.created
+            # Inserted by a transaction that committed after this statement began: again.
     raise RuntimeError(f"could not add or read the suppression of {address}")
 
 
-async def delete_suppression(pool: asyncpg.Pool, app_id: uuid.UUID, email: str) -> bool:
-    """Remove ``email`` from the app's list; False if it was not there."""
-    row = await pool.fetchrow(Q.delete_suppression, app_id, email.strip().lower())
+async def delete_suppression(
+    pool: asyncpg.Pool, app_id: uuid.UUID, email: str, actor: Actor
+) -> bool:
+    """Remove ``email`` from the app's list (audited); False if it was not there."""
+    address = email.strip().lower()
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(Q.delete_suppression, app_id, address)
+        if row is not None:
+            await audit.record(conn, actor, "suppression.removed", app_id=app_id, target=address)
     return row is not None

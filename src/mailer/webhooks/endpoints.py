@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from mailer import audit
+from mailer.audit import Actor
 from mailer.db.pool import Conn
 from mailer.ids import uuid7
 from mailer.vault import SecretBox
@@ -96,7 +98,7 @@ def endpoint_view(row: Endpoint) -> dict[str, Any]:
 
 
 async def create(
-    conn: Db,
+    pool: asyncpg.Pool,
     app_id: uuid.UUID,
     url: str,
     event_types: Sequence[str] | None,
@@ -104,21 +106,29 @@ async def create(
     *,
     targets: TargetPolicy,
     box: SecretBox,
+    actor: Actor,
 ) -> tuple[Endpoint, str]:
-    """Create an endpoint with a new secret, stored sealed; return the row and the clear
-    secret (to show once)."""
+    """Create an endpoint with a new secret, stored sealed (audited); return the row and
+    the clear secret (to show once)."""
+    checked_url = await check_target(url, targets)
+    types = check_event_types(event_types)
     secret = generate_secret()
-    row = await conn.fetchrow(
-        Q.insert_endpoint,
-        uuid7(),
-        app_id,
-        await check_target(url, targets),
-        description,
-        check_event_types(event_types),
-        box.seal(secret),
-        record_class=Endpoint,
-    )
-    assert row is not None
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            Q.insert_endpoint,
+            uuid7(),
+            app_id,
+            checked_url,
+            description,
+            types,
+            box.seal(secret),
+            record_class=Endpoint,
+        )
+        assert row is not None
+        details = {"url": checked_url, "event_types": types}
+        await audit.record(
+            conn, actor, "endpoint.created", app_id=app_id, target=str(row.id), details=details
+        )
     return row, secret
 
 
@@ -142,49 +152,91 @@ class Changes:
     all_event_types: bool = False
     enabled: bool | None = None
 
+    def audited(self) -> dict[str, Any]:
+        """What changed, for the audit log."""
+        changed: dict[str, Any] = {
+            "url": self.url,
+            "description": self.description,
+            "event_types": None if self.event_types is None else list(self.event_types),
+            "enabled": self.enabled,
+        }
+        found = {name: value for name, value in changed.items() if value is not None}
+        if self.all_event_types:
+            found["event_types"] = "all"
+        return found
+
 
 async def update(
-    conn: Db,
+    pool: asyncpg.Pool,
     app_id: uuid.UUID,
     endpoint_id: uuid.UUID,
     changes: Changes,
     *,
     targets: TargetPolicy,
+    actor: Actor,
 ) -> Endpoint | None:
-    """Apply ``changes``; enabling an endpoint clears why it was disabled."""
-    return await conn.fetchrow(
-        Q.update_endpoint,
-        endpoint_id,
-        app_id,
-        None if changes.url is None else await check_target(changes.url, targets),
-        changes.description,
-        check_event_types(changes.event_types),
-        changes.enabled,
-        changes.all_event_types,
-        record_class=Endpoint,
-    )
+    """Apply ``changes`` (audited); enabling an endpoint clears why it was disabled."""
+    url = None if changes.url is None else await check_target(changes.url, targets)
+    types = check_event_types(changes.event_types)
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            Q.update_endpoint,
+            endpoint_id,
+            app_id,
+            url,
+            changes.description,
+            types,
+            changes.enabled,
+            changes.all_event_types,
+            record_class=Endpoint,
+        )
+        if row is not None:
+            await audit.record(
+                conn,
+                actor,
+                "endpoint.changed",
+                app_id=app_id,
+                target=str(endpoint_id),
+                details=changes.audited(),
+            )
+    return row
 
 
-async def delete(conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID) -> bool:
-    """Delete an endpoint with its deliveries and log; False if the app has no such one."""
-    return await conn.fetchval(Q.delete_endpoint, endpoint_id, app_id) is not None
+async def delete(
+    pool: asyncpg.Pool, app_id: uuid.UUID, endpoint_id: uuid.UUID, actor: Actor
+) -> bool:
+    """Delete an endpoint with its deliveries and log (audited); False if the app has no
+    such one."""
+    async with pool.acquire() as conn, conn.transaction():
+        found = await conn.fetchval(Q.delete_endpoint, endpoint_id, app_id) is not None
+        if found:
+            await audit.record(
+                conn, actor, "endpoint.deleted", app_id=app_id, target=str(endpoint_id)
+            )
+    return found
 
 
 async def rotate_secret(
-    conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID, box: SecretBox
+    pool: asyncpg.Pool, app_id: uuid.UUID, endpoint_id: uuid.UUID, box: SecretBox, actor: Actor
 ) -> tuple[Endpoint, str] | None:
-    """Give the endpoint a new secret (stored sealed); the old one signs too for
+    """Give the endpoint a new secret (stored sealed; audited); the old one signs too for
     :data:`ROTATION_GRACE_S`. Return the row and the new clear secret."""
     secret = generate_secret()
-    row = await conn.fetchrow(
-        Q.rotate_secret,
-        endpoint_id,
-        app_id,
-        float(ROTATION_GRACE_S),
-        box.seal(secret),
-        record_class=Endpoint,
-    )
-    return None if row is None else (row, secret)
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            Q.rotate_secret,
+            endpoint_id,
+            app_id,
+            float(ROTATION_GRACE_S),
+            box.seal(secret),
+            record_class=Endpoint,
+        )
+        if row is None:
+            return None
+        await audit.record(
+            conn, actor, "endpoint.secret_rotated", app_id=app_id, target=str(endpoint_id)
+        )
+    return row, secret
 
 
 async def attempts(

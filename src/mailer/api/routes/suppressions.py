@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from mailer.api.deps import ReadApp, SendApp, ServicesDep
+from mailer.api.deps import ReadApp, SendCaller, ServicesDep
 from mailer.api.errors import ApiError
 from mailer.api.models import Suppression, SuppressionPage
 from mailer.api.responses import Json
@@ -49,18 +49,22 @@ async def list_suppressions(
     response_model=Suppression,
     responses={200: {"model": Suppression, "description": "Already suppressed"}},
 )
-async def add_suppression(body: NewSuppression, app_id: SendApp, services: ServicesDep) -> Json:
+async def add_suppression(body: NewSuppression, caller: SendCaller, services: ServicesDep) -> Json:
     """Suppress an address: later emails to it are not sent (status `suppressed`). Answers
     201 when added, 200 with the existing entry when it was already suppressed."""
     entry, created = await suppressions.add_suppression(
-        services.pool, app_id, body.email, body.reason or SuppressionReason.MANUAL
+        services.pool,
+        caller.app_id,
+        body.email,
+        body.reason or SuppressionReason.MANUAL,
+        caller.actor,
     )
     return Json(entry, 201 if created else 200)
 
 
 @router.delete("/suppressions/{email}", status_code=204)
-async def delete_suppression(email: str, app_id: SendApp, services: ServicesDep) -> Response:
+async def delete_suppression(email: str, caller: SendCaller, services: ServicesDep) -> Response:
     """Allow sending to an address again. 404 when it is not on the app's list."""
-    if not await suppressions.delete_suppression(services.pool, app_id, email):
+    if not await suppressions.delete_suppression(services.pool, caller.app_id, email, caller.actor):
         raise ApiError(404, "not_found", f"{email} is not suppressed")
     return Response(status_code=204)

@@ -8,3 +8,17 @@ COMMENT ON COLUMN webhook_endpoints.previous_secret IS 'sealed with MAILER_SECRE
 
 -- An API key may expire (`mailer apps keys create --expires 90d`); null: never.
 ALTER TABLE api_keys ADD COLUMN expires_at timestamptz;
+
+-- The audit log: every change that is not an app sending mail (mailer.audit). No foreign
+-- keys: an entry outlives what it is about.
+CREATE TABLE audit_log (
+    id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at       timestamptz NOT NULL DEFAULT now(),
+    app_id   uuid,                     -- the app it concerns; null: none (an erasure of all)
+    actor    text NOT NULL,            -- cli:<user>, key:<api key id>, mailer:<part>
+    action   text NOT NULL,            -- app.created, key.revoked, endpoint.changed ...
+    target   text,                     -- what it was done to (an id; never a secret)
+    source   text,                     -- the client's IP for HTTP, the host for the CLI
+    details  jsonb
+);
+CREATE INDEX audit_log_app ON audit_log (app_id, id);
