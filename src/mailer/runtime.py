@@ -21,6 +21,7 @@ from mailer.db.pool import connect
 from mailer.delivery.retry import RetryPolicy
 from mailer.delivery.send import Sender
 from mailer.delivery.worker import JOBS_CHANNEL, Worker
+from mailer.lifecycle import address_key
 from mailer.logs import describe
 from mailer.mailjet import ClientTimeouts, MailjetClient
 from mailer.ops.heartbeat import Heartbeat
@@ -194,12 +195,13 @@ async def check_secrets(settings: Settings, dsn: str) -> None:
     conn = await connect(dsn)
     try:
         if box is None:
-            count = await sealed.count_endpoints(conn)
-            if count:
+            endpoints = await sealed.count_endpoints(conn)
+            erased = await address_key.erased_count(conn)
+            if endpoints or erased:
                 raise StartupError(
-                    f"MAILER_SECRET_KEY: must be set: {count} webhook endpoint(s) keep their "
-                    "signing secrets sealed with it (make a key with `mailer secrets "
-                    "generate-key` only if none was ever set)"
+                    f"MAILER_SECRET_KEY: must be set: {endpoints} webhook endpoint(s) and "
+                    f"{erased} erased suppression(s) depend on it (make a key with `mailer "
+                    "secrets generate-key` only if none was ever set)"
                 )
             return
         changed = await sealed.seal_clear_secrets(conn, box)
@@ -228,6 +230,11 @@ async def running_worker(
         target.secret_key,
         timeout=ClientTimeouts(total=settings.mailjet_timeout),
     )
+    box = box_for(settings)
+    pads = None
+    if box is not None:
+        async with pool.acquire() as conn:
+            pads = (await address_key.address_key(conn, box)).pads()
     # One LISTEN connection wakes both of the process's queues.
     wakeup = Wakeup(dsn, (JOBS_CHANNEL, WEBHOOK_CHANNEL))
     await wakeup.start()
@@ -241,6 +248,7 @@ async def running_worker(
             poll_interval=settings.poll_interval,
         ),
         claim_batch=settings.claim_batch,
+        erased_key_pads=pads,
     )
     await worker.start()
     # Seen by the others (`/readyz`, `mailer status`) until it has drained.
@@ -250,7 +258,7 @@ async def running_worker(
         pool,
         wakeup.signal(WEBHOOK_CHANNEL),
         targets=TargetPolicy(settings.webhook_networks),
-        box=box_for(settings),
+        box=box,
     )
     await dispatcher.start()
     housekeeping = Housekeeping(pool)

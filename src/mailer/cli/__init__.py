@@ -1,6 +1,17 @@
 """The `mailer` command (click): one module per group of subcommands."""
 
-from mailer.cli import apps, audit, events, mailjet, secrets, serve, smtp, status
+from mailer.cli import apps, audit, erase, events, mailjet, secrets, serve, smtp, status
 from mailer.cli.common import main
 
-__all__ = ["apps", "audit", "events", "mailjet", "main", "secrets", "serve", "smtp", "status"]
+__all__ = [
+    "apps",
+    "audit",
+    "erase",
+    "events",
+    "mailjet",
+    "main",
+    "secrets",
+    "serve",
+    "smtp",
+    "status",
+]

@@ -30,6 +30,7 @@ def rotate() -> None:
     Secrets still stored in clear (from before sealing) are sealed too.
     """
     from mailer.config import ConfigError
+    from mailer.lifecycle import address_key
     from mailer.vault import SecretUnreadable, box_for
     from mailer.webhooks import sealed
 
@@ -40,13 +41,17 @@ def rotate() -> None:
     if box is None:
         raise click.ClickException("MAILER_SECRET_KEY: must be set to rotate (newest key first)")
 
-    async def action(conn: Any) -> int:
+    async def action(conn: Any) -> tuple[int, int]:
         try:
-            return await sealed.reseal_all(conn, box)
+            async with conn.transaction():
+                return await sealed.reseal_all(conn, box), await address_key.reseal(conn, box)
         except SecretUnreadable as exc:
             raise click.ClickException(str(exc)) from None
 
-    count = with_db(action)
-    click.echo(f"re-sealed the secrets of {count} webhook endpoint(s) with the first key")
+    endpoints, own = with_db(action)
+    click.echo(
+        f"re-sealed the secrets of {endpoints} webhook endpoint(s) and {own} of Mailer's own "
+        "with the first key"
+    )
     if box.key_count > 1:
         click.echo("the other keys of MAILER_SECRET_KEY can now be removed", err=True)

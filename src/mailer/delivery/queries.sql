@@ -50,7 +50,8 @@ JOIN unnest($1::uuid[], $2::text[]) AS k(app_id, idempotency_key)
 -- name: claim_jobs
 -- Take up to $1 due jobs that no one holds, lease them to worker $3 for $2 seconds, oldest
 -- due first, each with its recipients as arrays in position order; recipients on their
--- app's suppression list are marked so now. One statement: one round trip per claim.
+-- app's suppression list (or erased from it, as a keyed hash) are marked so now. One
+-- statement: one round trip per claim.
 WITH due AS (
     SELECT id FROM jobs
     WHERE state = 'queued' AND run_at <= now()
@@ -83,6 +84,15 @@ WITH due AS (
             FROM messages q
             JOIN suppressions s ON s.app_id = q.app_id AND s.email = q.email
             WHERE q.job_id = c.id AND q.status = 'queued'
+            UNION ALL
+            -- Erased addresses, kept as HMAC-SHA256(key, address); $4/$5 are the key's
+            -- inner and outer pads (null without MAILER_SECRET_KEY: the branch is skipped).
+            SELECT q.ctid
+            FROM messages q
+            JOIN erased_suppressions e
+              ON e.app_id = q.app_id
+             AND e.address_hash = sha256($5::bytea || sha256($4::bytea || convert_to(q.email, 'UTF8')))
+            WHERE q.job_id = c.id AND q.status = 'queued' AND $4::bytea IS NOT NULL
             OFFSET 0
         ) hit
     ))

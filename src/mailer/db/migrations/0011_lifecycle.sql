@@ -22,3 +22,23 @@ CREATE TABLE audit_log (
     details  jsonb
 );
 CREATE INDEX audit_log_app ON audit_log (app_id, id);
+
+-- Secrets Mailer makes for itself, sealed with MAILER_SECRET_KEY like the webhook secrets
+-- (re-sealed by `mailer secrets rotate`): `address_hmac`, the key of erased addresses.
+CREATE TABLE sealed_secrets (
+    name        text PRIMARY KEY,
+    sealed      text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- What remains of a suppressed address once it was erased (`mailer erase`): its
+-- HMAC-SHA256 under `address_hmac`, never the address. The claim still refuses to send to
+-- it (delivery/queries.sql, claim_jobs).
+CREATE TABLE erased_suppressions (
+    app_id        uuid NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    address_hash  bytea NOT NULL,
+    reason        text NOT NULL,
+    created_at    timestamptz NOT NULL,
+    erased_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (app_id, address_hash)
+);
