@@ -37,8 +37,10 @@ def _used(directory: Path) -> dict[str, list[str]]:
 def test_every_part_with_queries_is_found() -> None:
     assert [_package(p) for p in PACKAGES] == [
         "mailer.apps",
+        "mailer.audit",
         "mailer.db",
         "mailer.delivery",
+        "mailer.lifecycle",
         "mailer.ops",
         "mailer.tracking",
         "mailer.webhooks",
