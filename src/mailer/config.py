@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     key_cache_seconds: float = Field(default=10.0, ge=0, le=300)
 
+    # Retention (mailer.lifecycle.retention): days kept; an app may override the first two.
+    retention_bodies_days: int = Field(default=30, ge=1, le=36_500)
+    retention_jobs_days: int = Field(default=400, ge=1, le=36_500)
+    retention_callbacks_days: int = Field(default=30, ge=1, le=36_500)
+    retention_webhook_attempts_days: int = Field(default=30, ge=1, le=36_500)
+    retention_interval_seconds: float = Field(default=600.0, ge=0)
+
     # Seals webhook secrets at rest (mailer.vault): Fernet keys, the newest first.
     secret_key: SecretStr | None = None
 

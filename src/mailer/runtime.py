@@ -22,6 +22,7 @@ from mailer.delivery.retry import RetryPolicy
 from mailer.delivery.send import Sender
 from mailer.delivery.worker import JOBS_CHANNEL, Worker
 from mailer.lifecycle import address_key
+from mailer.lifecycle.retention import Periods, Retention
 from mailer.logs import describe
 from mailer.mailjet import ClientTimeouts, MailjetClient
 from mailer.ops.heartbeat import Heartbeat
@@ -262,9 +263,15 @@ async def running_worker(
     )
     await dispatcher.start()
     housekeeping = Housekeeping(pool)
+    retention = Retention(
+        pool,
+        Periods.from_settings(settings),
+        interval=settings.retention_interval_seconds,
+    )
     try:
         await heartbeat.start()
         await housekeeping.start()
+        await retention.start()
         yield worker
     finally:
         try:
@@ -273,5 +280,6 @@ async def running_worker(
         finally:
             await heartbeat.stop()
             await housekeeping.stop()
+            await retention.stop()
             await dispatcher.stop()
             await wakeup.stop()

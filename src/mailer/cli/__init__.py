@@ -1,6 +1,6 @@
 """The `mailer` command (click): one module per group of subcommands."""
 
-from mailer.cli import apps, audit, erase, events, mailjet, secrets, serve, smtp, status
+from mailer.cli import apps, audit, erase, events, mailjet, retention, secrets, serve, smtp, status
 from mailer.cli.common import main
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "events",
     "mailjet",
     "main",
+    "retention",
     "secrets",
     "serve",
     "smtp",

@@ -85,3 +85,91 @@ DELETE FROM event_posts WHERE id = $1;
 UPDATE audit_log SET target = 'erased address'
 WHERE lower(target) = $1
 RETURNING id;
+
+-- name: app_retention
+-- Each app's overrides (null: the settings' periods).
+SELECT id, retention FROM apps ORDER BY id;
+
+-- name: set_app_retention
+UPDATE apps SET retention = $2 WHERE id = $1 RETURNING id;
+
+-- name: expire_jobs
+-- The app's oldest $2 jobs (by the time-ordered id); of those, the finished ones created
+-- before $3 go, with their recipients (cascade) and events. Returns how many of each.
+WITH head AS (
+    SELECT id, state, created_at FROM jobs WHERE app_id = $1 ORDER BY id LIMIT $2
+), gone AS (
+    DELETE FROM jobs j USING head h
+    WHERE j.id = h.id AND h.created_at < $3 AND h.state IN ('done', 'failed')
+    RETURNING j.id
+), events_gone AS (
+    DELETE FROM events e USING gone g WHERE e.job_id = g.id RETURNING e.id
+)
+SELECT (SELECT count(*) FROM gone) AS jobs, (SELECT count(*) FROM events_gone) AS events;
+
+-- name: bodies_progress
+SELECT bodies_upto FROM retention_progress WHERE app_id = $1;
+
+-- name: remove_bodies
+-- The app's next $3 jobs after $2 (by id): those finished and created before $4 lose their
+-- bodies and attachments. Returns the last id passed (a job not finished stops it there).
+WITH head AS (
+    SELECT id, state, created_at FROM jobs
+    WHERE app_id = $1 AND id > $2 ORDER BY id LIMIT $3
+), blocked AS (
+    SELECT id FROM head WHERE created_at >= $4 OR state NOT IN ('done', 'failed')
+    ORDER BY id LIMIT 1
+), passed AS (
+    SELECT h.id FROM head h WHERE NOT EXISTS (SELECT 1 FROM blocked b WHERE h.id >= b.id)
+), stripped AS (
+    UPDATE jobs j
+    SET message = j.message - 'HTMLPart' - 'TextPart' - 'Attachments' - 'InlinedAttachments',
+        bodies_removed_at = now()
+    FROM passed p
+    WHERE j.id = p.id AND j.bodies_removed_at IS NULL
+    RETURNING j.id
+)
+SELECT (SELECT id FROM passed ORDER BY id DESC LIMIT 1) AS upto,
+       (SELECT count(*) FROM stripped) AS count;
+
+-- name: save_bodies_progress
+INSERT INTO retention_progress (app_id, bodies_upto) VALUES ($1, $2)
+ON CONFLICT (app_id) DO UPDATE SET bodies_upto = excluded.bodies_upto;
+
+-- name: expire_events_unlinked
+-- Events never linked to a job (about messages Mailer does not know) received before $2,
+-- $1 at a time, found through the index of events still waiting for their message.
+DELETE FROM events WHERE id IN (
+    SELECT id FROM events
+    WHERE job_id IS NULL AND message_id <> 0 AND received_at < $2
+    LIMIT $1
+)
+RETURNING id;
+
+-- name: expire_posts
+-- The oldest $1 raw callback bodies; those received before $2 go.
+WITH head AS (SELECT id, received_at FROM event_posts ORDER BY id LIMIT $1)
+DELETE FROM event_posts p USING head h WHERE p.id = h.id AND h.received_at < $2
+RETURNING p.id;
+
+-- name: expire_attempts
+-- The oldest $1 webhook attempts; those made before $2 go.
+WITH head AS (SELECT id, created_at FROM webhook_attempts ORDER BY id LIMIT $1)
+DELETE FROM webhook_attempts a USING head h WHERE a.id = h.id AND h.created_at < $2
+RETURNING a.id;
+
+-- name: expire_deliveries
+-- Finished webhook deliveries created before $2 (their attempts go with them), $1 at a time.
+DELETE FROM webhook_deliveries WHERE id IN (
+    SELECT id FROM webhook_deliveries
+    WHERE created_at < $2 AND state <> 'pending'
+    LIMIT $1
+)
+RETURNING id;
+
+-- name: retention_lock
+-- One retention run at a time across every worker (released at the end of the session's use).
+SELECT pg_try_advisory_lock(7315002018);
+
+-- name: retention_unlock
+SELECT pg_advisory_unlock(7315002018);

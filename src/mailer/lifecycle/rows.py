@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from mailer.db.rows import Column, Row
 
-__all__ = ["Id", "Post", "PostRef", "SealedSecret"]
+__all__ = ["AppRetention", "BodiesPassed", "ExpiredJobs", "Id", "Post", "PostRef", "SealedSecret"]
 
 
 class Id(Row):
@@ -33,3 +34,25 @@ class SealedSecret(Row):
 
     name = Column[str]()
     sealed = Column[str]()
+
+
+class AppRetention(Row):
+    """An app's retention overrides (``app_retention``)."""
+
+    id = Column[uuid.UUID]()
+    retention = Column[dict[str, Any] | None]()
+
+
+class ExpiredJobs(Row):
+    """What one batch of job expiry removed (``expire_jobs``)."""
+
+    jobs = Column[int]()
+    events = Column[int]()
+
+
+class BodiesPassed(Row):
+    """One batch of body removal (``remove_bodies``): the last job id passed (None: none
+    passed) and how many lost their bodies."""
+
+    upto = Column[uuid.UUID | None]()
+    count = Column[int]()

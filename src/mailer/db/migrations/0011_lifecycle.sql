@@ -42,3 +42,20 @@ CREATE TABLE erased_suppressions (
     erased_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (app_id, address_hash)
 );
+
+-- Retention (mailer.lifecycle.retention): periods are settings, an app may override
+-- {"bodies_days": n, "jobs_days": n}. Expired rows are removed by the workers in small
+-- batches, oldest first by the time-ordered primary keys, so no index is added to the
+-- tables written on the hot path.
+ALTER TABLE apps ADD COLUMN retention jsonb;
+-- When a job's bodies and attachments were removed (its headers and recipients stay).
+ALTER TABLE jobs ADD COLUMN bodies_removed_at timestamptz;
+-- Finished webhook deliveries are found by age through a BRIN index: tiny, and cheap to
+-- keep on a table written in time order.
+CREATE INDEX webhook_deliveries_created_brin ON webhook_deliveries USING brin (created_at);
+-- How far body removal has gone, per app (bodies go, the job stays: a scan from the
+-- start would read them again).
+CREATE TABLE retention_progress (
+    app_id  uuid PRIMARY KEY REFERENCES apps (id) ON DELETE CASCADE,
+    bodies_upto  uuid NOT NULL
+);
