@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -160,3 +160,50 @@ async def test_migration_0011_brings_an_existing_database_along(
     finally:
         await conn.close()
         await admin_execute(server_dsn, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+async def partition_names(pool: asyncpg.Pool) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'event_posts'::regclass ORDER BY c.relname"
+    )
+    return [r["relname"] for r in rows]
+
+
+async def test_raw_callbacks_live_in_day_partitions_made_ahead_and_dropped_whole(
+    pool: asyncpg.Pool,
+) -> None:
+    from mailer.lifecycle import partitions
+
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+
+    def day(offset: int) -> str:
+        return f"event_posts_p{today + timedelta(days=offset):%Y%m%d}"
+
+    async with pool.acquire() as conn:
+        assert await partitions.add_ahead(conn, today.date()) == 3  # today: the old rows'
+        assert await partitions.add_ahead(conn, today.date()) == 0
+    assert await partition_names(pool) == sorted(
+        [day(1), day(2), day(3), "event_posts_default", "event_posts_until_0011"]
+    )
+    for offset in (-40, 0, 1, 2, 10):  # 10 days on: no partition, the default holds it
+        await pool.execute(
+            "INSERT INTO event_posts (event_count, body, received_at) VALUES (1, '[]', $1)",
+            today + timedelta(days=offset),
+        )
+    later = today + timedelta(days=45)  # everything above is now past 30 days
+    async with pool.acquire() as conn:
+        removed = await run_once(conn, Periods(), now=later, batch=1)
+    assert removed is not None
+    # Rows at -40, 0 and +10 days one by one; three whole days, then the emptied old rows'.
+    assert removed.callbacks == 3 and removed.callback_days == 4
+    assert await pool.fetchval("SELECT count(*) FROM event_posts") == 0
+    assert await partition_names(pool) == sorted(
+        [day(45), day(46), day(47), day(48), "event_posts_default"]
+    )
+    new = await pool.fetchval(
+        "INSERT INTO event_posts (event_count, body, received_at) VALUES (1, '[]', $1) "
+        "RETURNING id",
+        later,
+    )
+    assert new == 6  # ids go on from the sequence

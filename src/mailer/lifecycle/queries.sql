@@ -173,3 +173,24 @@ SELECT pg_try_advisory_lock(7315002018);
 
 -- name: retention_unlock
 SELECT pg_advisory_unlock(7315002018);
+
+-- name: post_partitions
+-- The day partitions of event_posts (event_posts_pYYYYMMDD), oldest first.
+SELECT c.relname AS name
+FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'event_posts'::regclass AND c.relname ~ '^event_posts_p[0-9]{8}$'
+ORDER BY c.relname;
+
+-- name: leftover_posts
+-- Whether the partition of the rows from before partitioning still holds any.
+SELECT EXISTS (SELECT 1 FROM event_posts_until_0011);
+
+-- name: leftover_partition_exists
+SELECT to_regclass('event_posts_until_0011') IS NOT NULL;
+
+-- name: add_post_partition
+SELECT mailer_add_post_partition($1::date);
+
+-- name: drop_post_partition
+SELECT mailer_drop_post_partition($1);

@@ -2,11 +2,12 @@
 
 Periods (settings, an app may override the first two; see :class:`Periods`): email bodies
 and attachments, jobs with their recipients and events, raw callback bodies, webhook
-attempts and finished deliveries. Each batch is one short statement over the oldest rows
-by the time-ordered primary key (``LIMIT`` rows, a few milliseconds, no long lock), so
-sending goes on beside it and autovacuum reuses the space freed (no bloat from one huge
-DELETE). One worker at a time runs it (an advisory lock); a run that removed anything is
-audited.
+attempts and finished deliveries. Raw callbacks are partitioned by day: an expired day is
+dropped whole (:mod:`mailer.lifecycle.partitions`). Everything else goes in batches: each
+batch is one short statement over the oldest rows by the time-ordered primary key
+(``LIMIT`` rows, a few milliseconds, no long lock), so sending goes on beside it and
+autovacuum reuses the space freed (no bloat from one huge DELETE). One worker at a time
+runs it (an advisory lock); a run that removed anything is audited.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from mailer.aio import cancel_and_wait
 from mailer.audit import Actor
 from mailer.config import Settings
 from mailer.db.pool import Conn
+from mailer.lifecycle import partitions
 from mailer.lifecycle.address_key import Q
 from mailer.lifecycle.rows import AppRetention, BodiesPassed, ExpiredJobs
 
@@ -79,6 +81,8 @@ class Removed:
     jobs: int = 0
     events: int = 0
     callbacks: int = 0
+    callback_days: int = 0
+    """Day partitions of raw callbacks dropped whole."""
     webhook_attempts: int = 0
     webhook_deliveries: int = 0
 
@@ -118,9 +122,13 @@ async def _run(conn: Conn, periods: Periods, now: datetime, batch: int) -> Remov
     removed.events += await _drain(
         conn, Q.expire_events_unlinked, batch, now - _days(periods.jobs_days)
     )
-    removed.callbacks += await _drain(
-        conn, Q.expire_posts, batch, now - _days(periods.callbacks_days)
-    )
+    callbacks_cutoff = now - _days(periods.callbacks_days)
+    # Whole expired days go; what no day partition holds (from before partitioning, or in
+    # the default partition) goes row by row; then the coming days are made.
+    removed.callback_days += len(await partitions.drop_expired(conn, callbacks_cutoff))
+    removed.callbacks += await _drain(conn, Q.expire_posts, batch, callbacks_cutoff)
+    removed.callback_days += await partitions.drop_emptied_leftover(conn)
+    await partitions.add_ahead(conn, now.date())
     attempts_cutoff = now - _days(periods.webhook_attempts_days)
     removed.webhook_attempts += await _drain(conn, Q.expire_attempts, batch, attempts_cutoff)
     removed.webhook_deliveries += await _drain(conn, Q.expire_deliveries, batch, attempts_cutoff)
@@ -182,7 +190,16 @@ class Retention:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Start the loop (the first run comes after one interval)."""
+        """Make the coming days' partitions, and start the loop (the first run comes after
+        one interval)."""
+        try:
+            async with self._pool.acquire() as conn:
+                await partitions.add_ahead(conn, datetime.now(UTC).date())
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            log.warning(
+                "could not make the coming days' partitions; the next run tries again",
+                extra={"action": "partitions_failed", "error": str(exc)},
+            )
         if self._interval > 0:
             self._task = asyncio.create_task(self._loop())
 

@@ -7,7 +7,16 @@ from typing import Any
 
 from mailer.db.rows import Column, Row
 
-__all__ = ["AppRetention", "BodiesPassed", "ExpiredJobs", "Id", "Post", "PostRef", "SealedSecret"]
+__all__ = [
+    "AppRetention",
+    "BodiesPassed",
+    "ExpiredJobs",
+    "Id",
+    "PartitionName",
+    "Post",
+    "PostRef",
+    "SealedSecret",
+]
 
 
 class Id(Row):
@@ -56,3 +65,9 @@ class BodiesPassed(Row):
 
     upto = Column[uuid.UUID | None]()
     count = Column[int]()
+
+
+class PartitionName(Row):
+    """A day partition of ``event_posts`` (``post_partitions``)."""
+
+    name = Column[str]()

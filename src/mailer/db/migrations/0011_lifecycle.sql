@@ -59,3 +59,70 @@ CREATE TABLE retention_progress (
     app_id  uuid PRIMARY KEY REFERENCES apps (id) ON DELETE CASCADE,
     bodies_upto  uuid NOT NULL
 );
+
+-- Raw callback bodies are partitioned by day of arrival, so that retention drops a whole
+-- expired day (mailer.lifecycle.partitions) instead of deleting its rows. The rows already
+-- stored become one partition ending tomorrow (UTC), emptied by the batch deletes of
+-- retention and dropped once empty; a default partition takes anything no day covers (if
+-- the workers were down when a day began), and is emptied the same way. PostgreSQL 15 and
+-- 16 have no identity columns on partitioned tables: the id comes from a sequence.
+DO $$
+DECLARE
+    last_id bigint;
+    cut timestamptz := date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                       + interval '1 day';
+BEGIN
+    SELECT max(id) INTO last_id FROM event_posts;
+    ALTER TABLE event_posts RENAME TO event_posts_until_0011;
+    ALTER TABLE event_posts_until_0011 ALTER COLUMN id DROP IDENTITY;
+    -- The parent's key (id, received_at) replaces it when the table is attached.
+    ALTER TABLE event_posts_until_0011 DROP CONSTRAINT event_posts_pkey;
+    CREATE SEQUENCE event_posts_id_seq;
+    PERFORM setval('event_posts_id_seq', coalesce(last_id, 0) + 1, false);
+    CREATE TABLE event_posts (
+        id           bigint NOT NULL DEFAULT nextval('event_posts_id_seq'),
+        received_at  timestamptz NOT NULL DEFAULT now(),
+        event_count  integer NOT NULL,
+        body         bytea NOT NULL,
+        PRIMARY KEY (id, received_at)
+    ) PARTITION BY RANGE (received_at);
+    ALTER SEQUENCE event_posts_id_seq OWNED BY event_posts.id;
+    EXECUTE format(
+        'ALTER TABLE event_posts ATTACH PARTITION event_posts_until_0011 '
+        'FOR VALUES FROM (MINVALUE) TO (%L)', cut);
+    CREATE TABLE event_posts_default PARTITION OF event_posts DEFAULT;
+END
+$$;
+
+-- The partition of one day (UTC) of event_posts, made if missing: true when made, false
+-- when it existed or the range is already covered (the partition from before, or rows
+-- already in the default partition: those days stay in it, emptied by batch deletes).
+CREATE FUNCTION mailer_add_post_partition(day date) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    name text := 'event_posts_p' || to_char(day, 'YYYYMMDD');
+    low timestamptz := day::timestamp AT TIME ZONE 'UTC';
+BEGIN
+    IF to_regclass(name) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('CREATE TABLE %I PARTITION OF event_posts FOR VALUES FROM (%L) TO (%L)',
+                   name, low, low + interval '1 day');
+    RETURN true;
+EXCEPTION
+    WHEN invalid_object_definition OR check_violation THEN
+        RETURN false;
+END
+$$;
+
+-- Drop one day partition of event_posts (by the name post_partitions gave).
+CREATE FUNCTION mailer_drop_post_partition(name text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF name !~ '^event_posts_(p[0-9]{8}|until_0011)$' THEN
+        RAISE EXCEPTION 'not a partition of event_posts: %', name;
+    END IF;
+    EXECUTE format('ALTER TABLE event_posts DETACH PARTITION %I', name);
+    EXECUTE format('DROP TABLE %I', name);
+END
+$$;
