@@ -125,12 +125,20 @@ async def test_erase_after_a_full_journey_leaves_no_trace_and_keeps_suppressing(
     again = await service.queue(key, email(ANN))
     assert (await service.wait_for(key, again))["status"] == "suppressed"
     assert simulator.state.messages_for(again) == []
+    # The app may lift it like any other, by the address.
+    assert (await service.request("DELETE", f"/suppressions/{ANN}", key))[0] == 204
+    assert (await service.request("DELETE", f"/suppressions/{ANN}", key))[0] == 404
+    lifted = await service.queue(key, email(ANN))
+    assert (await service.wait_for(key, lifted))["status"] == "accepted"
+    await service.request("POST", "/suppressions", key, json={"email": ANN})
+    await erase(service.dsn, ANN)
     status, page = await service.request("GET", "/audit", key)
     by_hand = [e for e in page["entries"] if e["action"].startswith("suppression.")]
-    assert [e["target"] for e in by_hand] == ["erased address", "erased address"]
-    [entry] = [e for e in await audit_log(pool) if e["action"] == "erasure"]
-    assert entry["actor"].startswith("cli:") and entry["app_id"] is None
-    assert entry["details"]["jobs"] == 1
+    assert {e["target"] for e in by_hand} == {"erased address"} and len(by_hand) == 4
+    first, _ = [e for e in await audit_log(pool) if e["action"] == "erasure"]
+    assert first["actor"].startswith("cli:") and first["app_id"] is None
+    assert first["details"]["jobs"] == 1
+    assert await columns_naming(pool, ANN) == []
 
 
 async def audit_log(pool: asyncpg.Pool) -> list[dict[str, Any]]:

@@ -149,9 +149,20 @@ async def test_migration_0011_brings_an_existing_database_along(
             "https://hooks.example/",
             secret,
         )
+        await conn.execute(
+            'INSERT INTO event_posts (event_count, body) VALUES (1, \'[{"event": "open"}]\')'
+        )
         applied = await migrate.migrate(conn)
         assert [m.version for m in applied] == [11]
         assert await conn.fetchval("SELECT count(*) FROM jobs") == 1
+        # The raw body stays, in the partition of the rows from before; ids go on.
+        assert await conn.fetchval("SELECT body FROM event_posts_until_0011") == (
+            b'[{"event": "open"}]'
+        )
+        next_id = await conn.fetchval(
+            "INSERT INTO event_posts (event_count, body) VALUES (1, '[]') RETURNING id"
+        )
+        assert next_id == 2
         await check_secrets(service_settings(), dsn)
         stored = await conn.fetchval("SELECT secret FROM webhook_endpoints")
         assert stored != secret and not stored.startswith("whsec_")

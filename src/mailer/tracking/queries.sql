@@ -222,6 +222,10 @@ WHERE app_id = $1 AND email = $2 AND NOT EXISTS (SELECT 1 FROM inserted);
 -- name: delete_suppression
 DELETE FROM suppressions WHERE app_id = $1 AND email = $2 RETURNING email;
 
+-- name: delete_erased_suppression
+-- A suppression kept as the keyed hash $2 of an erased address (migration 0011).
+DELETE FROM erased_suppressions WHERE app_id = $1 AND address_hash = $2 RETURNING app_id;
+
 -- name: posts_after
 -- Reprocessing reads the stored bodies in arrival order, a batch at a time.
 SELECT id, received_at, body FROM event_posts WHERE id > $1 ORDER BY id LIMIT $2;

@@ -146,12 +146,25 @@ async def add_suppression(
 
 
 async def delete_suppression(
-    pool: asyncpg.Pool, app_id: uuid.UUID, email: str, actor: Actor
+    pool: asyncpg.Pool,
+    app_id: uuid.UUID,
+    email: str,
+    actor: Actor,
+    *,
+    erased_hash: bytes | None = None,
 ) -> bool:
-    """Remove ``email`` from the app's list (audited); False if it was not there."""
+    """Remove ``email`` from the app's list (audited); False if it was not there. With
+    ``erased_hash`` (the address's keyed hash), a suppression kept as that hash after an
+    erasure is removed too."""
     address = email.strip().lower()
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(Q.delete_suppression, app_id, address)
-        if row is not None:
-            await audit.record(conn, actor, "suppression.removed", app_id=app_id, target=address)
-    return row is not None
+        target = address
+        found = await conn.fetchrow(Q.delete_suppression, app_id, address) is not None
+        if not found and erased_hash is not None:
+            found = (
+                await conn.fetchrow(Q.delete_erased_suppression, app_id, erased_hash) is not None
+            )
+            target = "erased address"
+        if found:
+            await audit.record(conn, actor, "suppression.removed", app_id=app_id, target=target)
+    return found

@@ -12,6 +12,7 @@ from mailer.api.errors import ApiError
 from mailer.api.models import Suppression, SuppressionPage
 from mailer.api.responses import Json
 from mailer.delivery.email import EmailAddress
+from mailer.lifecycle.address_key import address_key
 from mailer.tracking import suppressions
 from mailer.tracking.suppressions import SuppressionReason
 
@@ -64,7 +65,14 @@ async def add_suppression(body: NewSuppression, caller: SendCaller, services: Se
 
 @router.delete("/suppressions/{email}", status_code=204)
 async def delete_suppression(email: str, caller: SendCaller, services: ServicesDep) -> Response:
-    """Allow sending to an address again. 404 when it is not on the app's list."""
-    if not await suppressions.delete_suppression(services.pool, caller.app_id, email, caller.actor):
+    """Allow sending to an address again (also one erased since: its suppression is kept
+    as a keyed hash). 404 when it is not on the app's list."""
+    erased_hash = None
+    if services.box is not None:
+        async with services.pool.acquire() as conn:
+            erased_hash = (await address_key(conn, services.box)).digest(email)
+    if not await suppressions.delete_suppression(
+        services.pool, caller.app_id, email, caller.actor, erased_hash=erased_hash
+    ):
         raise ApiError(404, "not_found", f"{email} is not suppressed")
     return Response(status_code=204)
