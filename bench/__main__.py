@@ -38,6 +38,7 @@ SCENARIOS: dict[str, Scenario] = {
     "events": scenarios_api.events,
     "latency": scenarios_api.latency,
     "backlog": scenarios_queue.backlog,
+    "erased": scenarios_queue.erased,
     "soak": scenarios_queue.soak,
 }
 RESULTS = infra.ROOT / "bench" / "results"

@@ -59,11 +59,17 @@ WITH gone AS (
     DELETE FROM suppressions
     WHERE email = $1 AND ($2::uuid IS NULL OR app_id = $2)
     RETURNING app_id, reason, created_at
+), kept AS (
+    INSERT INTO erased_suppressions (app_id, address_hash, reason, created_at)
+    SELECT app_id, $3, reason, created_at FROM gone
+    ON CONFLICT (app_id, address_hash) DO NOTHING
+    RETURNING app_id
+), flagged AS (
+    -- The claim checks erased addresses only for apps so flagged.
+    UPDATE apps SET erased_any = true
+    WHERE id IN (SELECT app_id FROM gone) AND NOT erased_any
 )
-INSERT INTO erased_suppressions (app_id, address_hash, reason, created_at)
-SELECT app_id, $3, reason, created_at FROM gone
-ON CONFLICT (app_id, address_hash) DO NOTHING
-RETURNING app_id;
+SELECT app_id FROM gone;
 
 -- name: posts_naming_address
 -- Raw callback bodies that carry the address, by the events erased ($2) or by their text.

@@ -42,6 +42,8 @@ CREATE TABLE erased_suppressions (
     erased_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (app_id, address_hash)
 );
+-- Whether the app has any: the claim computes the HMAC only for those apps.
+ALTER TABLE apps ADD COLUMN erased_any boolean NOT NULL DEFAULT false;
 
 -- Retention (mailer.lifecycle.retention): periods are settings, an app may override
 -- {"bodies_days": n, "jobs_days": n}. Expired rows are removed by the workers in small
