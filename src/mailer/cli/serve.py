@@ -38,7 +38,6 @@ def run(host: str | None, port: int | None) -> None:
     logs.configure(settings.log_level, settings.log_format)
     if not settings.uses_simulator:
         settings = with_event_credentials(settings)  # a configuration error comes first
-    settings = _demo_webhook_networks(settings)
     host, port = host or settings.host, port or settings.port
     started_or_exit(runtime.check_port, host, port)
     smtp_tls = _smtp_tls(settings)
@@ -83,6 +82,8 @@ async def _serve_all(
 
     for name in await runtime.apply_migrations(dsn):
         click.echo(f"applied migration {name}", err=True)
+    # Said once everything checked out: a start-up error stays one line.
+    settings = _demo_webhook_networks(settings)
     try:
         await runtime.check_secrets(settings, dsn)
     except runtime.StartupError as exc:

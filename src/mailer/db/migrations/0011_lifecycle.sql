@@ -112,7 +112,9 @@ BEGIN
                    name, low, low + interval '1 day');
     RETURN true;
 EXCEPTION
-    WHEN invalid_object_definition OR check_violation THEN
+    -- Overlapping a partition, rows of that day in the default one, or another worker
+    -- making the same day at the same moment.
+    WHEN invalid_object_definition OR check_violation OR duplicate_table THEN
         RETURN false;
 END
 $$;
