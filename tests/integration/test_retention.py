@@ -218,3 +218,28 @@ async def test_raw_callbacks_live_in_day_partitions_made_ahead_and_dropped_whole
         later,
     )
     assert new == 6  # ids go on from the sequence
+
+
+def test_cli_sets_and_clears_an_app_s_periods_and_runs_retention(db_dsn: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import orjson
+
+    env = {**os.environ, "DATABASE_URL": db_dsn}
+
+    def mailer(*args: str, ok: bool = True) -> str:
+        command = [sys.executable, "-m", "mailer.cli", *args]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        assert (done.returncode == 0) == ok, done.stderr
+        return done.stdout if ok else done.stderr
+
+    mailer("apps", "create", "shop")
+    assert "bodies 7 d" in mailer("retention", "set", "shop", "--bodies", "7")
+    assert "1 to 36500" in mailer("retention", "set", "shop", "--jobs", "0", ok=False)
+    mailer("retention", "clear", "shop")
+    removed = orjson.loads(mailer("retention", "run", "--json"))
+    assert removed["jobs"] == 0
+    actions = [e["action"] for e in orjson.loads(mailer("audit", "--app", "shop", "--json"))]
+    assert actions[:2] == ["app.retention_changed", "app.retention_changed"]
