@@ -171,6 +171,10 @@ async def test_mailer_secrets_rotate_reseals_with_the_new_key(
     rows = await pool.fetch("SELECT url, secret FROM webhook_endpoints ORDER BY url")
     assert [only_new.open(r["secret"]) for r in rows] == [endpoint["secret"], clear]
     await deliver(pool, only_new, 1, endpoints=2)
+    resealed = await pool.fetchval(
+        "SELECT details FROM audit_log WHERE action = 'secrets.resealed'"
+    )
+    assert resealed == {"endpoints": 2, "own": 0, "keys": 2}
     assert len(receiver.received) == 2
     env["MAILER_SECRET_KEY"] = generate_key()  # a key that opens nothing: refused, unchanged
     done = await rotate(env)

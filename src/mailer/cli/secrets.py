@@ -29,6 +29,8 @@ def rotate() -> None:
     Rotating: set MAILER_SECRET_KEY to `NEW,OLD` on every process, run this, then drop OLD.
     Secrets still stored in clear (from before sealing) are sealed too.
     """
+    from mailer import audit
+    from mailer.audit import Actor
     from mailer.config import ConfigError
     from mailer.lifecycle import address_key
     from mailer.vault import SecretUnreadable, box_for
@@ -44,9 +46,13 @@ def rotate() -> None:
     async def action(conn: Any) -> tuple[int, int]:
         try:
             async with conn.transaction():
-                return await sealed.reseal_all(conn, box), await address_key.reseal(conn, box)
+                endpoints = await sealed.reseal_all(conn, box)
+                own = await address_key.reseal(conn, box)
+                details = {"endpoints": endpoints, "own": own, "keys": box.key_count}
+                await audit.record(conn, Actor.cli(), "secrets.resealed", details=details)
         except SecretUnreadable as exc:
             raise click.ClickException(str(exc)) from None
+        return endpoints, own
 
     endpoints, own = with_db(action)
     click.echo(
