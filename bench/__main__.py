@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import infra, scenarios_api, scenarios_queue
+from bench import infra, scenarios_api, scenarios_queue, scenarios_retention
 from bench.load import pick_generator
 from bench.report import Report, Row, cpu_ticks, machine_info, stolen_share
 from bench.sizes import SIZES
@@ -39,6 +39,7 @@ SCENARIOS: dict[str, Scenario] = {
     "latency": scenarios_api.latency,
     "backlog": scenarios_queue.backlog,
     "erased": scenarios_queue.erased,
+    "retention": scenarios_retention.retention,
     "soak": scenarios_queue.soak,
 }
 RESULTS = infra.ROOT / "bench" / "results"
