@@ -30,6 +30,7 @@ from bench import (
     scenarios_jobs,
     scenarios_metrics,
     scenarios_queue,
+    scenarios_retention,
     scenarios_sizing,
 )
 from bench.load import pick_generator
@@ -50,6 +51,8 @@ SCENARIOS: dict[str, Scenario] = {
     "jobs": scenarios_jobs.jobs,
     "sizing": scenarios_sizing.sizing,
     "dashboard": scenarios_dashboard.dashboard,
+    "erased": scenarios_queue.erased,
+    "retention": scenarios_retention.retention,
     "soak": scenarios_queue.soak,
     "metrics": scenarios_metrics.metrics,
 }

@@ -23,6 +23,7 @@ from mailer.db.pool import connect, create_pool
 from mailer.delivery import send, store
 from mailer.delivery.batching import MAX_RECIPIENTS_PER_CALL, AcceptedRecipient
 from mailer.delivery.enqueue import insert_jobs
+from mailer.lifecycle.address_key import AddressKey
 from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET
 
 SIMULATOR_LATENCY_MS = 50.0
@@ -247,20 +248,84 @@ async def _build_backlog(dsn: str, jobs: int) -> None:
         await conn.close()
 
 
-async def _time_claims(dsns: list[str], claims: int) -> list[float]:
+async def erased(b: Bench) -> None:
+    """The claim's check of erased addresses (an HMAC per recipient, in SQL), on three equal
+    backlogs claimed in turn: without the key's pads (the branch skipped, as before erasure
+    existed); with them, for an app that erased no one (the check stops at the app); and
+    for an app with 1,000 erased addresses (an HMAC per recipient)."""
+    s = b.size
+    key = AddressKey(b"k" * 32)
+    async with (
+        infra.fresh_database(b.server) as plain_dsn,
+        infra.fresh_database(b.server) as other_dsn,
+        infra.fresh_database(b.server) as erased_dsn,
+    ):
+        for dsn in (plain_dsn, other_dsn, erased_dsn):
+            await _build_backlog(dsn, s.backlog_small)
+        await _erase_some(other_dsn, key, own_app=False)
+        await _erase_some(erased_dsn, key, own_app=True)
+        plain, other, hashed = await _time_claims(
+            [plain_dsn, other_dsn, erased_dsn], s.claims, pads=[None, key.pads(), key.pads()]
+        )
+    label = f"claim {CLAIM_LIMIT} jobs, {s.backlog_small:,} queued"
+    b.report.add(Row("erased", f"{label}, no erased check (median)", plain * 1000, "ms"))
+    for what, value in (("app erased no one", other), ("app erased 1,000", hashed)):
+        b.report.add(
+            Row(
+                "erased",
+                f"{label}, {what} (median)",
+                value * 1000,
+                "ms",
+                "no erased check",
+                plain * 1000,
+                target="<= 1.2x",
+                met=value <= 1.2 * plain,
+            )
+        )
+
+
+async def _erase_some(dsn: str, key: AddressKey, *, own_app: bool) -> None:
+    """1,000 erased suppressions, of the backlog's app or of another one."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        app_id = await conn.fetchval("SELECT id FROM apps")
+        if not own_app:
+            app_id = await conn.fetchval(
+                "INSERT INTO apps (id, name) VALUES (gen_random_uuid(), 'other') RETURNING id"
+            )
+        await conn.execute(
+            "INSERT INTO erased_suppressions (app_id, address_hash, reason, created_at) "
+            "SELECT $1, h, 'manual', now() FROM unnest($2::bytea[]) h",
+            app_id,
+            [key.digest(f"erased{n}@example.org") for n in range(1000)],
+        )
+        await conn.execute("UPDATE apps SET erased_any = true WHERE id = $1", app_id)
+        await conn.execute("ANALYZE erased_suppressions")
+    finally:
+        await conn.close()
+
+
+async def _time_claims(
+    dsns: list[str], claims: int, *, pads: list[tuple[bytes, bytes] | None] | None = None
+) -> list[float]:
     """Median seconds of `store.claim` in each database, claiming from each in turn; each
     claim is then recorded as sent, as a worker would, so dead rows pile up the way they
-    do in service."""
+    do in service. `pads`: the erased-address key's, per database (default: none)."""
     pools: list[asyncpg.Pool] = []
     times: list[list[float]] = [[] for _ in dsns]
+    keys = pads or [None] * len(dsns)
     try:
         for dsn in dsns:
             pools.append(await create_pool(dsn, min_size=1, max_size=2))
         for _ in range(claims):
-            for pool, timed in zip(pools, times, strict=True):
+            for pool, timed, key in zip(pools, times, keys, strict=True):
                 began = time.perf_counter()
                 jobs = await store.claim(
-                    pool, limit=CLAIM_LIMIT, lease_seconds=120, worker_id="bench"
+                    pool,
+                    limit=CLAIM_LIMIT,
+                    lease_seconds=120,
+                    worker_id="bench",
+                    erased_key_pads=key,
                 )
                 timed.append(time.perf_counter() - began)
                 outcome = send.Outcome(

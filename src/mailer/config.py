@@ -2,15 +2,40 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, TypeAlias
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MAILJET_URL = "https://api.mailjet.com"
 DEMO_SMTP_PORT = 2525
+DEMO_WEBHOOK_NETWORKS = "127.0.0.0/8, ::1/128"
+"""What `mailer run` lets webhooks reach when MAILER_WEBHOOK_ALLOWED_NETWORKS is unset in
+the demo: receivers on this machine."""
+
+Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(value: str) -> tuple[Network, ...]:
+    """Comma- or space-separated CIDRs (``127.0.0.0/8, ::1``); raise ValueError naming a bad
+    one."""
+    networks = []
+    for item in value.replace(",", " ").split():
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not a network (CIDR such as 127.0.0.0/8)") from None
+    return tuple(networks)
 
 
 def default_data_dir() -> Path:
@@ -69,6 +94,16 @@ class Settings(BaseSettings):
     metrics: bool = True
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
+    # Retention (mailer.lifecycle.retention): days kept; an app may override the first two.
+    retention_bodies_days: int = Field(default=30, ge=1, le=36_500)
+    retention_jobs_days: int = Field(default=400, ge=1, le=36_500)
+    retention_callbacks_days: int = Field(default=30, ge=1, le=36_500)
+    retention_webhook_attempts_days: int = Field(default=30, ge=1, le=36_500)
+    retention_interval_seconds: float = Field(default=600.0, ge=0)
+
+    # Seals webhook secrets at rest (mailer.vault): Fernet keys, the newest first.
+    secret_key: SecretStr | None = None
+
     events_user: str | None = None
     events_password: SecretStr | None = None
 
@@ -81,6 +116,22 @@ class Settings(BaseSettings):
     smtp_max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     smtp_max_recipients: int = Field(default=50, ge=1, le=50)
     smtp_timeout: float = Field(default=300.0, gt=0, le=3600)
+
+    # Networks webhooks may reach besides public addresses (CIDRs); unset: none, except in
+    # the `mailer run` demo (DEMO_WEBHOOK_NETWORKS).
+    webhook_allowed_networks: str | None = None
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _check_networks(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_networks(value)
+        return value
+
+    @property
+    def webhook_networks(self) -> tuple[Network, ...]:
+        """The networks of MAILER_WEBHOOK_ALLOWED_NETWORKS, parsed."""
+        return parse_networks(self.webhook_allowed_networks or "")
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Self:

@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncpg
 import orjson
 
-from mailer.config import DEFAULT_MAILJET_URL, Settings, safe_dsn
+from mailer.config import DEFAULT_MAILJET_URL, ConfigError, Settings, safe_dsn
 from mailer.db import migrate
 from mailer.db.embedded import EmbeddedPostgres
 from mailer.db.housekeeping import Housekeeping
@@ -24,14 +24,19 @@ from mailer.db.pool import connect, use_statement_cache
 from mailer.delivery.retry import RetryPolicy
 from mailer.delivery.send import Sender
 from mailer.delivery.worker import JOBS_CHANNEL, Worker
+from mailer.lifecycle import address_key
+from mailer.lifecycle.retention import Periods, Retention
 from mailer.logs import describe
 from mailer.mailjet import ClientTimeouts, MailjetClient
 from mailer.ops.event_clock import SilenceWatch
 from mailer.ops.heartbeat import Heartbeat
 from mailer.queue.loop import claiming_ahead
 from mailer.queue.wakeup import Wakeup
+from mailer.vault import box_for
+from mailer.webhooks import sealed
 from mailer.webhooks.dispatch import Dispatcher
 from mailer.webhooks.outbox import CHANNEL as WEBHOOK_CHANNEL
+from mailer.webhooks.targets import TargetPolicy
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +292,35 @@ async def check_database(dsn: str, *, migrations: bool = True, timeout: float = 
         await conn.close()
 
 
+async def check_secrets(settings: Settings, dsn: str) -> None:
+    """Raise `StartupError` when webhook secrets exist but no MAILER_SECRET_KEY can open
+    them (or the key is malformed); with a key, seal any secret still stored in clear."""
+    try:
+        box = box_for(settings)
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
+    conn = await connect(dsn)
+    try:
+        if box is None:
+            endpoints = await sealed.count_endpoints(conn)
+            erased = await address_key.erased_count(conn)
+            if endpoints or erased:
+                raise StartupError(
+                    f"MAILER_SECRET_KEY: must be set: {endpoints} webhook endpoint(s) and "
+                    f"{erased} erased suppression(s) depend on it (make a key with `mailer "
+                    "secrets generate-key` only if none was ever set)"
+                )
+            return
+        changed = await sealed.seal_clear_secrets(conn, box)
+        if changed:
+            log.info(
+                "sealed webhook secrets stored in clear",
+                extra={"action": "secrets_sealed", "endpoints": changed},
+            )
+    finally:
+        await conn.close()
+
+
 @contextlib.asynccontextmanager
 async def running_worker(
     settings: Settings,
@@ -303,6 +337,11 @@ async def running_worker(
         target.secret_key,
         timeout=ClientTimeouts(total=settings.mailjet_timeout),
     )
+    box = box_for(settings)
+    pads = None
+    if box is not None:
+        async with pool.acquire() as conn:
+            pads = (await address_key.address_key(conn, box)).pads()
     # One LISTEN connection wakes both of the process's queues; LISTEN needs a connection
     # that keeps its session, which PgBouncer's transaction mode does not give.
     wakeup = Wakeup(settings.listen_database_url or dsn, (JOBS_CHANNEL, WEBHOOK_CHANNEL))
@@ -317,20 +356,32 @@ async def running_worker(
             poll_interval=settings.poll_interval,
         ),
         claim_batch=settings.claim_batch,
+        erased_key_pads=pads,
     )
     await worker.start()
     # Seen by the others (`/readyz`, `mailer status`) until it has drained.
     heartbeat = Heartbeat(pool, worker.worker_id)
     # Outbound webhooks are delivered by the same process, woken on their own channel.
-    dispatcher = Dispatcher(pool, wakeup.signal(WEBHOOK_CHANNEL))
+    dispatcher = Dispatcher(
+        pool,
+        wakeup.signal(WEBHOOK_CHANNEL),
+        targets=TargetPolicy(settings.webhook_networks),
+        box=box,
+    )
     await dispatcher.start()
     housekeeping = Housekeeping(pool)
     # Notes when Mailjet accepts sends, and says so when no `sent` events follow.
     silence = SilenceWatch(pool, after=settings.event_silence_after)
+    retention = Retention(
+        pool,
+        Periods.from_settings(settings),
+        interval=settings.retention_interval_seconds,
+    )
     try:
         await heartbeat.start()
         await housekeeping.start()
         await silence.start()
+        await retention.start()
         yield worker
     finally:
         try:
@@ -340,5 +391,6 @@ async def running_worker(
             await silence.stop()
             await heartbeat.stop()
             await housekeeping.stop()
+            await retention.stop()
             await dispatcher.stop()
             await wakeup.stop()

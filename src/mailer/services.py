@@ -10,6 +10,8 @@ from mailer.apps.store import KeyVerifier
 from mailer.config import Settings
 from mailer.db.pool import create_pool, use_statement_cache
 from mailer.delivery.enqueue import Enqueuer
+from mailer.vault import SecretBox, box_for
+from mailer.webhooks.targets import TargetPolicy
 
 
 @dataclass
@@ -20,6 +22,9 @@ class Services:
     pool: asyncpg.Pool
     enqueuer: Enqueuer
     keys: KeyVerifier
+    targets: TargetPolicy
+    box: SecretBox | None
+    """Seals webhook secrets (None: no MAILER_SECRET_KEY with a DATABASE_URL)."""
 
     @classmethod
     async def open(cls, settings: Settings, dsn: str, *, pool_size: int = 10) -> Services:
@@ -29,7 +34,14 @@ class Services:
         pool = await create_pool(dsn, min_size=2, max_size=pool_size)
         enqueuer = Enqueuer(pool)
         await enqueuer.start()
-        return cls(settings, pool, enqueuer, KeyVerifier(pool, settings.key_cache_seconds))
+        return cls(
+            settings,
+            pool,
+            enqueuer,
+            KeyVerifier(pool, settings.key_cache_seconds),
+            TargetPolicy(settings.webhook_networks),
+            box_for(settings),
+        )
 
     async def close(self) -> None:
         """Finish pending writes and close the pool."""

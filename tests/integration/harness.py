@@ -23,18 +23,26 @@ from mailer.delivery.retry import RetryPolicy
 from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET, MailjetTarget, running_worker
 from mailer.services import Services
 from mailer.simulator.server import SimulatorServer
+from mailer.vault import SecretBox
+
+TEST_SECRET_KEY = "PVC_nduR0uTyuUZQbyz7o0Xp5MYldIt5fI9cxEUZQew="
+"""MAILER_SECRET_KEY of the tests' services (a fixed Fernet key)."""
+TEST_BOX = SecretBox([TEST_SECRET_KEY])
 
 FINAL = {"accepted", "sent", "failed", "suppressed", "opened", "clicked", "bounced", "blocked"}
 
 
 def service_settings(**overrides: Any) -> Settings:
-    """Settings for tests: quick polls and leases, no Mailjet keys."""
+    """Settings for tests: quick polls and leases, no Mailjet keys, webhooks to loopback."""
     values: dict[str, Any] = {
         "poll_interval": 0.2,
         "lease_seconds": 40.0,
         "mailjet_timeout": 2.0,
         "key_cache_seconds": 0.0,
         "lookup_grace_seconds": 0.2,
+        # The tests' webhook receivers listen on 127.0.0.1.
+        "webhook_allowed_networks": "127.0.0.0/8",
+        "secret_key": TEST_SECRET_KEY,
     }
     values.update(overrides)
     return Settings(**values)

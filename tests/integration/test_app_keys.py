@@ -45,6 +45,7 @@ async def test_every_route_checks_its_scope(service: Service) -> None:
         ("GET", "/feed", "read", {}),
         ("GET", "/jobs", "read", {}),
         ("GET", "/suppressions", "read", {}),
+        ("GET", "/audit", "read", {}),
         ("POST", "/suppressions", "send", {"json": {"email": "x@example.org"}}),
         ("GET", "/suppressions/x@example.org/history", "read", {}),
         ("DELETE", "/suppressions/x@example.org?reason=asked", "send", {}),
@@ -163,3 +164,43 @@ def test_cli_keys_with_scopes_senders_and_revoke_as_listed(db_dsn: str) -> None:
     assert "not a domain" in mailer("apps", "senders", "set", "shop", "a b", ok=False).stderr
     mailer("apps", "senders", "clear", "shop")
     assert "any domain" in mailer("apps", "senders", "show", "shop").stdout
+
+
+async def test_an_expired_key_is_refused_and_a_live_one_accepted(service: Service) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    await service.create_app()
+    conn = await connect(service.dsn)
+    try:
+        found = await store.find_app(conn, "shop")
+        assert found is not None
+        now = datetime.now(UTC)
+        expired = await store.create_key(conn, found.id, expires_at=now - timedelta(seconds=1))
+        live = await store.create_key(conn, found.id, expires_at=now + timedelta(days=1))
+    finally:
+        await conn.close()
+    assert (await service.request("GET", "/feed", expired.plaintext))[0] == 401
+    assert (await service.request("GET", "/feed", live.plaintext))[0] == 200
+
+
+def test_cli_keys_with_an_expiry(db_dsn: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    env = {**os.environ, "DATABASE_URL": db_dsn}
+
+    def mailer(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "mailer.cli", *args]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        assert (done.returncode == 0) == ok, done.stderr
+        return done
+
+    mailer("apps", "create", "shop")
+    made = orjson.loads(
+        mailer("apps", "keys", "create", "shop", "--expires", "90d", "--json").stdout
+    )
+    expires = datetime.fromisoformat(made["expires_at"])
+    assert abs(expires - (datetime.now(UTC) + timedelta(days=90))) < timedelta(minutes=5)
+    assert "active until" in mailer("apps", "keys", "list", "shop").stdout
+    assert (
+        "--expires" in mailer("apps", "keys", "create", "shop", "--expires", "5x", ok=False).stderr
+    )

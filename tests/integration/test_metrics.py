@@ -21,9 +21,16 @@ from mailer.ops.gauges import DatabaseGauges
 from mailer.simulator.server import SimulatorServer
 from mailer.tracking.intake import store_callback
 from mailer.webhooks.dispatch import Dispatcher
-from tests.integration.harness import Service, running_service
+from tests.integration.harness import TEST_BOX, Service, running_service
 from tests.integration.test_recording import MESSAGE_ID, _claimed_job, _sent
-from tests.integration.test_webhooks import Clock, event, new_app, new_endpoint, store_events
+from tests.integration.test_webhooks import (
+    LOOPBACK,
+    Clock,
+    event,
+    new_app,
+    new_endpoint,
+    store_events,
+)
 from tests.integration.tracking_helpers import (
     email,
     mj_event,
@@ -183,7 +190,9 @@ async def test_webhook_deliveries_are_counted_by_outcome_with_their_lag(
         running_service(db_dsn, None, worker=False) as service,
         Receiver(script=[500], default=200) as flaky,
         Receiver(default=410) as gone,
-        Dispatcher(pool, clock=clock, rng=random.Random(3)) as dispatcher,
+        Dispatcher(
+            pool, clock=clock, rng=random.Random(3), targets=LOOPBACK, box=TEST_BOX
+        ) as dispatcher,
     ):
         key, app_id = await new_app(service, pool, "hooks")
         await new_endpoint(service, key, flaky.url)

@@ -22,8 +22,11 @@ from mailer.simulator.server import SimulatorServer
 from mailer.webhooks.dispatch import Dispatcher
 from mailer.webhooks.outbox import EVENT_TYPES, OutboxEvent, fan_out
 from mailer.webhooks.schedule import MAX_ATTEMPTS, next_attempt_delay
-from tests.integration.harness import Service, running_service
+from mailer.webhooks.targets import TargetPolicy
+from tests.integration.harness import TEST_BOX, Service, running_service
 from tests.integration.webhook_receiver import Receiver
+
+LOOPBACK = TargetPolicy.allowing("127.0.0.0/8")
 
 
 class Clock:
@@ -58,7 +61,9 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def dispatcher(pool: asyncpg.Pool, clock: Clock) -> AsyncIterator[Dispatcher]:
-    async with Dispatcher(pool, clock=clock, rng=random.Random(7)) as d:
+    async with Dispatcher(
+        pool, clock=clock, rng=random.Random(7), targets=LOOPBACK, box=TEST_BOX
+    ) as d:
         yield d
 
 
@@ -307,13 +312,17 @@ async def test_a_dispatcher_killed_mid_delivery_is_taken_over_after_its_lease(
     receiver.script = ["hang"]
     await store_events(pool, [event(app_id)])
     options = LoopOptions(concurrency=16, lease_seconds=60)
-    async with Dispatcher(pool, options=options, clock=clock) as first:
+    async with Dispatcher(
+        pool, options=options, clock=clock, targets=LOOPBACK, box=TEST_BOX
+    ) as first:
         task = asyncio.create_task(first.run_once())
         await asyncio.wait_for(receiver.arrived.wait(), 5)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    async with Dispatcher(pool, options=options, clock=clock) as second:
+    async with Dispatcher(
+        pool, options=options, clock=clock, targets=LOOPBACK, box=TEST_BOX
+    ) as second:
         assert await second.run_once() == 0  # leased
         clock.advance(seconds=61)
         assert await second.run_once() == 1
@@ -330,7 +339,11 @@ async def test_stop_lets_the_attempt_in_flight_finish_and_be_recorded(
     await store_events(pool, [event(app_id)])
     # A short poll: the claim loop itself ends at once, the attempt is still in flight.
     dispatcher = Dispatcher(
-        pool, options=LoopOptions(concurrency=16, lease_seconds=60, poll_interval=0.05), clock=clock
+        pool,
+        options=LoopOptions(concurrency=16, lease_seconds=60, poll_interval=0.05),
+        clock=clock,
+        targets=LOOPBACK,
+        box=TEST_BOX,
     )
     await dispatcher.start()
     await asyncio.wait_for(receiver.arrived.wait(), 5)

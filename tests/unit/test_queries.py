@@ -38,8 +38,10 @@ def test_every_part_with_queries_is_found() -> None:
     assert [_package(p) for p in PACKAGES] == [
         "mailer.apps",
         "mailer.dashboard",
+        "mailer.audit",
         "mailer.db",
         "mailer.delivery",
+        "mailer.lifecycle",
         "mailer.ops",
         "mailer.tracking",
         "mailer.webhooks",

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from mailer.api.errors import ApiError, invalid_fields, invalid_request
 from mailer.apps.access import READ, SEND, WEBHOOKS, Grant
+from mailer.audit import Actor
 from mailer.delivery.textcheck import NUL_ESCAPE, NUL_MESSAGE, nul_paths
 from mailer.metrics import count
 from mailer.ops.activity import ACTIVITY
@@ -94,6 +95,31 @@ def scoped_app(scope: str) -> Callable[..., Awaitable[uuid.UUID]]:
 
     app_with_scope.__name__ = f"app_with_{scope}_scope"
     return app_with_scope
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The calling app, and who it is for the audit log (its key, its IP)."""
+
+    app_id: uuid.UUID
+    actor: Actor
+
+
+def scoped_caller(scope: str) -> Callable[..., Awaitable[Caller]]:
+    """As :func:`scoped_app`, with the key and client address that changes are audited
+    under."""
+
+    async def caller_with_scope(
+        request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> Caller:
+        grant = await grant_for_authorization(request, authorization)
+        if scope not in grant.scopes:
+            raise missing_scope(scope)
+        ip = request.client.host if request.client is not None else None
+        return Caller(grant.app_id, Actor.key(grant.key_id, ip))
+
+    caller_with_scope.__name__ = f"caller_with_{scope}_scope"
+    return caller_with_scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,4 +243,7 @@ ENQUEUING_OPENAPI: dict[str, Any] = {
 ReadApp = Annotated[uuid.UUID, Depends(scoped_app(READ))]
 SendApp = Annotated[uuid.UUID, Depends(scoped_app(SEND))]
 WebhooksApp = Annotated[uuid.UUID, Depends(scoped_app(WEBHOOKS))]
+# The same, for routes that change something (audited).
+SendCaller = Annotated[Caller, Depends(scoped_caller(SEND))]
+WebhooksCaller = Annotated[Caller, Depends(scoped_caller(WEBHOOKS))]
 ServicesDep = Annotated[Services, Depends(services_dependency)]

@@ -259,3 +259,23 @@ class Health(BaseModel):
     """The service and its database answer."""
 
     ok: bool
+
+
+class AuditEntry(BaseModel):
+    """One change recorded in the audit log."""
+
+    id: int
+    at: datetime
+    app_id: str | None
+    actor: str = Field(description="`key:<API key id>`, `cli:<user>` or `mailer:<part>`")
+    action: str = Field(description="e.g. `key.created`, `endpoint.changed`, `erasure`")
+    target: str | None = Field(description="What it was done to (an id)")
+    source: str | None = Field(description="The client's IP (HTTP) or the host (CLI)")
+    details: dict[str, Any] | None
+
+
+class AuditPage(BaseModel):
+    """A page of the app's audit log, newest first."""
+
+    entries: list[AuditEntry]
+    next_before: int | None

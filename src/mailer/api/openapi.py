@@ -50,7 +50,8 @@ _WHY = {
     "the job's state does not allow the action)",
     413: "Request body too large (`MAILER_MAX_BODY_BYTES`)",
     422: "Invalid fields, each named in `details`",
-    503: "Could not be stored now; retry later",
+    503: "Could not be stored now; retry later (or, for webhook secrets, the server has no "
+    "MAILER_SECRET_KEY)",
 }
 
 # Per route (method, path): the scope its key needs (None: not an API-key route) and the
@@ -68,17 +69,18 @@ _ROUTES: dict[tuple[str, str], tuple[str | None, tuple[int, ...]]] = {
     ("post", "/suppressions"): (SEND, (413,)),
     ("delete", "/suppressions/{email}"): (SEND, (404,)),
     ("get", "/suppressions/{email}/history"): (READ, ()),
-    ("post", "/webhooks"): (WEBHOOKS, (413,)),
+    ("post", "/webhooks"): (WEBHOOKS, (413, 503)),
     ("get", "/webhooks"): (WEBHOOKS, ()),
     ("get", "/webhooks/{endpoint_id}"): (WEBHOOKS, (404,)),
     ("patch", "/webhooks/{endpoint_id}"): (WEBHOOKS, (404, 413)),
     ("delete", "/webhooks/{endpoint_id}"): (WEBHOOKS, (404,)),
-    ("post", "/webhooks/{endpoint_id}/rotate-secret"): (WEBHOOKS, (404,)),
+    ("post", "/webhooks/{endpoint_id}/rotate-secret"): (WEBHOOKS, (404, 503)),
     ("get", "/webhooks/{endpoint_id}/attempts"): (WEBHOOKS, (404,)),
     ("post", "/webhooks/{endpoint_id}/deliveries/{delivery_id}/resend"): (WEBHOOKS, (404, 409)),
     ("post", "/webhooks/{endpoint_id}/recover"): (WEBHOOKS, (404, 413)),
     ("post", "/webhooks/{endpoint_id}/test"): (WEBHOOKS, (404,)),
     ("post", "/events"): (None, (400, 401, 413, 503)),
+    ("get", "/audit"): (READ, ()),
 }
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 _PREFIX_BYTES = 6
 _SECRET_BYTES = 32
@@ -48,3 +50,15 @@ def prefix_of(plaintext: str) -> str | None:
 def matches(plaintext: str, key_hash: bytes) -> bool:
     """Whether a presented key is the one stored as `key_hash` (constant time)."""
     return hmac.compare_digest(hash_key(plaintext), key_hash)
+
+
+_LIFETIME = re.compile(r"^([1-9][0-9]{0,5})([dhm])$")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def parse_lifetime(text: str) -> timedelta:
+    """How long a key lives, written `90d`, `12h` or `30m`; ValueError otherwise."""
+    match = _LIFETIME.match(text.strip().lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not a lifetime: write it as 90d, 12h or 30m")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})

@@ -18,11 +18,13 @@ SELECT id, name, created_at, sender_domains FROM apps WHERE id::text = $1 OR nam
 UPDATE apps SET sender_domains = $2 WHERE id = $1;
 
 -- name: create_key
-INSERT INTO api_keys (id, app_id, prefix, key_hash, scopes) VALUES ($1, $2, $3, $4, $5)
+-- $6: when the key expires (null: never).
+INSERT INTO api_keys (id, app_id, prefix, key_hash, scopes, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6)
 RETURNING id, created_at;
 
 -- name: list_keys
-SELECT id, prefix, scopes, created_at, last_used_at, revoked_at FROM api_keys
+SELECT id, prefix, scopes, created_at, last_used_at, revoked_at, expires_at FROM api_keys
 WHERE app_id = $1
 ORDER BY created_at;
 
@@ -32,10 +34,10 @@ WHERE (id::text = $1 OR prefix = $1) AND revoked_at IS NULL
 RETURNING id, app_id;
 
 -- name: key_by_prefix
-SELECT k.id, k.app_id, k.key_hash, k.scopes, a.sender_domains
+SELECT k.id, k.app_id, k.key_hash, k.scopes, a.sender_domains, k.expires_at
 FROM api_keys k
 JOIN apps a ON a.id = k.app_id
-WHERE k.prefix = $1 AND k.revoked_at IS NULL;
+WHERE k.prefix = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now());
 
 -- name: touch_key
 -- Note a key's use; a no-op within a minute of the last one noted (by any process).

@@ -7,11 +7,14 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 
+from mailer import audit
 from mailer.apps import access, keys
+from mailer.apps.rows import AppListing, AppRow, FoundApp, KeyListing, KeyLookup, RevokedKey
+from mailer.audit import Actor
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.ids import uuid7
@@ -41,58 +44,94 @@ class CreatedKey:
     id: uuid.UUID
     plaintext: str
     scopes: list[str]
+    expires_at: datetime | None = None
 
 
-async def create_app(conn: Conn, name: str) -> tuple[App, str]:
+async def create_app(conn: Conn, name: str, actor: Actor | None = None) -> tuple[App, str]:
     """Create an app with its first API key (every scope); return the app and the key's
-    plaintext."""
+    plaintext. Audited as done by `actor` (default: the operator at this command line)."""
+    actor = actor or Actor.cli()
     async with conn.transaction():
         try:
-            row = await conn.fetchrow(Q.create_app, uuid7(), name)
+            row = await conn.fetchrow(Q.create_app, uuid7(), name, record_class=AppRow)
         except asyncpg.UniqueViolationError:
             raise AppExists(
                 f"an app named {name!r} exists already; "
                 f"get a new key for it with `mailer apps keys create {name}`"
             ) from None
         assert row is not None
-        app = App(row["id"], row["name"], row["created_at"])
-        key = await create_key(conn, app.id)
+        app = App(row.id, row.name, row.created_at)
+        await audit.record(conn, actor, "app.created", app_id=app.id, target=name)
+        key = await create_key(conn, app.id, actor=actor)
     return app, key.plaintext
 
 
-async def list_apps(conn: Conn) -> list[asyncpg.Record]:
+async def list_apps(conn: Conn) -> list[AppListing]:
     """Every app with its number of active keys."""
-    return list(await conn.fetch(Q.list_apps))
+    return await conn.fetch(Q.list_apps, record_class=AppListing)
 
 
 async def find_app(conn: Conn, id_or_name: str) -> App | None:
     """An app by id or by name."""
-    row = await conn.fetchrow(Q.find_app, id_or_name)
+    row = await conn.fetchrow(Q.find_app, id_or_name, record_class=FoundApp)
     if row is None:
         return None
-    return App(row["id"], row["name"], row["created_at"], row["sender_domains"])
+    return App(row.id, row.name, row.created_at, row.sender_domains)
 
 
-async def set_sender_domains(conn: Conn, app_id: uuid.UUID, domains: list[str] | None) -> None:
+async def set_sender_domains(
+    conn: Conn, app_id: uuid.UUID, domains: list[str] | None, actor: Actor | None = None
+) -> None:
     """Limit an app to sending from `domains` (lower-cased, deduplicated); None: any."""
     value = None if domains is None else sorted({access.checked_domain(d) for d in domains})
-    await conn.execute(Q.set_sender_domains, app_id, value)
+    async with conn.transaction():
+        await conn.execute(Q.set_sender_domains, app_id, value)
+        await audit.record(
+            conn,
+            actor or Actor.cli(),
+            "app.senders_changed",
+            app_id=app_id,
+            target=str(app_id),
+            details={"sender_domains": value},
+        )
 
 
 async def create_key(
-    conn: Conn, app_id: uuid.UUID, scopes: list[str] | tuple[str, ...] = ()
+    conn: Conn,
+    app_id: uuid.UUID,
+    scopes: list[str] | tuple[str, ...] = (),
+    *,
+    expires_at: datetime | None = None,
+    actor: Actor | None = None,
 ) -> CreatedKey:
-    """Add an API key with `scopes` (every scope when none is given) to an app."""
+    """Add an API key with `scopes` (every scope when none is given) to an app, valid
+    until `expires_at` (None: until revoked). Audited with its scopes, never its secret."""
     checked = access.checked_scopes(scopes)
     new = keys.generate_key()
     key_id = uuid7()
-    await conn.execute(Q.create_key, key_id, app_id, new.prefix, new.key_hash, checked)
-    return CreatedKey(key_id, new.plaintext, checked)
+    async with conn.transaction():
+        await conn.execute(
+            Q.create_key, key_id, app_id, new.prefix, new.key_hash, checked, expires_at
+        )
+        details = {
+            "prefix": new.prefix,
+            "scopes": checked,
+            "expires_at": None if expires_at is None else expires_at.isoformat(),
+        }
+        await audit.record(
+            conn,
+            actor or Actor.cli(),
+            "key.created",
+            app_id=app_id,
+            target=str(key_id),
+            details=details,
+        )
+    return CreatedKey(key_id, new.plaintext, checked, expires_at)
 
 
-async def list_keys(conn: Conn, app_id: uuid.UUID) -> list[asyncpg.Record]:
+async def list_keys(conn: Conn, app_id: uuid.UUID) -> list[KeyListing]:
     """An app's keys (prefixes, scopes and dates, never secrets)."""
-    return list(await conn.fetch(Q.list_keys, app_id))
+    return await conn.fetch(Q.list_keys, app_id, record_class=KeyListing)
 
 
 def key_reference(value: str) -> str:
@@ -102,10 +141,20 @@ def key_reference(value: str) -> str:
     return reference.removeprefix("mk_")
 
 
-async def revoke_key(conn: Conn, id_or_prefix: str) -> bool:
-    """Revoke a key by id or prefix (as `keys list` shows it, or bare); False when no
-    active key matched."""
-    return await conn.fetchrow(Q.revoke_key, key_reference(id_or_prefix)) is not None
+async def revoke_key(
+    conn: Conn, id_or_prefix: str, actor: Actor | None = None
+) -> RevokedKey | None:
+    """Revoke a key by id or prefix (as `keys list` shows it, or bare), audited; None when
+    no active key matched."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            Q.revoke_key, key_reference(id_or_prefix), record_class=RevokedKey
+        )
+        if row is not None:
+            await audit.record(
+                conn, actor or Actor.cli(), "key.revoked", app_id=row.app_id, target=str(row.id)
+            )
+    return row
 
 
 # A key's last use is noted at most once a minute per process (and the statement itself
@@ -142,21 +191,28 @@ class KeyVerifier:
         now = time.monotonic()
         if cached is not None and cached[1] > now:
             return cached[0]
-        row = await self._pool.fetchrow(Q.key_by_prefix, prefix)
-        if row is None or not keys.matches(presented, row["key_hash"]):
+        row = await self._pool.fetchrow(Q.key_by_prefix, prefix, record_class=KeyLookup)
+        if row is None or not keys.matches(presented, row.key_hash):
             return None
-        domains = row["sender_domains"]
+        domains = row.sender_domains
         grant = access.Grant(
-            row["app_id"],
-            row["id"],
-            frozenset(row["scopes"]),
+            row.app_id,
+            row.id,
+            frozenset(row.scopes),
             None if domains is None else frozenset(domains),
         )
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[digest] = (grant, now + self._ttl)
+        self._cache[digest] = (grant, now + self._cache_seconds_for(row.expires_at))
         self._touch(grant.key_id, now)
         return grant
+
+    def _cache_seconds_for(self, expires_at: datetime | None) -> float:
+        """How long a grant may be cached: never past its key's expiry."""
+        if expires_at is None:
+            return self._ttl
+        left = (expires_at - datetime.now(UTC)).total_seconds()
+        return max(0.0, min(self._ttl, left))
 
     def _touch(self, key_id: uuid.UUID, now: float) -> None:
         # On a cache miss only: a cached key is in use, and was noted when it was cached.

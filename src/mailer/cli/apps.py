@@ -54,12 +54,12 @@ def apps_list(as_json: bool) -> None:
     from mailer.apps import store
 
     rows = with_db(store.list_apps)
-    items = [
+    items: list[dict[str, Any]] = [
         {
-            "app_id": str(r["id"]),
-            "name": r["name"],
-            "active_keys": r["active_keys"],
-            "sender_domains": r["sender_domains"],
+            "app_id": str(r.id),
+            "name": r.name,
+            "active_keys": r.active_keys,
+            "sender_domains": r.sender_domains,
         }
         for r in rows
     ]
@@ -96,14 +96,30 @@ def keys() -> None:
     type=click.Choice(["send", "read", "webhooks"]),
     help="What the key may do (repeatable): send, read, webhooks. Default: all three.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print {app_id, key_id, api_key, scopes}.")
-def keys_create(app: str, scopes: tuple[str, ...], as_json: bool) -> None:
+@click.option(
+    "--expires",
+    metavar="LIFETIME",
+    help="Let the key expire after LIFETIME (90d, 12h, 30m). Default: until revoked.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print {app_id, key_id, api_key, scopes, expires_at}."
+)
+def keys_create(app: str, scopes: tuple[str, ...], expires: str | None, as_json: bool) -> None:
     """Add an API key to APP (id or name); prints it once."""
-    from mailer.apps import store
+    from datetime import UTC, datetime
+
+    from mailer.apps import keys, store
+
+    expires_at = None
+    if expires is not None:
+        try:
+            expires_at = datetime.now(UTC) + keys.parse_lifetime(expires)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--expires") from None
 
     async def action(conn: Any) -> tuple[Any, store.CreatedKey]:
         found = await _app_or_fail(conn, app)
-        return found, await store.create_key(conn, found.id, scopes)
+        return found, await store.create_key(conn, found.id, scopes, expires_at=expires_at)
 
     found, key = with_db(action)
     if as_json:
@@ -113,10 +129,12 @@ def keys_create(app: str, scopes: tuple[str, ...], as_json: bool) -> None:
                 "key_id": str(key.id),
                 "api_key": key.plaintext,
                 "scopes": key.scopes,
+                "expires_at": key.expires_at,
             }
         )
     else:
-        click.echo(f"API key {key.id} for {found.name}, scopes {','.join(key.scopes)}")
+        until = "" if key.expires_at is None else f", expires {_when(key.expires_at)} UTC"
+        click.echo(f"API key {key.id} for {found.name}, scopes {','.join(key.scopes)}{until}")
         click.echo(f"(shown once, keep it safe): {key.plaintext}")
 
 
@@ -142,23 +160,35 @@ def keys_list(app: str, as_json: bool) -> None:
         print_json(
             [
                 {
-                    "key_id": str(r["id"]),
-                    "prefix": f"mk_{r['prefix']}",
-                    "scopes": list(r["scopes"]),
-                    "created_at": r["created_at"],
-                    "last_used_at": r["last_used_at"],
-                    "revoked_at": r["revoked_at"],
+                    "key_id": str(r.id),
+                    "prefix": f"mk_{r.prefix}",
+                    "scopes": list(r.scopes),
+                    "created_at": r.created_at,
+                    "last_used_at": r.last_used_at,
+                    "revoked_at": r.revoked_at,
+                    "expires_at": r.expires_at,
                 }
                 for r in rows
             ]
         )
         return
     for row in rows:
-        state = f"revoked {row['revoked_at']:%Y-%m-%d}" if row["revoked_at"] else "active"
         click.echo(
-            f"{row['id']}  mk_{row['prefix']}_…  {state}  scopes={','.join(row['scopes'])}"
-            f"  last used {_when(row['last_used_at'])}"
+            f"{row.id}  mk_{row.prefix}_…  {_key_state(row)}  scopes={','.join(row.scopes)}"
+            f"  last used {_when(row.last_used_at)}"
         )
+
+
+def _key_state(row: Any) -> str:
+    from datetime import UTC, datetime
+
+    if row.revoked_at is not None:
+        return f"revoked {row.revoked_at:%Y-%m-%d}"
+    if row.expires_at is None:
+        return "active"
+    if row.expires_at <= datetime.now(UTC):
+        return f"expired {row.expires_at:%Y-%m-%d}"
+    return f"active until {row.expires_at:%Y-%m-%d %H:%M}"
 
 
 @keys.command("revoke")

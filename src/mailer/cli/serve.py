@@ -19,7 +19,7 @@ from mailer.cli.common import (
     started_or_exit,
     with_event_credentials,
 )
-from mailer.config import Settings
+from mailer.config import DEMO_WEBHOOK_NETWORKS, Settings
 from mailer.serving import GracefulServer
 
 
@@ -60,6 +60,19 @@ def _listening_settings(host: str | None, port: int | None) -> tuple[Settings, s
     return settings, listen_host, listen_port
 
 
+def _demo_webhook_networks(settings: Settings) -> Settings:
+    """In the demo (the simulator stands in for Mailjet), webhooks may reach receivers on
+    this machine unless MAILER_WEBHOOK_ALLOWED_NETWORKS says otherwise."""
+    if not settings.uses_simulator or settings.webhook_allowed_networks is not None:
+        return settings
+    click.echo(
+        f"demo: webhooks may reach this machine ({DEMO_WEBHOOK_NETWORKS}); set "
+        "MAILER_WEBHOOK_ALLOWED_NETWORKS to change that",
+        err=True,
+    )
+    return settings.model_copy(update={"webhook_allowed_networks": DEMO_WEBHOOK_NETWORKS})
+
+
 def _smtp_tls(settings: Settings) -> Any:
     """The STARTTLS context for `run`'s SMTP submission, checked before anything starts."""
     if settings.smtp_listen_port is None:
@@ -83,6 +96,12 @@ async def _serve_all(
 
     for name in await runtime.apply_migrations(dsn):
         click.echo(f"applied migration {name}", err=True)
+    # Said once everything checked out: a start-up error stays one line.
+    settings = _demo_webhook_networks(settings)
+    try:
+        await runtime.check_secrets(settings, dsn)
+    except runtime.StartupError as exc:
+        raise click.ClickException(str(exc)) from None
     on_started: Callable[[int], Awaitable[None]] | None = None
     async with contextlib.AsyncExitStack() as stack:
         if settings.uses_simulator:
@@ -234,6 +253,7 @@ def api(host: str | None, port: int | None, workers: int) -> None:
     settings, host, port = _listening_settings(host, port)
     with runtime.database(settings) as dsn:
         started_or_exit(run_async, runtime.check_database(dsn))
+        started_or_exit(run_async, runtime.check_secrets(settings, dsn))
         settings = with_event_credentials(settings)
         if settings.events_user is not None and settings.events_password is not None:
             # Every API process must accept the same (possibly generated) event credentials.
@@ -276,6 +296,7 @@ def worker() -> None:
         raise click.ClickException(str(exc)) from None
     with runtime.database(settings) as dsn:
         started_or_exit(run_async, runtime.check_database(dsn))
+        started_or_exit(run_async, runtime.check_secrets(settings, dsn))
         run_async(_work(settings, dsn, target))
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from mailer.audit import Actor
 from mailer.cli.common import T, main, print_json, run_async, settings_or_exit
 
 
@@ -55,7 +56,7 @@ def suppressions_add(app: str, email: str, reason: str, expires: datetime | None
     entry, created = _with_app(
         app,
         lambda pool, app_id: add_suppression(
-            pool, app_id, email, reason, expires_at=expires, actor="cli"
+            pool, app_id, email, reason, Actor.cli(), expires_at=expires
         ),
     )
     verb = "suppressed" if created else "already suppressed"
@@ -73,7 +74,7 @@ def suppressions_reactivate(app: str, email: str, reason: str) -> None:
     if not reason.strip():
         raise click.BadParameter("must not be blank", param_hint="--reason")
     done = _with_app(
-        app, lambda pool, app_id: reactivate(pool, app_id, email, reason=reason, actor="cli")
+        app, lambda pool, app_id: reactivate(pool, app_id, email, reason=reason, actor=Actor.cli())
     )
     if not done:
         raise click.ClickException(f"{email} is not suppressed for {app}")

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from mailer.audit import Actor
 from mailer.dashboard import pages, web
 from mailer.dashboard.actions import record_action
 from mailer.dashboard.chart import bar_chart
@@ -244,7 +245,11 @@ async def unsuppress(request: Request) -> Response:
             message="The form needs an address and the reason for removing it.",
         )
     removed = await suppressions.reactivate(
-        web.pool_of(request), app_id, email, reason=reason, actor=f"operator:{operator.name}"
+        web.pool_of(request),
+        app_id,
+        email,
+        reason=reason,
+        actor=Actor("operator", operator.name, web.client_ip(request)),
     )
     if removed:
         record_action(

@@ -22,11 +22,20 @@ Q = Queries("mailer.delivery")
 
 
 async def claim(
-    pool: asyncpg.Pool, *, limit: int, lease_seconds: float, worker_id: str
+    pool: asyncpg.Pool,
+    *,
+    limit: int,
+    lease_seconds: float,
+    worker_id: str,
+    erased_key_pads: tuple[bytes, bytes] | None = None,
 ) -> list[ClaimedJob]:
     """Lease up to `limit` due jobs to this worker (committed before any sending), oldest
-    due first, with their recipients."""
-    rows = await pool.fetch(Q.claim_jobs, limit, lease_seconds, worker_id, record_class=ClaimedRow)
+    due first, with their recipients; suppressed ones (and, given the HMAC pads of the
+    erased-address key, erased suppressed ones) are marked so."""
+    inner, outer = erased_key_pads or (None, None)
+    rows = await pool.fetch(
+        Q.claim_jobs, limit, lease_seconds, worker_id, inner, outer, record_class=ClaimedRow
+    )
     return [
         ClaimedJob(
             id=row.id,

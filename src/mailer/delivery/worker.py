@@ -42,7 +42,11 @@ DEFAULT_PACING = claiming_ahead(16, lease_seconds=120.0)
 
 
 class Worker:
-    """One worker process's send loop (several may run against one database)."""
+    """One worker process's send loop (several may run against one database).
+
+    ``erased_key_pads``: the HMAC pads of the key erased addresses are hashed with
+    (:mod:`mailer.lifecycle.address_key`), so that their suppressions still hold.
+    """
 
     def __init__(
         self,
@@ -52,8 +56,10 @@ class Worker:
         pacing: LoopOptions = DEFAULT_PACING,
         *,
         claim_batch: int = 500,
+        erased_key_pads: tuple[bytes, bytes] | None = None,
     ) -> None:
         self._pool = pool
+        self._erased_key_pads = erased_key_pads
         self._sender = sender
         self._lease_seconds = pacing.lease_seconds
         self._claim_batch = claim_batch
@@ -89,6 +95,7 @@ class Worker:
             limit=limit,
             lease_seconds=self._lease_seconds,
             worker_id=self.worker_id,
+            erased_key_pads=self._erased_key_pads,
         )
         work = [
             Work(run=partial(self._send, call), give_back=partial(self._release, call))

@@ -268,6 +268,10 @@ SELECT * FROM (
 ) latest
 ORDER BY id;
 
+-- name: delete_erased_suppression
+-- A suppression kept as the keyed hash $2 of an erased address (migration 0011).
+DELETE FROM erased_suppressions WHERE app_id = $1 AND address_hash = $2 RETURNING app_id;
+
 -- name: posts_after
 -- Reprocessing reads the stored bodies in arrival order, a batch at a time.
 SELECT id, received_at, body FROM event_posts WHERE id > $1 ORDER BY id LIMIT $2;

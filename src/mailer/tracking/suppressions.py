@@ -17,6 +17,8 @@ from typing import Any
 
 import asyncpg
 
+from mailer import audit
+from mailer.audit import Actor
 from mailer.db.queries import Queries
 from mailer.tracking.parse import MailjetEvent
 from mailer.tracking.precedence import EventType
@@ -132,19 +134,19 @@ async def add_suppression(
     app_id: uuid.UUID,
     email: str,
     reason: str,
+    actor: Actor,
     *,
     expires_at: datetime | None = None,
-    actor: str = "api",
 ) -> tuple[dict[str, Any], bool]:
-    """Suppress ``email`` (lower-cased) for the app, until ``expires_at`` if given; an
-    entry in force is kept as it is, an expired one replaced.
+    """Suppress ``email`` (lower-cased) for the app by hand, until ``expires_at`` if given;
+    an entry in force is kept as it is, an expired one replaced. An addition is audited.
 
     Returns the entry and whether it is new.
     """
     address = email.strip().lower()
-    for _ in range(3):
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(Q.set_change_context, "", actor)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(Q.set_change_context, "", str(actor))
+        for _ in range(3):
             row = await conn.fetchrow(
                 Q.add_suppression,
                 app_id,
@@ -153,23 +155,51 @@ async def add_suppression(
                 expires_at,
                 record_class=AddedSuppression,
             )
-        if row is not None:
-            return _view(row), row.created
-        # Inserted by a transaction that committed after this statement began: read again.
+            if row is not None:
+                if row.created:
+                    await audit.record(
+                        conn, actor, "suppression.added", app_id=app_id, target=address
+                    )
+                return _view(row), row.created
+            # Inserted by a transaction that committed after this statement began: again.
     raise RuntimeError(f"could not add or read the suppression of {address}")
 
 
 async def reactivate(
-    pool: asyncpg.Pool, app_id: uuid.UUID, email: str, *, reason: str, actor: str = "api"
+    pool: asyncpg.Pool,
+    app_id: uuid.UUID,
+    email: str,
+    *,
+    reason: str,
+    actor: Actor,
+    erased_hash: bytes | None = None,
 ) -> bool:
     """Take ``email`` off the app's list, recording why (``reason``) and by whom in its
-    history; False if no entry in force was there."""
+    history and in the audit log; False if no entry in force was there. With
+    ``erased_hash`` (the address's keyed hash), a suppression kept as that hash after an
+    erasure is lifted too."""
     if not reason.strip():
         raise ValueError("reactivating an address needs a reason")
+    address = email.strip().lower()
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(Q.set_change_context, reason.strip(), actor)
-        row = await conn.fetchrow(Q.delete_suppression, app_id, email.strip().lower())
-    return row is not None
+        await conn.execute(Q.set_change_context, reason.strip(), str(actor))
+        target = address
+        found = await conn.fetchrow(Q.delete_suppression, app_id, address) is not None
+        if not found and erased_hash is not None:
+            found = (
+                await conn.fetchrow(Q.delete_erased_suppression, app_id, erased_hash) is not None
+            )
+            target = "erased address"
+        if found:
+            await audit.record(
+                conn,
+                actor,
+                "suppression.removed",
+                app_id=app_id,
+                target=target,
+                details={"reason": reason.strip()},
+            )
+    return found
 
 
 def _change(row: SuppressionChange) -> dict[str, Any]:

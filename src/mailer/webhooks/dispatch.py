@@ -7,9 +7,11 @@ process dies mid-request the delivery simply becomes due again when the lease en
 short transaction: the attempt log, the delivery's next state, and the endpoint's health.
 
 Per attempt: connect timeout 5 s, 15 s in all, redirects not followed, the first 2 KB of the
-answer kept. Any 2xx is a success. Otherwise the next attempt follows
-:mod:`mailer.webhooks.schedule` (``Retry-After`` honoured on 429/503); 410 Gone disables the
-endpoint at once, and so does a run of failures lasting :data:`DISABLE_AFTER`.
+answer kept, and only to the addresses :mod:`mailer.webhooks.targets` allows (checked on the
+address connected to: an IP literal here, a name in the session's resolver). Any 2xx is a
+success. Otherwise the next attempt follows :mod:`mailer.webhooks.schedule` (``Retry-After``
+honoured on 429/503); 410 Gone disables the endpoint at once, and so does a run of failures
+lasting :data:`DISABLE_AFTER`.
 
 Time comes from an injectable clock, so tests drive the retry schedule and "five days of
 failures" without sleeping.
@@ -26,6 +28,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -44,10 +47,13 @@ from mailer.queue.loop import (
 )
 from mailer.queue.retry_after import parse_retry_after
 from mailer.queue.wakeup import Signal
+from mailer.vault import SecretBox, SecretUnreadable
 from mailer.webhooks.outbox import Q
 from mailer.webhooks.rows import ClaimedDelivery, FailureRun
 from mailer.webhooks.schedule import DISABLE_AFTER, next_attempt_delay
+from mailer.webhooks.sealed import SecretOpener
 from mailer.webhooks.signing import webhook_headers
+from mailer.webhooks.targets import CheckedResolver, TargetPolicy
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +86,11 @@ class Answer:
 
 
 class Dispatcher:
-    """One process's webhook delivery loop (several may run against one database)."""
+    """One process's webhook delivery loop (several may run against one database).
+
+    ``box`` opens the endpoints' sealed secrets (None: only clear ones from before sealing
+    can sign); ``targets`` says where deliveries may go (default: public addresses only).
+    """
 
     def __init__(
         self,
@@ -90,8 +100,12 @@ class Dispatcher:
         *,
         clock: Clock = system_clock,
         rng: random.Random | None = None,
+        targets: TargetPolicy | None = None,
+        box: SecretBox | None,
     ) -> None:
         self._pool = pool
+        self._targets = targets or TargetPolicy()
+        self._secrets = SecretOpener(box)
         self._options = options
         self._clock = clock
         self._rng = rng or random.Random()
@@ -118,7 +132,10 @@ class Dispatcher:
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             timeout = aiohttp.ClientTimeout(total=TOTAL_TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S)
-            self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=True)
+            connector = aiohttp.TCPConnector(resolver=CheckedResolver(self._targets))
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=timeout, auto_decompress=True
+            )
         return self._session
 
     async def start(self) -> None:
@@ -179,11 +196,18 @@ class Dispatcher:
         """Send the delivery's body, signed with every valid secret; never raises."""
         body = delivery.body.encode()
         stamp = int(self._clock().timestamp())
-        headers = webhook_headers(delivery.secrets, delivery.event_id, stamp, body)
+        try:
+            secrets = self._secrets.open_all(delivery.secrets)
+        except SecretUnreadable as exc:
+            return Answer(None, 0, error=str(exc))
+        headers = webhook_headers(secrets, delivery.event_id, stamp, body)
         headers["content-type"] = "application/json"
         headers["user-agent"] = "mailer-webhooks/1"
         started = time.monotonic()
         session = self._open_session()
+        refused = self._targets.literal_refusal(urlsplit(delivery.url).hostname or "")
+        if refused is not None:
+            return Answer(None, 0, error=refused)
         try:
             async with session.post(
                 delivery.url, data=body, headers=headers, allow_redirects=False

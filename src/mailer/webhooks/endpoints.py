@@ -15,11 +15,15 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from mailer import audit
+from mailer.audit import Actor
 from mailer.db.pool import Conn
 from mailer.ids import uuid7
+from mailer.vault import SecretBox
 from mailer.webhooks.outbox import EVENT_TYPES, OLD_EVENT_TYPES, Q, render_body
 from mailer.webhooks.rows import Attempt, Endpoint
 from mailer.webhooks.signing import generate_secret
+from mailer.webhooks.targets import RefusedTarget, TargetPolicy
 
 Db: TypeAlias = "asyncpg.Pool | Conn"
 """A pool or one connection: single-statement functions take either."""
@@ -49,6 +53,17 @@ def check_url(url: str) -> str:
         raise InvalidEndpoint("url must not contain credentials")
     if any(ch.isspace() for ch in url):
         raise InvalidEndpoint("url must not contain whitespace")
+    return url
+
+
+async def check_target(url: str, targets: TargetPolicy) -> str:
+    """Return ``url`` if it is well formed (:func:`check_url`) and its host is an address
+    webhooks may go to, or a name that resolves only to such addresses; else raise."""
+    check_url(url)
+    try:
+        await targets.check_host(urlsplit(url).hostname or "")
+    except RefusedTarget as exc:
+        raise InvalidEndpoint(f"url is refused: {exc.reason}") from None
     return url
 
 
@@ -85,25 +100,38 @@ def endpoint_view(row: Endpoint) -> dict[str, Any]:
 
 
 async def create(
-    conn: Db,
+    pool: asyncpg.Pool,
     app_id: uuid.UUID,
     url: str,
     event_types: Sequence[str] | None,
     description: str | None,
-) -> Endpoint:
-    """Create an endpoint with a new secret; the row includes ``secret``."""
-    row = await conn.fetchrow(
-        Q.insert_endpoint,
-        uuid7(),
-        app_id,
-        check_url(url),
-        description,
-        check_event_types(event_types),
-        generate_secret(),
-        record_class=Endpoint,
-    )
-    assert row is not None
-    return row
+    *,
+    targets: TargetPolicy,
+    box: SecretBox,
+    actor: Actor,
+) -> tuple[Endpoint, str]:
+    """Create an endpoint with a new secret, stored sealed (audited); return the row and
+    the clear secret (to show once)."""
+    checked_url = await check_target(url, targets)
+    types = check_event_types(event_types)
+    secret = generate_secret()
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            Q.insert_endpoint,
+            uuid7(),
+            app_id,
+            checked_url,
+            description,
+            types,
+            box.seal(secret),
+            record_class=Endpoint,
+        )
+        assert row is not None
+        details = {"url": checked_url, "event_types": types}
+        await audit.record(
+            conn, actor, "endpoint.created", app_id=app_id, target=str(row.id), details=details
+        )
+    return row, secret
 
 
 async def list_for(conn: Db, app_id: uuid.UUID) -> list[Endpoint]:
@@ -126,39 +154,91 @@ class Changes:
     all_event_types: bool = False
     enabled: bool | None = None
 
+    def audited(self) -> dict[str, Any]:
+        """What changed, for the audit log."""
+        changed: dict[str, Any] = {
+            "url": self.url,
+            "description": self.description,
+            "event_types": None if self.event_types is None else list(self.event_types),
+            "enabled": self.enabled,
+        }
+        found = {name: value for name, value in changed.items() if value is not None}
+        if self.all_event_types:
+            found["event_types"] = "all"
+        return found
+
 
 async def update(
-    conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID, changes: Changes
+    pool: asyncpg.Pool,
+    app_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    changes: Changes,
+    *,
+    targets: TargetPolicy,
+    actor: Actor,
 ) -> Endpoint | None:
-    """Apply ``changes``; enabling an endpoint clears why it was disabled."""
-    return await conn.fetchrow(
-        Q.update_endpoint,
-        endpoint_id,
-        app_id,
-        None if changes.url is None else check_url(changes.url),
-        changes.description,
-        check_event_types(changes.event_types),
-        changes.enabled,
-        changes.all_event_types,
-        record_class=Endpoint,
-    )
+    """Apply ``changes`` (audited); enabling an endpoint clears why it was disabled."""
+    url = None if changes.url is None else await check_target(changes.url, targets)
+    types = check_event_types(changes.event_types)
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            Q.update_endpoint,
+            endpoint_id,
+            app_id,
+            url,
+            changes.description,
+            types,
+            changes.enabled,
+            changes.all_event_types,
+            record_class=Endpoint,
+        )
+        if row is not None:
+            await audit.record(
+                conn,
+                actor,
+                "endpoint.changed",
+                app_id=app_id,
+                target=str(endpoint_id),
+                details=changes.audited(),
+            )
+    return row
 
 
-async def delete(conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID) -> bool:
-    """Delete an endpoint with its deliveries and log; False if the app has no such one."""
-    return await conn.fetchval(Q.delete_endpoint, endpoint_id, app_id) is not None
+async def delete(
+    pool: asyncpg.Pool, app_id: uuid.UUID, endpoint_id: uuid.UUID, actor: Actor
+) -> bool:
+    """Delete an endpoint with its deliveries and log (audited); False if the app has no
+    such one."""
+    async with pool.acquire() as conn, conn.transaction():
+        found = await conn.fetchval(Q.delete_endpoint, endpoint_id, app_id) is not None
+        if found:
+            await audit.record(
+                conn, actor, "endpoint.deleted", app_id=app_id, target=str(endpoint_id)
+            )
+    return found
 
 
-async def rotate_secret(conn: Db, app_id: uuid.UUID, endpoint_id: uuid.UUID) -> Endpoint | None:
-    """Give the endpoint a new secret; the old one signs too for :data:`ROTATION_GRACE_S`."""
-    return await conn.fetchrow(
-        Q.rotate_secret,
-        endpoint_id,
-        app_id,
-        float(ROTATION_GRACE_S),
-        generate_secret(),
-        record_class=Endpoint,
-    )
+async def rotate_secret(
+    pool: asyncpg.Pool, app_id: uuid.UUID, endpoint_id: uuid.UUID, box: SecretBox, actor: Actor
+) -> tuple[Endpoint, str] | None:
+    """Give the endpoint a new secret (stored sealed; audited); the old one signs too for
+    :data:`ROTATION_GRACE_S`. Return the row and the new clear secret."""
+    secret = generate_secret()
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            Q.rotate_secret,
+            endpoint_id,
+            app_id,
+            float(ROTATION_GRACE_S),
+            box.seal(secret),
+            record_class=Endpoint,
+        )
+        if row is None:
+            return None
+        await audit.record(
+            conn, actor, "endpoint.secret_rotated", app_id=app_id, target=str(endpoint_id)
+        )
+    return row, secret
 
 
 async def attempts(

@@ -154,3 +154,18 @@ SELECT $1, w.id, w.app_id, $4, 'webhook.test', $5, true
 FROM webhook_endpoints w
 WHERE w.id = $2 AND w.app_id = $3
 RETURNING id;
+
+-- name: count_endpoints
+SELECT count(*) FROM webhook_endpoints;
+
+-- name: clear_endpoint_secrets
+-- Secrets stored before they were sealed (clear values start with whsec_).
+SELECT id, secret, previous_secret FROM webhook_endpoints
+WHERE starts_with(secret, 'whsec_') OR starts_with(previous_secret, 'whsec_')
+FOR UPDATE;
+
+-- name: all_endpoint_secrets
+SELECT id, secret, previous_secret FROM webhook_endpoints ORDER BY id FOR UPDATE;
+
+-- name: set_endpoint_secrets
+UPDATE webhook_endpoints SET secret = $2, previous_secret = $3 WHERE id = $1;

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from mailer.db.rows import Column, Row
 
-__all__ = ["Attempt", "ClaimedDelivery", "Endpoint", "FailureRun"]
+__all__ = ["Attempt", "ClaimedDelivery", "Endpoint", "EndpointSecrets", "FailureRun"]
 
 
 class ClaimedDelivery(Row):
@@ -24,7 +24,8 @@ class ClaimedDelivery(Row):
     """When the delivery was written (with its event): the start of its lag."""
     url = Column[str]()
     secrets = Column[list[str]]()
-    """Every secret that signs now: the current one, and the previous during a rotation."""
+    """Every secret that signs now (sealed): the current one, and the previous during a
+    rotation."""
 
 
 class FailureRun(Row):
@@ -46,11 +47,20 @@ class Endpoint(Row):
     disabled_reason = Column[str | None]()
     disabled_at = Column[datetime | None]()
     secret = Column[str]()
+    """Sealed (see :mod:`mailer.webhooks.sealed`)."""
     previous_secret = Column[str | None]()
     previous_expires_at = Column[datetime | None]()
     first_failure_at = Column[datetime | None]()
     created_at = Column[datetime]()
     updated_at = Column[datetime]()
+
+
+class EndpointSecrets(Row):
+    """An endpoint's stored (sealed, or clear from before sealing) secrets."""
+
+    id = Column[uuid.UUID]()
+    secret = Column[str]()
+    previous_secret = Column[str | None]()
 
 
 class Attempt(Row):

@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from mailer.api.deps import ReadApp, SendApp, ServicesDep
+from mailer.api.deps import ReadApp, SendCaller, ServicesDep
 from mailer.api.errors import ApiError, invalid_fields
 from mailer.api.models import Suppression, SuppressionHistory, SuppressionPage, iso_only
 from mailer.api.responses import Json
 from mailer.delivery.email import EmailAddress
+from mailer.lifecycle.address_key import address_key
 from mailer.metrics import count
 from mailer.tracking import suppressions
 from mailer.tracking.suppressions import SuppressionReason
@@ -53,15 +54,16 @@ async def list_suppressions(
     response_model=Suppression,
     responses={200: {"model": Suppression, "description": "Already suppressed"}},
 )
-async def add_suppression(body: NewSuppression, app_id: SendApp, services: ServicesDep) -> Json:
+async def add_suppression(body: NewSuppression, caller: SendCaller, services: ServicesDep) -> Json:
     """Suppress an address: later emails to it are not sent (status `suppressed`), until
     `expires_at` if given (one in the past is recorded, already expired). Answers 201 when
     added, 200 with the entry in force when it was already suppressed."""
     entry, created = await suppressions.add_suppression(
         services.pool,
-        app_id,
+        caller.app_id,
         body.email,
         body.reason or SuppressionReason.MANUAL,
+        caller.actor,
         expires_at=body.expires_at,
     )
     if created:
@@ -73,7 +75,7 @@ async def add_suppression(body: NewSuppression, app_id: SendApp, services: Servi
 @router.delete("/suppressions/{email}", status_code=204)
 async def delete_suppression(
     email: str,
-    app_id: SendApp,
+    caller: SendCaller,
     services: ServicesDep,
     reason: Annotated[
         str,
@@ -84,11 +86,23 @@ async def delete_suppression(
         ),
     ],
 ) -> Response:
-    """Reactivate an address: allow sending to it again. The reason is required and kept in
-    the address's history. 404 when it is not on the app's list."""
+    """Reactivate an address: allow sending to it again (also one erased since: its
+    suppression is kept as a keyed hash). The reason is required and kept in the address's
+    history and the audit log. 404 when it is not on the app's list."""
     if not reason.strip():
         raise invalid_fields([{"field": "reason", "message": "must not be blank"}])
-    if not await suppressions.reactivate(services.pool, app_id, email, reason=reason):
+    erased_hash = None
+    if services.box is not None:
+        async with services.pool.acquire() as conn:
+            erased_hash = (await address_key(conn, services.box)).digest(email)
+    if not await suppressions.reactivate(
+        services.pool,
+        caller.app_id,
+        email,
+        reason=reason,
+        actor=caller.actor,
+        erased_hash=erased_hash,
+    ):
         raise ApiError(404, "not_found", f"{email} is not suppressed")
     return Response(status_code=204)
 

@@ -6,10 +6,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, StrictBool
 
-from mailer.api.deps import ServicesDep, WebhooksApp
+from mailer.api.deps import ServicesDep, WebhooksApp, WebhooksCaller
 from mailer.api.errors import ApiError
 from mailer.api.models import (
     AttemptPage,
@@ -22,6 +22,8 @@ from mailer.api.models import (
     iso_only,
 )
 from mailer.api.responses import Json
+from mailer.services import Services
+from mailer.vault import SecretBox
 from mailer.webhooks import endpoints
 from mailer.webhooks.endpoints import Changes, InvalidEndpoint, endpoint_view
 from mailer.webhooks.outbox import EVENT_TYPES, OLD_EVENT_TYPES
@@ -76,20 +78,40 @@ def _found(row: EndpointRow | None, endpoint_id: str) -> EndpointRow:
     return row
 
 
+def _box(services: Services) -> SecretBox:
+    """What seals new secrets; 503 where the operator set none (DATABASE_URL without
+    MAILER_SECRET_KEY): a secret is never stored in clear."""
+    if services.box is None:
+        raise ApiError(
+            503,
+            "secret_key_missing",
+            "webhook endpoints are unavailable on this server: its operator has not set "
+            "MAILER_SECRET_KEY, which seals their secrets",
+        )
+    return services.box
+
+
 def _invalid(exc: InvalidEndpoint) -> ApiError:
     return ApiError(422, "invalid_request", str(exc))
 
 
 @router.post("", status_code=201, response_model=NewEndpoint)
-async def create_endpoint(body: EndpointIn, app_id: WebhooksApp, services: ServicesDep) -> Json:
+async def create_endpoint(body: EndpointIn, caller: WebhooksCaller, services: ServicesDep) -> Json:
     """Create an endpoint. The answer holds its `secret`, shown this once."""
     try:
-        row = await endpoints.create(
-            services.pool, app_id, body.url, body.event_types, body.description
+        row, secret = await endpoints.create(
+            services.pool,
+            caller.app_id,
+            body.url,
+            body.event_types,
+            body.description,
+            targets=services.targets,
+            box=_box(services),
+            actor=caller.actor,
         )
     except InvalidEndpoint as exc:
         raise _invalid(exc) from None
-    return Json({**endpoint_view(row), "secret": row.secret}, 201)
+    return Json({**endpoint_view(row), "secret": secret}, 201)
 
 
 @router.get("", response_model=EndpointList)
@@ -108,7 +130,7 @@ async def get_endpoint(endpoint_id: str, app_id: WebhooksApp, services: Services
 
 @router.patch("/{endpoint_id}", response_model=Endpoint)
 async def update_endpoint(
-    endpoint_id: str, body: EndpointPatch, app_id: WebhooksApp, services: ServicesDep
+    endpoint_id: str, body: EndpointPatch, caller: WebhooksCaller, services: ServicesDep
 ) -> Json:
     """Change the url, event types, description, or enable/disable the endpoint."""
     given = body.model_fields_set
@@ -120,30 +142,43 @@ async def update_endpoint(
         enabled=body.enabled,
     )
     try:
-        row = await endpoints.update(services.pool, app_id, _id(endpoint_id), changes)
+        row = await endpoints.update(
+            services.pool,
+            caller.app_id,
+            _id(endpoint_id),
+            changes,
+            targets=services.targets,
+            actor=caller.actor,
+        )
     except InvalidEndpoint as exc:
         raise _invalid(exc) from None
     return Json(endpoint_view(_found(row, endpoint_id)))
 
 
 @router.delete("/{endpoint_id}", status_code=204)
-async def delete_endpoint(endpoint_id: str, app_id: WebhooksApp, services: ServicesDep) -> Json:
+async def delete_endpoint(
+    endpoint_id: str, caller: WebhooksCaller, services: ServicesDep
+) -> Response:
     """Delete an endpoint, its pending deliveries and its log."""
-    if not await endpoints.delete(services.pool, app_id, _id(endpoint_id)):
+    if not await endpoints.delete(services.pool, caller.app_id, _id(endpoint_id), caller.actor):
         raise ApiError(404, "not_found", f"no webhook endpoint {endpoint_id}")
-    return Json(None, 204)
+    # No body at all: a 204 has no Content-Length, so even `null` broke the connection.
+    return Response(status_code=204)
 
 
 @router.post("/{endpoint_id}/rotate-secret", response_model=RotatedSecret)
-async def rotate_secret(endpoint_id: str, app_id: WebhooksApp, services: ServicesDep) -> Json:
+async def rotate_secret(endpoint_id: str, caller: WebhooksCaller, services: ServicesDep) -> Json:
     """A new secret; the previous one keeps signing (beside it) for 24 hours."""
-    row = _found(
-        await endpoints.rotate_secret(services.pool, app_id, _id(endpoint_id)), endpoint_id
+    rotated = await endpoints.rotate_secret(
+        services.pool, caller.app_id, _id(endpoint_id), _box(services), caller.actor
     )
+    if rotated is None:
+        raise ApiError(404, "not_found", f"no webhook endpoint {endpoint_id}")
+    row, secret = rotated
     return Json(
         {
             "id": str(row.id),
-            "secret": row.secret,
+            "secret": secret,
             "previous_secret_expires_at": row.previous_expires_at,
         }
     )
