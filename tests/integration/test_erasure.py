@@ -99,7 +99,7 @@ async def test_erase_after_a_full_journey_leaves_no_trace_and_keeps_suppressing(
     assert status == 201
     status, _ = await service.request("POST", "/suppressions", key, json={"email": ANN.upper()})
     assert status == 201
-    assert (await service.request("DELETE", f"/suppressions/{ANN}", key))[0] == 204
+    assert (await service.request("DELETE", f"/suppressions/{ANN}?reason=test", key))[0] == 204
     ann_job = await journey(service, simulator, key, ANN)
     bob_job = await journey(service, simulator, key, "bob@example.org")
     await feed_until(service, key, 8)
@@ -115,7 +115,7 @@ async def test_erase_after_a_full_journey_leaves_no_trace_and_keeps_suppressing(
     assert (await service.request("GET", f"/status/{ann_job}", key))[0] == 404
     bob = await service.status(key, bob_job)
     assert bob["status"] == "bounced"
-    assert [e["type"] for e in await feed_until(service, key, 4)] == [
+    assert [e["mailjet_event"] for e in await feed_until(service, key, 4)] == [
         "sent",
         "open",
         "click",
@@ -126,8 +126,8 @@ async def test_erase_after_a_full_journey_leaves_no_trace_and_keeps_suppressing(
     assert (await service.wait_for(key, again))["status"] == "suppressed"
     assert simulator.state.messages_for(again) == []
     # The app may lift it like any other, by the address.
-    assert (await service.request("DELETE", f"/suppressions/{ANN}", key))[0] == 204
-    assert (await service.request("DELETE", f"/suppressions/{ANN}", key))[0] == 404
+    assert (await service.request("DELETE", f"/suppressions/{ANN}?reason=test", key))[0] == 204
+    assert (await service.request("DELETE", f"/suppressions/{ANN}?reason=test", key))[0] == 404
     lifted = await service.queue(key, email(ANN))
     assert (await service.wait_for(key, lifted))["status"] == "accepted"
     await service.request("POST", "/suppressions", key, json={"email": ANN})

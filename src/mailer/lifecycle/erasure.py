@@ -52,6 +52,7 @@ async def erase(
         attempts = await conn.fetch(Q.erase_attempt_answers, target, app_id)
         await conn.execute(Q.erase_jobs, jobs)
         suppressed = await conn.fetch(Q.erase_suppressions, target, app_id, key.digest(target))
+        await conn.execute(Q.erase_suppression_history, target, app_id)
         entries = await _erase_from_posts(conn, target, sorted({p.post_id for p in posts}))
         await conn.execute(Q.redact_audit, target)
         erased = Erased(

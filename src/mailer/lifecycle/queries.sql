@@ -71,6 +71,11 @@ WITH gone AS (
 )
 SELECT app_id FROM gone;
 
+-- name: erase_suppression_history
+-- The address's suppression history (migration 0010), after erase_suppressions: its delete
+-- writes the last history row, which goes with the rest.
+DELETE FROM suppression_history WHERE email = $1 AND ($2::uuid IS NULL OR app_id = $2);
+
 -- name: posts_naming_address
 -- Raw callback bodies that carry the address, by the events erased ($2) or by their text.
 SELECT id, body FROM event_posts
