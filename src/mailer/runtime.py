@@ -18,6 +18,7 @@ from mailer.db import migrate
 from mailer.db.embedded import EmbeddedPostgres
 from mailer.db.housekeeping import Housekeeping
 from mailer.db.pool import connect
+from mailer.delivery.pacing import MailjetPace
 from mailer.delivery.retry import RetryPolicy
 from mailer.delivery.send import Sender
 from mailer.delivery.worker import JOBS_CHANNEL, Worker
@@ -210,6 +211,11 @@ async def running_worker(
             poll_interval=settings.poll_interval,
         ),
         claim_batch=settings.claim_batch,
+        mailjet_pace=(
+            None
+            if settings.mailjet_max_calls_per_second is None
+            else MailjetPace(pool, settings.mailjet_max_calls_per_second)
+        ),
     )
     await worker.start()
     # Seen by the others (`/readyz`, `mailer status`) until it has drained.

@@ -25,7 +25,8 @@ class Services:
     async def open(cls, settings: Settings, dsn: str, *, pool_size: int = 10) -> Services:
         """Connect and start the background writers."""
         pool = await create_pool(dsn, min_size=2, max_size=pool_size)
-        enqueuer = Enqueuer(pool)
+        # A quota set or cleared takes effect as fast as a key's new scopes do.
+        enqueuer = Enqueuer(pool, quota_refresh_seconds=settings.key_cache_seconds)
         await enqueuer.start()
         return cls(settings, pool, enqueuer, KeyVerifier(pool, settings.key_cache_seconds))
 

@@ -38,6 +38,9 @@ class ErrorBody(BaseModel):
     scope: str | None = Field(default=None, description="With `missing_scope`: the one needed")
     domain: str | None = Field(default=None, description="With `sender_not_allowed`")
     field: str | None = Field(default=None, description="With `sender_not_allowed`")
+    retry_after: int | None = Field(
+        default=None, description="With `daily_quota_exceeded`: seconds until it renews"
+    )
 
 
 _WHY = {
@@ -48,14 +51,16 @@ _WHY = {
     409: "Conflict (Idempotency-Key reused with another body; delivery in progress)",
     413: "Request body too large (`MAILER_MAX_BODY_BYTES`)",
     422: "Invalid fields, each named in `details`",
+    429: "The app's daily quota is used up (`daily_quota_exceeded`); `Retry-After` says "
+    "when the UTC day rolls over",
     503: "Could not be stored now; retry later",
 }
 
 # Per route (method, path): the scope its key needs (None: not an API-key route) and the
 # errors it gives besides 401/403 (API-key routes) and 422 (FastAPI's own validation).
 _ROUTES: dict[tuple[str, str], tuple[str | None, tuple[int, ...]]] = {
-    ("post", "/queue"): (SEND, (400, 409, 413)),
-    ("post", "/queue/batch"): (SEND, (400, 409, 413)),
+    ("post", "/queue"): (SEND, (400, 409, 413, 429)),
+    ("post", "/queue/batch"): (SEND, (400, 409, 413, 429)),
     ("get", "/status/{job_id}"): (READ, (404,)),
     ("get", "/feed"): (READ, (400,)),
     ("get", "/suppressions"): (READ, (400,)),

@@ -12,6 +12,7 @@ from datetime import datetime
 import asyncpg
 
 from mailer.apps import access, keys
+from mailer.apps.rows import AppListing, AppRow, KeyGrantRow, KeyRow
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.ids import uuid7
@@ -48,29 +49,29 @@ async def create_app(conn: Conn, name: str) -> tuple[App, str]:
     plaintext."""
     async with conn.transaction():
         try:
-            row = await conn.fetchrow(Q.create_app, uuid7(), name)
+            row = await conn.fetchrow(Q.create_app, uuid7(), name, record_class=AppRow)
         except asyncpg.UniqueViolationError:
             raise AppExists(
                 f"an app named {name!r} exists already; "
                 f"get a new key for it with `mailer apps keys create {name}`"
             ) from None
         assert row is not None
-        app = App(row["id"], row["name"], row["created_at"])
+        app = App(row.id, row.name, row.created_at)
         key = await create_key(conn, app.id)
     return app, key.plaintext
 
 
-async def list_apps(conn: Conn) -> list[asyncpg.Record]:
-    """Every app with its number of active keys."""
-    return list(await conn.fetch(Q.list_apps))
+async def list_apps(conn: Conn) -> list[AppListing]:
+    """Every app with its number of active keys, its pause and its limits."""
+    return list(await conn.fetch(Q.list_apps, record_class=AppListing))
 
 
 async def find_app(conn: Conn, id_or_name: str) -> App | None:
     """An app by id or by name."""
-    row = await conn.fetchrow(Q.find_app, id_or_name)
+    row: AppRow | None = await conn.fetchrow(Q.find_app, id_or_name, record_class=AppRow)
     if row is None:
         return None
-    return App(row["id"], row["name"], row["created_at"], row["sender_domains"])
+    return App(row.id, row.name, row.created_at, row.sender_domains)
 
 
 async def set_sender_domains(conn: Conn, app_id: uuid.UUID, domains: list[str] | None) -> None:
@@ -90,9 +91,9 @@ async def create_key(
     return CreatedKey(key_id, new.plaintext, checked)
 
 
-async def list_keys(conn: Conn, app_id: uuid.UUID) -> list[asyncpg.Record]:
+async def list_keys(conn: Conn, app_id: uuid.UUID) -> list[KeyRow]:
     """An app's keys (prefixes, scopes and dates, never secrets)."""
-    return list(await conn.fetch(Q.list_keys, app_id))
+    return list(await conn.fetch(Q.list_keys, app_id, record_class=KeyRow))
 
 
 def key_reference(value: str) -> str:
@@ -142,14 +143,16 @@ class KeyVerifier:
         now = time.monotonic()
         if cached is not None and cached[1] > now:
             return cached[0]
-        row = await self._pool.fetchrow(Q.key_by_prefix, prefix)
-        if row is None or not keys.matches(presented, row["key_hash"]):
+        row: KeyGrantRow | None = await self._pool.fetchrow(
+            Q.key_by_prefix, prefix, record_class=KeyGrantRow
+        )
+        if row is None or not keys.matches(presented, row.key_hash):
             return None
-        domains = row["sender_domains"]
+        domains = row.sender_domains
         grant = access.Grant(
-            row["app_id"],
-            row["id"],
-            frozenset(row["scopes"]),
+            row.app_id,
+            row.id,
+            frozenset(row.scopes),
             None if domains is None else frozenset(domains),
         )
         if len(self._cache) > 10_000:

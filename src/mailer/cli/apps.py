@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,6 +11,9 @@ from mailer.cli.common import (
     print_json,
     with_db,
 )
+
+if TYPE_CHECKING:
+    from mailer.apps.rows import KeyRow
 
 
 @main.group()
@@ -50,27 +53,35 @@ def apps_create(name: str, as_json: bool, exist_ok: bool) -> None:
 @apps.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def apps_list(as_json: bool) -> None:
-    """List apps."""
+    """List apps: keys, sender domains, pause, rate and daily quota."""
     from mailer.apps import store
 
     rows = with_db(store.list_apps)
     items = [
         {
-            "app_id": str(r["id"]),
-            "name": r["name"],
-            "active_keys": r["active_keys"],
-            "sender_domains": r["sender_domains"],
+            "app_id": str(r.id),
+            "name": r.name,
+            "active_keys": r.active_keys,
+            "sender_domains": r.sender_domains,
+            "paused": r.paused_at is not None,
+            "rate_per_second": r.rate_per_second,
+            "daily_quota": r.daily_quota,
         }
         for r in rows
     ]
     if as_json:
         print_json(items)
         return
-    for item in items:
-        senders = ",".join(item["sender_domains"] or ["any"])
-        click.echo(
-            f"{item['app_id']}  {item['name']}  keys={item['active_keys']}  senders={senders}"
-        )
+    for row in rows:
+        senders = ",".join(row.sender_domains or ["any"])
+        line = f"{row.id}  {row.name}  keys={row.active_keys}  senders={senders}"
+        if row.paused_at is not None:
+            line += "  PAUSED"
+        if row.rate_per_second is not None:
+            line += f"  rate={row.rate_per_second:g}/s"
+        if row.daily_quota is not None:
+            line += f"  daily={row.daily_quota}"
+        click.echo(line)
 
 
 async def _app_or_fail(conn: Any, app: str) -> Any:
@@ -133,7 +144,7 @@ def keys_list(app: str, as_json: bool) -> None:
     `keys revoke` takes the prefix as shown here."""
     from mailer.apps import store
 
-    async def action(conn: Any) -> list[Any]:
+    async def action(conn: Any) -> list[KeyRow]:
         found = await _app_or_fail(conn, app)
         return await store.list_keys(conn, found.id)
 
@@ -142,22 +153,22 @@ def keys_list(app: str, as_json: bool) -> None:
         print_json(
             [
                 {
-                    "key_id": str(r["id"]),
-                    "prefix": f"mk_{r['prefix']}",
-                    "scopes": list(r["scopes"]),
-                    "created_at": r["created_at"],
-                    "last_used_at": r["last_used_at"],
-                    "revoked_at": r["revoked_at"],
+                    "key_id": str(r.id),
+                    "prefix": f"mk_{r.prefix}",
+                    "scopes": list(r.scopes),
+                    "created_at": r.created_at,
+                    "last_used_at": r.last_used_at,
+                    "revoked_at": r.revoked_at,
                 }
                 for r in rows
             ]
         )
         return
     for row in rows:
-        state = f"revoked {row['revoked_at']:%Y-%m-%d}" if row["revoked_at"] else "active"
+        state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
         click.echo(
-            f"{row['id']}  mk_{row['prefix']}_…  {state}  scopes={','.join(row['scopes'])}"
-            f"  last used {_when(row['last_used_at'])}"
+            f"{row.id}  mk_{row.prefix}_…  {state}  scopes={','.join(row.scopes)}"
+            f"  last used {_when(row.last_used_at)}"
         )
 
 
@@ -219,6 +230,84 @@ def senders_show(app: str) -> None:
 
     found = with_db(action)
     click.echo(", ".join(found.sender_domains) if found.sender_domains else "any domain")
+
+
+@apps.command("pause")
+@click.argument("app")
+def apps_pause(app: str) -> None:
+    """Stop sending APP's email: its jobs stay queued, nothing is lost, until `resume`."""
+    from mailer.delivery import limits
+
+    async def action(conn: Any) -> Any:
+        found = await _app_or_fail(conn, app)
+        return await limits.pause(conn, found.id)
+
+    paused_at = with_db(action)
+    click.echo(f"{app} paused since {paused_at:%Y-%m-%d %H:%M:%S %Z}; its jobs wait queued")
+
+
+@apps.command("resume")
+@click.argument("app")
+def apps_resume(app: str) -> None:
+    """Send APP's email again (at its rate, if it has one), starting with the oldest."""
+    from mailer.delivery import limits
+
+    async def action(conn: Any) -> int:
+        found = await _app_or_fail(conn, app)
+        return await limits.resume(conn, found.id)
+
+    released = with_db(action)
+    click.echo(f"{app} resumed ({released} held jobs back in the queue)")
+
+
+@apps.group("limits")
+def limits_group() -> None:
+    """An app's sending rate and daily quota, enforced across all workers."""
+
+
+@limits_group.command("set")
+@click.argument("app")
+@click.option("--rate", type=float, help="Emails per second, for all workers together.")
+@click.option("--daily", type=click.IntRange(min=0), help="Emails accepted per UTC day.")
+def limits_set(app: str, rate: float | None, daily: int | None) -> None:
+    """Limit APP's sending rate and/or its daily quota (a limit not given is kept)."""
+    from mailer.delivery import limits
+
+    if rate is None and daily is None:
+        raise click.UsageError("give --rate, --daily or both")
+
+    async def action(conn: Any) -> None:
+        found = await _app_or_fail(conn, app)
+        try:
+            await limits.set_limits(conn, found.id, rate=rate, daily=daily)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    with_db(action)
+    click.echo(_limits_line(app, rate, daily))
+
+
+def _limits_line(app: str, rate: float | None, daily: int | None) -> str:
+    parts = []
+    if rate is not None:
+        parts.append(f"at most {rate:g} emails per second")
+    if daily is not None:
+        parts.append(f"{daily} emails per UTC day")
+    return f"{app} may send {' and '.join(parts)}"
+
+
+@limits_group.command("clear")
+@click.argument("app")
+def limits_clear(app: str) -> None:
+    """Remove APP's rate and daily quota (a pause stays)."""
+    from mailer.delivery import limits
+
+    async def action(conn: Any) -> None:
+        found = await _app_or_fail(conn, app)
+        await limits.clear_limits(conn, found.id)
+
+    with_db(action)
+    click.echo(f"{app} has no rate or daily quota")
 
 
 # --- Mailjet account setup -----------------------------------------------------------------

@@ -28,11 +28,15 @@ ORDER BY started_at DESC;
 SELECT state, count(*) AS jobs FROM jobs GROUP BY state;
 
 -- name: due_jobs
--- Jobs waiting and due now, and how long the oldest of them has waited (jobs_due index).
+-- Jobs waiting and due now, and how long the oldest of them has waited: open ones
+-- (jobs_due index) and those held back by their app's pause or rate (jobs_held).
 SELECT count(*) AS due,
        coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8 AS oldest_seconds
-FROM jobs
-WHERE state = 'queued' AND run_at <= now();
+FROM (
+    SELECT run_at FROM jobs WHERE state = 'queued' AND NOT held AND run_at <= now()
+    UNION ALL
+    SELECT run_at FROM jobs WHERE state = 'queued' AND held AND run_at <= now()
+) AS due;
 
 -- name: recent_event_types
 -- The last Mailjet event of each type among the latest $1 events (a bounded backward scan
