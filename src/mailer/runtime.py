@@ -27,6 +27,7 @@ from mailer.mailjet import ClientTimeouts, MailjetClient
 from mailer.ops.heartbeat import Heartbeat
 from mailer.queue.loop import claiming_ahead
 from mailer.queue.wakeup import Wakeup
+from mailer.stats.rollups import Folder
 from mailer.webhooks.dispatch import Dispatcher
 from mailer.webhooks.outbox import CHANNEL as WEBHOOK_CHANNEL
 
@@ -224,11 +225,14 @@ async def running_worker(
     dispatcher = Dispatcher(pool, wakeup.signal(WEBHOOK_CHANNEL))
     await dispatcher.start()
     housekeeping = Housekeeping(pool)
+    folder = Folder(pool)
     try:
         await heartbeat.start()
         await housekeeping.start()
+        await folder.start()
         yield worker
     finally:
+        await folder.stop()
         try:
             await worker.stop()
             await client.aclose()

@@ -40,6 +40,7 @@ def test_every_part_with_queries_is_found() -> None:
         "mailer.db",
         "mailer.delivery",
         "mailer.ops",
+        "mailer.stats",
         "mailer.tracking",
         "mailer.webhooks",
     ]

@@ -14,7 +14,7 @@ from mailer import __version__, logs
 from mailer.api import errors, openapi
 from mailer.api.models import Health
 from mailer.api.responses import Json
-from mailer.api.routes import events, feed, queue, status, suppressions, webhooks
+from mailer.api.routes import events, feed, queue, stats, status, suppressions, webhooks
 from mailer.config import Settings, load_settings, safe_dsn
 from mailer.heap import frozen_heap
 from mailer.ops.activity import ACTIVITY, Summary
@@ -93,7 +93,7 @@ def create_app(
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Outermost, so that BodySizeLimit answers its own 413 first.
     app.add_middleware(errors.ErrorBoundary)
-    for routes in (queue, status, events, feed, suppressions, webhooks):
+    for routes in (queue, status, events, feed, stats, suppressions, webhooks):
         # Straight into the app's own list: `include_router` keeps each router as a nested
         # route that FastAPI matches again, layer by layer, on every request (about 20 µs
         # of POST /queue's CPU, docs/benchmarks.md). The routes carry their paths and tags.

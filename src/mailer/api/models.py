@@ -184,3 +184,71 @@ class Health(BaseModel):
     """The service and its database answer."""
 
     ok: bool
+
+
+class Bounces(BaseModel):
+    """Bounced recipients: `hard` (permanent), `soft` (Mailjet retries: deferred)."""
+
+    hard: int
+    soft: int
+    total: int
+
+
+class Engagement(BaseModel):
+    """Opens or clicks: every event, and recipients (unique); all, and by people only
+    (`human_`: not made by a machine such as a mail privacy proxy or a link scanner)."""
+
+    total: int
+    unique: int
+    human_total: int
+    human_unique: int
+
+
+class Rates(BaseModel):
+    """Shares (0-1, null over nothing): failures of `sent`, engagement (unique) of
+    `delivered`."""
+
+    delivered: float | None
+    bounced: float | None
+    hard_bounced: float | None
+    blocked: float | None
+    complained: float | None
+    unsubscribed: float | None
+    opened: float | None
+    opened_human: float | None
+    clicked: float | None
+    clicked_human: float | None
+
+
+class StatCounts(BaseModel):
+    """What happened to the app's emails, per recipient: `accepted` by Mailer, `sent` to
+    Mailjet, `delivered` (Mailjet's `sent` event), and what Mailjet's events reported."""
+
+    accepted: int
+    sent: int
+    delivered: int
+    bounced: Bounces
+    blocked: int
+    complained: int
+    unsubscribed: int
+    opened: Engagement
+    clicked: Engagement
+    rates: Rates
+
+
+class StatPeriod(StatCounts):
+    """One hour or day (UTC) from `start`."""
+
+    start: datetime
+
+
+class Stats(BaseModel):
+    """`GET /stats`: every period from `from` to `to` (empty ones as zeros), and the total."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: datetime = Field(alias="from")
+    to: datetime
+    granularity: str
+    periods: list[StatPeriod]
+    total: StatCounts

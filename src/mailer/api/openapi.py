@@ -37,14 +37,16 @@ class ErrorBody(BaseModel):
     details: list[FieldProblem] | None = Field(default=None, description="With 422")
     scope: str | None = Field(default=None, description="With `missing_scope`: the one needed")
     domain: str | None = Field(default=None, description="With `sender_not_allowed`")
-    field: str | None = Field(default=None, description="With `sender_not_allowed`")
+    field: str | None = Field(
+        default=None, description="With `sender_not_allowed` and `invalid_range`"
+    )
     retry_after: int | None = Field(
         default=None, description="With `daily_quota_exceeded`: seconds until it renews"
     )
 
 
 _WHY = {
-    400: "Malformed header, cursor or body",
+    400: "Malformed header, cursor or body; a time range that is empty or too long",
     401: "Missing, unknown or revoked credentials",
     403: "The key lacks the route's scope, or the sender domain is not allowed",
     404: "No such resource for this app",
@@ -63,6 +65,7 @@ _ROUTES: dict[tuple[str, str], tuple[str | None, tuple[int, ...]]] = {
     ("post", "/queue/batch"): (SEND, (400, 409, 413, 429)),
     ("get", "/status/{job_id}"): (READ, (404,)),
     ("get", "/feed"): (READ, (400,)),
+    ("get", "/stats"): (READ, (400,)),
     ("get", "/suppressions"): (READ, (400,)),
     ("post", "/suppressions"): (SEND, (413,)),
     ("delete", "/suppressions/{email}"): (SEND, (404,)),

@@ -164,6 +164,10 @@ async def copy_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
                     for position, (kind, email) in enumerate(j.recipients)
                 ],
             )
+        counts: dict[uuid.UUID, int] = {}
+        for job in jobs:
+            counts[job.app_id] = counts.get(job.app_id, 0) + len(job.recipients)
+        await conn.execute(Q.count_accepted_emails, list(counts), list(counts.values()))
         if due_now:
             await conn.execute(Q.notify_jobs)
     return [Accepted(j.id) for j in jobs]

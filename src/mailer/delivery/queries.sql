@@ -7,6 +7,8 @@
 -- position (a string), the mentions folded into that recipient; `request_hash` is hex. A job
 -- whose idempotency key exists already is skipped with its recipients. If a stored job is
 -- due now, NOTIFY once (the extra NULL row). Answers the stored jobs' ids.
+-- (A CTE that nothing reads, like `counted`, still runs: PostgreSQL runs every data-modifying
+-- CTE to completion.)
 WITH input AS (
     SELECT *
     FROM jsonb_to_recordset($1::jsonb)
@@ -27,12 +29,29 @@ WITH input AS (
     JOIN stored s ON s.id = i.id
     CROSS JOIN LATERAL jsonb_array_elements(i.recipients) WITH ORDINALITY
          AS r(recipient, position)
+), counted AS (
+    -- The hourly stats' `accepted`, per recipient, in this connection's own row.
+    INSERT INTO stats_hourly AS s (app_id, tag, hour, shard, accepted)
+    SELECT i.app_id, '', date_trunc('hour', now(), 'UTC'), pg_backend_pid(),
+           sum(jsonb_array_length(i.recipients))
+    FROM input i
+    JOIN stored st ON st.id = i.id
+    GROUP BY i.app_id
+    ON CONFLICT (app_id, tag, hour, shard) DO UPDATE SET accepted = s.accepted + EXCLUDED.accepted
 )
 SELECT id FROM stored
 UNION ALL
 SELECT NULL FROM (
     SELECT pg_notify('mailer_jobs', '') FROM stored WHERE run_at <= now() LIMIT 1
 ) AS notified;
+
+-- name: count_accepted_emails
+-- The hourly stats' `accepted` for jobs stored by COPY: $2 recipients of app $1.
+INSERT INTO stats_hourly AS s (app_id, tag, hour, shard, accepted)
+SELECT app_id, '', date_trunc('hour', now(), 'UTC'), pg_backend_pid(), sum(recipients)
+FROM unnest($1::uuid[], $2::int8[]) AS c(app_id, recipients)
+GROUP BY app_id
+ON CONFLICT (app_id, tag, hour, shard) DO UPDATE SET accepted = s.accepted + EXCLUDED.accepted;
 
 -- name: transaction_now
 -- The run_at of jobs due now, stored by COPY (which cannot call now() itself).
@@ -171,8 +190,21 @@ SELECT least(
 -- Mailjet accepted these recipients ($1-$4) and answered for these jobs ($5-$7): one call
 -- of the function that records both under the MessageIDs' bucket locks (migration 0005).
 -- $8: write nothing and answer false if an unlinked event might be waiting for them.
-SELECT record_sends($1::uuid[], $2::int2[], $3::int8[], $4::text[],
-                    $5::uuid[], $6::text[], $7::jsonb[], $8::boolean);
+-- What was written counts in the hourly stats' `sent`, in this connection's own row.
+WITH recorded AS (
+    SELECT record_sends($1::uuid[], $2::int2[], $3::int8[], $4::text[],
+                        $5::uuid[], $6::text[], $7::jsonb[], $8::boolean) AS wrote
+), counted AS (
+    INSERT INTO stats_hourly AS s (app_id, tag, hour, shard, sent)
+    SELECT j.app_id, '', date_trunc('hour', now(), 'UTC'), pg_backend_pid(), count(*)
+    FROM recorded r
+    CROSS JOIN unnest($1::uuid[]) AS a(job_id)
+    JOIN jobs j ON j.id = a.job_id
+    WHERE r.wrote
+    GROUP BY j.app_id
+    ON CONFLICT (app_id, tag, hour, shard) DO UPDATE SET sent = s.sent + EXCLUDED.sent
+)
+SELECT wrote FROM recorded;
 
 -- name: record_rejected
 -- These recipients will not be sent (Mailjet refused, or we gave up). Answers those that
