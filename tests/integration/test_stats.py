@@ -82,7 +82,8 @@ async def test_folding_closed_hours_keeps_every_count(service: Service) -> None:
         app_id = await conn.fetchval("SELECT id FROM apps")
         old = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
         await conn.executemany(
-            "INSERT INTO stats_hourly (app_id, hour, shard, accepted, sent) VALUES ($1, $2, $3, $4, 1)",
+            "INSERT INTO stats_hourly (app_id, hour, shard, accepted, sent)"
+            " VALUES ($1, $2, $3, $4, 1)",
             [(app_id, old, shard, shard) for shard in (101, 102, 103)]
             + [(app_id, old - timedelta(hours=1), 104, 5)],
         )
