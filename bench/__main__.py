@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import infra, scenarios_api, scenarios_queue
+from bench import infra, scenarios_api, scenarios_queue, scenarios_stats
 from bench.load import pick_generator
 from bench.report import Report, Row, cpu_ticks, machine_info, stolen_share
 from bench.sizes import SIZES
@@ -38,6 +38,7 @@ SCENARIOS: dict[str, Scenario] = {
     "events": scenarios_api.events,
     "latency": scenarios_api.latency,
     "backlog": scenarios_queue.backlog,
+    "stats": scenarios_stats.stats,
     "soak": scenarios_queue.soak,
 }
 RESULTS = infra.ROOT / "bench" / "results"

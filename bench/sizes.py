@@ -28,7 +28,8 @@ class Size:
     latency_duration: float  # seconds of the open-loop latency run
     backlog_small: int
     backlog_large: int
-    claims: int  # claims timed per backlog size
+    claims: int  # claims timed per backlog size (and stats reads timed)
+    stats_events: int  # events stored (and rolled up) under GET /stats
     soak_emails: int  # --long only
     soak_checkpoint: int  # the RSS reference point
 
@@ -54,6 +55,7 @@ FULL = Size(
     backlog_small=10_000,
     backlog_large=1_000_000,
     claims=40,
+    stats_events=10_000_000,
     soak_emails=200_000,
     soak_checkpoint=100_000,
 )
@@ -79,6 +81,7 @@ SMOKE = Size(
     backlog_small=1_000,
     backlog_large=5_000,
     claims=3,
+    stats_events=20_000,
     soak_emails=4_000,
     soak_checkpoint=1_000,
 )
