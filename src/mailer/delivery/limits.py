@@ -134,21 +134,30 @@ async def hold_of(conn: Conn, app_id: uuid.UUID) -> Hold | None:
     """Why the app's due jobs are not being claimed right now, if they are held back: the
     `waiting` reason `/status` gives a queued, due job (None: they go as workers free up)."""
     row = await limits_of(conn, app_id)
-    return None if row is None else hold_from(row)
+    if row is None:
+        return None
+    return hold_at(
+        row.now,
+        paused=row.paused_at is not None,
+        rate=row.rate_per_second,
+        tokens=row.tokens,
+        tokens_at=row.tokens_at,
+    )
 
 
-def hold_from(row: LimitsRow) -> Hold | None:
-    """The hold that an app's limits put on its due jobs at `row.now`."""
-    if row.paused_at is not None:
+def hold_at(
+    now: datetime, *, paused: bool, rate: float | None, tokens: float, tokens_at: datetime
+) -> Hold | None:
+    """The hold an app's pause or token bucket (`tokens` at `tokens_at`, refilling at
+    `rate` up to one second's worth) puts on its due jobs at `now`."""
+    if paused:
         return Hold("paused", None)
-    rate = row.rate_per_second
     if rate is None:
         return None
-    elapsed = (row.now - row.tokens_at).total_seconds()
-    tokens = min(max(rate, 1.0), row.tokens + elapsed * rate)
-    if tokens >= 1.0:
+    available = min(max(rate, 1.0), tokens + (now - tokens_at).total_seconds() * rate)
+    if available >= 1.0:
         return None
-    return Hold("rate_limited", row.now + timedelta(seconds=(1.0 - tokens) / rate))
+    return Hold("rate_limited", now + timedelta(seconds=(1.0 - available) / rate))
 
 
 class QuotaApps:
