@@ -25,6 +25,7 @@ from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.delivery.email import EmailRequest
 from mailer.delivery.limits import QuotaApps, QuotaExceeded, seconds_until_next_utc_day
+from mailer.delivery.rows import ExistingJob, StoredJob
 from mailer.ids import uuid7
 from mailer.ops.outage import is_connection_lost, is_unavailable
 
@@ -103,8 +104,8 @@ async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
     """
     # One JSON parameter rather than an array per column: asyncpg inspects every element
     # of an array parameter in Python, which cost more than encoding the JSON.
-    rows = await conn.fetch(Q.insert_jobs, [_as_json(job) for job in jobs])
-    inserted = {row["id"] for row in rows if row["id"] is not None}
+    rows = await conn.fetch(Q.insert_jobs, [_as_json(job) for job in jobs], record_class=StoredJob)
+    inserted = {row.id for row in rows if row.id is not None}
     if len(inserted) == len(jobs):
         return [Accepted(j.id) for j in jobs]
     return await _resolve_replays(conn, jobs, inserted)
@@ -210,19 +211,22 @@ async def _resolve_replays(
         Q.jobs_by_idempotency_key,
         [j.app_id for j in skipped],
         [j.idempotency_key for j in skipped],
+        record_class=ExistingJob,
     )
-    existing = {(r["app_id"], r["idempotency_key"]): r for r in rows}
+    existing: dict[tuple[uuid.UUID, str | None], ExistingJob] = {
+        (r.app_id, r.idempotency_key): r for r in rows
+    }
     answers = []
     for job in jobs:
         if job.id in inserted:
             answers.append(Accepted(job.id))
             continue
         row = existing[(job.app_id, job.idempotency_key)]
-        if row["request_hash"] != job.request_hash:
+        if row.request_hash != job.request_hash:
             raise IdempotencyConflict(
                 f"Idempotency-Key {job.idempotency_key!r} was used with a different request"
             )
-        answers.append(Accepted(row["id"], replayed=True))
+        answers.append(Accepted(row.id, replayed=True))
     return answers
 
 

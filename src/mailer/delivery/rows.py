@@ -11,10 +11,12 @@ from mailer.db.rows import Column, Row
 __all__ = [
     "AppIdRow",
     "ClaimedRow",
+    "ExistingJob",
     "FailedRecipient",
     "LimitsRow",
     "PacingRow",
     "ReleasedRow",
+    "StoredJob",
 ]
 
 
@@ -75,3 +77,18 @@ class PacingRow(Row):
 
     first_slot = Column[datetime]()
     now = Column[datetime]()
+
+
+class StoredJob(Row):
+    """A job ``insert_jobs`` stored (``id`` None: the row that says it notified)."""
+
+    id = Column[uuid.UUID | None]()
+
+
+class ExistingJob(Row):
+    """A job found by its idempotency key (``jobs_by_idempotency_key``)."""
+
+    id = Column[uuid.UUID]()
+    app_id = Column[uuid.UUID]()
+    idempotency_key = Column[str]()
+    request_hash = Column[bytes | None]()
