@@ -4,11 +4,14 @@ real PostgreSQL, the simulator as Mailjet, Mailjet-shaped events posted to /even
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mailer.db.pool import connect, create_pool
 from mailer.simulator.server import SimulatorServer
@@ -137,3 +140,44 @@ async def test_stats_need_the_read_scope(service: Service) -> None:
     status, body = await service.request("GET", "/stats", send_only.plaintext)
     assert status == 403 and body["scope"] == "read"
     await asyncio.sleep(0)
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+async def test_unique_opens_and_clicks_count_each_recipient_once_in_any_order(
+    service: Service, simulator: SimulatorServer, data: st.DataObject
+) -> None:
+    key = await service.create_app(f"app{next(_apps)}")
+    job = await service.queue(key, email("a@example.org", "b@example.org", "c@example.org"))
+    messages = await sent_messages(service, simulator, key, job)
+    # Each recipient opens and clicks 0-3 times, as a person or a machine.
+    events = []
+    for n, message in enumerate(messages):
+        for kind in ("open", "click"):
+            for k in range(data.draw(st.integers(0, 3))):
+                agent = PERSON if data.draw(st.booleans()) else "Mozilla/5.0"
+                url = {"url": f"https://x.test/{k}"} if kind == "click" else {}
+                events.append(mj_event(kind, message, at=NOW + 10 * n + k, agent=agent, **url))
+    # Posted shuffled, in chunks, some of them twice (Mailjet retries).
+    posted = data.draw(st.permutations(events)) if events else []
+    posted += data.draw(st.lists(st.sampled_from(events), max_size=3)) if events else []
+    size = data.draw(st.integers(1, 4))
+    for start in range(0, len(posted), size):
+        assert (await post_events(service, posted[start : start + size]))[0] == 200
+    total = (await stats(service, key))["total"]
+    for kind, word in (("open", "opened"), ("click", "clicked")):
+        mine = [e for e in events if e["event"] == kind]
+        human = [e for e in mine if e["agent"] == PERSON]
+        assert total[word] == {
+            "total": len(mine),
+            "unique": len({e["email"] for e in mine}),
+            "human_total": len(human),
+            "human_unique": len({e["email"] for e in human}),
+        }
+
+
+_apps = itertools.count()

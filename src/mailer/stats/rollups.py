@@ -1,5 +1,8 @@
 """Reading the hourly rollups per hour or day, with rates; folding hours that closed.
 
+What a period shows, and its rates, is SQL (`stats_json`, migration 0013): PostgreSQL
+builds the whole answer, so 720 hours cost no Python objects per period.
+
 The counts are written where the things happen, in the same statements (migration 0013
 describes the table): `accepted` when jobs are stored, `sent` when Mailjet's answer is
 recorded, the rest when Mailjet's events are applied. Nothing here counts jobs or events.
@@ -10,90 +13,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal, NamedTuple
+from typing import Any, Literal
 
 import asyncpg
 
 from mailer.aio import cancel_and_wait
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
-from mailer.stats.rows import PeriodRow
 
 Q = Queries("mailer.stats")
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "MAX_PERIODS",
-    "Counts",
-    "Folder",
-    "Granularity",
-    "Period",
-    "aligned",
-    "as_json",
-    "read_periods",
-    "total",
-]
+__all__ = ["MAX_PERIODS", "STEP", "Folder", "Granularity", "aligned", "read_stats"]
 
 Granularity = Literal["hour", "day"]
 STEP: dict[Granularity, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 MAX_PERIODS: dict[Granularity, int] = {"hour": 31 * 24, "day": 400}
 """The most periods one read answers: 31 days by the hour, 400 days by the day."""
-
-
-class Counts(NamedTuple):
-    """What happened to an app's emails in some span of time, per recipient (a tuple:
-    720 hours of them are summed and shown per request)."""
-
-    accepted: int = 0
-    sent: int = 0
-    delivered: int = 0
-    bounced_hard: int = 0
-    bounced_soft: int = 0
-    blocked: int = 0
-    complained: int = 0
-    unsubscribed: int = 0
-    opened: int = 0
-    opened_unique: int = 0
-    opened_human: int = 0
-    opened_human_unique: int = 0
-    clicked: int = 0
-    clicked_unique: int = 0
-    clicked_human: int = 0
-    clicked_human_unique: int = 0
-
-    def rates(self) -> dict[str, float | None]:
-        """Each rate as the hosted APIs define it: failures against what was sent,
-        engagement (unique recipients) against what was delivered; None over nothing."""
-        bounced = self.bounced_hard + self.bounced_soft
-        return {
-            "delivered": _ratio(self.delivered, self.sent),
-            "bounced": _ratio(bounced, self.sent),
-            "hard_bounced": _ratio(self.bounced_hard, self.sent),
-            "blocked": _ratio(self.blocked, self.sent),
-            "complained": _ratio(self.complained, self.delivered),
-            "unsubscribed": _ratio(self.unsubscribed, self.delivered),
-            "opened": _ratio(self.opened_unique, self.delivered),
-            "opened_human": _ratio(self.opened_human_unique, self.delivered),
-            "clicked": _ratio(self.clicked_unique, self.delivered),
-            "clicked_human": _ratio(self.clicked_human_unique, self.delivered),
-        }
-
-
-_FIELDS = Counts._fields
-
-
-def _ratio(part: int, whole: int) -> float | None:
-    return None if whole == 0 else round(part / whole, 4)
-
-
-@dataclass(frozen=True, slots=True)
-class Period:
-    """The counts of one hour or day (UTC), starting at `start`."""
-
-    start: datetime
-    counts: Counts
 
 
 def aligned(moment: datetime, granularity: Granularity, *, up: bool = False) -> datetime:
@@ -107,7 +44,7 @@ def aligned(moment: datetime, granularity: Granularity, *, up: bool = False) -> 
     return floor
 
 
-async def read_periods(
+async def read_stats(
     conn: Conn,
     app_id: uuid.UUID,
     start: datetime,
@@ -115,58 +52,14 @@ async def read_periods(
     granularity: Granularity,
     *,
     tag: str = "",
-) -> list[Period]:
-    """Every period from `start` to `end` (aligned by the caller: `aligned`), empty ones as
-    zeros, from the rollups only."""
-    rows = await conn.fetch(
-        Q.stats_periods, app_id, start, end, granularity, tag, record_class=PeriodRow
+) -> dict[str, Any]:
+    """`{"periods": [...], "total": {...}}` from `start` to `end` (aligned by the caller:
+    `aligned`), every period, empty ones as zeros: one document PostgreSQL builds from
+    the rollups only (`stats_document`)."""
+    document: dict[str, Any] = await conn.fetchval(
+        Q.stats_document, app_id, start, end, granularity, tag
     )
-    found = {row.start: Counts._make(getattr(row, f) for f in _FIELDS) for row in rows}
-    step = STEP[granularity]
-    periods = []
-    moment = start
-    while moment < end:
-        periods.append(Period(moment, found.get(moment, Counts())))
-        moment += step
-    return periods
-
-
-def total(periods: list[Period]) -> Counts:
-    """The counts of all `periods` together."""
-    if not periods:
-        return Counts()
-    return Counts(*map(sum, zip(*(p.counts for p in periods), strict=True)))
-
-
-def as_json(counts: Counts) -> dict[str, object]:
-    """Counts as `GET /stats` shows them: bounces, opens and clicks grouped, with rates."""
-    c = counts
-    return {
-        "accepted": c.accepted,
-        "sent": c.sent,
-        "delivered": c.delivered,
-        "bounced": {
-            "hard": c.bounced_hard,
-            "soft": c.bounced_soft,
-            "total": c.bounced_hard + c.bounced_soft,
-        },
-        "blocked": c.blocked,
-        "complained": c.complained,
-        "unsubscribed": c.unsubscribed,
-        "opened": {
-            "total": c.opened,
-            "unique": c.opened_unique,
-            "human_total": c.opened_human,
-            "human_unique": c.opened_human_unique,
-        },
-        "clicked": {
-            "total": c.clicked,
-            "unique": c.clicked_unique,
-            "human_total": c.clicked_human,
-            "human_unique": c.clicked_human_unique,
-        },
-        "rates": c.rates(),
-    }
+    return document
 
 
 class Folder:

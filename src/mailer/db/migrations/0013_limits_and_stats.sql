@@ -76,3 +76,41 @@ ALTER TABLE messages
     ADD COLUMN first_human_opened_at timestamptz,
     ADD COLUMN first_clicked_at timestamptz,
     ADD COLUMN first_human_clicked_at timestamptz;
+
+-- One period's counts as `GET /stats` shows them: bounces, opens and clicks grouped, and
+-- the rates (0-1, null over nothing): failures of `sent`, engagement (unique) of
+-- `delivered`. In SQL, so a 30-day read by the hour is one document built by PostgreSQL.
+CREATE FUNCTION stats_json(
+    accepted bigint, sent bigint, delivered bigint, bounced_hard bigint, bounced_soft bigint,
+    blocked bigint, complained bigint, unsubscribed bigint, opened bigint,
+    opened_unique bigint, opened_human bigint, opened_human_unique bigint, clicked bigint,
+    clicked_unique bigint, clicked_human bigint, clicked_human_unique bigint
+) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT jsonb_build_object(
+        'accepted', accepted,
+        'sent', sent,
+        'delivered', delivered,
+        'bounced', jsonb_build_object(
+            'hard', bounced_hard, 'soft', bounced_soft, 'total', bounced_hard + bounced_soft),
+        'blocked', blocked,
+        'complained', complained,
+        'unsubscribed', unsubscribed,
+        'opened', jsonb_build_object(
+            'total', opened, 'unique', opened_unique,
+            'human_total', opened_human, 'human_unique', opened_human_unique),
+        'clicked', jsonb_build_object(
+            'total', clicked, 'unique', clicked_unique,
+            'human_total', clicked_human, 'human_unique', clicked_human_unique),
+        'rates', jsonb_build_object(
+            'delivered', round(delivered::numeric / NULLIF(sent, 0), 4),
+            'bounced', round((bounced_hard + bounced_soft)::numeric / NULLIF(sent, 0), 4),
+            'hard_bounced', round(bounced_hard::numeric / NULLIF(sent, 0), 4),
+            'blocked', round(blocked::numeric / NULLIF(sent, 0), 4),
+            'complained', round(complained::numeric / NULLIF(delivered, 0), 4),
+            'unsubscribed', round(unsubscribed::numeric / NULLIF(delivered, 0), 4),
+            'opened', round(opened_unique::numeric / NULLIF(delivered, 0), 4),
+            'opened_human', round(opened_human_unique::numeric / NULLIF(delivered, 0), 4),
+            'clicked', round(clicked_unique::numeric / NULLIF(delivered, 0), 4),
+            'clicked_human', round(clicked_human_unique::numeric / NULLIF(delivered, 0), 4)))
+$$;
