@@ -60,10 +60,11 @@ async def test_stats_count_each_thing_once_per_recipient(
     answer = await stats(service, key)
     day = answer["total"]
     assert (day["accepted"], day["sent"], day["delivered"]) == (4, 4, 3)
-    assert day["bounced"] == {"hard": 1, "soft": 1, "total": 2}
+    assert (day["bounced_hard"], day["bounced_soft"]) == (1, 1)
     assert (day["complained"], day["unsubscribed"], day["blocked"]) == (1, 1, 0)
-    assert day["opened"] == {"total": 4, "unique": 2, "human_total": 3, "human_unique": 2}
-    assert day["clicked"] == {"total": 2, "unique": 1, "human_total": 2, "human_unique": 1}
+    opened = [day[f"opened{s}"] for s in ("", "_unique", "_human", "_human_unique")]
+    clicked = [day[f"clicked{s}"] for s in ("", "_unique", "_human", "_human_unique")]
+    assert (opened, clicked) == ([4, 2, 3, 2], [2, 1, 2, 1])
     rates = day["rates"]
     assert rates["delivered"] == 0.75 and rates["bounced"] == 0.5
     assert rates["opened"] == round(2 / 3, 4) and rates["clicked"] == round(1 / 3, 4)
@@ -155,13 +156,15 @@ async def test_unique_opens_and_clicks_count_each_recipient_once_in_any_order(
     job = await service.queue(key, email("a@example.org", "b@example.org", "c@example.org"))
     messages = await sent_messages(service, simulator, key, job)
     # Each recipient opens and clicks 0-3 times, as a person or a machine.
-    events = []
+    events: list[dict[str, Any]] = []
     for n, message in enumerate(messages):
         for kind in ("open", "click"):
             for k in range(data.draw(st.integers(0, 3))):
                 agent = PERSON if data.draw(st.booleans()) else "Mozilla/5.0"
-                url = {"url": f"https://x.test/{k}"} if kind == "click" else {}
-                events.append(mj_event(kind, message, at=NOW + 10 * n + k, agent=agent, **url))
+                event = mj_event(kind, message, at=NOW + 10 * n + k, agent=agent)
+                if kind == "click":
+                    event["url"] = f"https://x.test/{k}"
+                events.append(event)
     # Posted shuffled, in chunks, some of them twice (Mailjet retries).
     posted = data.draw(st.permutations(events)) if events else []
     posted += data.draw(st.lists(st.sampled_from(events), max_size=3)) if events else []
@@ -172,12 +175,12 @@ async def test_unique_opens_and_clicks_count_each_recipient_once_in_any_order(
     for kind, word in (("open", "opened"), ("click", "clicked")):
         mine = [e for e in events if e["event"] == kind]
         human = [e for e in mine if e["agent"] == PERSON]
-        assert total[word] == {
-            "total": len(mine),
-            "unique": len({e["email"] for e in mine}),
-            "human_total": len(human),
-            "human_unique": len({e["email"] for e in human}),
-        }
+        assert [total[f"{word}{s}"] for s in ("", "_unique", "_human", "_human_unique")] == [
+            len(mine),
+            len({e["email"] for e in mine}),
+            len(human),
+            len({e["email"] for e in human}),
+        ]
 
 
 _apps = itertools.count()

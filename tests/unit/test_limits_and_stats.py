@@ -1,5 +1,5 @@
 """Pure logic of limits and stats: the quota's Retry-After, an app's hold, period
-alignment."""
+alignment, sums and rates."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailer.delivery.limits import Hold, hold_at, seconds_until_next_utc_day
-from mailer.stats.rollups import STEP, aligned
+from mailer.stats.rollups import STEP, Counts, Period, aligned, as_json, total
 
 MOMENTS = st.datetimes(
     min_value=datetime(2000, 1, 1),
@@ -38,6 +38,35 @@ def test_aligned_periods_contain_the_moment(moment: datetime, granularity: str) 
     assert down.tzinfo is UTC and down.minute == down.second == down.microsecond == 0
     if granularity == "day":
         assert down.hour == 0
+
+
+@given(st.lists(st.lists(st.integers(0, 10**9), min_size=16, max_size=16), max_size=30))
+def test_the_total_is_the_sum_of_its_periods(values: list[list[int]]) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    periods = [Period(start + timedelta(hours=i), Counts(*v)) for i, v in enumerate(values)]
+    summed = total(periods)
+    for index, name in enumerate(Counts._fields):
+        assert getattr(summed, name) == sum(v[index] for v in values)
+
+
+def test_rates_are_shares_of_sent_and_delivered_and_none_over_nothing() -> None:
+    counts = Counts(
+        sent=10,
+        delivered=8,
+        bounced_hard=1,
+        bounced_soft=1,
+        opened_unique=4,
+        opened_human_unique=2,
+        clicked_unique=1,
+        complained=0,
+    )
+    rates = counts.rates()
+    assert rates["delivered"] == 0.8 and rates["bounced"] == 0.2 and rates["hard_bounced"] == 0.1
+    assert rates["opened"] == 0.5 and rates["opened_human"] == 0.25 and rates["clicked"] == 0.125
+    assert rates["complained"] == 0.0
+    assert all(value is None for value in Counts().rates().values())
+    shown = as_json(counts)
+    assert shown["bounced_hard"] == 1 and shown["rates"] == rates
 
 
 NOW = datetime(2026, 12, 3, 12, tzinfo=UTC)

@@ -186,24 +186,6 @@ class Health(BaseModel):
     ok: bool
 
 
-class Bounces(BaseModel):
-    """Bounced recipients: `hard` (permanent), `soft` (Mailjet retries: deferred)."""
-
-    hard: int
-    soft: int
-    total: int
-
-
-class Engagement(BaseModel):
-    """Opens or clicks: every event, and recipients (unique); all, and by people only
-    (`human_`: not made by a machine such as a mail privacy proxy or a link scanner)."""
-
-    total: int
-    unique: int
-    human_total: int
-    human_unique: int
-
-
 class Rates(BaseModel):
     """Shares (0-1, null over nothing): failures of `sent`, engagement (unique) of
     `delivered`."""
@@ -222,17 +204,26 @@ class Rates(BaseModel):
 
 class StatCounts(BaseModel):
     """What happened to the app's emails, per recipient: `accepted` by Mailer, `sent` to
-    Mailjet, `delivered` (Mailjet's `sent` event), and what Mailjet's events reported."""
+    Mailjet, `delivered` (Mailjet's `sent` event), and what Mailjet's events reported.
+    Opens and clicks: every event, the recipients (`_unique`), and by people only
+    (`_human`: not a machine such as a mail privacy proxy or a link scanner)."""
 
     accepted: int
     sent: int
     delivered: int
-    bounced: Bounces
+    bounced_hard: int
+    bounced_soft: int = Field(description="Mailjet retries: the recipient is `deferred`")
     blocked: int
     complained: int
     unsubscribed: int
-    opened: Engagement
-    clicked: Engagement
+    opened: int
+    opened_unique: int
+    opened_human: int
+    opened_human_unique: int
+    clicked: int
+    clicked_unique: int
+    clicked_human: int
+    clicked_human_unique: int
     rates: Rates
 
 

@@ -1,54 +1,30 @@
 -- Queries of the stats: reading the hourly rollups, folding closed hours. The rollups are
 -- written by the statements that accept, record and apply (delivery and tracking queries).
 
--- name: stats_document
--- App $1's counts (tag $5, '' for all) for every period ($4: 'hour' or 'day', UTC) from
--- $2 to $3 (aligned by the caller), empty periods as zeros, and their total: one JSON
--- document, {"periods": [...], "total": {...}}, built here (stats_json, migration 0013).
-WITH sums AS (
-    SELECT date_trunc($4, hour, 'UTC') AS start,
-           sum(accepted) AS accepted, sum(sent) AS sent, sum(delivered) AS delivered,
-           sum(bounced_hard) AS bounced_hard, sum(bounced_soft) AS bounced_soft,
-           sum(blocked) AS blocked, sum(complained) AS complained,
-           sum(unsubscribed) AS unsubscribed, sum(opened) AS opened,
-           sum(opened_unique) AS opened_unique, sum(opened_human) AS opened_human,
-           sum(opened_human_unique) AS opened_human_unique, sum(clicked) AS clicked,
-           sum(clicked_unique) AS clicked_unique, sum(clicked_human) AS clicked_human,
-           sum(clicked_human_unique) AS clicked_human_unique
-    FROM stats_hourly
-    WHERE app_id = $1 AND tag = $5 AND hour >= $2 AND hour < $3
-    GROUP BY 1
-), periods AS (
-    -- Periods counted in UTC wall time, so a day is 24 hours whatever the session's zone.
-    SELECT g.start AS period, s.*
-    FROM generate_series($2 AT TIME ZONE 'UTC', $3 AT TIME ZONE 'UTC' - ('1 ' || $4)::interval,
-                         ('1 ' || $4)::interval) AS g(start)
-    LEFT JOIN sums s ON s.start = g.start AT TIME ZONE 'UTC'
-)
-SELECT jsonb_build_object(
-    'periods', coalesce(jsonb_agg(
-        jsonb_build_object('start', to_char(p.period, 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"'))
-        || stats_json(
-            coalesce(p.accepted, 0)::int8, coalesce(p.sent, 0)::int8,
-            coalesce(p.delivered, 0)::int8, coalesce(p.bounced_hard, 0)::int8,
-            coalesce(p.bounced_soft, 0)::int8, coalesce(p.blocked, 0)::int8,
-            coalesce(p.complained, 0)::int8, coalesce(p.unsubscribed, 0)::int8,
-            coalesce(p.opened, 0)::int8, coalesce(p.opened_unique, 0)::int8,
-            coalesce(p.opened_human, 0)::int8, coalesce(p.opened_human_unique, 0)::int8,
-            coalesce(p.clicked, 0)::int8, coalesce(p.clicked_unique, 0)::int8,
-            coalesce(p.clicked_human, 0)::int8, coalesce(p.clicked_human_unique, 0)::int8)
-        ORDER BY p.period), '[]'::jsonb),
-    'total', stats_json(
-        coalesce(sum(p.accepted), 0)::int8, coalesce(sum(p.sent), 0)::int8,
-        coalesce(sum(p.delivered), 0)::int8, coalesce(sum(p.bounced_hard), 0)::int8,
-        coalesce(sum(p.bounced_soft), 0)::int8, coalesce(sum(p.blocked), 0)::int8,
-        coalesce(sum(p.complained), 0)::int8, coalesce(sum(p.unsubscribed), 0)::int8,
-        coalesce(sum(p.opened), 0)::int8, coalesce(sum(p.opened_unique), 0)::int8,
-        coalesce(sum(p.opened_human), 0)::int8, coalesce(sum(p.opened_human_unique), 0)::int8,
-        coalesce(sum(p.clicked), 0)::int8, coalesce(sum(p.clicked_unique), 0)::int8,
-        coalesce(sum(p.clicked_human), 0)::int8, coalesce(sum(p.clicked_human_unique), 0)::int8)
-) AS document
-FROM periods p;
+-- name: stats_periods
+-- App $1's counts per period ($4: 'hour' or 'day', UTC) with $2 <= hour < $3, tag $5 (''
+-- for all); periods without any row are left out (the caller fills them with zeros).
+SELECT date_trunc($4, hour, 'UTC') AS start,
+       sum(accepted)::int8 AS accepted,
+       sum(sent)::int8 AS sent,
+       sum(delivered)::int8 AS delivered,
+       sum(bounced_hard)::int8 AS bounced_hard,
+       sum(bounced_soft)::int8 AS bounced_soft,
+       sum(blocked)::int8 AS blocked,
+       sum(complained)::int8 AS complained,
+       sum(unsubscribed)::int8 AS unsubscribed,
+       sum(opened)::int8 AS opened,
+       sum(opened_unique)::int8 AS opened_unique,
+       sum(opened_human)::int8 AS opened_human,
+       sum(opened_human_unique)::int8 AS opened_human_unique,
+       sum(clicked)::int8 AS clicked,
+       sum(clicked_unique)::int8 AS clicked_unique,
+       sum(clicked_human)::int8 AS clicked_human,
+       sum(clicked_human_unique)::int8 AS clicked_human_unique
+FROM stats_hourly
+WHERE app_id = $1 AND tag = $5 AND hour >= $2 AND hour < $3
+GROUP BY 1
+ORDER BY 1;
 
 -- name: fold_closed_hours
 -- Fold the per-connection rows of hours that closed over an hour ago into one row per

@@ -1,8 +1,5 @@
 """Reading the hourly rollups per hour or day, with rates; folding hours that closed.
 
-What a period shows, and its rates, is SQL (`stats_json`, migration 0013): PostgreSQL
-builds the whole answer, so 720 hours cost no Python objects per period.
-
 The counts are written where the things happen, in the same statements (migration 0013
 describes the table): `accepted` when jobs are stored, `sent` when Mailjet's answer is
 recorded, the rest when Mailjet's events are applied. Nothing here counts jobs or events.
@@ -11,26 +8,108 @@ recorded, the rest when Mailjet's events are applied. Nothing here counts jobs o
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal, NamedTuple
 
 import asyncpg
 
 from mailer.aio import cancel_and_wait
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
+from mailer.stats.rows import PeriodRow
 
 Q = Queries("mailer.stats")
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_PERIODS", "STEP", "Folder", "Granularity", "aligned", "read_stats"]
+__all__ = [
+    "MAX_PERIODS",
+    "Counts",
+    "Folder",
+    "Granularity",
+    "Period",
+    "aligned",
+    "as_json",
+    "read_periods",
+    "total",
+]
 
 Granularity = Literal["hour", "day"]
 STEP: dict[Granularity, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 MAX_PERIODS: dict[Granularity, int] = {"hour": 31 * 24, "day": 400}
 """The most periods one read answers: 31 days by the hour, 400 days by the day."""
+
+
+class Counts(NamedTuple):
+    """What happened to an app's emails in some span of time, per recipient (a tuple:
+    720 hours of them are summed and shown per request)."""
+
+    accepted: int = 0
+    sent: int = 0
+    delivered: int = 0
+    bounced_hard: int = 0
+    bounced_soft: int = 0
+    blocked: int = 0
+    complained: int = 0
+    unsubscribed: int = 0
+    opened: int = 0
+    opened_unique: int = 0
+    opened_human: int = 0
+    opened_human_unique: int = 0
+    clicked: int = 0
+    clicked_unique: int = 0
+    clicked_human: int = 0
+    clicked_human_unique: int = 0
+
+    def rates(self) -> dict[str, float | None]:
+        """Each rate as the hosted APIs define it: failures against what was sent,
+        engagement (unique recipients) against what was delivered; None over nothing."""
+        sent, delivered = self.sent, self.delivered
+        if not sent and not delivered:
+            return dict(_NO_RATES)
+        bounced = self.bounced_hard + self.bounced_soft
+        return {
+            "delivered": _ratio(delivered, sent),
+            "bounced": _ratio(bounced, sent),
+            "hard_bounced": _ratio(self.bounced_hard, sent),
+            "blocked": _ratio(self.blocked, sent),
+            "complained": _ratio(self.complained, delivered),
+            "unsubscribed": _ratio(self.unsubscribed, delivered),
+            "opened": _ratio(self.opened_unique, delivered),
+            "opened_human": _ratio(self.opened_human_unique, delivered),
+            "clicked": _ratio(self.clicked_unique, delivered),
+            "clicked_human": _ratio(self.clicked_human_unique, delivered),
+        }
+
+
+_RATES = (
+    "delivered",
+    "bounced",
+    "hard_bounced",
+    "blocked",
+    "complained",
+    "unsubscribed",
+    "opened",
+    "opened_human",
+    "clicked",
+    "clicked_human",
+)
+_NO_RATES: dict[str, float | None] = dict.fromkeys(_RATES)
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """The counts of one hour or day (UTC), starting at `start`."""
+
+    start: datetime
+    counts: Counts
 
 
 def aligned(moment: datetime, granularity: Granularity, *, up: bool = False) -> datetime:
@@ -44,7 +123,7 @@ def aligned(moment: datetime, granularity: Granularity, *, up: bool = False) -> 
     return floor
 
 
-async def read_stats(
+async def read_periods(
     conn: Conn,
     app_id: uuid.UUID,
     start: datetime,
@@ -52,14 +131,35 @@ async def read_stats(
     granularity: Granularity,
     *,
     tag: str = "",
-) -> dict[str, Any]:
-    """`{"periods": [...], "total": {...}}` from `start` to `end` (aligned by the caller:
-    `aligned`), every period, empty ones as zeros: one document PostgreSQL builds from
-    the rollups only (`stats_document`)."""
-    document: dict[str, Any] = await conn.fetchval(
-        Q.stats_document, app_id, start, end, granularity, tag
+) -> list[Period]:
+    """Every period from `start` to `end` (aligned by the caller: `aligned`), empty ones as
+    zeros, from the rollups only."""
+    rows = await conn.fetch(
+        Q.stats_periods, app_id, start, end, granularity, tag, record_class=PeriodRow
     )
-    return document
+    # The columns after `start` are the counts, in `Counts`' order.
+    found = {row.start: Counts._make(itertools.islice(row, 1, None)) for row in rows}
+    step = STEP[granularity]
+    periods = []
+    moment = start
+    while moment < end:
+        periods.append(Period(moment, found.get(moment, Counts())))
+        moment += step
+    return periods
+
+
+def total(periods: list[Period]) -> Counts:
+    """The counts of all `periods` together."""
+    if not periods:
+        return Counts()
+    return Counts(*map(sum, zip(*(p.counts for p in periods), strict=True)))
+
+
+def as_json(counts: Counts) -> dict[str, object]:
+    """Counts as `GET /stats` shows them: each count by name, and the rates."""
+    shown: dict[str, object] = counts._asdict()
+    shown["rates"] = counts.rates()
+    return shown
 
 
 class Folder:

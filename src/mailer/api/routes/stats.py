@@ -11,7 +11,7 @@ from mailer.api.deps import ReadApp, ServicesDep
 from mailer.api.errors import ApiError
 from mailer.api.models import IsoDateTime, Stats
 from mailer.api.responses import Json
-from mailer.stats.rollups import MAX_PERIODS, STEP, aligned, read_stats
+from mailer.stats.rollups import MAX_PERIODS, STEP, aligned, as_json, read_periods, total
 
 router = APIRouter(tags=["stats"])
 
@@ -49,13 +49,14 @@ async def stats(
     if (end - start) / STEP[granularity] > MAX_PERIODS[granularity]:
         raise _bad("from", f"at most {MAX_PERIODS[granularity]} periods by the {granularity}")
     async with services.pool.acquire() as conn:
-        document = await read_stats(conn, app_id, start, end, granularity)
+        periods = await read_periods(conn, app_id, start, end, granularity)
     return Json(
         {
             "from": start.isoformat(),
             "to": end.isoformat(),
             "granularity": granularity,
-            **document,
+            "periods": [{"start": p.start.isoformat(), **as_json(p.counts)} for p in periods],
+            "total": as_json(total(periods)),
         }
     )
 

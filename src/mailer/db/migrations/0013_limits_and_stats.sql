@@ -49,22 +49,22 @@ CREATE TABLE stats_hourly (
     tag                  text NOT NULL DEFAULT '',
     hour                 timestamptz NOT NULL,
     shard                integer NOT NULL,
-    accepted             bigint NOT NULL DEFAULT 0,   -- stored for sending
-    sent                 bigint NOT NULL DEFAULT 0,   -- accepted by Mailjet's Send API
-    delivered            bigint NOT NULL DEFAULT 0,   -- Mailjet's `sent` event
-    bounced_hard         bigint NOT NULL DEFAULT 0,
-    bounced_soft         bigint NOT NULL DEFAULT 0,
-    blocked              bigint NOT NULL DEFAULT 0,
-    complained           bigint NOT NULL DEFAULT 0,   -- `spam`
-    unsubscribed         bigint NOT NULL DEFAULT 0,
-    opened               bigint NOT NULL DEFAULT 0,   -- every open event
-    opened_unique        bigint NOT NULL DEFAULT 0,   -- recipients' first opens
-    opened_human         bigint NOT NULL DEFAULT 0,   -- open events not made by a machine
-    opened_human_unique  bigint NOT NULL DEFAULT 0,
-    clicked              bigint NOT NULL DEFAULT 0,
-    clicked_unique       bigint NOT NULL DEFAULT 0,
-    clicked_human        bigint NOT NULL DEFAULT 0,
-    clicked_human_unique bigint NOT NULL DEFAULT 0,
+    accepted             integer NOT NULL DEFAULT 0,   -- stored for sending
+    sent                 integer NOT NULL DEFAULT 0,   -- accepted by Mailjet's Send API
+    delivered            integer NOT NULL DEFAULT 0,   -- Mailjet's `sent` event
+    bounced_hard         integer NOT NULL DEFAULT 0,
+    bounced_soft         integer NOT NULL DEFAULT 0,
+    blocked              integer NOT NULL DEFAULT 0,
+    complained           integer NOT NULL DEFAULT 0,   -- `spam`
+    unsubscribed         integer NOT NULL DEFAULT 0,
+    opened               integer NOT NULL DEFAULT 0,   -- every open event
+    opened_unique        integer NOT NULL DEFAULT 0,   -- recipients' first opens
+    opened_human         integer NOT NULL DEFAULT 0,   -- open events not made by a machine
+    opened_human_unique  integer NOT NULL DEFAULT 0,
+    clicked              integer NOT NULL DEFAULT 0,
+    clicked_unique       integer NOT NULL DEFAULT 0,
+    clicked_human        integer NOT NULL DEFAULT 0,
+    clicked_human_unique integer NOT NULL DEFAULT 0,
     PRIMARY KEY (app_id, tag, hour, shard)
 ) WITH (fillfactor = 70);
 
@@ -76,41 +76,3 @@ ALTER TABLE messages
     ADD COLUMN first_human_opened_at timestamptz,
     ADD COLUMN first_clicked_at timestamptz,
     ADD COLUMN first_human_clicked_at timestamptz;
-
--- One period's counts as `GET /stats` shows them: bounces, opens and clicks grouped, and
--- the rates (0-1, null over nothing): failures of `sent`, engagement (unique) of
--- `delivered`. In SQL, so a 30-day read by the hour is one document built by PostgreSQL.
-CREATE FUNCTION stats_json(
-    accepted bigint, sent bigint, delivered bigint, bounced_hard bigint, bounced_soft bigint,
-    blocked bigint, complained bigint, unsubscribed bigint, opened bigint,
-    opened_unique bigint, opened_human bigint, opened_human_unique bigint, clicked bigint,
-    clicked_unique bigint, clicked_human bigint, clicked_human_unique bigint
-) RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT jsonb_build_object(
-        'accepted', accepted,
-        'sent', sent,
-        'delivered', delivered,
-        'bounced', jsonb_build_object(
-            'hard', bounced_hard, 'soft', bounced_soft, 'total', bounced_hard + bounced_soft),
-        'blocked', blocked,
-        'complained', complained,
-        'unsubscribed', unsubscribed,
-        'opened', jsonb_build_object(
-            'total', opened, 'unique', opened_unique,
-            'human_total', opened_human, 'human_unique', opened_human_unique),
-        'clicked', jsonb_build_object(
-            'total', clicked, 'unique', clicked_unique,
-            'human_total', clicked_human, 'human_unique', clicked_human_unique),
-        'rates', jsonb_build_object(
-            'delivered', round(delivered::numeric / NULLIF(sent, 0), 4),
-            'bounced', round((bounced_hard + bounced_soft)::numeric / NULLIF(sent, 0), 4),
-            'hard_bounced', round(bounced_hard::numeric / NULLIF(sent, 0), 4),
-            'blocked', round(blocked::numeric / NULLIF(sent, 0), 4),
-            'complained', round(complained::numeric / NULLIF(delivered, 0), 4),
-            'unsubscribed', round(unsubscribed::numeric / NULLIF(delivered, 0), 4),
-            'opened', round(opened_unique::numeric / NULLIF(delivered, 0), 4),
-            'opened_human', round(opened_human_unique::numeric / NULLIF(delivered, 0), 4),
-            'clicked', round(clicked_unique::numeric / NULLIF(delivered, 0), 4),
-            'clicked_human', round(clicked_human_unique::numeric / NULLIF(delivered, 0), 4)))
-$$;
