@@ -195,11 +195,15 @@ WITH recorded AS (
     SELECT record_sends($1::uuid[], $2::int2[], $3::int8[], $4::text[],
                         $5::uuid[], $6::text[], $7::jsonb[], $8::boolean) AS wrote
 ), counted AS (
+    -- Each job's app looked up by its id, one job at a time (OFFSET 0 keeps the lookup an
+    -- index probe: a join planned without statistics became a scan of all jobs).
     INSERT INTO stats_hourly AS s (app_id, tag, hour, shard, sent)
-    SELECT j.app_id, '', date_trunc('hour', now(), 'UTC'), pg_backend_pid(), count(*)
+    SELECT j.app_id, '', date_trunc('hour', now(), 'UTC'), pg_backend_pid(), sum(a.recipients)
     FROM recorded r
-    CROSS JOIN unnest($1::uuid[]) AS a(job_id)
-    JOIN jobs j ON j.id = a.job_id
+    CROSS JOIN (
+        SELECT job_id, count(*) AS recipients FROM unnest($1::uuid[]) AS u(job_id) GROUP BY 1
+    ) AS a
+    CROSS JOIN LATERAL (SELECT app_id FROM jobs WHERE id = a.job_id OFFSET 0) AS j
     WHERE r.wrote
     GROUP BY j.app_id
     ON CONFLICT (app_id, tag, hour, shard) DO UPDATE SET sent = s.sent + EXCLUDED.sent
