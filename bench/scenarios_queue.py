@@ -265,7 +265,8 @@ async def _time_claims(dsns: list[str], claims: int) -> list[float]:
                 timed.append(time.perf_counter() - began)
                 outcome = send.Outcome(
                     accepted=[
-                        AcceptedRecipient(j.id, 0, 1_000_000 + n, None) for n, j in enumerate(jobs)
+                        AcceptedRecipient(j.id, 0, 1_000_000 + n, None, j.app_id)
+                        for n, j in enumerate(jobs)
                     ],
                     finished=[send.Finish(j.id, "done") for j in jobs],
                 )

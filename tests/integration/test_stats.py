@@ -9,11 +9,18 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mailer.apps import store
 from mailer.db.pool import connect, create_pool
+from mailer.delivery import send
+from mailer.delivery import store as delivery_store
+from mailer.delivery.batching import AcceptedRecipient
+from mailer.delivery.email import EmailRequest
+from mailer.delivery.enqueue import insert_jobs, new_job
 from mailer.simulator.server import SimulatorServer
 from mailer.stats.rollups import Folder
 from tests.integration.harness import Service
@@ -131,8 +138,6 @@ async def test_stats_need_the_read_scope(service: Service) -> None:
     await service.create_app()
     conn = await connect(service.dsn)
     try:
-        from mailer.apps import store
-
         app = await store.find_app(conn, "shop")
         assert app is not None
         send_only = await store.create_key(conn, app.id, ["send"])
@@ -184,3 +189,24 @@ async def test_unique_opens_and_clicks_count_each_recipient_once_in_any_order(
 
 
 _apps = itertools.count()
+
+
+async def test_sent_is_counted_under_the_app_named_or_looked_up(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        app, _ = await store.create_app(conn, "shop")
+        email_request = EmailRequest.model_validate(email("a@example.org", "b@example.org"))
+        await insert_jobs(conn, [new_job(app.id, email_request) for _ in range(2)])
+    first, second = await delivery_store.claim(pool, limit=2, lease_seconds=60, worker_id="t")
+    named = [AcceptedRecipient(first.id, p, 10 + p, None, app.id) for p in (0, 1)]
+    unnamed = [AcceptedRecipient(second.id, p, 20 + p, None) for p in (0, 1)]
+    outcome = send.Outcome(
+        accepted=named + unnamed, finished=[send.Finish(j.id, "done") for j in (first, second)]
+    )
+    await delivery_store.record(pool, outcome, worker_id="t")
+    async with pool.acquire() as conn:
+        counts = await conn.fetchrow(
+            "SELECT sum(accepted) AS accepted, sum(sent) AS sent FROM stats_hourly"
+            " WHERE app_id = $1",
+            app.id,
+        )
+    assert counts is not None and (counts["accepted"], counts["sent"]) == (4, 4)

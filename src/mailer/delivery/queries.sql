@@ -190,22 +190,28 @@ SELECT least(
 -- Mailjet accepted these recipients ($1-$4) and answered for these jobs ($5-$7): one call
 -- of the function that records both under the MessageIDs' bucket locks (migration 0005).
 -- $8: write nothing and answer false if an unlinked event might be waiting for them.
--- What was written counts in the hourly stats' `sent`, in this connection's own row.
+-- What was written counts in the hourly stats' `sent`, in this connection's own row, under
+-- each recipient's app ($9; a null one is looked up by its job).
 WITH recorded AS (
     SELECT record_sends($1::uuid[], $2::int2[], $3::int8[], $4::text[],
                         $5::uuid[], $6::text[], $7::jsonb[], $8::boolean) AS wrote
 ), counted AS (
-    -- Each job's app looked up by its id, one job at a time (OFFSET 0 keeps the lookup an
-    -- index probe: a join planned without statistics became a scan of all jobs).
+    -- A lookup is one index probe per job (OFFSET 0: a join planned without statistics
+    -- became a scan of all jobs), and none when the worker named the app.
     INSERT INTO stats_hourly AS s (app_id, tag, hour, shard, sent)
-    SELECT j.app_id, '', date_trunc('hour', now(), 'UTC'), pg_backend_pid(), sum(a.recipients)
+    SELECT coalesce(a.app_id, j.app_id), '', date_trunc('hour', now(), 'UTC'),
+           pg_backend_pid(), sum(a.recipients)
     FROM recorded r
     CROSS JOIN (
-        SELECT job_id, count(*) AS recipients FROM unnest($1::uuid[]) AS u(job_id) GROUP BY 1
+        SELECT job_id, app_id, count(*) AS recipients
+        FROM unnest($1::uuid[], $9::uuid[]) AS u(job_id, app_id)
+        GROUP BY 1, 2
     ) AS a
-    CROSS JOIN LATERAL (SELECT app_id FROM jobs WHERE id = a.job_id OFFSET 0) AS j
+    LEFT JOIN LATERAL (
+        SELECT app_id FROM jobs WHERE id = a.job_id AND a.app_id IS NULL OFFSET 0
+    ) AS j ON true
     WHERE r.wrote
-    GROUP BY j.app_id
+    GROUP BY 1
     ON CONFLICT (app_id, tag, hour, shard) DO UPDATE SET sent = s.sent + EXCLUDED.sent
 )
 SELECT wrote FROM recorded;
