@@ -32,6 +32,7 @@ from bench import (
     scenarios_queue,
     scenarios_retention,
     scenarios_sizing,
+    scenarios_stats,
 )
 from bench.load import pick_generator
 from bench.report import Report, Row, cpu_ticks, machine_info, stolen_share
@@ -53,6 +54,7 @@ SCENARIOS: dict[str, Scenario] = {
     "dashboard": scenarios_dashboard.dashboard,
     "erased": scenarios_queue.erased,
     "retention": scenarios_retention.retention,
+    "stats": scenarios_stats.stats,
     "soak": scenarios_queue.soak,
     "metrics": scenarios_metrics.metrics,
 }

@@ -330,7 +330,8 @@ async def _time_claims(
                 timed.append(time.perf_counter() - began)
                 outcome = send.Outcome(
                     accepted=[
-                        AcceptedRecipient(j.id, 0, 1_000_000 + n, None) for n, j in enumerate(jobs)
+                        AcceptedRecipient(j.id, 0, 1_000_000 + n, None, j.app_id)
+                        for n, j in enumerate(jobs)
                     ],
                     finished=[send.Finish(j.id, "done") for j in jobs],
                 )

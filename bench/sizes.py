@@ -28,10 +28,11 @@ class Size:
     latency_duration: float  # seconds of the open-loop latency run
     backlog_small: int
     backlog_large: int
-    claims: int  # claims timed per backlog size
+    claims: int  # claims timed per backlog size (and stats reads timed)
     jobs_small: int  # GET /jobs: the baseline's table
     jobs_large: int  # GET /jobs: the 10 million
     page_runs: int  # times each page is read (the median is reported)
+    stats_events: int  # events stored (and rolled up) under GET /stats
     soak_emails: int  # --long only
     soak_checkpoint: int  # the RSS reference point
     sizing_seconds: float  # each enqueue phase of the sizing scenario
@@ -62,6 +63,7 @@ FULL = Size(
     jobs_small=100_000,
     jobs_large=10_000_000,
     page_runs=21,
+    stats_events=10_000_000,
     soak_emails=200_000,
     soak_checkpoint=100_000,
     sizing_seconds=5.0,
@@ -92,6 +94,7 @@ SMOKE = Size(
     jobs_small=2_000,
     jobs_large=20_000,
     page_runs=3,
+    stats_events=20_000,
     soak_emails=4_000,
     soak_checkpoint=1_000,
     sizing_seconds=1.0,

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=120.0, ge=5)
     poll_interval: float = Field(default=2.0, gt=0, le=60)
     mailjet_timeout: float = Field(default=30.0, gt=0, le=300)
+    # The account's ceiling on Mailjet calls per second, shared by every worker (None: none).
+    mailjet_max_calls_per_second: float | None = Field(default=None, gt=0, le=10_000)
     max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     key_cache_seconds: float = Field(default=10.0, ge=0, le=300)
     event_silence_after: float = Field(default=900.0, gt=0)

@@ -21,6 +21,7 @@ from mailer.db import migrate
 from mailer.db.embedded import EmbeddedPostgres
 from mailer.db.housekeeping import Housekeeping
 from mailer.db.pool import connect, use_statement_cache
+from mailer.delivery.pacing import MailjetPace
 from mailer.delivery.retry import RetryPolicy
 from mailer.delivery.send import Sender
 from mailer.delivery.worker import JOBS_CHANNEL, Worker
@@ -32,6 +33,7 @@ from mailer.ops.event_clock import SilenceWatch
 from mailer.ops.heartbeat import Heartbeat
 from mailer.queue.loop import claiming_ahead
 from mailer.queue.wakeup import Wakeup
+from mailer.stats.rollups import Folder
 from mailer.vault import box_for
 from mailer.webhooks import sealed
 from mailer.webhooks.dispatch import Dispatcher
@@ -357,6 +359,11 @@ async def running_worker(
         ),
         claim_batch=settings.claim_batch,
         erased_key_pads=pads,
+        mailjet_pace=(
+            None
+            if settings.mailjet_max_calls_per_second is None
+            else MailjetPace(pool, settings.mailjet_max_calls_per_second)
+        ),
     )
     await worker.start()
     # Seen by the others (`/readyz`, `mailer status`) until it has drained.
@@ -377,13 +384,16 @@ async def running_worker(
         Periods.from_settings(settings),
         interval=settings.retention_interval_seconds,
     )
+    folder = Folder(pool)
     try:
         await heartbeat.start()
         await housekeeping.start()
         await silence.start()
         await retention.start()
+        await folder.start()
         yield worker
     finally:
+        await folder.stop()
         try:
             await worker.stop()
             await client.aclose()

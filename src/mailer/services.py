@@ -32,7 +32,8 @@ class Services:
         # Here too, not only in `runtime.database`: `mailer api --workers N` spawns processes.
         use_statement_cache(settings.statement_cache_size)
         pool = await create_pool(dsn, min_size=2, max_size=pool_size)
-        enqueuer = Enqueuer(pool)
+        # A quota set or cleared takes effect as fast as a key's new scopes do.
+        enqueuer = Enqueuer(pool, quota_refresh_seconds=settings.key_cache_seconds)
         await enqueuer.start()
         return cls(
             settings,

@@ -31,7 +31,9 @@ def test_bench_smoke_runs_and_delivers_every_email_once(server_dsn: str, tmp_pat
 
     report = orjson.loads((tmp_path / "latest-smoke.json").read_bytes())
     scenarios = {row["scenario"] for row in report["rows"]}
-    assert {"single", "batch", "delivery", "events", "latency", "backlog"} <= scenarios, output
+    assert {"single", "batch", "delivery", "events", "latency", "backlog", "stats"} <= scenarios, (
+        output
+    )
     assert not [r for r in report["rows"] if r["measure"] == "scenario failed"], output
     if Path("/proc/self/stat").exists():  # sizing reads CPU times there
         sizing = [r for r in report["rows"] if r["scenario"] == "sizing"]
@@ -43,6 +45,7 @@ def test_bench_smoke_runs_and_delivers_every_email_once(server_dsn: str, tmp_pat
     assert checks["latency: every email reached the simulator"] is True
     assert checks["single: every 202 committed"] is True
     assert checks["batch: every accepted email committed"] is True
+    assert checks["stats: 30 days by the hour agrees with the events table"] is True
     assert all(checks.values()), checks
     # The table went to stdout and the Markdown file beside the JSON.
     assert "| scenario | measure | value | baseline | ratio | target | met |" in proc.stdout

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from mailer.db.pool import connect
+from mailer.delivery import limits
 from mailer.services import Services
 from mailer.simulator import SimulatorServer
 from mailer.smtp.server import SubmissionServer
@@ -202,6 +203,30 @@ async def test_invalid_messages_are_refused_permanently_with_the_reason(smtp: Sm
     conn = await connect(smtp.service.dsn)
     try:
         assert await conn.fetchval("SELECT count(*) FROM jobs") == 0
+    finally:
+        await conn.close()
+
+
+async def test_past_the_daily_quota_a_message_is_deferred_and_not_stored(smtp: Smtp) -> None:
+    conn = await connect(smtp.service.dsn)
+    try:
+        app_id = await conn.fetchval("SELECT id FROM apps WHERE name = 'smtp-app'")
+        await limits.set_limits(conn, app_id, daily=1)
+    finally:
+        await conn.close()
+
+    def send() -> list[tuple[int, str]]:
+        with smtp.connect() as client:
+            client.login("u", smtp.key)
+            return [submit(client, full_message(), ["ann@example.org"]) for _ in range(2)]
+
+    (code1, reply1), (code2, reply2) = await asyncio.to_thread(send)
+    assert code1 == 250, reply1
+    # 4xx: the sending server keeps the message and tries again after the UTC day rolls over.
+    assert code2 == 451 and "daily quota" in reply2
+    conn = await connect(smtp.service.dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM jobs") == 1
     finally:
         await conn.close()
 

@@ -43,6 +43,7 @@ def test_every_part_with_queries_is_found() -> None:
         "mailer.delivery",
         "mailer.lifecycle",
         "mailer.ops",
+        "mailer.stats",
         "mailer.tracking",
         "mailer.webhooks",
     ]

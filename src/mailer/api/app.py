@@ -14,7 +14,17 @@ from mailer import __version__, logs
 from mailer.api import errors, metrics, openapi
 from mailer.api.models import Health
 from mailer.api.responses import Json
-from mailer.api.routes import audit, events, feed, jobs, queue, status, suppressions, webhooks
+from mailer.api.routes import (
+    audit,
+    events,
+    feed,
+    jobs,
+    queue,
+    stats,
+    status,
+    suppressions,
+    webhooks,
+)
 from mailer.config import Settings, load_settings, safe_dsn
 from mailer.heap import frozen_heap
 from mailer.metrics import count
@@ -107,7 +117,7 @@ def create_app(
     # Outside BodySizeLimit, so that BodySizeLimit answers its own 413 first.
     app.add_middleware(errors.ErrorBoundary)
     metrics.install(app)
-    for routes in (queue, status, jobs, events, feed, suppressions, webhooks, audit):
+    for routes in (queue, status, jobs, events, feed, stats, suppressions, webhooks, audit):
         # Straight into the app's own list: `include_router` keeps each router as a nested
         # route that FastAPI matches again, layer by layer, on every request (about 20 µs
         # of POST /queue's CPU, docs/benchmarks.md). The routes carry their paths and tags.

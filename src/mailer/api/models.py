@@ -279,3 +279,62 @@ class AuditPage(BaseModel):
 
     entries: list[AuditEntry]
     next_before: int | None
+
+
+class Rates(BaseModel):
+    """Shares (0-1, null over nothing): failures of `sent`, engagement (unique) of
+    `delivered`."""
+
+    delivered: float | None
+    bounced: float | None
+    hard_bounced: float | None
+    blocked: float | None
+    complained: float | None
+    unsubscribed: float | None
+    opened: float | None
+    opened_human: float | None
+    clicked: float | None
+    clicked_human: float | None
+
+
+class StatCounts(BaseModel):
+    """What happened to the app's emails, per recipient: `accepted` by Mailer, `sent` to
+    Mailjet, `delivered` (Mailjet's `sent` event), and what Mailjet's events reported.
+    Opens and clicks: every event, the recipients (`_unique`), and by people only
+    (`_human`: not a machine such as a mail privacy proxy or a link scanner)."""
+
+    accepted: int
+    sent: int
+    delivered: int
+    bounced_hard: int
+    bounced_soft: int = Field(description="Mailjet retries: the recipient is `deferred`")
+    blocked: int
+    complained: int
+    unsubscribed: int
+    opened: int
+    opened_unique: int
+    opened_human: int
+    opened_human_unique: int
+    clicked: int
+    clicked_unique: int
+    clicked_human: int
+    clicked_human_unique: int
+    rates: Rates
+
+
+class StatPeriod(StatCounts):
+    """One hour or day (UTC) from `start`."""
+
+    start: datetime
+
+
+class Stats(BaseModel):
+    """`GET /stats`: every period from `from` to `to` (empty ones as zeros), and the total."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: datetime = Field(alias="from")
+    to: datetime
+    granularity: str
+    periods: list[StatPeriod]
+    total: StatCounts

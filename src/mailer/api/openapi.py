@@ -37,12 +37,17 @@ class ErrorBody(BaseModel):
     details: list[FieldProblem] | None = Field(default=None, description="With 422")
     scope: str | None = Field(default=None, description="With `missing_scope`: the one needed")
     domain: str | None = Field(default=None, description="With `sender_not_allowed`")
-    field: str | None = Field(default=None, description="With `sender_not_allowed`")
+    field: str | None = Field(
+        default=None, description="With `sender_not_allowed` and `invalid_range`"
+    )
+    retry_after: int | None = Field(
+        default=None, description="With `daily_quota_exceeded`: seconds until it renews"
+    )
     state: str | None = Field(default=None, description="With `job_state`: the job's state")
 
 
 _WHY = {
-    400: "Malformed header, cursor or body",
+    400: "Malformed header, cursor or body; a time range that is empty or too long",
     401: "Missing, unknown or revoked credentials",
     403: "The key lacks the route's scope, or the sender domain is not allowed",
     404: "No such resource for this app",
@@ -50,6 +55,8 @@ _WHY = {
     "the job's state does not allow the action)",
     413: "Request body too large (`MAILER_MAX_BODY_BYTES`)",
     422: "Invalid fields, each named in `details`",
+    429: "The app's daily quota is used up (`daily_quota_exceeded`); `Retry-After` says "
+    "when the UTC day rolls over",
     503: "Could not be stored now; retry later (or, for webhook secrets, the server has no "
     "MAILER_SECRET_KEY)",
 }
@@ -57,14 +64,15 @@ _WHY = {
 # Per route (method, path): the scope its key needs (None: not an API-key route) and the
 # errors it gives besides 401/403 (API-key routes) and 422 (FastAPI's own validation).
 _ROUTES: dict[tuple[str, str], tuple[str | None, tuple[int, ...]]] = {
-    ("post", "/queue"): (SEND, (400, 409, 413)),
-    ("post", "/queue/batch"): (SEND, (400, 409, 413)),
+    ("post", "/queue"): (SEND, (400, 409, 413, 429)),
+    ("post", "/queue/batch"): (SEND, (400, 409, 413, 429)),
     ("get", "/status/{job_id}"): (READ, (404,)),
     ("get", "/jobs"): (READ, (400,)),
     ("post", "/jobs/{job_id}/cancel"): (SEND, (404, 409)),
     ("patch", "/jobs/{job_id}"): (SEND, (404, 409, 413)),
     ("post", "/jobs/{job_id}/retry"): (SEND, (404, 409)),
     ("get", "/feed"): (READ, (400,)),
+    ("get", "/stats"): (READ, (400,)),
     ("get", "/suppressions"): (READ, (400,)),
     ("post", "/suppressions"): (SEND, (413,)),
     ("delete", "/suppressions/{email}"): (SEND, (404,)),

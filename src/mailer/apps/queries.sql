@@ -3,11 +3,14 @@ INSERT INTO apps (id, name) VALUES ($1, $2)
 RETURNING id, name, created_at;
 
 -- name: list_apps
+-- With each app's pause and limits (migration 0013's `app_limits`; most apps have none).
 SELECT a.id, a.name, a.created_at, a.sender_domains,
-       count(k.id) FILTER (WHERE k.revoked_at IS NULL) AS active_keys
+       count(k.id) FILTER (WHERE k.revoked_at IS NULL) AS active_keys,
+       l.paused_at, l.rate_per_second, l.daily_quota
 FROM apps a
 LEFT JOIN api_keys k ON k.app_id = a.id
-GROUP BY a.id
+LEFT JOIN app_limits l ON l.app_id = a.id
+GROUP BY a.id, l.app_id
 ORDER BY a.created_at;
 
 -- name: find_app

@@ -28,6 +28,9 @@ class AppListing(FoundApp):
     """An app with its active keys (``list_apps``)."""
 
     active_keys = Column[int]()
+    paused_at = Column[datetime | None]()
+    rate_per_second = Column[float | None]()
+    daily_quota = Column[int | None]()
 
 
 class KeyLookup(Row):

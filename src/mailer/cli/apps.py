@@ -6,6 +6,8 @@ from typing import Any
 
 import click
 
+from mailer import audit
+from mailer.audit import Actor
 from mailer.cli.common import (
     main,
     print_json,
@@ -50,7 +52,7 @@ def apps_create(name: str, as_json: bool, exist_ok: bool) -> None:
 @apps.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def apps_list(as_json: bool) -> None:
-    """List apps."""
+    """List apps: keys, sender domains, pause, rate and daily quota."""
     from mailer.apps import store
 
     rows = with_db(store.list_apps)
@@ -60,17 +62,25 @@ def apps_list(as_json: bool) -> None:
             "name": r.name,
             "active_keys": r.active_keys,
             "sender_domains": r.sender_domains,
+            "paused": r.paused_at is not None,
+            "rate_per_second": r.rate_per_second,
+            "daily_quota": r.daily_quota,
         }
         for r in rows
     ]
     if as_json:
         print_json(items)
         return
-    for item in items:
-        senders = ",".join(item["sender_domains"] or ["any"])
-        click.echo(
-            f"{item['app_id']}  {item['name']}  keys={item['active_keys']}  senders={senders}"
-        )
+    for row in rows:
+        senders = ",".join(row.sender_domains or ["any"])
+        line = f"{row.id}  {row.name}  keys={row.active_keys}  senders={senders}"
+        if row.paused_at is not None:
+            line += "  PAUSED"
+        if row.rate_per_second is not None:
+            line += f"  rate={row.rate_per_second:g}/s"
+        if row.daily_quota is not None:
+            line += f"  daily={row.daily_quota}"
+        click.echo(line)
 
 
 async def _app_or_fail(conn: Any, app: str) -> Any:
@@ -249,6 +259,102 @@ def senders_show(app: str) -> None:
 
     found = with_db(action)
     click.echo(", ".join(found.sender_domains) if found.sender_domains else "any domain")
+
+
+# --- Mailjet account setup -----------------------------------------------------------------
+
+
+@apps.command("pause")
+@click.argument("app")
+def apps_pause(app: str) -> None:
+    """Stop sending APP's email: its jobs stay queued, nothing is lost, until `resume`."""
+    from mailer.delivery import limits
+
+    async def action(conn: Any) -> Any:
+        found = await _app_or_fail(conn, app)
+        paused_at = await limits.pause(conn, found.id)
+        await audit.record(conn, Actor.cli(), "app.paused", app_id=found.id, target=found.name)
+        return paused_at
+
+    paused_at = with_db(action)
+    click.echo(f"{app} paused since {paused_at:%Y-%m-%d %H:%M:%S %Z}; its jobs wait queued")
+
+
+@apps.command("resume")
+@click.argument("app")
+def apps_resume(app: str) -> None:
+    """Send APP's email again (at its rate, if it has one), starting with the oldest."""
+    from mailer.delivery import limits
+
+    async def action(conn: Any) -> int:
+        found = await _app_or_fail(conn, app)
+        released = await limits.resume(conn, found.id)
+        await audit.record(conn, Actor.cli(), "app.resumed", app_id=found.id, target=found.name)
+        return released
+
+    released = with_db(action)
+    click.echo(f"{app} resumed ({released} held jobs back in the queue)")
+
+
+@apps.group("limits")
+def limits_group() -> None:
+    """An app's sending rate and daily quota, enforced across all workers."""
+
+
+@limits_group.command("set")
+@click.argument("app")
+@click.option("--rate", type=float, help="Emails per second, for all workers together.")
+@click.option("--daily", type=click.IntRange(min=0), help="Emails accepted per UTC day.")
+def limits_set(app: str, rate: float | None, daily: int | None) -> None:
+    """Limit APP's sending rate and/or its daily quota (a limit not given is kept)."""
+    from mailer.delivery import limits
+
+    if rate is None and daily is None:
+        raise click.UsageError("give --rate, --daily or both")
+
+    async def action(conn: Any) -> None:
+        found = await _app_or_fail(conn, app)
+        try:
+            await limits.set_limits(conn, found.id, rate=rate, daily=daily)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        await audit.record(
+            conn,
+            Actor.cli(),
+            "app.limits_set",
+            app_id=found.id,
+            target=found.name,
+            details={"rate_per_second": rate, "daily_quota": daily},
+        )
+
+    with_db(action)
+    click.echo(_limits_line(app, rate, daily))
+
+
+def _limits_line(app: str, rate: float | None, daily: int | None) -> str:
+    parts = []
+    if rate is not None:
+        parts.append(f"at most {rate:g} emails per second")
+    if daily is not None:
+        parts.append(f"{daily} emails per UTC day")
+    return f"{app} may send {' and '.join(parts)}"
+
+
+@limits_group.command("clear")
+@click.argument("app")
+def limits_clear(app: str) -> None:
+    """Remove APP's rate and daily quota (a pause stays)."""
+    from mailer.delivery import limits
+
+    async def action(conn: Any) -> None:
+        found = await _app_or_fail(conn, app)
+        await limits.clear_limits(conn, found.id)
+        await audit.record(
+            conn, Actor.cli(), "app.limits_cleared", app_id=found.id, target=found.name
+        )
+
+    with_db(action)
+    click.echo(f"{app} has no rate or daily quota")
 
 
 # --- Mailjet account setup -----------------------------------------------------------------

@@ -78,12 +78,18 @@ DELETE FROM operator_sessions WHERE token_hash = $1;
 SELECT id, name FROM apps ORDER BY name;
 
 -- name: queue_depth
--- From the partial indexes jobs_due and jobs_lease: cheap however many jobs are done.
-SELECT (SELECT count(*) FROM jobs WHERE state = 'queued')::int AS queued,
-       (SELECT count(*) FROM jobs WHERE state = 'queued' AND run_at <= now())::int AS due,
+-- From the partial indexes jobs_due, jobs_held (a paused or rate-limited app's jobs) and
+-- jobs_lease: cheap however many jobs are done.
+WITH waiting AS (
+    SELECT run_at FROM jobs WHERE state = 'queued' AND NOT held
+    UNION ALL
+    SELECT run_at FROM jobs WHERE state = 'queued' AND held
+)
+SELECT (SELECT count(*) FROM waiting)::int AS queued,
+       (SELECT count(*) FROM waiting WHERE run_at <= now())::int AS due,
        (SELECT count(*) FROM jobs WHERE state = 'sending')::int AS sending,
-       (SELECT extract(epoch FROM now() - min(run_at)) FROM jobs
-        WHERE state = 'queued' AND run_at <= now())::float8 AS oldest_due_seconds;
+       (SELECT extract(epoch FROM now() - min(run_at)) FROM waiting
+        WHERE run_at <= now())::float8 AS oldest_due_seconds;
 
 -- name: period_counts
 -- Recipients by app, time bucket and status, of the latest $4 recipients of the jobs

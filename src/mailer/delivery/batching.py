@@ -96,12 +96,14 @@ def pack(
 
 @dataclass(frozen=True)
 class AcceptedRecipient:
-    """A recipient Mailjet accepted, matched to our row."""
+    """A recipient Mailjet accepted, matched to our row (with its job's app, which the
+    stats count it under; None: looked up when recorded)."""
 
     job_id: uuid.UUID
     position: int
     message_id: int | None
     message_uuid: str | None
+    app_id: uuid.UUID | None = None
 
 
 def match_accepted(
@@ -121,8 +123,10 @@ def match_accepted(
         candidates = by_email.get(recipient.email, [])
         chosen = next((c for c in candidates if c[0] in (None, recipient.kind)), None)
         if chosen is None:
-            matched.append(AcceptedRecipient(job.id, recipient.position, None, None))
+            matched.append(AcceptedRecipient(job.id, recipient.position, None, None, job.app_id))
             continue
         candidates.remove(chosen)
-        matched.append(AcceptedRecipient(job.id, recipient.position, chosen[1], chosen[2]))
+        matched.append(
+            AcceptedRecipient(job.id, recipient.position, chosen[1], chosen[2], job.app_id)
+        )
     return matched

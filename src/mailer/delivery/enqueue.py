@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -24,6 +24,7 @@ from mailer.db.coalesce import Coalescer
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.delivery.email import EmailRequest
+from mailer.delivery.limits import QuotaApps, QuotaExceeded, seconds_until_next_utc_day
 from mailer.delivery.rows import ExistingJob, StoredJob
 from mailer.ids import uuid7
 from mailer.ops.outage import is_connection_lost, is_unavailable
@@ -174,6 +175,10 @@ async def copy_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
                     for position, (kind, email) in enumerate(j.recipients)
                 ],
             )
+        counts: dict[uuid.UUID, int] = {}
+        for job in jobs:
+            counts[job.app_id] = counts.get(job.app_id, 0) + len(job.recipients)
+        await conn.execute(Q.count_accepted_emails, list(counts), list(counts.values()))
         if due_now:
             await conn.execute(Q.notify_jobs)
     return [Accepted(j.id) for j in jobs]
@@ -191,6 +196,21 @@ async def store_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
         return await insert_jobs(conn, jobs)
     async with conn.transaction():
         return await insert_jobs(conn, jobs)
+
+
+async def store_counted(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
+    """Store jobs of one app with a daily quota and count them against it, in one
+    transaction: `QuotaExceeded` (and nothing stored) when they do not fit. Replays of jobs
+    stored before are not counted again."""
+    async with conn.transaction():
+        if all(j.idempotency_key is None for j in jobs):
+            accepted = await copy_jobs(conn, jobs)
+        else:
+            accepted = await insert_jobs(conn, jobs)
+        fresh = sum(not a.replayed for a in accepted)
+        if fresh and await conn.fetchval(Q.count_accepted, jobs[0].app_id, fresh) is None:
+            raise QuotaExceeded(seconds_until_next_utc_day(datetime.now(UTC)))
+    return accepted
 
 
 async def _resolve_replays(
@@ -235,8 +255,10 @@ class Enqueuer:
         writers: int = 2,
         max_group: int = 500,
         max_group_bytes: int = MAX_GROUP_BYTES,
+        quota_refresh_seconds: float = 10.0,
     ) -> None:
         self._pool = pool
+        self._quotas = QuotaApps(pool, quota_refresh_seconds)
         # Jobs of a combined write whose outcome is unknown: the coalescer writes them again
         # one by one, and each must still answer "unknown", not "not stored", if that fails.
         self._uncertain: set[uuid.UUID] = set()
@@ -257,13 +279,23 @@ class Enqueuer:
         await self._coalescer.stop()
 
     async def enqueue(self, job: NewJob) -> Accepted:
-        """Store one job; returns once it is committed (even if the client goes away)."""
+        """Store one job; returns once it is committed (even if the client goes away).
+        `QuotaExceeded` when its app has used its daily quota (nothing is stored)."""
+        if await self._quotas.has_quota(job.app_id):
+            return (await self._store_batch([job], counted=True))[0]
         return await self._coalescer.submit(job)
 
     async def enqueue_batch(self, jobs: Sequence[NewJob]) -> list[Accepted]:
-        """Store several jobs all-or-nothing (with COPY when none has an idempotency key)."""
+        """Store several jobs of one app all-or-nothing (with COPY when none has an
+        idempotency key); `QuotaExceeded` when they do not fit in its daily quota."""
+        counted = bool(jobs) and await self._quotas.has_quota(jobs[0].app_id)
+        return await self._store_batch(jobs, counted=counted)
+
+    async def _store_batch(self, jobs: Sequence[NewJob], *, counted: bool) -> list[Accepted]:
         async with self._pool.acquire() as conn:
             try:
+                if counted:
+                    return await store_counted(conn, jobs)
                 if all(j.idempotency_key is None for j in jobs):
                     return await copy_jobs(conn, jobs)
                 return await store_jobs(conn, jobs)

@@ -9,6 +9,7 @@ from typing import Any
 from mailer.db.rows import Column, Row
 
 __all__ = [
+    "AppIdRow",
     "ClaimedRow",
     "ExistingJob",
     "FailedRecipient",
@@ -16,7 +17,10 @@ __all__ = [
     "JobMessage",
     "JobRow",
     "JobState",
+    "LimitsRow",
     "ListedJob",
+    "PacingRow",
+    "ReleasedRow",
     "Rescheduled",
     "StoredJob",
     "SuppressedRecipient",
@@ -54,6 +58,37 @@ class FailedRecipient(Row):
     failed_at = Column[datetime]()
     retries = Column[int]()
     """How often the app retried the job before (`POST /jobs/{id}/retry`)."""
+
+
+class LimitsRow(Row):
+    """An app's pause, rate, quota and token bucket (``app_limits``), read at ``now``."""
+
+    app_id = Column[uuid.UUID]()
+    paused_at = Column[datetime | None]()
+    rate_per_second = Column[float | None]()
+    daily_quota = Column[int | None]()
+    tokens = Column[float]()
+    tokens_at = Column[datetime]()
+    now = Column[datetime]()
+
+
+class ReleasedRow(Row):
+    """How many held jobs ``release_held`` put back in the open queue."""
+
+    released = Column[int]()
+
+
+class AppIdRow(Row):
+    """One app's id (``quota_apps``)."""
+
+    app_id = Column[uuid.UUID]()
+
+
+class PacingRow(Row):
+    """Slots booked on the account's Mailjet pace (``reserve_mailjet_calls``)."""
+
+    first_slot = Column[datetime]()
+    now = Column[datetime]()
 
 
 class StoredJob(Row):

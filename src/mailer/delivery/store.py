@@ -77,12 +77,12 @@ async def record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> Non
 
 async def _record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> None:
     if not outcome.rejected and not outcome.retries and not outcome.suppressed:
-        if await pool.fetchval(Q.record_sends, *_sends(outcome), True):
+        if await pool.fetchval(Q.record_sends, *_sends(outcome), True, _apps(outcome)):
             return
     counts = Pending()
     async with pool.acquire() as conn, conn.transaction():
         if outcome.accepted or outcome.finished:
-            await conn.fetchval(Q.record_sends, *_sends(outcome), False)
+            await conn.fetchval(Q.record_sends, *_sends(outcome), False, _apps(outcome))
         if outcome.accepted:
             # Tracking events that arrived before this result wait for it: link them now.
             a = outcome.accepted
@@ -131,6 +131,11 @@ def _sends(outcome: Outcome) -> tuple[list[Any], ...]:
         [x.state for x in f],
         [x.error for x in f],
     )
+
+
+def _apps(outcome: Outcome) -> list[uuid.UUID | None]:
+    """`record_sends`' $9: each accepted recipient's app, for the stats' `sent`."""
+    return [x.app_id for x in outcome.accepted]
 
 
 def _failed_event(row: FailedRecipient) -> OutboxEvent:

@@ -21,8 +21,9 @@ from functools import partial
 import asyncpg
 
 from mailer.db.coalesce import Coalescer
-from mailer.delivery import store
+from mailer.delivery import limits, store
 from mailer.delivery.batching import MAX_RECIPIENTS_PER_CALL, ClaimedJob, pack
+from mailer.delivery.pacing import MailjetPace, wait_for_slot
 from mailer.delivery.send import Outcome, Sender
 from mailer.ids import uuid7
 from mailer.metrics import count
@@ -57,19 +58,21 @@ class Worker:
         *,
         claim_batch: int = 500,
         erased_key_pads: tuple[bytes, bytes] | None = None,
+        mailjet_pace: MailjetPace | None = None,
     ) -> None:
         self._pool = pool
         self._erased_key_pads = erased_key_pads
         self._sender = sender
         self._lease_seconds = pacing.lease_seconds
         self._claim_batch = claim_batch
+        self._pace = mailjet_pace
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid7().hex[-8:]}"
         self._recorder = Recorder(pool, self.worker_id)
         self.loop = ClaimLoop(
             "jobs",
             claim=self._claim,
             next_due=lambda: store.next_due(pool),
-            recover=lambda: store.recover_expired(pool),
+            recover=self._recover,
             signal=signal,
             options=pacing,
         )
@@ -88,7 +91,10 @@ class Worker:
         log.info("worker stopped", extra={"action": "worker_stopped", "worker": self.worker_id})
 
     async def _claim(self, places: int) -> Claim:
-        """Claim jobs for up to `places` calls, packed into calls of 50 recipients at most."""
+        """Claim jobs for up to `places` calls, packed into calls of 50 recipients at most;
+        under an account ceiling, each call gets its booked start time."""
+        if self._pace is not None:
+            places = min(places, self._pace.most_calls(self._lease_seconds))
         limit = min(self._claim_batch, places * MAX_RECIPIENTS_PER_CALL)
         jobs = await store.claim(
             self._pool,
@@ -97,11 +103,30 @@ class Worker:
             worker_id=self.worker_id,
             erased_key_pads=self._erased_key_pads,
         )
+        calls = pack(jobs)
+        if self._pace is None:
+            runs = [partial(self._send, call) for call in calls]
+        else:
+            try:
+                starts = await self._pace.book(len(calls))
+            except Exception:
+                await self._release(jobs)  # not stranded until their lease ends
+                raise
+            runs = [partial(self._send_at, c, s) for c, s in zip(calls, starts, strict=True)]
         work = [
-            Work(run=partial(self._send, call), give_back=partial(self._release, call))
-            for call in pack(jobs)
+            Work(run=run, give_back=partial(self._release, call))
+            for run, call in zip(runs, calls, strict=True)
         ]
         return Claim(work, full=len(jobs) == limit)
+
+    async def _recover(self) -> int:
+        """Requeue jobs whose worker died; put back held jobs whose app was resumed."""
+        await limits.release_held(self._pool)
+        return await store.recover_expired(self._pool)
+
+    async def _send_at(self, jobs: Sequence[ClaimedJob], start: float) -> None:
+        await wait_for_slot(start)
+        await self._send(jobs)
 
     async def _send(self, jobs: Sequence[ClaimedJob]) -> None:
         try:

@@ -28,11 +28,15 @@ ORDER BY started_at DESC;
 SELECT state, count(*) AS jobs FROM jobs GROUP BY state;
 
 -- name: due_jobs
--- Jobs waiting and due now, and how long the oldest of them has waited (jobs_due index).
+-- Jobs waiting and due now, and how long the oldest of them has waited: open ones
+-- (jobs_due index) and those held back by their app's pause or rate (jobs_held).
 SELECT count(*) AS due,
        coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8 AS oldest_seconds
-FROM jobs
-WHERE state = 'queued' AND run_at <= now();
+FROM (
+    SELECT run_at FROM jobs WHERE state = 'queued' AND NOT held AND run_at <= now()
+    UNION ALL
+    SELECT run_at FROM jobs WHERE state = 'queued' AND held AND run_at <= now()
+) AS due;
 
 -- name: note_events_received
 -- Mailjet posted events of these types ($1) at $2: the event clock moves forward.
@@ -71,7 +75,8 @@ ORDER BY type;
 -- and the oldest one's wait, and the endpoints (one row per endpoint, a small table).
 -- Finished jobs are not counted here (a scan): the workers count them as they finish.
 SELECT
-    (SELECT count(*) FROM jobs WHERE state = 'queued') AS queued,
+    (SELECT count(*) FROM jobs WHERE state = 'queued' AND NOT held)
+        + (SELECT count(*) FROM jobs WHERE state = 'queued' AND held) AS queued,
     (SELECT count(*) FROM jobs WHERE state = 'sending') AS sending,
     due.due,
     due.oldest_due_seconds,
@@ -84,8 +89,12 @@ SELECT
 FROM (
     SELECT count(*) AS due,
            coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8 AS oldest_due_seconds
-    FROM jobs
-    WHERE state = 'queued' AND run_at <= now()
+    FROM (
+        -- jobs_due and jobs_held (a paused or rate-limited app's), each from its index.
+        SELECT run_at FROM jobs WHERE state = 'queued' AND NOT held AND run_at <= now()
+        UNION ALL
+        SELECT run_at FROM jobs WHERE state = 'queued' AND held AND run_at <= now()
+    ) AS waiting
 ) AS due, (
     SELECT count(*) AS pending,
            coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0)::float8

@@ -223,6 +223,7 @@ class SimulatorState:
         """Forget everything (messages, calls, counters, callbacks); listeners stay."""
         self.accepted: list[AcceptedMessage] = []
         self.calls: list[int] = []
+        self.call_times: list[float] = []  # when each of `calls` came, Unix time
         self.callbacks: dict[int, CallbackRecord] = {}
         self.rejected_messages = 0
         self.sandbox_calls = 0
@@ -245,8 +246,9 @@ class SimulatorState:
     # -- send ------------------------------------------------------------------------------
 
     def record_call(self, recipients: int) -> None:
-        """Note one send call and how many recipients it carried."""
+        """Note one send call, when, and how many recipients it carried."""
         self.calls.append(recipients)
+        self.call_times.append(self._clock())
 
     def accept(
         self,

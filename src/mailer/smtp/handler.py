@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from mailer.apps.store import KeyVerifier
 from mailer.delivery.email import EmailRequest
 from mailer.delivery.enqueue import Enqueuer, IdempotencyConflict, new_job, request_hash
+from mailer.delivery.limits import QuotaExceeded
 from mailer.smtp.parse import UnsupportedMessage, parse_message, queue_body
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,9 @@ class SubmissionHandler:
             accepted = await asyncio.wait_for(self._enqueuer.enqueue(job), self._store_timeout)
         except IdempotencyConflict:
             return "550 5.7.0 This Message-ID was submitted before with other content"
+        except QuotaExceeded as exc:
+            # 4xx: the sending server keeps the message and tries again later (RFC 5321).
+            return f"451 4.7.0 This app's daily quota is used up; try again in {exc.retry_after} s"
         except _UNAVAILABLE as exc:
             log.warning(
                 "smtp message not stored", extra={"action": "smtp_store_failed", "error": repr(exc)}

@@ -116,6 +116,7 @@ async def apply_linked(
             [e.message_id for e in rows],
             [e.suppress_reason for e in rows],
             STATUS_CHAIN,
+            just_linked,  # counted in the stats once: when first applied
             record_class=FilledMessage,
         )
         applied += len(rows)

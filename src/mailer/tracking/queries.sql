@@ -136,27 +136,47 @@ RETURNING e.id, e.message_id, e.job_id, e.position, e.rank, e.suppress_reason, e
 
 -- name: apply_events
 -- Apply linked events to their messages: the status moves to the highest rank seen (never
--- back), a message without a MessageID takes the event's, and suppressing events put the
--- message's address on its app's suppression list. Rows are locked in key order so that
--- concurrent posts cannot deadlock. Returns the messages that just got their MessageID,
--- then one row (job_id NULL) per address newly suppressed, with its reason.
+-- back), a message without a MessageID takes the event's, a recipient's first open and
+-- click (all, and human only) are noted once, and suppressing events put the message's
+-- address on its app's suppression list. Rows are locked in key order so that concurrent
+-- posts cannot deadlock. The hourly stats count the events ($8: unless they were applied
+-- before, as reprocessing re-applies them) and the first opens and clicks, in this
+-- connection's own row (no waiting on a shared counter). Returns the messages that just
+-- got their MessageID, then one row (job_id NULL) per address newly suppressed, with its
+-- reason.
 WITH ev AS (
-    SELECT * FROM unnest($1::int8[], $2::uuid[], $3::int2[], $4::int2[], $5::int8[],
-                         $6::text[])
-        AS e(id, job_id, position, rank, message_id, suppress_reason)
+    SELECT u.*, e.app_id, e.type, e.status, e.occurred_at, e.machine_reason IS NULL AS human
+    FROM unnest($1::int8[], $2::uuid[], $3::int2[], $4::int2[], $5::int8[], $6::text[])
+        AS u(id, job_id, position, rank, message_id, suppress_reason)
+    JOIN events e ON e.id = u.id
 ),
 per_message AS (
-    SELECT job_id, position, max(rank) AS rank, max(NULLIF(message_id, 0)) AS message_id
+    SELECT job_id, position, max(rank) AS rank, max(NULLIF(message_id, 0)) AS message_id,
+           min(occurred_at) FILTER (WHERE type = 'open') AS opened_at,
+           min(occurred_at) FILTER (WHERE type = 'open' AND human) AS human_opened_at,
+           min(occurred_at) FILTER (WHERE type = 'click') AS clicked_at,
+           min(occurred_at) FILTER (WHERE type = 'click' AND human) AS human_clicked_at
     FROM ev
     GROUP BY job_id, position
 ),
 locked AS (
-    SELECT m.job_id, m.position, p.rank, p.message_id,
-           (m.message_id IS NULL AND p.message_id IS NOT NULL) AS fills_id
+    SELECT m.job_id, m.position, m.app_id, p.rank, p.message_id,
+           (m.message_id IS NULL AND p.message_id IS NOT NULL) AS fills_id,
+           p.opened_at, p.human_opened_at, p.clicked_at, p.human_clicked_at,
+           (m.first_opened_at IS NULL AND p.opened_at IS NOT NULL) AS first_open,
+           (m.first_human_opened_at IS NULL AND p.human_opened_at IS NOT NULL)
+               AS first_human_open,
+           (m.first_clicked_at IS NULL AND p.clicked_at IS NOT NULL) AS first_click,
+           (m.first_human_clicked_at IS NULL AND p.human_clicked_at IS NOT NULL)
+               AS first_human_click
     FROM messages m
     JOIN per_message p ON m.job_id = p.job_id AND m.position = p.position
     WHERE coalesce(array_position($7::text[], m.status) - 1, 0) < p.rank
        OR (m.message_id IS NULL AND p.message_id IS NOT NULL)
+       OR (m.first_opened_at IS NULL AND p.opened_at IS NOT NULL)
+       OR (m.first_human_opened_at IS NULL AND p.human_opened_at IS NOT NULL)
+       OR (m.first_clicked_at IS NULL AND p.clicked_at IS NOT NULL)
+       OR (m.first_human_clicked_at IS NULL AND p.human_clicked_at IS NOT NULL)
     ORDER BY m.job_id, m.position
     FOR NO KEY UPDATE OF m
 ),
@@ -168,10 +188,16 @@ updated AS (
             ELSE m.status
         END,
         message_id = coalesce(m.message_id, l.message_id),
+        first_opened_at = coalesce(m.first_opened_at, l.opened_at),
+        first_human_opened_at = coalesce(m.first_human_opened_at, l.human_opened_at),
+        first_clicked_at = coalesce(m.first_clicked_at, l.clicked_at),
+        first_human_clicked_at = coalesce(m.first_human_clicked_at, l.human_clicked_at),
         updated_at = now()
     FROM locked l
     WHERE m.job_id = l.job_id AND m.position = l.position
-    RETURNING m.job_id, m.position, m.message_id, l.fills_id
+    RETURNING m.job_id, m.position, m.message_id, l.fills_id, l.app_id,
+              l.opened_at, l.human_opened_at, l.clicked_at, l.human_clicked_at,
+              l.first_open, l.first_human_open, l.first_click, l.first_human_click
 ),
 suppressed AS (
     INSERT INTO suppressions (app_id, email, reason, event_id)
@@ -185,6 +211,75 @@ suppressed AS (
             expires_at = NULL
         WHERE suppressions.expires_at <= now()  -- an expired entry is replaced
     RETURNING reason
+),
+tallies AS (
+    -- One row per thing counted: (app, when, what).
+    SELECT ev.app_id, ev.occurred_at AS at, t.metric
+    FROM ev
+    CROSS JOIN LATERAL (VALUES
+        (CASE ev.type
+            WHEN 'sent' THEN 'delivered'
+            WHEN 'bounce' THEN CASE WHEN ev.status = 'bounced' THEN 'bounced_hard'
+                                    ELSE 'bounced_soft' END
+            WHEN 'blocked' THEN 'blocked'
+            WHEN 'spam' THEN 'complained'
+            WHEN 'unsub' THEN 'unsubscribed'
+            WHEN 'open' THEN 'opened'
+            WHEN 'click' THEN 'clicked'
+        END),
+        (CASE WHEN ev.human AND ev.type = 'open' THEN 'opened_human'
+              WHEN ev.human AND ev.type = 'click' THEN 'clicked_human' END)
+    ) AS t(metric)
+    WHERE $8::boolean AND t.metric IS NOT NULL
+    UNION ALL
+    SELECT u.app_id, f.at, f.metric
+    FROM updated u
+    CROSS JOIN LATERAL (VALUES
+        (u.first_open, u.opened_at, 'opened_unique'),
+        (u.first_human_open, u.human_opened_at, 'opened_human_unique'),
+        (u.first_click, u.clicked_at, 'clicked_unique'),
+        (u.first_human_click, u.human_clicked_at, 'clicked_human_unique')
+    ) AS f(first, at, metric)
+    WHERE f.first
+),
+counted AS (
+    INSERT INTO stats_hourly AS s (
+        app_id, tag, hour, shard, delivered, bounced_hard, bounced_soft, blocked, complained,
+        unsubscribed, opened, opened_unique, opened_human, opened_human_unique, clicked,
+        clicked_unique, clicked_human, clicked_human_unique
+    )
+    SELECT app_id, '', date_trunc('hour', at, 'UTC'), pg_backend_pid(),
+           count(*) FILTER (WHERE metric = 'delivered'),
+           count(*) FILTER (WHERE metric = 'bounced_hard'),
+           count(*) FILTER (WHERE metric = 'bounced_soft'),
+           count(*) FILTER (WHERE metric = 'blocked'),
+           count(*) FILTER (WHERE metric = 'complained'),
+           count(*) FILTER (WHERE metric = 'unsubscribed'),
+           count(*) FILTER (WHERE metric = 'opened'),
+           count(*) FILTER (WHERE metric = 'opened_unique'),
+           count(*) FILTER (WHERE metric = 'opened_human'),
+           count(*) FILTER (WHERE metric = 'opened_human_unique'),
+           count(*) FILTER (WHERE metric = 'clicked'),
+           count(*) FILTER (WHERE metric = 'clicked_unique'),
+           count(*) FILTER (WHERE metric = 'clicked_human'),
+           count(*) FILTER (WHERE metric = 'clicked_human_unique')
+    FROM tallies
+    GROUP BY 1, 3
+    ON CONFLICT (app_id, tag, hour, shard) DO UPDATE
+    SET delivered = s.delivered + EXCLUDED.delivered,
+        bounced_hard = s.bounced_hard + EXCLUDED.bounced_hard,
+        bounced_soft = s.bounced_soft + EXCLUDED.bounced_soft,
+        blocked = s.blocked + EXCLUDED.blocked,
+        complained = s.complained + EXCLUDED.complained,
+        unsubscribed = s.unsubscribed + EXCLUDED.unsubscribed,
+        opened = s.opened + EXCLUDED.opened,
+        opened_unique = s.opened_unique + EXCLUDED.opened_unique,
+        opened_human = s.opened_human + EXCLUDED.opened_human,
+        opened_human_unique = s.opened_human_unique + EXCLUDED.opened_human_unique,
+        clicked = s.clicked + EXCLUDED.clicked,
+        clicked_unique = s.clicked_unique + EXCLUDED.clicked_unique,
+        clicked_human = s.clicked_human + EXCLUDED.clicked_human,
+        clicked_human_unique = s.clicked_human_unique + EXCLUDED.clicked_human_unique
 )
 SELECT job_id, position, message_id, NULL::text AS suppressed FROM updated WHERE fills_id
 UNION ALL

@@ -16,6 +16,7 @@ from mailer.apps.access import refused_sender
 from mailer.delivery.email import EmailRequest
 from mailer.delivery.enqueue import Accepted, IdempotencyConflict, new_job, request_hash
 from mailer.delivery.job_status import read_job_status
+from mailer.delivery.limits import QuotaExceeded
 from mailer.metrics import count
 from mailer.ops.activity import ACTIVITY
 from mailer.services import Services
@@ -55,6 +56,17 @@ def _app_gone(services: Services, app_id: uuid.UUID) -> ApiError:
     )
 
 
+def _over_quota(exc: QuotaExceeded) -> ApiError:
+    """The 429 for an app past its daily quota: retry once the UTC day rolls over."""
+    return ApiError(
+        429,
+        "daily_quota_exceeded",
+        str(exc),
+        headers={"Retry-After": str(exc.retry_after)},
+        retry_after=exc.retry_after,
+    )
+
+
 def _body_of(email: EmailRequest) -> dict[str, Any]:
     return email.model_dump(mode="json", by_alias=True, exclude_none=True)
 
@@ -74,6 +86,9 @@ async def queue_email(email: EmailRequest, request: Request) -> Json:
         ACTIVITY.add("emails_rejected")
         count.enqueued(app_id, "rejected")
         raise ApiError(409, "idempotency_conflict", str(exc)) from None
+    except QuotaExceeded as exc:
+        ACTIVITY.add("emails_rejected")
+        raise _over_quota(exc) from None
     except asyncpg.ForeignKeyViolationError:
         raise _app_gone(services, app_id) from None
     ACTIVITY.add("emails_replayed" if accepted.replayed else "emails_accepted")
@@ -116,6 +131,9 @@ async def queue_batch(batch: BatchRequest, request: Request) -> Json:
         raise ApiError(
             409, "idempotency_conflict", f"Idempotency-Key {key!r} was used with another batch"
         ) from None
+    except QuotaExceeded as exc:
+        ACTIVITY.add("emails_rejected", len(jobs))
+        raise _over_quota(exc) from None
     except asyncpg.ForeignKeyViolationError:
         raise _app_gone(services, app_id) from None
     replayed = sum(a.replayed for a in accepted)
