@@ -80,7 +80,9 @@ async def test_an_app_reads_its_own_api_changes_with_key_and_address(service: Se
     assert (await service.request("POST", "/suppressions", key, json={"email": "Ann@Example.org"}))[
         0
     ] == 201
-    assert (await service.request("DELETE", "/suppressions/ann@example.org", key))[0] == 204
+    assert (await service.request("DELETE", "/suppressions/ann@example.org?reason=asked", key))[
+        0
+    ] == 204
     await asyncio.sleep(0)
     entries = await audit_of(service, key)
     assert [e["action"] for e in reversed(entries)] == [

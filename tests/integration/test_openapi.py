@@ -82,6 +82,10 @@ async def test_schemathesis_finds_nothing(service: Service, tmp_path: Path) -> N
         f"{service.url}/openapi.json",
         "--checks",
         "all",
+        # An address's suppression history outlives its entry (what it is kept for), and
+        # the stateful phase takes `/suppressions/{email}/history` for the deleted entry.
+        "--exclude-checks",
+        "use_after_free",
         "--max-examples",
         "6",
         "--seed",

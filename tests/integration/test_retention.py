@@ -153,7 +153,8 @@ async def test_migration_0011_brings_an_existing_database_along(
             'INSERT INTO event_posts (event_count, body) VALUES (1, \'[{"event": "open"}]\')'
         )
         applied = await migrate.migrate(conn)
-        assert [m.version for m in applied] == [11]
+        later = [m.version for m in migrate.available_migrations() if m.version >= 11]
+        assert [m.version for m in applied] == later
         assert await conn.fetchval("SELECT count(*) FROM jobs") == 1
         # The raw body stays, in the partition of the rows from before; ids go on.
         assert await conn.fetchval("SELECT body FROM event_posts_until_0011") == (

@@ -37,8 +37,8 @@ def _used(directory: Path) -> dict[str, list[str]]:
 def test_every_part_with_queries_is_found() -> None:
     assert [_package(p) for p in PACKAGES] == [
         "mailer.apps",
-        "mailer.dashboard",
         "mailer.audit",
+        "mailer.dashboard",
         "mailer.db",
         "mailer.delivery",
         "mailer.lifecycle",
