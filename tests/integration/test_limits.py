@@ -98,7 +98,9 @@ async def test_a_paused_app_keeps_its_jobs_queued_until_resumed(
             await asyncio.sleep(0.5)  # several claims pass by the paused app's jobs
             assert not any(simulator.state.count_for(j) for j in held)
             for job_id in held:
-                assert (await service.status(paused_key, job_id))["status"] == "queued"
+                document = await service.status(paused_key, job_id)
+                assert document["status"] == "queued"
+                assert document["waiting"] == {"reason": "paused", "until": None, "error": None}
             assert await limits.hold_of(conn, paused) == limits.Hold("paused", None)
             assert await limits.hold_of(conn, await app_id_of(db_dsn, "other")) is None
             await limits.resume(conn, paused)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from mailer.delivery.job_status import QueueFacts, recipient_status_of, waiting_of
+from mailer.delivery.limits import Hold
 
 NOW = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
 AHEAD = NOW + timedelta(minutes=5)
@@ -34,6 +35,20 @@ ERROR = {"status": 500, "message": "Mailjet answered 500"}
         # A lease that expired: attempted, no error recorded.
         (QueueFacts("queued", PAST, 1, None), {"reason": "retrying", "until": None, "error": None}),
         (QueueFacts("queued", PAST, 0, None), None),  # due now: about to be claimed
+        # Due, but the app is held back: its pause, or its rate until its next email.
+        (
+            QueueFacts("queued", PAST, 0, None, Hold("paused", None)),
+            {"reason": "paused", "until": None, "error": None},
+        ),
+        (
+            QueueFacts("queued", PAST, 2, ERROR, Hold("rate_limited", AHEAD)),
+            {"reason": "rate_limited", "until": AHEAD, "error": ERROR},
+        ),
+        # Scheduled or backing off: that comes first; the hold may be gone by then.
+        (
+            QueueFacts("queued", AHEAD, 0, None, Hold("paused", None)),
+            {"reason": "scheduled", "until": AHEAD, "error": None},
+        ),
         (QueueFacts("queued", NOW, 0, None), None),
         (QueueFacts("sending", AHEAD, 1, None), None),
         (QueueFacts("done", PAST, 1, None), None),

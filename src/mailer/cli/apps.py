@@ -261,9 +261,6 @@ def senders_show(app: str) -> None:
     click.echo(", ".join(found.sender_domains) if found.sender_domains else "any domain")
 
 
-# --- Mailjet account setup -----------------------------------------------------------------
-
-
 @apps.command("pause")
 @click.argument("app")
 def apps_pause(app: str) -> None:

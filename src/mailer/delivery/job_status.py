@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from mailer.db.queries import Queries
+from mailer.delivery.limits import Hold, hold_of
 from mailer.delivery.rows import JobDocument, JobMessage
 from mailer.tracking.canceled import CANCELED
 from mailer.tracking.engagement import engagement_of
@@ -46,22 +47,30 @@ class QueueFacts:
     run_at: datetime
     attempts: int
     last_error: Any
+    hold: Hold | None = None
+    """What holds the app's due jobs back now (its pause or its rate), if anything."""
 
 
 def waiting_of(job: QueueFacts, now: datetime) -> dict[str, Any] | None:
     """Why a job not yet sent waits: `{"reason", "until", "error"}`, or None when it does
     not wait (due now, being sent, or out of the queue).
 
-    `retrying` after an attempt failed (with that error; `until` null once due), else
-    `scheduled` while `send_at` is ahead. The only place the reasons are decided.
+    `retrying` after an attempt failed (with that error) while its next attempt is ahead,
+    `scheduled` while `send_at` is ahead; once due, `paused` or `rate_limited` (until the
+    app's next email may go) when its app is held back, else `retrying` (`until` null) after
+    an attempt. The only place the reasons are decided.
     """
     if job.state != "queued":
         return None
-    if job.attempts > 0 or job.last_error is not None:
-        until = job.run_at if job.run_at > now else None
-        return {"reason": "retrying", "until": until, "error": job.last_error}
+    attempted = job.attempts > 0 or job.last_error is not None
     if job.run_at > now:
+        if attempted:
+            return {"reason": "retrying", "until": job.run_at, "error": job.last_error}
         return {"reason": "scheduled", "until": job.run_at, "error": None}
+    if job.hold is not None:
+        return {"reason": job.hold.reason, "until": job.hold.until, "error": job.last_error}
+    if attempted:
+        return {"reason": "retrying", "until": None, "error": job.last_error}
     return None
 
 
@@ -79,7 +88,8 @@ async def read_job_status(
             return None
         messages = await conn.fetch(Q.job_messages, job_id, record_class=JobMessage)
         timelines = await job_timelines(conn, job_id, job.metadata, job.tags)
-    return status_document(job, messages, timelines, datetime.now(UTC))
+        hold = await hold_of(conn, app_id) if job.state == "queued" else None
+    return status_document(job, messages, timelines, datetime.now(UTC), hold)
 
 
 def status_document(
@@ -87,6 +97,7 @@ def status_document(
     messages: list[JobMessage],
     timelines: dict[int, list[dict[str, Any]]],
     now: datetime,
+    hold: Hold | None = None,
 ) -> dict[str, Any]:
     """The status document of `job` from its recipients and their timelines."""
     statuses = [recipient_status_of(job.state, m.status) for m in messages]
@@ -105,7 +116,7 @@ def status_document(
         }
         for m, status in zip(messages, statuses, strict=True)
     ]
-    facts = QueueFacts(job.state, job.run_at, job.attempts, job.last_error)
+    facts = QueueFacts(job.state, job.run_at, job.attempts, job.last_error, hold)
     return {
         "job_id": str(job.id),
         "status": job_status_of(job.state, [m.status for m in messages]),
