@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -340,7 +341,7 @@ async def test_with_the_database_gone_a_page_answers_503_with_retry_after(
         password = await new_operator(svc.dsn, "ann", Role.VIEWER)
         async with browser(svc) as b:
             assert (await b.login("ann", password))[0] == 303
-            name = db_dsn.rsplit("/", 1)[1]
+            name = urlsplit(db_dsn).path.lstrip("/")  # also a socket DSN (?host=…)
             await admin_execute(server_dsn, f'DROP DATABASE "{name}" WITH (FORCE)')
             status, body, answer = await b.get("/dashboard")
             assert status == 503 and "Retry-After" in answer.headers, body
