@@ -5,10 +5,10 @@ the answers conform)."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 _NUMBER = re.compile(r"^\s*-?[0-9.eE+]+\s*$")
 
@@ -21,7 +21,13 @@ def iso_only(value: Any) -> Any:
     return value
 
 
-IsoDateTime = Annotated[datetime, BeforeValidator(iso_only)]
+def as_utc(value: datetime) -> datetime:
+    """`value`, read as UTC when it names no offset."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(iso_only), AfterValidator(as_utc)]
+"""An ISO 8601 date-time (not a Unix time); one without an offset is UTC."""
 
 
 class _Open(BaseModel):

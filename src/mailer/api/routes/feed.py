@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -45,12 +44,6 @@ def _types(values: list[str] | None) -> list[str] | None:
     return types or None
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 @router.get("/feed", response_model=FeedPage)
 async def feed(
     app_id: ReadApp,
@@ -86,8 +79,8 @@ async def feed(
         after=cursor,
         limit=limit,
         types=_types(type),
-        since=_utc(since),
-        until=_utc(until),
+        since=since,
+        until=until,
         tag=tag,
     )
     return Json(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -39,12 +38,6 @@ JobStatusName = Literal[
 _IDEMPOTENCY_KEY = r"^[A-Za-z0-9._:#\-]{1,210}$"
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 @router.get("/jobs", response_model=JobList)
 async def list_jobs(
     app_id: ReadApp,
@@ -66,7 +59,7 @@ async def list_jobs(
     case-insensitive), `status` (the job's status as `/status` gives it), `tag`, `from`
     (inclusive) and `to` (exclusive) on the time the job was accepted (ISO 8601), and
     `idempotency_key` (a batch's jobs carry `KEY#index`). Pass the answer's `next_cursor` as
-    `after` for the next page; `next` is null on the last one. A page looks at no more
+    `after` for the next page; it is null on the last one. A page looks at no more
     than 1,000 jobs, so with filters that match few it may hold fewer than `limit` jobs,
     even none, and still have a `next_cursor`: follow it until it is null.
     """
@@ -74,8 +67,8 @@ async def list_jobs(
         recipient=None if recipient is None else recipient.strip(),
         status=status,
         tag=tag,
-        created_from=_utc(created_from),
-        created_to=_utc(created_to),
+        created_from=created_from,
+        created_to=created_to,
         idempotency_key=idempotency_key,
     )
     try:

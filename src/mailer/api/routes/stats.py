@@ -37,11 +37,11 @@ async def stats(
     clicked (unique and total, all and human only), with rates. `from` is rounded down and
     `to` up to whole periods; at most 31 days by the hour, 400 by the day."""
     try:
-        end = aligned(_utc(to) or datetime.now(UTC), granularity, up=True)
+        end = aligned(to or datetime.now(UTC), granularity, up=True)
     except OverflowError:
         raise _bad("to", "out of range") from None
     try:
-        start = aligned(_utc(from_) or end - _DEFAULT_SPAN[granularity], granularity)
+        start = aligned(from_ or end - _DEFAULT_SPAN[granularity], granularity)
     except OverflowError:
         raise _bad("from", "out of range") from None
     if start >= end:
@@ -59,9 +59,3 @@ async def stats(
             "total": as_json(total(periods)),
         }
     )
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
