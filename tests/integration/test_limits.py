@@ -239,6 +239,17 @@ def test_cli_pause_resume_and_limits(db_dsn: str) -> None:
         None,
         None,
     )
+    entries = orjson.loads(mailer("audit", "--app", "shop", "--json"))
+    changes = [e for e in reversed(entries) if e["action"].startswith("app.")]
+    assert [e["action"] for e in changes] == [
+        "app.created",
+        "app.paused",
+        "app.limits_set",
+        "app.resumed",
+        "app.limits_cleared",
+    ]
+    assert changes[2]["details"] == {"rate_per_second": 10.0, "daily_quota": 5000}
+    assert all(e["actor"].startswith("cli:") for e in changes)
     refused = subprocess.run(
         [sys.executable, "-m", "mailer.cli", "apps", "limits", "set", "shop", "--rate", "0"],
         env=env,

@@ -6,8 +6,6 @@ from typing import Any
 
 import click
 
-from mailer import audit
-from mailer.audit import Actor
 from mailer.cli.common import (
     main,
     print_json,
@@ -269,9 +267,7 @@ def apps_pause(app: str) -> None:
 
     async def action(conn: Any) -> Any:
         found = await _app_or_fail(conn, app)
-        paused_at = await limits.pause(conn, found.id)
-        await audit.record(conn, Actor.cli(), "app.paused", app_id=found.id, target=found.name)
-        return paused_at
+        return await limits.pause(conn, found.id)
 
     paused_at = with_db(action)
     click.echo(f"{app} paused since {paused_at:%Y-%m-%d %H:%M:%S %Z}; its jobs wait queued")
@@ -285,9 +281,7 @@ def apps_resume(app: str) -> None:
 
     async def action(conn: Any) -> int:
         found = await _app_or_fail(conn, app)
-        released = await limits.resume(conn, found.id)
-        await audit.record(conn, Actor.cli(), "app.resumed", app_id=found.id, target=found.name)
-        return released
+        return await limits.resume(conn, found.id)
 
     released = with_db(action)
     click.echo(f"{app} resumed ({released} held jobs back in the queue)")
@@ -315,14 +309,6 @@ def limits_set(app: str, rate: float | None, daily: int | None) -> None:
             await limits.set_limits(conn, found.id, rate=rate, daily=daily)
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
-        await audit.record(
-            conn,
-            Actor.cli(),
-            "app.limits_set",
-            app_id=found.id,
-            target=found.name,
-            details={"rate_per_second": rate, "daily_quota": daily},
-        )
 
     with_db(action)
     click.echo(_limits_line(app, rate, daily))
@@ -346,9 +332,6 @@ def limits_clear(app: str) -> None:
     async def action(conn: Any) -> None:
         found = await _app_or_fail(conn, app)
         await limits.clear_limits(conn, found.id)
-        await audit.record(
-            conn, Actor.cli(), "app.limits_cleared", app_id=found.id, target=found.name
-        )
 
     with_db(action)
     click.echo(f"{app} has no rate or daily quota")

@@ -21,6 +21,8 @@ from typing import Literal
 
 import asyncpg
 
+from mailer import audit
+from mailer.audit import Actor
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.delivery.rows import AppIdRow, LimitsRow, ReleasedRow
@@ -66,23 +68,32 @@ def seconds_until_next_utc_day(now: datetime) -> int:
     return max(1, math.ceil((midnight - utc).total_seconds()))
 
 
-async def pause(conn: Conn, app_id: uuid.UUID) -> datetime:
-    """Stop claiming the app's jobs (they stay queued); answers since when it is paused."""
-    paused_at: datetime = await conn.fetchval(Q.pause_app, app_id)
+async def pause(conn: Conn, app_id: uuid.UUID, actor: Actor | None = None) -> datetime:
+    """Stop claiming the app's jobs (they stay queued); answers since when it is paused.
+    Audited, as every change below."""
+    async with conn.transaction():
+        paused_at: datetime = await conn.fetchval(Q.pause_app, app_id)
+        await _audit(conn, actor, "app.paused", app_id)
     return paused_at
 
 
-async def resume(conn: Conn, app_id: uuid.UUID) -> int:
+async def resume(conn: Conn, app_id: uuid.UUID, actor: Actor | None = None) -> int:
     """Claim the app's jobs again (at its rate, if it has one) and wake the workers;
     answers how many held jobs went straight back to the open queue."""
     async with conn.transaction():
         await conn.execute(Q.resume_app, app_id)
         await conn.execute(Q.drop_unlimited, app_id)
+        await _audit(conn, actor, "app.resumed", app_id)
     return await _release(conn, app_id)
 
 
 async def set_limits(
-    conn: Conn, app_id: uuid.UUID, *, rate: float | None = None, daily: int | None = None
+    conn: Conn,
+    app_id: uuid.UUID,
+    *,
+    rate: float | None = None,
+    daily: int | None = None,
+    actor: Actor | None = None,
 ) -> None:
     """Give the app a sending rate (emails per second) and/or a daily quota (emails per UTC
     day, counted from today's jobs already stored); a value not given stays as it was."""
@@ -96,15 +107,30 @@ async def set_limits(
         if daily is not None:
             await conn.execute(Q.set_daily_quota, app_id, daily)
             await conn.execute(Q.count_today, app_id)
+        details = {"rate_per_second": rate, "daily_quota": daily}
+        await _audit(conn, actor, "app.limits_set", app_id, details)
     await conn.execute(Q.notify_jobs)
 
 
-async def clear_limits(conn: Conn, app_id: uuid.UUID) -> None:
+async def clear_limits(conn: Conn, app_id: uuid.UUID, actor: Actor | None = None) -> None:
     """Remove the app's rate and quota (a pause stays); its held jobs go back at once."""
     async with conn.transaction():
         await conn.execute(Q.clear_limits, app_id)
         await conn.execute(Q.drop_unlimited, app_id)
+        await _audit(conn, actor, "app.limits_cleared", app_id)
     await _release(conn, app_id)
+
+
+async def _audit(
+    conn: Conn,
+    actor: Actor | None,
+    action: str,
+    app_id: uuid.UUID,
+    details: dict[str, float | int | None] | None = None,
+) -> None:
+    await audit.record(
+        conn, actor or Actor.cli(), action, app_id=app_id, target=str(app_id), details=details
+    )
 
 
 async def _release(conn: Conn, app_id: uuid.UUID | None) -> int:
