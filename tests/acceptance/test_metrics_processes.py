@@ -5,18 +5,19 @@ of both processes (prometheus_client's multiprocess mode, a directory per start)
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 import urllib.request
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from tests.acceptance.test_operator import Operator, _free_port, _http, _wait_listening
+from tests.acceptance.test_operator import (
+    Operator,
+    _free_port,
+    _http,
+    _wait_listening,
+)
 from tests.acceptance.test_startup import _one_error_line, _start
-from tests.conftest import admin_execute, with_database
 from tests.prometheus import Scrape
 
 pytestmark = pytest.mark.slow
@@ -37,36 +38,6 @@ def scrape_until(url: str, name: str, at_least: float, **labels: str) -> Scrape:
         if found.value(name, **labels) >= at_least or time.monotonic() > deadline:
             return found
         time.sleep(0.2)
-
-
-@pytest.fixture
-async def database(server_dsn: str) -> Any:
-    name = f"mailer_metrics_{os.getpid()}"
-    await admin_execute(
-        server_dsn, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"'
-    )
-    yield with_database(server_dsn, name)
-    await admin_execute(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def operator(database: str) -> Iterator[Operator]:
-    simulator_port, api_port = _free_port(), _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database,
-        "MAILJET_API_URL": f"http://127.0.0.1:{simulator_port}",
-        "MAILER_PORT": str(api_port),
-        "MAILER_EVENTS_USER": "mailjet",
-        "MAILER_EVENTS_PASSWORD": "metrics-test-secret",
-        "MAILER_POLL_INTERVAL": "0.2",
-        "MAILER_LOG_LEVEL": "warning",
-    }
-    for name in ("MJ_APIKEY_PUBLIC", "MJ_APIKEY_PRIVATE", "PROMETHEUS_MULTIPROC_DIR"):
-        env.pop(name, None)
-    operator = Operator(env, simulator_port=simulator_port, api_port=api_port)
-    yield operator
-    operator.stop_all()
 
 
 def test_two_api_processes_and_a_worker_export_the_whole_service(operator: Operator) -> None:

@@ -19,12 +19,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from tests.conftest import admin_execute, with_database
 
 pytestmark = pytest.mark.slow
 
@@ -99,22 +96,13 @@ class Operator:
                 proc.wait(timeout=10)
 
 
-@pytest.fixture
-async def new_database(server_dsn: str) -> Any:
-    name = f"mailer_operator_{os.getpid()}"
-    await admin_execute(
-        server_dsn, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"'
-    )
-    yield with_database(server_dsn, name)
-    await admin_execute(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def operator(new_database: str) -> Iterator[Operator]:
+def operator_on(database: str) -> Operator:
+    """An operator of a new service on `database`: a simulator and an API port of its own,
+    settings only from the environment (no Mailjet keys, no metrics directory inherited)."""
     simulator_port, api_port = _free_port(), _free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": new_database,
+        "DATABASE_URL": database,
         "MAILJET_API_URL": f"http://127.0.0.1:{simulator_port}",
         "MAILER_PORT": str(api_port),
         "MAILER_EVENTS_USER": "mailjet",
@@ -122,11 +110,9 @@ def operator(new_database: str) -> Iterator[Operator]:
         "MAILER_POLL_INTERVAL": "0.2",
         "MAILER_LOG_LEVEL": "warning",
     }
-    for name in ("MJ_APIKEY_PUBLIC", "MJ_APIKEY_PRIVATE"):
+    for name in ("MJ_APIKEY_PUBLIC", "MJ_APIKEY_PRIVATE", "PROMETHEUS_MULTIPROC_DIR"):
         env.pop(name, None)
-    operator = Operator(env, simulator_port=simulator_port, api_port=api_port)
-    yield operator
-    operator.stop_all()
+    return Operator(env, simulator_port=simulator_port, api_port=api_port)
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
