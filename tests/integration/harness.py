@@ -24,10 +24,15 @@ from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET, MailjetTarget, runni
 from mailer.services import Services
 from mailer.simulator.server import SimulatorServer
 from mailer.vault import SecretBox
+from mailer.webhooks.targets import TargetPolicy
 
 TEST_SECRET_KEY = "PVC_nduR0uTyuUZQbyz7o0Xp5MYldIt5fI9cxEUZQew="
 """MAILER_SECRET_KEY of the tests' services (a fixed Fernet key)."""
 TEST_BOX = SecretBox([TEST_SECRET_KEY])
+TEST_WEBHOOK_NETWORKS = "127.0.0.0/8"
+"""Where the tests' webhook receivers listen, allowed as webhook targets."""
+LOOPBACK = TargetPolicy.allowing(TEST_WEBHOOK_NETWORKS)
+"""The target policy of the tests' dispatchers: their receivers on 127.0.0.1."""
 
 FINAL = {"accepted", "sent", "failed", "suppressed", "opened", "clicked", "bounced", "blocked"}
 
@@ -41,7 +46,7 @@ def service_settings(**overrides: Any) -> Settings:
         "key_cache_seconds": 0.0,
         "lookup_grace_seconds": 0.2,
         # The tests' webhook receivers listen on 127.0.0.1.
-        "webhook_allowed_networks": "127.0.0.0/8",
+        "webhook_allowed_networks": TEST_WEBHOOK_NETWORKS,
         "secret_key": TEST_SECRET_KEY,
     }
     values.update(overrides)

@@ -21,10 +21,9 @@ from mailer.ops.gauges import DatabaseGauges
 from mailer.simulator.server import SimulatorServer
 from mailer.tracking.intake import store_callback
 from mailer.webhooks.dispatch import Dispatcher
-from tests.integration.harness import TEST_BOX, Service, running_service
+from tests.integration.harness import LOOPBACK, TEST_BOX, Service, running_service
 from tests.integration.test_recording import MESSAGE_ID, _claimed_job, _sent
 from tests.integration.test_webhooks import (
-    LOOPBACK,
     Clock,
     event,
     new_app,

@@ -20,8 +20,8 @@ from mailer.vault import SecretBox, generate_key
 from mailer.webhooks.dispatch import Dispatcher
 from mailer.webhooks.outbox import OutboxEvent, fan_out
 from mailer.webhooks.signing import generate_secret
-from mailer.webhooks.targets import TargetPolicy
 from tests.integration.harness import (
+    LOOPBACK,
     TEST_BOX,
     TEST_SECRET_KEY,
     Service,
@@ -29,8 +29,6 @@ from tests.integration.harness import (
     service_settings,
 )
 from tests.integration.webhook_receiver import Receiver
-
-LOOPBACK = TargetPolicy.allowing("127.0.0.0/8")
 
 
 @pytest.fixture

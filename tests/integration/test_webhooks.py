@@ -22,11 +22,8 @@ from mailer.simulator.server import SimulatorServer
 from mailer.webhooks.dispatch import Dispatcher
 from mailer.webhooks.outbox import EVENT_TYPES, OutboxEvent, fan_out
 from mailer.webhooks.schedule import MAX_ATTEMPTS, next_attempt_delay
-from mailer.webhooks.targets import TargetPolicy
-from tests.integration.harness import TEST_BOX, Service, running_service
+from tests.integration.harness import LOOPBACK, TEST_BOX, Service, running_service
 from tests.integration.webhook_receiver import Receiver
-
-LOOPBACK = TargetPolicy.allowing("127.0.0.0/8")
 
 
 class Clock:
