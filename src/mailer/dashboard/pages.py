@@ -31,7 +31,7 @@ from mailer.db.queries import Queries
 from mailer.delivery.job_status import read_job_status
 from mailer.ids import uuid7_floor
 from mailer.ops import heartbeat
-from mailer.ops.status import last_callback_seconds_ago, last_event_by_type
+from mailer.ops.status import last_events
 from mailer.tracking.precedence import RecipientStatus
 
 __all__ = [
@@ -354,8 +354,7 @@ async def mailjet_health(pool: asyncpg.Pool) -> dict[str, Any]:
     """The Mailjet page: workers and their heartbeats, the last event of each type."""
     async with pool.acquire() as conn:
         workers = await heartbeat.workers(conn)
-        events = await last_event_by_type(conn)
-        callback = await last_callback_seconds_ago(conn)
+        events, callback = await last_events(conn)
     return {
         "workers": [
             {

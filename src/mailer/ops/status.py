@@ -100,15 +100,12 @@ async def status_report(conn: Conn, *, silence_after: float = 900.0) -> dict[str
     }
 
 
-async def last_event_by_type(conn: Conn) -> list[dict[str, Any]]:
-    """When the last Mailjet event of each type came, from the event clock (a type that
-    stays silent points at a missing or wrong event callback)."""
-    return _events_of(await event_clock(conn))
-
-
-async def last_callback_seconds_ago(conn: Conn) -> float | None:
-    """How long ago the last Mailjet event arrived (None: never)."""
-    return _last_callback_of(await event_clock(conn))
+async def last_events(conn: Conn) -> tuple[list[dict[str, Any]], float | None]:
+    """When the last Mailjet event of each type came (a type that stays silent points at a
+    missing or wrong event callback), and how long ago the last of any arrived (None:
+    never); one read of the event clock."""
+    clock = await event_clock(conn)
+    return _events_of(clock), _last_callback_of(clock)
 
 
 def _events_of(clock: list[ClockRow]) -> list[dict[str, Any]]:
