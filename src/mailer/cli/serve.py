@@ -128,6 +128,11 @@ async def _serve_all(
             ):
                 yield w
 
+        if on_started is not None and port != 0:
+            # Registered before the worker can send: the simulator, like Mailjet, drops
+            # the events of a message accepted while no callback URL is registered.
+            await on_started(port)
+            on_started = None
         app = with_dashboard(create_app(settings, dsn, companion=worker, process="mailer"))
         await _serve(app, host, port, settings.log_level, on_started=on_started)
 
@@ -184,7 +189,7 @@ async def _start_demo_simulator() -> Any:
 def _simulator_events_registration(
     settings: Settings, target: Any, host: str
 ) -> Callable[[int], Awaitable[None]]:
-    """Once the API listens: have the in-process simulator post its tracking events to our
+    """Have the in-process simulator post its tracking events to our
     `/events` (credentials generated for the run if unset), so the demo shows it all; then
     write the demo's state file, through which `mailer mailjet …` in another terminal
     reaches the same simulator."""
