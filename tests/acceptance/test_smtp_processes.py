@@ -28,36 +28,54 @@ from tests.integration.test_smtp import (
 pytestmark = pytest.mark.slow
 
 
-def test_mailer_run_takes_smtp_submissions_in_the_demo(db_dsn: str, tmp_path: Path) -> None:
-    api_port, smtp_port = free_port(), free_port()
+def demo_env(db_dsn: str, data_dir: Path, **ports: int) -> dict[str, str]:
+    """The environment of a demo process (no Mailjet keys: the simulator) on `db_dsn`, with
+    the MAILER_* ports given (e.g. MAILER_SMTP_PORT=...)."""
     env = {
         **os.environ,
         "DATABASE_URL": db_dsn,
-        "MAILER_DATA_DIR": str(tmp_path),
-        "MAILER_PORT": str(api_port),
-        "MAILER_SMTP_PORT": str(smtp_port),
+        "MAILER_DATA_DIR": str(data_dir),
         "MAILER_LOG_LEVEL": "warning",
+        **{name: str(port) for name, port in ports.items()},
     }
     for name in ("MJ_APIKEY_PUBLIC", "MJ_APIKEY_PRIVATE"):
         env.pop(name, None)
+    return env
+
+
+def create_app_key(env: dict[str, str]) -> str:
+    """`mailer apps create shop`'s API key."""
     created = subprocess.run(
         [sys.executable, "-m", "mailer.cli", "apps", "create", "shop", "--json"],
         env=env, capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
-    key = json.loads(created.stdout)["api_key"]
+    key: str = json.loads(created.stdout)["api_key"]
+    return key
+
+
+def submit_over_starttls(port: int, data_dir: Path, key: str) -> tuple[int, str]:
+    """Submit the full test message to ann@example.org, over STARTTLS with the demo's
+    self-signed certificate, logged in with `key`."""
+    cert = data_dir / "smtp-tls" / "cert.pem"
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.starttls(context=ssl.create_default_context(cafile=str(cert)))
+        client.login("shop", key)
+        return submit(client, full_message(), ["ann@example.org"])
+
+
+def test_mailer_run_takes_smtp_submissions_in_the_demo(db_dsn: str, tmp_path: Path) -> None:
+    api_port, smtp_port = free_port(), free_port()
+    env = demo_env(db_dsn, tmp_path, MAILER_PORT=api_port, MAILER_SMTP_PORT=smtp_port)
+    key = create_app_key(env)
     proc = subprocess.Popen(
         [sys.executable, "-m", "mailer.cli", "run"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         wait_listening(proc, api_port, deadline)
         wait_listening(proc, smtp_port, deadline)
-        cert = tmp_path / "smtp-tls" / "cert.pem"  # the demo's self-signed certificate
-        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
-            client.starttls(context=ssl.create_default_context(cafile=str(cert)))
-            client.login("shop", key)
-            code, reply = submit(client, full_message(), ["ann@example.org"])
+        code, reply = submit_over_starttls(smtp_port, tmp_path, key)
         assert code == 250, reply
         job_id = job_id_in(reply)
         request = urllib.request.Request(
@@ -80,31 +98,15 @@ def test_mailer_run_takes_smtp_submissions_in_the_demo(db_dsn: str, tmp_path: Pa
 
 def test_mailer_smtp_alone_queues_what_it_is_given(db_dsn: str, tmp_path: Path) -> None:
     smtp_port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_dsn,
-        "MAILER_DATA_DIR": str(tmp_path),
-        "MAILER_SMTP_PORT": str(smtp_port),
-        "MAILER_LOG_LEVEL": "warning",
-    }
-    for name in ("MJ_APIKEY_PUBLIC", "MJ_APIKEY_PRIVATE"):
-        env.pop(name, None)
-    created = subprocess.run(
-        [sys.executable, "-m", "mailer.cli", "apps", "create", "shop", "--json"],
-        env=env, capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    key = json.loads(created.stdout)["api_key"]
+    env = demo_env(db_dsn, tmp_path, MAILER_SMTP_PORT=smtp_port)
+    key = create_app_key(env)
     proc = subprocess.Popen(
         [sys.executable, "-m", "mailer.cli", "smtp"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
         wait_listening(proc, smtp_port, time.monotonic() + 60)
-        cert = tmp_path / "smtp-tls" / "cert.pem"
-        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
-            client.starttls(context=ssl.create_default_context(cafile=str(cert)))
-            client.login("shop", key)
-            code, reply = submit(client, full_message(), ["ann@example.org"])
+        code, reply = submit_over_starttls(smtp_port, tmp_path, key)
         assert code == 250, reply
     finally:
         proc.send_signal(signal.SIGTERM)
