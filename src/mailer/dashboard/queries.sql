@@ -238,12 +238,12 @@ ORDER BY s.id DESC
 LIMIT $4;
 
 -- name: attempt_scan_edge
--- The last attempt recent_attempts looked at when it looked at all $3 it may (else no
--- row): where the log goes on, older.
+-- The newest attempt recent_attempts did not look at, when it looked at all $3 it may and
+-- there are older ones (else no row): where the log goes on.
 SELECT id FROM webhook_attempts
 WHERE ($1::uuid[] IS NULL OR endpoint_id = ANY ($1::uuid[])) AND id < $2
 ORDER BY id DESC
-OFFSET $3 - 1
+OFFSET $3
 LIMIT 1;
 
 -- name: webhook_delivery

@@ -80,7 +80,7 @@ async def attempt_log(pool: asyncpg.Pool, search: AttemptFilter) -> AttemptPage:
     edge = await pool.fetchval(Q.attempt_scan_edge, wanted, before, SCAN_LIMIT)
     if edge is None:
         return AttemptPage(rows, None)
-    return AttemptPage(rows, int(edge), partial=True)
+    return AttemptPage(rows, int(edge) + 1, partial=True)  # the page before `edge`, included
 
 
 async def endpoint(pool: asyncpg.Pool, endpoint_id: uuid.UUID) -> EndpointRow | None:
