@@ -15,15 +15,27 @@ from typing import Any
 import asyncpg
 import pytest
 
-from mailer.dashboard import pages, webhook_pages
+from mailer.dashboard import DashboardConfig, pages, webhook_pages
 from mailer.dashboard.operators import Role
 from mailer.ids import uuid7
+from mailer.mailjet import MailjetClient, registration
+from mailer.mailjet.registration import ALL_EVENT_TYPES
+from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET
 from mailer.simulator.server import SimulatorServer
 from mailer.webhooks import endpoints
 from mailer.webhooks.outbox import OutboxEvent, fan_out
 from tests.integration.dashboard_helpers import browser, csrf_of, dashboard_service, new_operator
-from tests.integration.harness import Service
-from tests.integration.tracking_helpers import email, mj_event, post_events, sent_messages
+from tests.integration.harness import Service, running_service
+from tests.integration.tracking_helpers import (
+    EVENTS_PASSWORD,
+    EVENTS_USER,
+    FAST_RETRY,
+    email,
+    mj_event,
+    post_events,
+    sent_messages,
+    tracking_settings,
+)
 from tests.integration.webhook_receiver import Receiver
 
 WAIT_S = 60.0
@@ -321,3 +333,27 @@ async def test_an_admin_recovers_a_disabled_endpoint_and_what_failed_is_delivere
         r for r in caplog.records if getattr(r, "action", "") == "webhook_endpoint_recovered"
     ]
     assert record.__dict__["target"] == endpoint_id and record.__dict__["requeued"] == 1
+
+
+async def test_the_mailjet_page_checks_the_registered_callbacks_as_the_doctor_does(
+    db_dsn: str, simulator: SimulatorServer
+) -> None:
+    settings = tracking_settings(mailjet_api_url=simulator.url)
+    async with running_service(
+        db_dsn, simulator, settings=settings, policy=FAST_RETRY, dashboard=DashboardConfig()
+    ) as service:
+        viewer = await new_operator(service.dsn, "vic", Role.VIEWER)
+        async with browser(service) as b:
+            await b.login("vic", viewer)
+            status, page, _ = await b.get("/dashboard/mailjet")
+            assert status == 200 and "accepts the API key" in page
+            assert page.count("none registered") == len(ALL_EVENT_TYPES)
+            url = registration.webhook_url(service.url + "/events", EVENTS_USER, EVENTS_PASSWORD)
+            async with MailjetClient(simulator.url, SIMULATOR_KEY, SIMULATOR_SECRET) as client:
+                await registration.register(client, url)
+            _, page, _ = await b.get("/dashboard/mailjet")
+            assert "none registered" in page  # asked a moment ago: kept for a minute
+            _, page, _ = await b.get("/dashboard/mailjet?recheck=1")
+            assert "none registered" not in page
+            assert page.count("posts to Mailer") == len(ALL_EVENT_TYPES)
+            assert EVENTS_PASSWORD not in page  # the callback URLs are shown masked

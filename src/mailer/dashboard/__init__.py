@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from mailer.dashboard import login, routes, web, webhook_routes
+from mailer.dashboard.callbacks import CallbackCheck
 from mailer.dashboard.web import DashboardConfig
 
 __all__ = ["DashboardConfig", "install"]
@@ -20,6 +21,7 @@ __all__ = ["DashboardConfig", "install"]
 def install(app: FastAPI, config: DashboardConfig | None = None) -> None:
     """Serve the dashboard from `app` (which must set `app.state.services`)."""
     app.state.dashboard = config or DashboardConfig()
+    app.state.dashboard_callbacks = CallbackCheck()
     app.router.routes.extend(login.router.routes)
     app.router.routes.extend(routes.router.routes)
     app.router.routes.extend(webhook_routes.router.routes)

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from mailer.audit import Actor
 from mailer.dashboard import pages, trail, web
 from mailer.dashboard.actions import record_action
+from mailer.dashboard.callbacks import CallbackCheck
 from mailer.dashboard.chart import bar_chart
 from mailer.dashboard.rows import AppRow
 from mailer.tracking import suppressions
@@ -179,11 +180,16 @@ async def message(request: Request, job_id: str) -> Response:
 
 
 @router.get("/mailjet")
-async def mailjet(request: Request) -> Response:
-    """Workers alive and the last event of each type Mailjet posted."""
+async def mailjet(request: Request, recheck: Text = None) -> Response:
+    """Whether the event callbacks registered at Mailjet are right, the workers alive and
+    the last event of each type Mailjet posted."""
     operator = await web.operator_of(request)
     health = await pages.mailjet_health(web.pool_of(request))
-    return web.render(request, "mailjet.html", operator, page="mailjet", health=health)
+    check: CallbackCheck = request.app.state.dashboard_callbacks
+    callbacks = await check.findings(request.app.state.services.settings, fresh=bool(recheck))
+    return web.render(
+        request, "mailjet.html", operator, page="mailjet", health=health, callbacks=callbacks
+    )
 
 
 def _suppression_cursor(text: str | None) -> tuple[uuid.UUID, str] | None:
