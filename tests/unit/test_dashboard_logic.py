@@ -25,6 +25,7 @@ from mailer.dashboard.pages import (
 from mailer.dashboard.passwords import hash_password, verify_password
 from mailer.dashboard.rows import JobHeader
 from mailer.dashboard.sessions import Operator, tokens_match
+from mailer.dashboard.trail import MASK, masked
 from mailer.dashboard.web import safe_next
 from mailer.ids import uuid7, uuid7_floor
 from mailer.stats.rollups import Counts
@@ -170,3 +171,21 @@ def test_the_overview_buckets_fall_on_whole_hours_and_days_and_end_with_now(
         assert start.timestamp() % period.step.total_seconds() == 0
         assert end - start == period.length
         assert end - period.step <= now < end
+
+
+def test_credentials_in_a_raw_event_are_masked_and_the_rest_kept() -> None:
+    event = {
+        "event": "click",
+        "MessageID": 2**60 + 3,
+        "url": "https://shop.example/reset?token=abc123&step=2&apiKey=k",
+        "Payload": {"password": "hunter2", "order": "42", "nested": [{"Auth": "x"}]},
+        "callback": "https://user:pw@hooks.example/in",
+        "agent": "Mozilla/5.0",
+    }
+    shown = masked(event)
+    assert shown["event"] == "click" and shown["MessageID"] == 2**60 + 3
+    assert shown["url"] == f"https://shop.example/reset?token={MASK}&step=2&apiKey={MASK}"
+    assert shown["Payload"] == {"password": MASK, "order": "42", "nested": [{"Auth": MASK}]}
+    assert shown["callback"] == f"https://{MASK}@hooks.example/in"
+    assert shown["agent"] == "Mozilla/5.0"
+    assert "abc123" not in str(shown) and "hunter2" not in str(shown) and "pw@" not in str(shown)

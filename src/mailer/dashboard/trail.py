@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote_plus, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -47,7 +47,9 @@ def _masked_url(text: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, MASK if _SECRET.search(k) else v) for k, v in pairs], safe=MASK)
+        query = "&".join(
+            f"{quote_plus(k)}={MASK if _SECRET.search(k) else quote_plus(v)}" for k, v in pairs
+        )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
