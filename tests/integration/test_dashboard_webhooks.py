@@ -135,7 +135,8 @@ async def test_reenable_and_recover_requeues_what_failed_since_and_enables(
     row, requeued = done
     assert requeued == 1 and row.enabled and row.disabled_reason is None
     assert row.first_failure_at is None
-    states = dict(await pool.fetch("SELECT event_id, state FROM webhook_deliveries"))
+    rows = await pool.fetch("SELECT event_id, state FROM webhook_deliveries")
+    states = {r["event_id"]: r["state"] for r in rows}
     assert states == {"evt_old": "failed", "evt_new": "pending"}
 
 
@@ -285,9 +286,13 @@ async def test_an_admin_recovers_a_disabled_endpoint_and_what_failed_is_delivere
     )
     viewer = await new_operator(service.dsn, "vic", Role.VIEWER)
     async with browser(service) as b:
+        status, _, answer = await b.get("/dashboard/webhooks")  # no session yet
+        assert status == 303 and "/dashboard/login" in answer.headers["Location"]
         await b.login("vic", viewer)
         status, page, _ = await b.get("/dashboard/webhooks")
         assert status == 200 and "disabled" in page and "410 Gone" in page
+        status, _, _ = await b.get(f"/dashboard/webhooks/recover?endpoint={endpoint_id}")
+        assert status == 403
         assert "Recover" not in page
         status, page, _ = await b.get("/dashboard/webhooks?outcome=failed")
         assert "HTTP 410" in page
@@ -321,6 +326,7 @@ async def test_an_admin_recovers_a_disabled_endpoint_and_what_failed_is_delivere
             )
         assert status == 303 and "requeued=1" in answer.headers["Location"]
         endpoint = await pool.fetchrow("SELECT enabled, disabled_reason FROM webhook_endpoints")
+        assert endpoint is not None
         assert endpoint["enabled"] and endpoint["disabled_reason"] is None
         await eventually(
             lambda: pool.fetchval("SELECT state = 'delivered' FROM webhook_deliveries"),
