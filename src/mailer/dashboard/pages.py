@@ -104,17 +104,7 @@ PERIODS = {
     )
 }
 
-# The overview's columns, per recipient, from the rollups' counts (docs/stats.md).
-COLUMNS = (
-    "accepted",
-    "sent",
-    "delivered",
-    "bounced",
-    "blocked",
-    "complained",
-    "opened",
-    "clicked",
-)
+# The series of the overview's two charts (columns of `columns_of`).
 CHART_SERIES = ("accepted", "sent", "delivered", "bounced", "blocked")
 ENGAGEMENT_SERIES = ("opened", "clicked", "complained")
 
