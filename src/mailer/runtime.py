@@ -12,6 +12,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import orjson
@@ -28,12 +29,13 @@ from mailer.delivery.worker import JOBS_CHANNEL, Worker
 from mailer.lifecycle import address_key
 from mailer.lifecycle.retention import Periods, Retention
 from mailer.logs import describe
-from mailer.mailjet import ClientTimeouts, MailjetClient
+from mailer.mailjet import ClientTimeouts, MailjetClient, registration
 from mailer.ops.event_clock import SilenceWatch
 from mailer.ops.heartbeat import Heartbeat
 from mailer.queue.loop import claiming_ahead
 from mailer.queue.wakeup import Wakeup
 from mailer.stats.rollups import Folder
+from mailer.tracking.doctor import Ours
 from mailer.vault import box_for
 from mailer.webhooks import sealed
 from mailer.webhooks.dispatch import Dispatcher
@@ -97,6 +99,26 @@ def configured_mailjet(settings: Settings) -> MailjetTarget:
             "MAILJET_API_URL at a `mailer simulator`, or start `mailer run` (it has one built in)"
         )
     return demo.target
+
+
+def our_callback(settings: Settings, public_url: str | None = None) -> Ours:
+    """What Mailer's event callback at Mailjet looks like, for the doctor's checks
+    (`mailer mailjet doctor`, the dashboard's Mailjet page): the URL a running demo
+    registered; else `public_url` (Mailer's `/events` as Mailjet reaches it) with the event
+    credentials; else only the credentials (a callback carrying them counts as ours).
+
+    Raises:
+        ValueError: `public_url` is not a URL a callback can have.
+    """
+    user = settings.events_user
+    password = settings.events_password.get_secret_value() if settings.events_password else None
+    demo = read_demo_state(settings.data_dir) if settings.uses_simulator else None
+    if demo is not None and public_url is None and user is None:
+        parts = urlsplit(demo.events_url)
+        return Ours(demo.events_url, unquote(parts.username or ""), unquote(parts.password or ""))
+    if public_url is None or user is None or password is None:
+        return Ours(None, user, password)
+    return Ours(registration.webhook_url(public_url, user, password), user, password)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from tests.integration.dashboard_helpers import new_operator
 from tests.integration.harness import Service
 from tests.integration.live import live_mailer, wait_recipients
 from tests.integration.tracking_helpers import email
+from tests.integration.webhook_receiver import Receiver
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
@@ -60,11 +61,14 @@ async def chromium() -> AsyncIterator[Browser]:
             await browser.close()
 
 
-async def _seed(service: Service) -> dict[str, str]:
+async def _seed(service: Service, hooks: str) -> dict[str, str]:
     """Two apps' mail in every state the pages show: clicked, bounced (and so suppressed),
-    blocked, opened; one with an idempotency key."""
+    blocked, opened; one with an idempotency key; the shop's events sent to its webhook
+    endpoint at `hooks`."""
     shop = await service.create_app("shop")
     blog = await service.create_app("blog")
+    status, body = await service.request("POST", "/webhooks", shop, json={"url": hooks})
+    assert status == 201, body
     order = await service.queue(
         shop,
         email("ann+click@example.org", "cy+open@example.org", subject="Your order 42"),
@@ -95,16 +99,24 @@ async def _log_in(page: Page, base: str, name: str, password: str) -> None:
 async def test_an_admin_finds_a_message_sees_the_chart_acts_and_logs_out(
     db_dsn: str, chromium: Browser
 ) -> None:
-    async with live_mailer(db_dsn, dashboard=DashboardConfig()) as (service, _):
-        jobs = await _seed(service)
+    async with (
+        Receiver() as hooks,
+        live_mailer(db_dsn, dashboard=DashboardConfig()) as (service, _),
+    ):
+        jobs = await _seed(service, hooks.url)
         password = await new_operator(service.dsn, "ann", Role.ADMIN)
         page = await chromium.new_page(viewport={"width": 1200, "height": 800})
         base = service.url
 
         await _log_in(page, base, "ann", password)
-        rects = page.locator("svg.chart rect.bar")
-        assert await rects.count() > 0  # the chart drew bars for the mail just sent
+        # The chart drew bars for the mail just sent, counted by the stats rollups.
+        accepted = page.locator("svg.chart rect.bar.s-accepted")
+        assert await accepted.count() > 0
+        assert "accepted" in (await accepted.first.locator("title").text_content() or "")
+        assert await page.locator("svg.chart rect.bar.s-delivered").count() > 0
         assert await page.locator("#live-workers").inner_text() == "1"
+        rates = await page.locator("table.overview tbody").inner_text()
+        assert "shop" in rates and "blog" in rates and ("warn" in rates or "risk" in rates)
         await _shot(page, "overview")
 
         await page.get_by_role("link", name="Messages").click()
@@ -120,6 +132,13 @@ async def test_an_admin_finds_a_message_sees_the_chart_acts_and_logs_out(
         timeline = await page.locator("section.recipient").first.inner_text()
         assert "click" in timeline and "open" in timeline and "sent" in timeline
         await _shot(page, "message")
+
+        await page.get_by_role("link", name="Webhooks").click()
+        assert hooks.url in await page.locator("table.endpoints").inner_text()
+        log = page.locator("table.attempts tbody tr")
+        assert await log.count() > 0 and "HTTP 200" in await log.first.inner_text()
+        assert await page.get_by_role("link", name="Replay").count() > 0
+        await _shot(page, "webhooks")
 
         await page.get_by_role("link", name="Mailjet").click()
         assert await page.locator("#live-workers").inner_text() == "1"

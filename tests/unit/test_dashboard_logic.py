@@ -14,18 +14,21 @@ from hypothesis import strategies as st
 from mailer.dashboard.chart import ChartLayout, bar_chart, bars, nice_ceiling
 from mailer.dashboard.operators import Role
 from mailer.dashboard.pages import (
+    BOUNCE_RATE,
+    COMPLAINT_RATE,
     PERIODS,
     MessageCursor,
-    aligned_origin,
-    column_totals,
+    Summary,
     message_actions,
     prefix_successor,
 )
 from mailer.dashboard.passwords import hash_password, verify_password
 from mailer.dashboard.rows import JobHeader
 from mailer.dashboard.sessions import Operator, tokens_match
+from mailer.dashboard.trail import MASK, masked
 from mailer.dashboard.web import safe_next
 from mailer.ids import uuid7, uuid7_floor
+from mailer.stats.rollups import Counts
 
 
 def test_a_password_verifies_against_its_hash_only() -> None:
@@ -107,15 +110,34 @@ def test_uuid7_floor_bounds_the_ids_made_from_that_moment() -> None:
     assert before.bytes < made.bytes < after.bytes
 
 
-def test_statuses_add_up_to_the_overview_columns() -> None:
-    counts = {"accepted": 1, "sent": 2, "opened": 3, "bounced": 4, "failed": 5, "queued": 6}
-    assert column_totals(counts) == {
-        "accepted": 10,
-        "sent": 5,
-        "bounced": 4,
-        "blocked": 0,
-        "failed": 5,
+def test_rollup_counts_add_up_to_the_overview_columns_and_rated_levels() -> None:
+    counts = Counts(
+        accepted=110, sent=100, delivered=90, bounced_hard=4, bounced_soft=3, blocked=2,
+        complained=1, opened=50, opened_unique=30, clicked=9, clicked_unique=6,
+    )  # fmt: skip
+    summary = Summary.of("shop", counts)
+    assert summary.columns == {
+        "accepted": 110,
+        "sent": 100,
+        "delivered": 90,
+        "bounced": 7,
+        "blocked": 2,
+        "complained": 1,
+        "opened": 30,
+        "clicked": 6,
     }
+    assert summary.bounce_rate == 0.07 and summary.bounce_level == "warn"
+    assert summary.complaint_rate == round(1 / 90, 4) and summary.complaint_level == "risk"
+    assert Summary.of("blog", Counts()).bounce_level == "none"
+
+
+def test_rates_against_use_send_thresholds() -> None:
+    assert [BOUNCE_RATE.level(r) for r in (None, 0.0, 0.0499, 0.05, 0.0999, 0.1, 1.0)] == [
+        "none", "ok", "ok", "warn", "warn", "risk", "risk",
+    ]  # fmt: skip
+    assert [COMPLAINT_RATE.level(r) for r in (0.0, 0.0009, 0.001, 0.0049, 0.005)] == [
+        "ok", "ok", "warn", "warn", "risk",
+    ]  # fmt: skip
 
 
 def _row(values: dict[str, object]) -> JobHeader:
@@ -145,7 +167,25 @@ def test_the_overview_buckets_fall_on_whole_hours_and_days_and_end_with_now(
 ) -> None:
     now = naive.replace(tzinfo=UTC)
     for period in PERIODS.values():
-        origin = aligned_origin(period, now)
-        assert origin.timestamp() % period.bucket.total_seconds() == 0
-        last_start = origin + period.length - period.bucket
-        assert last_start <= now < last_start + period.bucket
+        start, end = period.span(now)
+        assert start.timestamp() % period.step.total_seconds() == 0
+        assert end - start == period.length
+        assert end - period.step <= now < end
+
+
+def test_credentials_in_a_raw_event_are_masked_and_the_rest_kept() -> None:
+    event = {
+        "event": "click",
+        "MessageID": 2**60 + 3,
+        "url": "https://shop.example/reset?token=abc123&step=2&apiKey=k",
+        "Payload": {"password": "hunter2", "order": "42", "nested": [{"Auth": "x"}]},
+        "callback": "https://user:pw@hooks.example/in",
+        "agent": "Mozilla/5.0",
+    }
+    shown = masked(event)
+    assert shown["event"] == "click" and shown["MessageID"] == 2**60 + 3
+    assert shown["url"] == f"https://shop.example/reset?token={MASK}&step=2&apiKey={MASK}"
+    assert shown["Payload"] == {"password": MASK, "order": "42", "nested": [{"Auth": MASK}]}
+    assert shown["callback"] == f"https://{MASK}@hooks.example/in"
+    assert shown["agent"] == "Mozilla/5.0"
+    assert "abc123" not in str(shown) and "hunter2" not in str(shown) and "pw@" not in str(shown)

@@ -10,7 +10,6 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import click
 
@@ -117,21 +116,11 @@ def mailjet_webhooks(as_json: bool) -> None:
 
 
 def _ours(settings: Settings, public_url: str | None) -> Any:
-    """What our callback URL is: the demo's, or PUBLIC_URL with the event credentials."""
+    """What our callback URL is (`runtime.our_callback`), PUBLIC_URL checked."""
     from mailer import runtime
-    from mailer.mailjet import registration
-    from mailer.tracking.doctor import Ours
 
-    user = settings.events_user
-    password = settings.events_password.get_secret_value() if settings.events_password else None
-    demo = runtime.read_demo_state(settings.data_dir) if settings.uses_simulator else None
-    if demo is not None and public_url is None and user is None:
-        parts = urlsplit(demo.events_url)
-        return Ours(demo.events_url, unquote(parts.username or ""), unquote(parts.password or ""))
-    if public_url is None or user is None or password is None:
-        return Ours(None, user, password)
     try:
-        return Ours(registration.webhook_url(public_url, user, password), user, password)
+        return runtime.our_callback(settings, public_url)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="PUBLIC_URL") from None
 

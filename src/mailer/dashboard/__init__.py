@@ -11,7 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from mailer.dashboard import login, routes, web
+from mailer.dashboard import login, routes, web, webhook_routes
+from mailer.dashboard.callbacks import CallbackCheck
 from mailer.dashboard.web import DashboardConfig
 
 __all__ = ["DashboardConfig", "install"]
@@ -20,8 +21,10 @@ __all__ = ["DashboardConfig", "install"]
 def install(app: FastAPI, config: DashboardConfig | None = None) -> None:
     """Serve the dashboard from `app` (which must set `app.state.services`)."""
     app.state.dashboard = config or DashboardConfig()
+    app.state.dashboard_callbacks = CallbackCheck()
     app.router.routes.extend(login.router.routes)
     app.router.routes.extend(routes.router.routes)
+    app.router.routes.extend(webhook_routes.router.routes)
     app.mount(f"{web.BASE}/static", StaticFiles(directory=web.STATIC_DIR), name="dashboard")
 
     @app.exception_handler(web.LoginRequired)

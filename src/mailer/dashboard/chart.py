@@ -115,9 +115,12 @@ def bar_chart(
     *,
     title: str,
     layout: ChartLayout | None = None,
+    classes: Sequence[str] | None = None,
 ) -> Markup:
-    """An `<svg>` of `series` (name → one value per label), safe to put in a page."""
+    """An `<svg>` of `series` (name → one value per label), safe to put in a page; each
+    series' bars get its class from `classes` (by default `series-0`, `series-1` …)."""
     layout = layout or ChartLayout()
+    classes = classes or SERIES_CLASSES
     drawn, top = bars(labels, series, layout)
     parts = [
         f'<svg class="chart" role="img" viewBox="0 0 {layout.width} {layout.height}" '
@@ -126,7 +129,7 @@ def bar_chart(
     ]
     for bar in drawn:
         parts.append(
-            f'<rect class="bar {SERIES_CLASSES[bar.series % len(SERIES_CLASSES)]}" '
+            f'<rect class="bar {classes[bar.series % len(classes)]}" '
             f'x="{bar.x:.2f}" y="{bar.y:.2f}" width="{bar.width:.2f}" '
             f'height="{bar.height:.2f}"><title>{escape(bar.label)}</title></rect>'
         )

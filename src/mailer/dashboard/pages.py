@@ -1,14 +1,13 @@
 """What each dashboard page shows, read from the database: plain data, no HTML.
 
-Every read is bounded: searches by a LIMIT and a cursor, the overview by the number of
-recipients it counts (`MAX_COUNTED`). Operators see every app, so nothing here is scoped by
-an app's key; the routes let only operators in.
+Every read is bounded: searches by a LIMIT and a cursor, the overview by the stats
+rollups (a few hundred rows per app, whatever the number of jobs). Operators see every
+app, so nothing here is scoped by an app's key; the routes let only operators in.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,6 @@ from mailer.dashboard.rows import (
     JobHeader,
     MessageKey,
     MessageRow,
-    PeriodCount,
     QueueDepth,
     SuppressionRow,
 )
@@ -32,10 +30,12 @@ from mailer.delivery.job_status import read_job_status
 from mailer.ids import uuid7_floor
 from mailer.ops import heartbeat
 from mailer.ops.status import last_events
+from mailer.stats.rollups import Counts, Granularity, aligned, read_periods, total
 from mailer.tracking.precedence import RecipientStatus
 
 __all__ = [
-    "MAX_COUNTED",
+    "BOUNCE_RATE",
+    "COMPLAINT_RATE",
     "MESSAGE_FIELDS",
     "PAGE_SIZE",
     "PERIODS",
@@ -46,7 +46,8 @@ __all__ = [
     "MessagePage",
     "Overview",
     "Period",
-    "aligned_origin",
+    "Summary",
+    "Threshold",
     "apps",
     "mailjet_health",
     "message_actions",
@@ -64,10 +65,6 @@ MESSAGE_FIELDS = ("recipient", "app", "status", "since", "until")
 # (newest first), whatever its app or status filter keeps, so that a rare status costs
 # the same as a common one; the page then offers to look further back.
 SCAN_LIMIT = 20_000
-# The overview counts at most this many of the period's latest recipients, so that it
-# stays fast on any database (docs/benchmarks.md); the stats rollups (branch `limits`)
-# replace it.
-MAX_COUNTED = 50_000
 
 _NO_ID = uuid.UUID(int=0)
 _LAST_ID = uuid.UUID(int=(1 << 128) - 1)
@@ -75,59 +72,103 @@ _LAST_ID = uuid.UUID(int=(1 << 128) - 1)
 
 @dataclass(frozen=True)
 class Period:
-    """A period the overview can show, and the width of its chart's bars."""
+    """A period the overview can show, read from the rollups by the hour or by the day."""
 
     name: str
     length: timedelta
-    bucket: timedelta
-    bucket_name: str
+    granularity: Granularity
+
+    @property
+    def step(self) -> timedelta:
+        """The width of one bar of the chart: an hour or a day."""
+        return timedelta(hours=1) if self.granularity == "hour" else timedelta(days=1)
 
     def bucket_label(self, start: datetime) -> str:
         """How a bucket starting at `start` is named under the chart."""
-        return start.strftime("%H:%M" if self.length <= timedelta(days=1) else "%d %b")
+        return start.strftime("%H:%M" if self.granularity == "hour" else "%d %b")
+
+    def span(self, now: datetime) -> tuple[datetime, datetime]:
+        """The period's first and end hour or day (UTC): whole periods of the rollups, the
+        last one holding `now`."""
+        end = aligned(now, self.granularity) + self.step
+        return end - self.length, end
 
 
 PERIODS = {
     p.name: p
     for p in (
-        Period("1h", timedelta(hours=1), timedelta(minutes=5), "5 minutes"),
-        Period("24h", timedelta(days=1), timedelta(hours=1), "hour"),
-        Period("7d", timedelta(days=7), timedelta(days=1), "day"),
-        Period("30d", timedelta(days=30), timedelta(days=1), "day"),
+        Period("24h", timedelta(days=1), "hour"),
+        Period("7d", timedelta(days=7), "day"),
+        Period("30d", timedelta(days=30), "day"),
+        Period("90d", timedelta(days=90), "day"),
     )
 }
 
-# How recipient statuses add up to the overview's columns.
-ACCEPTED = frozenset(RecipientStatus) - {
-    RecipientStatus.QUEUED,
-    RecipientStatus.FAILED,
-    RecipientStatus.SUPPRESSED,
-}
-DELIVERED = frozenset(
-    {
-        RecipientStatus.SENT,
-        RecipientStatus.OPENED,
-        RecipientStatus.CLICKED,
-        RecipientStatus.UNSUBSCRIBED,
-        RecipientStatus.SPAM,
-    }
-)
-COLUMNS: dict[str, frozenset[str]] = {
-    "accepted": ACCEPTED,
-    "sent": DELIVERED,
-    "bounced": frozenset({RecipientStatus.BOUNCED}),
-    "blocked": frozenset({RecipientStatus.BLOCKED}),
-    "failed": frozenset({RecipientStatus.FAILED}),
-}
-CHART_SERIES = ("accepted", "sent", "bounced")
+# The series of the overview's two charts (columns of `columns_of`).
+CHART_SERIES = ("accepted", "sent", "delivered", "bounced", "blocked")
+ENGAGEMENT_SERIES = ("opened", "clicked", "complained")
 
 
-def column_totals(status_counts: dict[str, int]) -> dict[str, int]:
-    """The overview's columns (accepted, sent, bounced …) from recipients by status."""
+def columns_of(counts: Counts) -> dict[str, int]:
+    """The overview's columns from rollup counts: bounces hard and soft together, opens
+    and clicks as the recipients who opened or clicked (each once)."""
     return {
-        column: sum(n for status, n in status_counts.items() if status in statuses)
-        for column, statuses in COLUMNS.items()
+        "accepted": counts.accepted,
+        "sent": counts.sent,
+        "delivered": counts.delivered,
+        "bounced": counts.bounced_hard + counts.bounced_soft,
+        "blocked": counts.blocked,
+        "complained": counts.complained,
+        "opened": counts.opened_unique,
+        "clicked": counts.clicked_unique,
     }
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """Where a rate becomes worrying (warn) and endangers the sending account (risk)."""
+
+    warn: float
+    risk: float
+
+    def level(self, rate: float | None) -> str:
+        """``ok``, ``warn`` or ``risk`` for a rate from 0 to 1; ``none`` without one."""
+        if rate is None:
+            return "none"
+        if rate >= self.risk:
+            return "risk"
+        return "warn" if rate >= self.warn else "ok"
+
+
+# useSend's thresholds: bounces of what was sent, complaints of what was delivered.
+BOUNCE_RATE = Threshold(warn=0.05, risk=0.10)
+COMPLAINT_RATE = Threshold(warn=0.001, risk=0.005)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One app's (or all apps') period: its columns and its two rates with their levels."""
+
+    name: str
+    columns: dict[str, int]
+    bounce_rate: float | None
+    complaint_rate: float | None
+
+    @classmethod
+    def of(cls, name: str, counts: Counts) -> Summary:
+        """The summary of `counts` (rates as `GET /stats` computes them)."""
+        rates = counts.rates()
+        return cls(name, columns_of(counts), rates["bounced"], rates["complained"])
+
+    @property
+    def bounce_level(self) -> str:
+        """ok, warn, risk (or none) against :data:`BOUNCE_RATE`."""
+        return BOUNCE_RATE.level(self.bounce_rate)
+
+    @property
+    def complaint_level(self) -> str:
+        """ok, warn, risk (or none) against :data:`COMPLAINT_RATE`."""
+        return COMPLAINT_RATE.level(self.complaint_rate)
 
 
 async def apps(pool: asyncpg.Pool) -> list[AppRow]:
@@ -140,70 +181,54 @@ class Overview:
     """The overview page: the queue now, the workers, and the period's counts."""
 
     period: Period
+    start: datetime
+    end: datetime
     depth: QueueDepth
     live_workers: int
-    per_app: list[tuple[str, dict[str, int]]]
-    totals: dict[str, int]
+    per_app: list[Summary]
+    total: Summary
     labels: list[str]
     series: dict[str, list[int]]
-    counted: int
-    capped: bool
-
-
-def aligned_origin(period: Period, now: datetime) -> datetime:
-    """Where the period's first bucket starts: buckets fall on whole multiples of their
-    width (whole hours, days in UTC), and the last one holds `now`."""
-    width = period.bucket.total_seconds()
-    last_start = datetime.fromtimestamp(now.timestamp() // width * width, UTC)
-    return last_start + period.bucket - period.length
-
-
-def _bucket_starts(period: Period, origin: datetime) -> list[datetime]:
-    count = int(period.length / period.bucket)
-    return [origin + i * period.bucket for i in range(count)]
+    engagement: dict[str, list[int]]
 
 
 async def overview(
     pool: asyncpg.Pool, period: Period, *, app: uuid.UUID | None = None, now: datetime | None = None
 ) -> Overview:
-    """The queue depth, live workers and the period's counts, per app and in buckets."""
-    origin = aligned_origin(period, now or datetime.now(UTC))
+    """The queue depth, live workers and the period's counts per app and per hour or day,
+    read from the stats rollups by `GET /stats`' own function (`read_periods`); the
+    chart shows `app`'s, or all apps' together."""
+    start, end = period.span(now or datetime.now(UTC))
     async with pool.acquire() as conn:
         depth = await conn.fetchrow(Q.queue_depth, record_class=QueueDepth)
         live = await heartbeat.live_worker_count(conn)
-        names = {a.id: a.name for a in await conn.fetch(Q.apps, record_class=AppRow)}
-        rows: list[PeriodCount] = await conn.fetch(
-            Q.period_counts,
-            uuid7_floor(origin),
-            _LAST_ID,
-            int(period.bucket.total_seconds() * 1000),
-            MAX_COUNTED,
-            int(origin.timestamp() * 1000),
-            record_class=PeriodCount,
-        )
+        known: list[AppRow] = await conn.fetch(Q.apps, record_class=AppRow)
+        by_app = {
+            a.id: await read_periods(conn, a.id, start, end, period.granularity) for a in known
+        }
     assert depth is not None
-    by_app: dict[uuid.UUID, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    by_bucket: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for row in rows:
-        by_app[row.app_id][row.status] += row.recipients
-        if app is None or row.app_id == app:
-            by_bucket[row.bucket][row.status] += row.recipients
-    starts = _bucket_starts(period, origin)
-    per_bucket = [column_totals(by_bucket.get(index, {})) for index in range(len(starts))]
-    per_app = sorted((names.get(a, str(a)), column_totals(c)) for a, c in by_app.items())
-    totals = column_totals({s: sum(c.get(s, 0) for c in by_app.values()) for s in RecipientStatus})
-    counted = rows[0].counted if rows else 0
+    charted = [by_app[app]] if app in by_app else list(by_app.values())
+    starts = [start + i * period.step for i in range(int(period.length / period.step))]
+    per_bucket = [
+        columns_of(total([periods[index] for periods in charted])) for index in range(len(starts))
+    ]
+    app_totals = {a.id: total(by_app[a.id]) for a in known}
     return Overview(
         period=period,
+        start=start,
+        end=end,
         depth=depth,
         live_workers=live,
-        per_app=per_app,
-        totals=totals,
+        per_app=[Summary.of(a.name, app_totals[a.id]) for a in known],
+        total=Summary.of("all apps", _sum(list(app_totals.values()))),
         labels=[period.bucket_label(s) for s in starts],
         series={name: [b[name] for b in per_bucket] for name in CHART_SERIES},
-        counted=counted,
-        capped=counted >= MAX_COUNTED,
+        engagement={name: [b[name] for b in per_bucket] for name in ENGAGEMENT_SERIES},
     )
+
+
+def _sum(counts: list[Counts]) -> Counts:
+    return Counts(*map(sum, zip(*counts, strict=True))) if counts else Counts()
 
 
 @dataclass(frozen=True)

@@ -91,27 +91,6 @@ SELECT (SELECT count(*) FROM waiting)::int AS queued,
        (SELECT extract(epoch FROM now() - min(run_at)) FROM waiting
         WHERE run_at <= now())::float8 AS oldest_due_seconds;
 
--- name: period_counts
--- Recipients by app, time bucket and status, of the latest $4 recipients of the jobs
--- created in [$1, $2): one backward range scan of messages' primary key, no join. Job ids
--- are UUIDv7, so a job's creation time is its id's first 48 bits (Unix milliseconds):
--- `bucket` is the index of the $3-millisecond bucket after $5 (Unix ms) it falls in.
--- `counted` = $4 means the period had more recipients than were counted.
-WITH recent AS (
-    SELECT job_id, app_id, status FROM messages
-    WHERE job_id >= $1 AND job_id < $2
-    ORDER BY job_id DESC, position DESC
-    LIMIT $4
-)
-SELECT app_id,
-       ((('x' || encode(substring(uuid_send(job_id) FROM 1 FOR 6), 'hex'))::bit(48)::int8
-         - $5) / $3)::int AS bucket,
-       status,
-       count(*)::int AS recipients,
-       (SELECT count(*) FROM recent)::int AS counted
-FROM recent
-GROUP BY 1, 2, 3;
-
 -- name: messages_to_recipient
 -- Recipient messages to one address across the given apps, newest first, before the
 -- cursor ($6, $7), within the job id range [$3, $4) (messages_by_app_email).
@@ -179,3 +158,107 @@ WHERE s.app_id = ANY ($1::uuid[])
   AND (s.app_id, s.email) > ($4, $5)
 ORDER BY s.app_id, s.email
 LIMIT $6;
+
+-- name: message_events
+-- The events kept for one job's recipients, as Mailjet posted them (events_message); a job
+-- has a few per recipient, $2 bounds a pathological one.
+SELECT id, position, email, type, occurred_at, received_at, understood, raw
+FROM events
+WHERE job_id = $1
+ORDER BY position, occurred_at, id
+LIMIT $2;
+
+-- name: message_deliveries
+-- The webhook deliveries of job $1's events to its app's endpoints, each with its latest
+-- $2 attempts (webhook_attempts_delivery). A delivery's event id is its webhook-id: evt_<id>
+-- of a stored event (events_message finds the job's), or evt_failed_<job>_<position> (and
+-- _retry<n> after the app's n-th retry) or evt_suppressed_<job>_<position> for Mailer's own
+-- (delivery/store.py); the unique (endpoint_id, event_id) index finds each.
+WITH job AS (
+    SELECT id, app_id, coalesce(jsonb_array_length(history), 0) AS retries
+    FROM jobs WHERE id = $1
+), ids AS (
+    SELECT 'evt_' || e.id AS event_id FROM events e WHERE e.job_id = $1
+    UNION ALL
+    SELECT 'evt_failed_' || j.id || '_' || m.position
+           || CASE WHEN r > 0 THEN '_retry' || r ELSE '' END
+    FROM job j JOIN messages m ON m.job_id = j.id, generate_series(0, j.retries) AS r
+    UNION ALL
+    SELECT 'evt_suppressed_' || j.id || '_' || m.position
+    FROM job j JOIN messages m ON m.job_id = j.id
+)
+SELECT d.id, d.endpoint_id, w.url, d.event_id, d.event_type, d.state, d.attempts,
+       d.next_attempt_at, d.created_at, d.finished_at,
+       coalesce(
+           (SELECT jsonb_agg(jsonb_build_object(
+                       'attempt', a.attempt, 'status_code', a.status_code,
+                       'duration_ms', a.duration_ms, 'error', a.error,
+                       'created_at', a.created_at) ORDER BY a.id)
+            FROM (SELECT * FROM webhook_attempts
+                  WHERE delivery_id = d.id ORDER BY id DESC LIMIT $2) a),
+           '[]'::jsonb) AS attempt_log
+FROM job j
+JOIN webhook_endpoints w ON w.app_id = j.app_id
+JOIN webhook_deliveries d ON d.endpoint_id = w.id
+WHERE d.event_id IN (SELECT event_id FROM ids)
+ORDER BY d.created_at, d.id;
+
+-- name: webhook_endpoints
+-- Every app's endpoints (never their secrets), or app $1's; few per app.
+SELECT w.id, w.app_id, a.name AS app, w.url, w.description, w.event_types, w.enabled,
+       w.disabled_reason, w.disabled_at, w.first_failure_at, w.created_at
+FROM webhook_endpoints w
+JOIN apps a ON a.id = w.app_id
+WHERE $1::uuid IS NULL OR w.app_id = $1
+ORDER BY a.name, w.created_at, w.id
+LIMIT $2;
+
+-- name: recent_attempts
+-- The delivery log, newest first: among the $5 latest attempts before the cursor $2 to the
+-- endpoints $1 (NULL: all), those of outcome $3 ('delivered': a 2xx; 'failed': anything
+-- else; NULL: both), at most $4. A backward scan of the primary key that stops after $5
+-- rows whatever the filters keep (see attempt_scan_edge).
+WITH scanned AS (
+    SELECT id, delivery_id, endpoint_id, event_id, attempt, status_code, duration_ms, error,
+           created_at
+    FROM webhook_attempts
+    WHERE ($1::uuid[] IS NULL OR endpoint_id = ANY ($1::uuid[])) AND id < $2
+    ORDER BY id DESC
+    LIMIT $5
+)
+SELECT s.id, s.delivery_id, s.endpoint_id, w.app_id, a.name AS app, w.url, s.event_id,
+       d.event_type, d.state, s.attempt, s.status_code, s.duration_ms, s.error, s.created_at
+FROM scanned s
+JOIN webhook_endpoints w ON w.id = s.endpoint_id
+JOIN apps a ON a.id = w.app_id
+JOIN webhook_deliveries d ON d.id = s.delivery_id
+WHERE $3::text IS NULL
+   OR ($3 = 'delivered') = coalesce(s.status_code BETWEEN 200 AND 299, false)
+ORDER BY s.id DESC
+LIMIT $4;
+
+-- name: attempt_scan_edge
+-- The newest attempt recent_attempts did not look at, when it looked at all $3 it may and
+-- there are older ones (else no row): where the log goes on.
+SELECT id FROM webhook_attempts
+WHERE ($1::uuid[] IS NULL OR endpoint_id = ANY ($1::uuid[])) AND id < $2
+ORDER BY id DESC
+OFFSET $3
+LIMIT 1;
+
+-- name: webhook_delivery
+-- One delivery of any app, for the replay confirmation (never the endpoint's secret).
+SELECT d.id, d.endpoint_id, w.app_id, a.name AS app, w.url, w.enabled, d.event_id,
+       d.event_type, d.state, d.attempts, d.last_status, d.last_error, d.created_at
+FROM webhook_deliveries d
+JOIN webhook_endpoints w ON w.id = d.endpoint_id
+JOIN apps a ON a.id = w.app_id
+WHERE d.id = $1;
+
+-- name: webhook_endpoint
+-- One endpoint of any app (never its secrets), for the recover confirmation.
+SELECT w.id, w.app_id, a.name AS app, w.url, w.description, w.event_types, w.enabled,
+       w.disabled_reason, w.disabled_at, w.first_failure_at, w.created_at
+FROM webhook_endpoints w
+JOIN apps a ON a.id = w.app_id
+WHERE w.id = $1;

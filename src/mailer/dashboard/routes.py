@@ -11,8 +11,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from mailer.audit import Actor
-from mailer.dashboard import pages, web
+from mailer.dashboard import pages, trail, web
 from mailer.dashboard.actions import record_action
+from mailer.dashboard.callbacks import CallbackCheck
 from mailer.dashboard.chart import bar_chart
 from mailer.dashboard.rows import AppRow
 from mailer.tracking import suppressions
@@ -30,25 +31,43 @@ NOTICES = {
 
 @router.get("")
 async def overview(request: Request, period: Text = None, app: Text = None) -> Response:
-    """Queue depth, workers and the period's counts per app, with a chart."""
+    """Queue depth, workers, and the period's counts and rates per app from the stats
+    rollups, with charts."""
     operator = await web.operator_of(request)
     chosen = pages.PERIODS.get(period or "24h", pages.PERIODS["24h"])
     app_id = web.parse_uuid(app)
     pool = web.pool_of(request)
     data = await pages.overview(pool, chosen, app=app_id)
-    chart = bar_chart(
-        data.labels, data.series, title=f"Recipients per {chosen.bucket_name}, last {chosen.name}"
-    )
+    known = await pages.apps(pool)
+    whose = next((a.name for a in known if a.id == app_id), "all apps")
+    per = "hour" if chosen.granularity == "hour" else "day"
     return web.render(
         request,
         "overview.html",
         operator,
         page="overview",
         data=data,
-        chart=chart,
-        apps=await pages.apps(pool),
+        charts=[
+            (
+                bar_chart(
+                    data.labels,
+                    series,
+                    title=f"{title} per {per}, last {chosen.name}, {whose}",
+                    classes=[f"s-{name}" for name in series],
+                ),
+                list(series),
+            )
+            for title, series in (
+                ("Recipients sent", data.series),
+                ("Recipients engaging or complaining", data.engagement),
+            )
+        ],
+        whose=whose,
+        apps=known,
         app_id=app_id,
         periods=list(pages.PERIODS),
+        bounce=pages.BOUNCE_RATE,
+        complaint=pages.COMPLAINT_RATE,
     )
 
 
@@ -146,6 +165,7 @@ async def message(request: Request, job_id: str) -> Response:
     if found is None:
         return web.render(request, "error.html", operator, status=404, message=f"No job {job_id}.")
     header, status = found
+    pool = web.pool_of(request)
     return web.render(
         request,
         "message.html",
@@ -154,15 +174,22 @@ async def message(request: Request, job_id: str) -> Response:
         job=header,
         job_status=status,
         actions=pages.message_actions(operator, header, status),
+        raw_events=await trail.raw_events(pool, header.id),
+        deliveries=await trail.deliveries(pool, header.id),
     )
 
 
 @router.get("/mailjet")
-async def mailjet(request: Request) -> Response:
-    """Workers alive and the last event of each type Mailjet posted."""
+async def mailjet(request: Request, recheck: Text = None) -> Response:
+    """Whether the event callbacks registered at Mailjet are right, the workers alive and
+    the last event of each type Mailjet posted."""
     operator = await web.operator_of(request)
     health = await pages.mailjet_health(web.pool_of(request))
-    return web.render(request, "mailjet.html", operator, page="mailjet", health=health)
+    check: CallbackCheck = request.app.state.dashboard_callbacks
+    callbacks = await check.findings(request.app.state.services.settings, fresh=bool(recheck))
+    return web.render(
+        request, "mailjet.html", operator, page="mailjet", health=health, callbacks=callbacks
+    )
 
 
 def _suppression_cursor(text: str | None) -> tuple[uuid.UUID, str] | None:

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from mailer.db.rows import Column, Row
 
 __all__ = [
     "AppRow",
+    "AttemptLogRow",
+    "DeliveryRow",
+    "EndpointRow",
     "JobHeader",
     "LoginFailures",
+    "MessageDelivery",
     "MessageKey",
     "MessageRow",
     "OperatorLogin",
     "OperatorRow",
     "OperatorSeen",
-    "PeriodCount",
     "QueueDepth",
+    "RawEvent",
     "SessionRow",
     "SuppressionRow",
 ]
@@ -76,17 +81,6 @@ class QueueDepth(Row):
     oldest_due_seconds = Column[float | None]()
 
 
-class PeriodCount(Row):
-    """Recipients of one app, bucket and status (``period_counts``)."""
-
-    app_id = Column[uuid.UUID]()
-    bucket = Column[int]()
-    """The index of the bucket in the period, from 0."""
-    status = Column[str]()
-    recipients = Column[int]()
-    counted = Column[int]()
-
-
 class MessageKey(Row):
     """Where a scan of messages stopped (``scan_edge``)."""
 
@@ -134,3 +128,89 @@ class SuppressionRow(Row):
     created_at = Column[datetime]()
     event_type = Column[str | None]()
     event_at = Column[datetime | None]()
+
+
+class RawEvent(Row):
+    """One event kept for a job's recipient, as Mailjet posted it (``message_events``)."""
+
+    id = Column[int]()
+    position = Column[int]()
+    email = Column[str]()
+    type = Column[str | None]()
+    occurred_at = Column[datetime]()
+    received_at = Column[datetime]()
+    understood = Column[bool]()
+    raw = Column[Any]()
+
+
+class MessageDelivery(Row):
+    """A webhook delivery of one of a job's events, with its attempts
+    (``message_deliveries``)."""
+
+    id = Column[uuid.UUID]()
+    endpoint_id = Column[uuid.UUID]()
+    url = Column[str]()
+    event_id = Column[str]()
+    event_type = Column[str]()
+    state = Column[str]()
+    attempts = Column[int]()
+    next_attempt_at = Column[datetime]()
+    created_at = Column[datetime]()
+    finished_at = Column[datetime | None]()
+    attempt_log = Column[list[dict[str, Any]]]()
+    """Its latest attempts, oldest first: attempt, status_code, duration_ms, error,
+    created_at (an ISO text)."""
+
+
+class EndpointRow(Row):
+    """A webhook endpoint of any app, without its secrets (``webhook_endpoints``)."""
+
+    id = Column[uuid.UUID]()
+    app_id = Column[uuid.UUID]()
+    app = Column[str]()
+    url = Column[str]()
+    description = Column[str | None]()
+    event_types = Column[list[str] | None]()
+    enabled = Column[bool]()
+    disabled_reason = Column[str | None]()
+    disabled_at = Column[datetime | None]()
+    first_failure_at = Column[datetime | None]()
+    created_at = Column[datetime]()
+
+
+class AttemptLogRow(Row):
+    """One attempt of the delivery log (``recent_attempts``)."""
+
+    id = Column[int]()
+    delivery_id = Column[uuid.UUID]()
+    endpoint_id = Column[uuid.UUID]()
+    app_id = Column[uuid.UUID]()
+    app = Column[str]()
+    url = Column[str]()
+    event_id = Column[str]()
+    event_type = Column[str]()
+    state = Column[str]()
+    """The delivery's state now (pending, delivered, failed)."""
+    attempt = Column[int]()
+    status_code = Column[int | None]()
+    duration_ms = Column[int]()
+    error = Column[str | None]()
+    created_at = Column[datetime]()
+
+
+class DeliveryRow(Row):
+    """One webhook delivery of any app, for its replay (``webhook_delivery``)."""
+
+    id = Column[uuid.UUID]()
+    endpoint_id = Column[uuid.UUID]()
+    app_id = Column[uuid.UUID]()
+    app = Column[str]()
+    url = Column[str]()
+    enabled = Column[bool]()
+    event_id = Column[str]()
+    event_type = Column[str]()
+    state = Column[str]()
+    attempts = Column[int]()
+    last_status = Column[int | None]()
+    last_error = Column[str | None]()
+    created_at = Column[datetime]()

@@ -23,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 from mailer import __version__
 from mailer.dashboard.operators import LoginPolicy
 from mailer.dashboard.sessions import Operator, SessionPolicy, session_for, tokens_match
+from mailer.dashboard.trail import masked
 
 __all__ = [
     "BASE",
@@ -43,6 +44,8 @@ SESSION_COOKIE = "mailer_session"
 LOGIN_COOKIE = "mailer_login_csrf"
 _HERE = Path(__file__).parent
 TEMPLATES = Jinja2Templates(directory=_HERE / "templates")
+# Shown URLs (a clicked link may carry a password reset's token) lose their credentials.
+TEMPLATES.env.filters["masked"] = masked
 STATIC_DIR = _HERE / "static"
 
 # Pages only load their own stylesheet; nothing may frame them or post them elsewhere.

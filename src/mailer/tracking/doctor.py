@@ -14,7 +14,9 @@ Checks, against Mailjet (or the simulator), each giving one :class:`Finding` per
 - **events**: `sent` events arrive while Mailer sends (the event clock, ops/event_clock.py).
 
 The checks on data are pure functions (:func:`callback_findings`, :func:`sender_findings`,
-:func:`event_findings`), unit-tested without Mailjet; :func:`diagnose` gathers the data.
+:func:`event_findings`), unit-tested without Mailjet; :func:`diagnose` gathers the data, and
+:func:`callback_check` its first part (the key and the callbacks), which the dashboard's
+Mailjet page shows too.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from mailer.tracking.rows import SenderAddress
 
 __all__ = [
     "Finding",
+    "Ours",
+    "callback_check",
     "callback_findings",
     "diagnose",
     "event_findings",
@@ -285,10 +289,10 @@ async def _domain_states(client: MailjetClient, conn: Conn) -> list[DomainState]
     return states
 
 
-async def diagnose(
-    client: MailjetClient, conn: Conn, ours: Ours, *, silence_after: float
-) -> list[Finding]:
-    """Every check, in order; a rejected key ends it early (nothing else can be asked)."""
+async def callback_check(client: MailjetClient, ours: Ours) -> list[Finding]:
+    """The key, the credentials and the seven callbacks (the first checks of
+    :func:`diagnose`, and what the dashboard's Mailjet page shows); a rejected key is the
+    only finding then (nothing else can be asked)."""
     try:
         records = await client.list_event_callbacks()
     except MailjetRequestRejected as exc:
@@ -312,7 +316,16 @@ async def diagnose(
                 "set both, as the API has them",
             )
         )
-    findings += callback_findings(records, ours)
+    return findings + callback_findings(records, ours)
+
+
+async def diagnose(
+    client: MailjetClient, conn: Conn, ours: Ours, *, silence_after: float
+) -> list[Finding]:
+    """Every check, in order; a rejected key ends it early (nothing else can be asked)."""
+    findings = await callback_check(client, ours)
+    if findings[0].check == "key" and findings[0].level == "problem":
+        return findings
     try:
         findings += sender_findings(await _domain_states(client, conn))
     except MailjetError as exc:

@@ -299,6 +299,30 @@ async def recover(
     return len(rows)
 
 
+async def reenable_and_recover(
+    pool: asyncpg.Pool, app_id: uuid.UUID, endpoint_id: uuid.UUID, since: datetime
+) -> tuple[Endpoint, int] | None:
+    """Enable the endpoint again and re-queue (one attempt each) its deliveries that failed
+    since ``since``, in one transaction: the operator's "recover" after an outage.
+
+    Enabling clears why it was disabled and its run of failures; the deliveries that waited
+    while it was disabled are due again too. Not audited here: the caller records who did
+    it (the dashboard's ``record_action``). Returns the endpoint and how many failed
+    deliveries were re-queued, or ``None`` when the app has no such endpoint.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            Q.update_endpoint,
+            *(endpoint_id, app_id, None, None, None, True, False),
+            record_class=Endpoint,
+        )
+        if row is None:
+            return None
+        requeued = await conn.fetch(Q.recover, endpoint_id, app_id, since)
+        await conn.execute(Q.notify)
+    return row, len(requeued)
+
+
 async def send_test(
     pool: asyncpg.Pool, app_id: uuid.UUID, endpoint_id: uuid.UUID, now: datetime
 ) -> uuid.UUID | None:
