@@ -179,3 +179,145 @@ WHERE s.app_id = ANY ($1::uuid[])
   AND (s.app_id, s.email) > ($4, $5)
 ORDER BY s.app_id, s.email
 LIMIT $6;
+
+-- name: queue_by_app
+-- Each app's jobs not done, by state, each count stopping at $1 (so a big backlog costs at
+-- most $1 index entries per app and state): one range of jobs_by_app_state per count.
+-- `state <> 'done'` lets the planner use that partial index for a state known only at run
+-- time. Done jobs are not counted here (they are the bulk of the table).
+SELECT a.id AS app_id, a.name AS app, s.state,
+       (SELECT count(*) FROM (
+            SELECT 1 FROM jobs j
+            WHERE j.app_id = a.id AND j.state = s.state AND j.state <> 'done'
+            LIMIT $1) AS capped)::int AS jobs
+FROM apps a
+CROSS JOIN unnest($2::text[]) AS s (state)
+ORDER BY a.name, s.state;
+
+-- name: queued_by_wait
+-- Why each app's queued jobs wait, grouped by what decides it (delivery.job_status's
+-- waiting_of): whether the job's time is ahead, and whether an attempt was made; of at
+-- most $1 queued jobs per app, the oldest (jobs_by_app_state). `first_run_at`: the group's
+-- earliest; `oldest_created_at`: the app's oldest queued job's creation.
+SELECT a.id AS app_id, w.ahead, w.attempted, count(*)::int AS jobs,
+       min(w.run_at) AS first_run_at, min(w.created_at) AS oldest_created_at,
+       now() AS now
+FROM apps a
+CROSS JOIN LATERAL (
+    SELECT j.run_at > now() AS ahead, (j.attempts > 0 OR j.last_error IS NOT NULL) AS attempted,
+           j.run_at, j.created_at
+    FROM jobs j
+    WHERE j.app_id = a.id AND j.state = 'queued' AND j.state <> 'done'
+    ORDER BY j.id
+    LIMIT $1
+) AS w
+GROUP BY a.id, w.ahead, w.attempted;
+
+-- name: limited_apps
+-- The apps paused or limited (one app_limits row each; none for the others).
+SELECT l.app_id, a.name AS app, l.paused_at, l.rate_per_second, l.daily_quota
+FROM app_limits l
+JOIN apps a ON a.id = l.app_id
+ORDER BY a.name;
+
+-- name: audit_page
+-- Audit entries newest first, older than entry $4, of app $1 / actor $2 / action $3 (each
+-- null: any), at most $5. The first filter given leads (audit_page_by_app, _by_actor,
+-- _by_action: one range of audit_log_app, audit_log_actor, audit_log_action; else the
+-- primary key), and at most $6 entries of that range are looked at per page whatever the
+-- other filters keep: `scan_floor` and `scanned` say where the look stopped (one row with
+-- only those when nothing matched).
+WITH scanned AS MATERIALIZED (
+    SELECT id, at, app_id, actor, action, target, source, details
+    FROM audit_log
+    WHERE id < $4
+    ORDER BY id DESC
+    LIMIT $6
+), page AS (
+    SELECT s.id, s.at, s.app_id, a.name AS app, s.actor, s.action, s.target, s.source,
+           s.details
+    FROM scanned s
+    LEFT JOIN apps a ON a.id = s.app_id
+    WHERE ($1::uuid IS NULL OR s.app_id = $1)
+      AND ($2::text IS NULL OR s.actor = $2)
+      AND ($3::text IS NULL OR s.action = $3)
+    ORDER BY s.id DESC
+    LIMIT $5
+)
+SELECT p.*, (SELECT min(id) FROM scanned) AS scan_floor,
+       (SELECT count(*) FROM scanned)::int AS scanned
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN page p ON true
+ORDER BY p.id DESC;
+
+-- name: audit_page_by_app
+WITH scanned AS MATERIALIZED (
+    SELECT id, at, app_id, actor, action, target, source, details
+    FROM audit_log
+    WHERE app_id = $1 AND id < $4
+    ORDER BY id DESC
+    LIMIT $6
+), page AS (
+    SELECT s.id, s.at, s.app_id, a.name AS app, s.actor, s.action, s.target, s.source,
+           s.details
+    FROM scanned s
+    LEFT JOIN apps a ON a.id = s.app_id
+    WHERE ($1::uuid IS NULL OR s.app_id = $1)
+      AND ($2::text IS NULL OR s.actor = $2)
+      AND ($3::text IS NULL OR s.action = $3)
+    ORDER BY s.id DESC
+    LIMIT $5
+)
+SELECT p.*, (SELECT min(id) FROM scanned) AS scan_floor,
+       (SELECT count(*) FROM scanned)::int AS scanned
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN page p ON true
+ORDER BY p.id DESC;
+
+-- name: audit_page_by_actor
+WITH scanned AS MATERIALIZED (
+    SELECT id, at, app_id, actor, action, target, source, details
+    FROM audit_log
+    WHERE actor = $2 AND id < $4
+    ORDER BY id DESC
+    LIMIT $6
+), page AS (
+    SELECT s.id, s.at, s.app_id, a.name AS app, s.actor, s.action, s.target, s.source,
+           s.details
+    FROM scanned s
+    LEFT JOIN apps a ON a.id = s.app_id
+    WHERE ($1::uuid IS NULL OR s.app_id = $1)
+      AND ($2::text IS NULL OR s.actor = $2)
+      AND ($3::text IS NULL OR s.action = $3)
+    ORDER BY s.id DESC
+    LIMIT $5
+)
+SELECT p.*, (SELECT min(id) FROM scanned) AS scan_floor,
+       (SELECT count(*) FROM scanned)::int AS scanned
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN page p ON true
+ORDER BY p.id DESC;
+
+-- name: audit_page_by_action
+WITH scanned AS MATERIALIZED (
+    SELECT id, at, app_id, actor, action, target, source, details
+    FROM audit_log
+    WHERE action = $3 AND id < $4
+    ORDER BY id DESC
+    LIMIT $6
+), page AS (
+    SELECT s.id, s.at, s.app_id, a.name AS app, s.actor, s.action, s.target, s.source,
+           s.details
+    FROM scanned s
+    LEFT JOIN apps a ON a.id = s.app_id
+    WHERE ($1::uuid IS NULL OR s.app_id = $1)
+      AND ($2::text IS NULL OR s.actor = $2)
+      AND ($3::text IS NULL OR s.action = $3)
+    ORDER BY s.id DESC
+    LIMIT $5
+)
+SELECT p.*, (SELECT min(id) FROM scanned) AS scan_floor,
+       (SELECT count(*) FROM scanned)::int AS scanned
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN page p ON true
+ORDER BY p.id DESC;

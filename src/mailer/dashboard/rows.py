@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from mailer.db.rows import Column, Row
 
 __all__ = [
     "AppRow",
+    "AuditRow",
     "JobHeader",
+    "LimitedApp",
     "LoginFailures",
     "MessageKey",
     "MessageRow",
@@ -17,7 +20,9 @@ __all__ = [
     "OperatorRow",
     "OperatorSeen",
     "PeriodCount",
+    "QueueCount",
     "QueueDepth",
+    "QueueWait",
     "SessionRow",
     "SuppressionRow",
 ]
@@ -134,3 +139,52 @@ class SuppressionRow(Row):
     created_at = Column[datetime]()
     event_type = Column[str | None]()
     event_at = Column[datetime | None]()
+
+
+class QueueCount(Row):
+    """An app's jobs in one state, counted up to a cap (``queue_by_app``)."""
+
+    app_id = Column[uuid.UUID]()
+    app = Column[str]()
+    state = Column[str]()
+    jobs = Column[int]()
+
+
+class QueueWait(Row):
+    """An app's queued jobs that wait for the same kind of reason (``queued_by_wait``)."""
+
+    app_id = Column[uuid.UUID]()
+    ahead = Column[bool]()
+    """Their time (`send_at`, or the next attempt's) is still ahead."""
+    attempted = Column[bool]()
+    jobs = Column[int]()
+    first_run_at = Column[datetime]()
+    oldest_created_at = Column[datetime]()
+    now = Column[datetime]()
+
+
+class LimitedApp(Row):
+    """An app that is paused or has a rate or quota (``limited_apps``)."""
+
+    app_id = Column[uuid.UUID]()
+    app = Column[str]()
+    paused_at = Column[datetime | None]()
+    rate_per_second = Column[float | None]()
+    daily_quota = Column[int | None]()
+
+
+class AuditRow(Row):
+    """An audit entry on the Audit page, with where its page's look stopped
+    (``audit_page``: one row with only `scan_floor` and `scanned` when none matched)."""
+
+    id = Column[int | None]()
+    at = Column[datetime | None]()
+    app_id = Column[uuid.UUID | None]()
+    app = Column[str | None]()
+    actor = Column[str | None]()
+    action = Column[str | None]()
+    target = Column[str | None]()
+    source = Column[str | None]()
+    details = Column[dict[str, Any] | None]()
+    scan_floor = Column[int | None]()
+    scanned = Column[int]()
