@@ -59,30 +59,51 @@ SELECT DISTINCT app_id, email, 'hard_bounce' FROM messages WHERE status = 'bounc
 ON CONFLICT DO NOTHING;
 """
 
+# The Queue page's backlog: every 50th job waits, scheduled an hour ahead (2 % of the
+# table, 20,000 of 1,000,000), and as many more failed; the audit log holds one entry per
+# 10 jobs, by three operators, for the Audit page.
+_QUEUED = """
+UPDATE jobs SET state = 'queued', run_at = now() + interval '1 hour', sent_at = NULL
+WHERE (metadata ->> 'order')::int % 50 = 0;
+UPDATE jobs SET state = 'failed', sent_at = NULL WHERE (metadata ->> 'order')::int % 50 = 1;
+"""
+
+_AUDIT = """
+INSERT INTO audit_log (at, app_id, actor, action, target, source)
+SELECT now() - make_interval(secs => i), ($1::uuid[])[1 + i % cardinality($1::uuid[])],
+       'operator:' || (ARRAY['ann', 'bob', 'cy'])[1 + i % 3],
+       (ARRAY['job.canceled', 'app.paused', 'suppression.removed', 'operator.login'])[1 + i % 4],
+       i::text, '127.0.0.1'
+FROM generate_series(1, $2) AS i;
+"""
+
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-async def _build(dsn: str, jobs: int) -> tuple[str, str]:
-    """Fill the database; return an operator's password and one job id."""
+async def _build(dsn: str, jobs: int) -> tuple[str, str, str]:
+    """Fill the database; return an operator's password, one job id and an app's id."""
     apps = [(await infra.create_app(dsn, name))[0] for name in ("shop", "blog", "billing")]
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(_JOBS, apps, jobs, ADDRESSES)
         await conn.execute(_MESSAGES)
         await conn.execute(_SUPPRESSIONS)
-        for table in ("jobs", "messages", "suppressions"):
+        await conn.execute(_QUEUED)
+        await conn.execute(_AUDIT, apps, jobs // 10)
+        for table in ("jobs", "messages", "suppressions", "audit_log"):
             await conn.execute(f"VACUUM ANALYZE {table}")
         await conn.execute("CHECKPOINT")  # see scenarios_queue._build_backlog
         job_id = str(await conn.fetchval("SELECT id FROM jobs ORDER BY id DESC LIMIT 1"))
+        app_id = str(apps[0])
     finally:
         await conn.close()
     own = await connect(dsn)
     try:
-        added = await add_operator(own, "bench", Role.VIEWER)
+        added = await add_operator(own, "bench", Role.ADMIN)  # admin: the bulk count page
     finally:
         await own.close()
     assert added is not None
-    return added[1], job_id
+    return added[1], job_id, app_id
 
 
 async def _log_in(http: aiohttp.ClientSession, base: str, password: str) -> None:
@@ -94,7 +115,7 @@ async def _log_in(http: aiohttp.ClientSession, base: str, password: str) -> None
         assert r.status == 303, await r.text()
 
 
-def _pages(job_id: str) -> dict[str, str]:
+def _pages(job_id: str, app_id: str) -> dict[str, str]:
     return {
         "overview, 24 h": "/dashboard?period=24h",
         "overview, 30 d": "/dashboard?period=30d",
@@ -105,6 +126,12 @@ def _pages(job_id: str) -> dict[str, str]:
         "one message": f"/dashboard/messages/{job_id}",
         "suppressions by prefix": "/dashboard/suppressions?q=user12",
         "mailjet": "/dashboard/mailjet",
+        "queue": "/dashboard/queue",
+        "bulk cancel, count": f"/dashboard/queue/bulk?action=cancel&app={app_id}",
+        "bulk retry, count": f"/dashboard/queue/bulk?action=retry&app={app_id}",
+        "audit, latest": "/dashboard/audit",
+        "audit, one operator": "/dashboard/audit?actor=operator%3Abob",
+        "audit, one app and action": f"/dashboard/audit?app={app_id}&action=app.paused",
     }
 
 
@@ -115,8 +142,8 @@ async def dashboard(b: Bench) -> None:
         infra.fresh_database(b.server) as small_dsn,
         infra.fresh_database(b.server) as large_dsn,
     ):
-        small_password, small_job = await _build(small_dsn, s.backlog_small)
-        large_password, large_job = await _build(large_dsn, s.backlog_large)
+        small_password, small_job, small_app = await _build(small_dsn, s.backlog_small)
+        large_password, large_job, large_app = await _build(large_dsn, s.backlog_large)
         async with (
             b.api(small_dsn, workers=1) as small_api,
             b.api(large_dsn, workers=1) as large_api,
@@ -124,8 +151,8 @@ async def dashboard(b: Bench) -> None:
             aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as large_http,
         ):
             sides = [
-                (small_http, f"http://127.0.0.1:{small_api.port}", _pages(small_job)),
-                (large_http, f"http://127.0.0.1:{large_api.port}", _pages(large_job)),
+                (small_http, f"http://127.0.0.1:{small_api.port}", _pages(small_job, small_app)),
+                (large_http, f"http://127.0.0.1:{large_api.port}", _pages(large_job, large_app)),
             ]
             await _log_in(small_http, sides[0][1], small_password)
             await _log_in(large_http, sides[1][1], large_password)

@@ -20,6 +20,7 @@ import asyncpg
 from mailer.dashboard.rows import (
     AppRow,
     AuditRow,
+    BulkJob,
     JobHeader,
     LimitedApp,
     MessageKey,
@@ -33,7 +34,7 @@ from mailer.dashboard.rows import (
 from mailer.dashboard.sessions import Operator
 from mailer.db.queries import Queries
 from mailer.delivery import limits
-from mailer.delivery.job_search import JobFilters, list_jobs
+from mailer.delivery.job_search import JobFilters, id_range
 from mailer.delivery.job_status import QueueFacts, read_job_status, waiting_of
 from mailer.delivery.limits import Hold
 from mailer.ids import uuid7_floor
@@ -490,12 +491,12 @@ async def queue(pool: asyncpg.Pool) -> QueuePage:
 
 BULK_MAX = 1000
 """A bulk action acts on at most this many jobs (the newest that match); the confirmation
-says when more match, and the action can be run again for them."""
-BULK_PAGES = 20
-"""The selection reads at most this many pages of `GET /jobs`' search, each looking at
-`job_search.SCAN_BUDGET` jobs at most."""
+says when more may match, and the action can be run again for them."""
+BULK_SCAN = 20_000
+"""The selection looks at most at this many of the app's jobs in the action's state."""
 BULK_ACTIONS = {"cancel": "queued", "retry": "failed"}
-"""Each bulk action and the job status it selects: cancel queued jobs, retry failed ones."""
+"""Each bulk action and the queue state it selects: cancel queued jobs (scheduled or
+waiting), retry failed ones (the state a job ends in when its attempts ran out)."""
 
 
 @dataclass(frozen=True)
@@ -507,6 +508,11 @@ class BulkFilter:
     tag: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+
+    @property
+    def state(self) -> str:
+        """The queue state of the jobs the action applies to."""
+        return BULK_ACTIONS[self.action]
 
     def query(self) -> dict[str, str]:
         """The filter as the Queue page's form fields."""
@@ -526,25 +532,27 @@ class BulkSelection:
 
 
 async def select_bulk(pool: asyncpg.Pool, bulk: BulkFilter) -> BulkSelection:
-    """The app's jobs the action applies to, newest first, at most `BULK_MAX`: found by
-    the search of `GET /jobs` (same filters, same indexes, same bounds)."""
-    filters = JobFilters(
-        status=BULK_ACTIONS[bulk.action],
-        tag=bulk.tag,
-        created_from=bulk.created_from,
-        created_to=bulk.created_to,
+    """The app's jobs in the action's state matching the filter, newest first, at most
+    `BULK_MAX` among the `BULK_SCAN` newest in that state (jobs_by_app_state)."""
+    below, lowest = id_range(
+        JobFilters(created_from=bulk.created_from, created_to=bulk.created_to), None
     )
-    found: list[uuid.UUID] = []
-    after: str | None = None
-    for _ in range(BULK_PAGES):
-        page = await list_jobs(
-            pool, bulk.app, filters, after=after, limit=min(200, BULK_MAX - len(found))
-        )
-        found.extend(uuid.UUID(job["job_id"]) for job in page.jobs)
-        after = page.next_cursor
-        if after is None or len(found) >= BULK_MAX:
-            break
-    return BulkSelection(found, more=after is not None)
+    rows: list[BulkJob] = await pool.fetch(
+        Q.bulk_jobs,
+        bulk.app,
+        bulk.state,
+        below,
+        lowest,
+        bulk.created_from,
+        bulk.created_to,
+        bulk.tag,
+        BULK_SCAN,
+        BULK_MAX + 1,
+        record_class=BulkJob,
+    )
+    found = [r.id for r in rows if r.id is not None]
+    more = len(found) > BULK_MAX or (bool(rows) and rows[0].scanned >= BULK_SCAN)
+    return BulkSelection(found[:BULK_MAX], more=more)
 
 
 AUDIT_SCAN = 5000

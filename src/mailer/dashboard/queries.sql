@@ -321,3 +321,30 @@ SELECT p.*, (SELECT min(id) FROM scanned) AS scan_floor,
 FROM (VALUES (1)) AS one (x)
 LEFT JOIN page p ON true
 ORDER BY p.id DESC;
+
+-- name: bulk_jobs
+-- The jobs of app $1 in queue state $2 a bulk action is for: newest first, below id $3 and
+-- at or above $4 (the created range $5..$6 widened to ids), tagged $7 (null: any), at most
+-- $9 of them among the $8 newest of that state (one range of jobs_by_app_state, however
+-- many jobs are done). `scanned`: how many were looked at (one row with only it when none
+-- matched).
+WITH scanned AS MATERIALIZED (
+    SELECT id FROM jobs
+    WHERE app_id = $1 AND state = $2 AND state <> 'done' AND id < $3 AND id >= $4
+    ORDER BY id DESC
+    LIMIT $8
+), found AS (
+    SELECT j.id
+    FROM scanned s
+    JOIN jobs j ON j.id = s.id
+    WHERE j.state = $2
+      AND ($5::timestamptz IS NULL OR j.created_at >= $5)
+      AND ($6::timestamptz IS NULL OR j.created_at < $6)
+      AND ($7::text IS NULL OR j.tags @> ARRAY[$7::text])
+    ORDER BY j.id DESC
+    LIMIT $9
+)
+SELECT f.id, (SELECT count(*) FROM scanned)::int AS scanned
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN found f ON true
+ORDER BY f.id DESC;

@@ -11,6 +11,7 @@ from mailer.db.rows import Column, Row
 __all__ = [
     "AppRow",
     "AuditRow",
+    "BulkJob",
     "JobHeader",
     "LimitedApp",
     "LoginFailures",
@@ -187,4 +188,12 @@ class AuditRow(Row):
     source = Column[str | None]()
     details = Column[dict[str, Any] | None]()
     scan_floor = Column[int | None]()
+    scanned = Column[int]()
+
+
+class BulkJob(Row):
+    """A job a bulk action is for, and how many its selection looked at (``bulk_jobs``:
+    one row with only `scanned` when none matched)."""
+
+    id = Column[uuid.UUID | None]()
     scanned = Column[int]()
