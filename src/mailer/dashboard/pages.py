@@ -54,6 +54,7 @@ __all__ = [
     "QUEUE_STATES_SHOWN",
     "SCAN_LIMIT",
     "WAIT_REASONS",
+    "WAIT_SAMPLE",
     "Action",
     "AppQueue",
     "AuditFilter",
@@ -406,6 +407,9 @@ async def mailjet_health(pool: asyncpg.Pool) -> dict[str, Any]:
 # The Queue page counts each app's jobs per state up to this many (shown as "10000+"), so
 # that a large backlog costs a bounded read of jobs_by_app_state per app.
 COUNT_CAP = 10_000
+WAIT_SAMPLE = 1000
+"""Why queued jobs wait is read from the rows of each app's oldest this many queued jobs
+(a heap read each, where the counts need only the index)."""
 QUEUE_STATES_SHOWN = ("queued", "sending", "failed", "canceled")
 WAIT_REASONS = ("due", "scheduled", "retrying", "paused", "rate_limited")
 """Why queued jobs wait, as `/status` says (`waiting.reason`); `due`: they do not, they go
@@ -436,6 +440,7 @@ class QueuePage:
     depth: QueueDepth
     apps: list[AppQueue]
     cap: int = COUNT_CAP
+    sample: int = WAIT_SAMPLE
 
 
 def wait_reason(row: QueueWait, hold: Hold | None) -> str:
@@ -461,7 +466,7 @@ async def queue(pool: asyncpg.Pool) -> QueuePage:
             Q.queue_by_app, COUNT_CAP, list(QUEUE_STATES_SHOWN), record_class=QueueCount
         )
         waits: list[QueueWait] = await conn.fetch(
-            Q.queued_by_wait, COUNT_CAP, record_class=QueueWait
+            Q.queued_by_wait, WAIT_SAMPLE, record_class=QueueWait
         )
         limited: list[LimitedApp] = await conn.fetch(Q.limited_apps, record_class=LimitedApp)
         holds = {row.app_id: await limits.hold_of(conn, row.app_id) for row in limited}
@@ -550,9 +555,11 @@ async def select_bulk(pool: asyncpg.Pool, bulk: BulkFilter) -> BulkSelection:
         BULK_MAX + 1,
         record_class=BulkJob,
     )
-    found = [r.id for r in rows if r.id is not None]
-    more = len(found) > BULK_MAX or (bool(rows) and rows[0].scanned >= BULK_SCAN)
-    return BulkSelection(found[:BULK_MAX], more=more)
+    found = [r.id for r in rows]
+    if len(found) > BULK_MAX:
+        return BulkSelection(found[:BULK_MAX], more=True)
+    full = await pool.fetchval(Q.bulk_scan_full, bulk.app, bulk.state, below, lowest, BULK_SCAN)
+    return BulkSelection(found, more=bool(full))
 
 
 AUDIT_SCAN = 5000

@@ -196,8 +196,9 @@ ORDER BY a.name, s.state;
 
 -- name: queued_by_wait
 -- Why each app's queued jobs wait, grouped by what decides it (delivery.job_status's
--- waiting_of): whether the job's time is ahead, and whether an attempt was made; of at
--- most $1 queued jobs per app, the oldest (jobs_by_app_state). `first_run_at`: the group's
+-- waiting_of): whether the job's time is ahead, and whether an attempt was made; of the
+-- app's oldest $1 queued jobs (jobs_by_app_state, then each job's row: the cost is $1
+-- heap reads per app, hence a sample). `first_run_at`: the group's
 -- earliest; `oldest_created_at`: the app's oldest queued job's creation.
 SELECT a.id AS app_id, w.ahead, w.attempted, count(*)::int AS jobs,
        min(w.run_at) AS first_run_at, min(w.created_at) AS oldest_created_at,
@@ -206,10 +207,15 @@ FROM apps a
 CROSS JOIN LATERAL (
     SELECT j.run_at > now() AS ahead, (j.attempts > 0 OR j.last_error IS NOT NULL) AS attempted,
            j.run_at, j.created_at
-    FROM jobs j
-    WHERE j.app_id = a.id AND j.state = 'queued' AND j.state <> 'done'
-    ORDER BY j.id
-    LIMIT $1
+    FROM (
+        -- The sample's ids from the index alone, then only their rows.
+        SELECT id FROM jobs
+        WHERE app_id = a.id AND state = 'queued' AND state <> 'done'
+        ORDER BY id
+        LIMIT $1
+    ) AS s
+    JOIN jobs j ON j.id = s.id
+    WHERE j.state = 'queued'
 ) AS w
 GROUP BY a.id, w.ahead, w.attempted;
 
@@ -326,25 +332,28 @@ ORDER BY p.id DESC;
 -- The jobs of app $1 in queue state $2 a bulk action is for: newest first, below id $3 and
 -- at or above $4 (the created range $5..$6 widened to ids), tagged $7 (null: any), at most
 -- $9 of them among the $8 newest of that state (one range of jobs_by_app_state, however
--- many jobs are done). `scanned`: how many were looked at (one row with only it when none
--- matched).
-WITH scanned AS MATERIALIZED (
+-- many jobs are done; the scan stops as soon as $9 matched).
+SELECT j.id
+FROM (
     SELECT id FROM jobs
     WHERE app_id = $1 AND state = $2 AND state <> 'done' AND id < $3 AND id >= $4
     ORDER BY id DESC
     LIMIT $8
-), found AS (
-    SELECT j.id
-    FROM scanned s
-    JOIN jobs j ON j.id = s.id
-    WHERE j.state = $2
-      AND ($5::timestamptz IS NULL OR j.created_at >= $5)
-      AND ($6::timestamptz IS NULL OR j.created_at < $6)
-      AND ($7::text IS NULL OR j.tags @> ARRAY[$7::text])
-    ORDER BY j.id DESC
-    LIMIT $9
-)
-SELECT f.id, (SELECT count(*) FROM scanned)::int AS scanned
-FROM (VALUES (1)) AS one (x)
-LEFT JOIN found f ON true
-ORDER BY f.id DESC;
+) AS s
+JOIN jobs j ON j.id = s.id
+WHERE j.state = $2
+  AND ($5::timestamptz IS NULL OR j.created_at >= $5)
+  AND ($6::timestamptz IS NULL OR j.created_at < $6)
+  AND ($7::text IS NULL OR j.tags @> ARRAY[$7::text])
+ORDER BY s.id DESC
+LIMIT $9;
+
+-- name: bulk_scan_full
+-- Whether bulk_jobs' look at the newest $5 jobs of that state in the id range stopped at
+-- $5 (so older jobs may match): an index-only count, bounded by $5.
+SELECT count(*) >= $5 AS full
+FROM (
+    SELECT 1 FROM jobs
+    WHERE app_id = $1 AND state = $2 AND state <> 'done' AND id < $3 AND id >= $4
+    LIMIT $5
+) AS s;

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from mailer.dashboard import pages, web
+from mailer.dashboard.actions import OPERATOR, log_action
 from mailer.dashboard.actions import actor as operator_actor
-from mailer.dashboard.actions import log_action
 from mailer.dashboard.chart import bar_chart
 from mailer.dashboard.rows import AppRow, JobHeader
 from mailer.dashboard.sessions import Operator
@@ -444,8 +444,11 @@ async def audit_log(
             cursor = int(before)
         except ValueError:
             errors.append("before: not a cursor of this list")
+    who = (actor or "").strip() or None
+    if who is not None and ":" not in who:
+        who = f"{OPERATOR}:{who}"  # a bare name is an operator's
     search = pages.AuditFilter(
-        app=web.parse_uuid(app), actor=actor or None, action=action or None, before=cursor
+        app=web.parse_uuid(app), actor=who, action=(action or "").strip() or None, before=cursor
     )
     found = pages.AuditPage([], None) if errors else await pages.audit_page(pool, search)
     query = {k: v for k, v in request.query_params.items() if k != "before" and v}

@@ -192,8 +192,6 @@ class AuditRow(Row):
 
 
 class BulkJob(Row):
-    """A job a bulk action is for, and how many its selection looked at (``bulk_jobs``:
-    one row with only `scanned` when none matched)."""
+    """A job a bulk action is for (``bulk_jobs``)."""
 
-    id = Column[uuid.UUID | None]()
-    scanned = Column[int]()
+    id = Column[uuid.UUID]()
