@@ -188,6 +188,9 @@ async def test_the_queue_page_counts_jobs_by_state_and_why_they_wait(
     async with browser(service) as b:
         await _admin(service, b)
         _, queue, _ = await b.get("/dashboard/queue")
+        status, _, _ = await b.post("/dashboard/queue/pause", {"app": ids["blog"]})  # no CSRF
+        assert status == 403
+        assert await db.fetchval("SELECT count(*) FROM app_limits") == 0
         status, _, answer = await b.post(
             "/dashboard/queue/pause", {"csrf": csrf_of(queue), "app": ids["blog"]}
         )
