@@ -169,7 +169,7 @@ async def message(request: Request, job_id: str, notice: Text = None) -> Respons
 JOB_ACTIONS = {
     "cancel": (
         "Cancel this job?",
-        "It will never be sent: its recipients get a `canceled` event and the app its "
+        "It will never be sent: its recipients get a canceled event and the app its "
         "email.canceled webhooks. If a worker takes it first, nothing is canceled.",
         "Cancel the job",
         "canceled",
