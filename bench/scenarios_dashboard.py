@@ -112,12 +112,30 @@ SELECT DISTINCT app_id, email, 'hard_bounce' FROM messages WHERE status = 'bounc
 ON CONFLICT DO NOTHING;
 """
 
+# The Queue page's backlog: every 50th job waits, scheduled an hour ahead (2 % of the
+# table), and as many more failed; the audit log holds one entry per 10 jobs, by three
+# operators, for the Audit page.
+_QUEUED = """
+UPDATE jobs SET state = 'queued', run_at = now() + interval '1 hour', sent_at = NULL
+WHERE (metadata ->> 'order')::int % 50 = 0;
+UPDATE jobs SET state = 'failed', sent_at = NULL WHERE (metadata ->> 'order')::int % 50 = 1;
+"""
+
+_AUDIT = """
+INSERT INTO audit_log (at, app_id, actor, action, target, source)
+SELECT now() - make_interval(secs => i), ($1::uuid[])[1 + i % cardinality($1::uuid[])],
+       'operator:' || (ARRAY['ann', 'bob', 'cy'])[1 + i % 3],
+       (ARRAY['job.canceled', 'app.paused', 'suppression.removed', 'operator.login'])[1 + i % 4],
+       i::text, '127.0.0.1'
+FROM generate_series(1, $2) AS i;
+"""
+
 
 def _id_at(when: datetime) -> uuid.UUID:
     return uuid.UUID(int=int(when.timestamp() * 1000) << 80)
 
 
-async def _build(dsn: str, jobs: int) -> tuple[str, str, str]:
+async def _build(dsn: str, jobs: int) -> tuple[str, str, str, str]:
     """Fill the database; return an operator's password, the newest job's id and an
     enabled endpoint's id."""
     apps = [(await infra.create_app(dsn, name))[0] for name in ("shop", "blog", "billing")]
@@ -135,7 +153,9 @@ async def _build(dsn: str, jobs: int) -> tuple[str, str, str]:
             await conn.execute(_WEBHOOKS, *bounds)
         await conn.execute(_ROLLUPS)
         await conn.execute(_SUPPRESSIONS)
-        tables = ("jobs", "messages", "suppressions", "stats_hourly")
+        await conn.execute(_QUEUED)
+        await conn.execute(_AUDIT, apps, jobs // 10)
+        tables = ("jobs", "messages", "suppressions", "stats_hourly", "audit_log")
         for table in (*tables, "webhook_deliveries", "webhook_attempts"):
             await conn.execute(f"VACUUM ANALYZE {table}")
         await conn.execute("CHECKPOINT")  # see scenarios_queue._build_backlog
@@ -147,11 +167,11 @@ async def _build(dsn: str, jobs: int) -> tuple[str, str, str]:
         await conn.close()
     own = await connect(dsn)
     try:
-        added = await add_operator(own, "bench", Role.VIEWER)
+        added = await add_operator(own, "bench", Role.ADMIN)  # admin: the bulk count pages
     finally:
         await own.close()
     assert added is not None
-    return added[1], job_id, endpoint_id
+    return added[1], job_id, endpoint_id, str(apps[0])
 
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -170,7 +190,7 @@ async def _log_in(http: aiohttp.ClientSession, base: str, password: str) -> None
         assert r.status == 303, await r.text()
 
 
-def _pages(job_id: str, endpoint_id: str) -> dict[str, str]:
+def _pages(job_id: str, endpoint_id: str, app_id: str) -> dict[str, str]:
     return {
         "overview, 24 h": "/dashboard?period=24h",
         "overview, 30 d": "/dashboard?period=30d",
@@ -185,6 +205,12 @@ def _pages(job_id: str, endpoint_id: str) -> dict[str, str]:
         "webhooks, one endpoint": f"/dashboard/webhooks?endpoint={endpoint_id}",
         "suppressions by prefix": "/dashboard/suppressions?q=user12",
         "mailjet": "/dashboard/mailjet",
+        "queue": "/dashboard/queue",
+        "bulk cancel, count": f"/dashboard/queue/bulk?action=cancel&app={app_id}",
+        "bulk retry, count": f"/dashboard/queue/bulk?action=retry&app={app_id}",
+        "audit, latest": "/dashboard/audit",
+        "audit, one operator": "/dashboard/audit?actor=operator%3Abob",
+        "audit, one app and action": f"/dashboard/audit?app={app_id}&action=app.paused",
     }
 
 
@@ -196,8 +222,8 @@ async def dashboard(b: Bench) -> None:
         infra.fresh_database(b.server) as large_dsn,
     ):
         began = time.perf_counter()
-        small_password, small_job, small_endpoint = await _build(small_dsn, s.jobs_small)
-        large_password, large_job, large_endpoint = await _build(large_dsn, s.jobs_large)
+        small_password, small_job, small_endpoint, small_app = await _build(small_dsn, s.jobs_small)
+        large_password, large_job, large_endpoint, large_app = await _build(large_dsn, s.jobs_large)
         b.report.note(
             f"dashboard: {s.jobs_small:,} and {s.jobs_large:,} jobs loaded in "
             f"{time.perf_counter() - began:.0f} s"
@@ -212,8 +238,8 @@ async def dashboard(b: Bench) -> None:
             aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as large_http,
         ):
             sides = [
-                (small_http, _url_of(small_api), _pages(small_job, small_endpoint)),
-                (large_http, _url_of(large_api), _pages(large_job, large_endpoint)),
+                (small_http, _url_of(small_api), _pages(small_job, small_endpoint, small_app)),
+                (large_http, _url_of(large_api), _pages(large_job, large_endpoint, large_app)),
             ]
             await _log_in(small_http, sides[0][1], small_password)
             await _log_in(large_http, sides[1][1], large_password)

@@ -198,7 +198,7 @@ async def test_an_admin_removes_a_suppression_after_confirming_and_it_is_recorde
     status, body = await service.request("GET", "/suppressions/bob@example.org/history", key)
     assert body["history"][-1]["reason"] == "asked by support", body
     assert body["history"][-1]["actor"] == "operator:ann", body
-    [record] = [r for r in caplog.records if getattr(r, "action", "") == "suppression_removed"]
+    [record] = [r for r in caplog.records if getattr(r, "action", "") == "suppression.removed"]
     assert record.__dict__["operator"] == "ann" and record.__dict__["target"] == "bob@example.org"
 
 

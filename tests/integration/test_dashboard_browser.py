@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,7 +85,7 @@ async def _seed(service: Service, hooks: str) -> dict[str, str]:
     # Later mail to the bounced address is suppressed at the send.
     again = await service.queue(shop, email("bob+bounce@example.org", subject="Still there?"))
     await wait_recipients(service, shop, again, {"suppressed"})
-    return {"order": order, "again": again, "shop": shop}
+    return {"order": order, "again": again, "shop": shop, "blog": blog}
 
 
 async def _log_in(page: Page, base: str, name: str, password: str) -> None:
@@ -163,6 +164,39 @@ async def test_an_admin_finds_a_message_sees_the_chart_acts_and_logs_out(
         _, body = await service.request("GET", "/suppressions", jobs["shop"])
         assert body["suppressions"] == []
 
+        # A scheduled job canceled from its page, after confirming.
+        later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+        scheduled = await service.queue(
+            jobs["shop"], email("fay@example.org", subject="Tomorrow's offer", send_at=later)
+        )
+        for n in range(3):  # the Queue page's screenshot shows jobs that wait
+            await service.queue(jobs["blog"], email(f"reader{n}@example.org", send_at=later))
+        await page.goto(f"{base}/dashboard/messages/{scheduled}")
+        await page.get_by_role("link", name="Cancel this job").click()
+        assert "Cancel this job?" in await page.locator("h1").inner_text()
+        await page.get_by_role("button", name="Cancel the job").click()
+        await page.wait_for_url(f"{base}/dashboard/messages/{scheduled}?notice=canceled")
+        assert "will not be sent" in await page.locator("p.notice").inner_text()
+        assert (await service.status(jobs["shop"], scheduled))["status"] == "canceled"
+
+        # Pause and resume an app from the Queue page.
+        await page.get_by_role("link", name="Queue").click()
+        await page.get_by_role("button", name="Pause blog").click()
+        await page.wait_for_url(f"{base}/dashboard/queue?notice=paused")
+        row = page.locator("tr[data-app=blog] td.app-state")
+        assert "paused" in await row.inner_text()
+        await _shot(page, "queue")
+        await page.get_by_role("button", name="Resume blog").click()
+        await page.wait_for_url(f"{base}/dashboard/queue?notice=resumed")
+        assert "paused" not in await row.inner_text()
+
+        # Each of those actions is in the audit log, newest first.
+        await page.get_by_role("link", name="Audit").click()
+        actions = await page.locator("table.audit tbody tr td:nth-child(4)").all_inner_texts()
+        assert actions[:3] == ["app.resumed", "app.paused", "job.canceled"], actions
+        assert "suppression.removed" in actions and "operator.login" in actions
+        await _shot(page, "audit")
+
         await page.get_by_role("button", name="Log out").click()
         await page.wait_for_url(f"{base}/dashboard/login")
         await page.goto(f"{base}/dashboard")
@@ -188,5 +222,8 @@ async def test_a_viewer_sees_suppressions_but_cannot_act(db_dsn: str, chromium: 
         await page.goto(f"{base}/dashboard/suppressions/remove?app=x&email=bob@example.org")
         assert "Viewers can look but not act" in await page.locator("main").inner_text()
         await _shot(page, "viewer-refused")
+        await page.goto(f"{base}/dashboard/queue")
+        assert "shop" in await page.locator("table.queue").inner_text()
+        assert await page.get_by_role("button", name="Pause shop").count() == 0
         _, body = await service.request("GET", "/suppressions", shop)
         assert len(body["suppressions"]) == 2

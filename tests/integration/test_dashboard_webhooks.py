@@ -259,8 +259,13 @@ async def test_the_message_page_shows_raw_events_masked_and_webhook_deliveries_a
         )
         status, page, _ = await b.get(f"/dashboard/messages/{job_id}")
         assert page.count("#2 HTTP 200") == 1  # the delivery's second attempt, shown
-    [record] = [r for r in caplog.records if getattr(r, "action", "") == "webhook_replayed"]
+    [record] = [r for r in caplog.records if getattr(r, "action", "") == "webhook.replayed"]
     assert record.__dict__["operator"] == "ann" and record.__dict__["target"] == str(sent_delivery)
+    audited = await pool.fetchrow(
+        "SELECT actor, target, app_id FROM audit_log WHERE action = 'webhook.replayed'"
+    )
+    assert audited is not None and audited["actor"] == "operator:ann"
+    assert audited["target"] == str(sent_delivery) and audited["app_id"] is not None
 
 
 async def test_an_admin_recovers_a_disabled_endpoint_and_what_failed_is_delivered(
@@ -336,9 +341,14 @@ async def test_an_admin_recovers_a_disabled_endpoint_and_what_failed_is_delivere
         status, page, _ = await b.get(answer.headers["Location"])
         assert status == 200 and "enabled again" in page and "1 failed delivery" in page
     [record] = [
-        r for r in caplog.records if getattr(r, "action", "") == "webhook_endpoint_recovered"
+        r for r in caplog.records if getattr(r, "action", "") == "webhook.endpoint_recovered"
     ]
     assert record.__dict__["target"] == endpoint_id and record.__dict__["requeued"] == 1
+    audited = await pool.fetchrow(
+        "SELECT target, app_id FROM audit_log WHERE action = 'webhook.endpoint_recovered'"
+    )
+    assert audited is not None and audited["target"] == endpoint_id
+    assert audited["app_id"] == app_id
 
 
 async def test_the_mailjet_page_checks_the_registered_callbacks_as_the_doctor_does(

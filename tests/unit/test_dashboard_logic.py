@@ -21,12 +21,14 @@ from mailer.dashboard.pages import (
     Summary,
     message_actions,
     prefix_successor,
+    wait_reason,
 )
 from mailer.dashboard.passwords import hash_password, verify_password
-from mailer.dashboard.rows import JobHeader
+from mailer.dashboard.rows import JobHeader, QueueWait
 from mailer.dashboard.sessions import Operator, tokens_match
 from mailer.dashboard.trail import MASK, masked
 from mailer.dashboard.web import safe_next
+from mailer.delivery.limits import Hold
 from mailer.ids import uuid7, uuid7_floor
 from mailer.stats.rollups import Counts
 
@@ -146,7 +148,7 @@ def _row(values: dict[str, object]) -> JobHeader:
 
 
 def test_an_admin_may_unsuppress_a_suppressed_recipient_and_a_viewer_nothing() -> None:
-    job = _row({"id": uuid7(), "app_id": uuid.uuid4()})
+    job = _row({"id": uuid7(), "app_id": uuid.uuid4(), "state": "done"})
     status = {
         "recipients": [
             {"email": "ann@example.org", "status": "suppressed"},
@@ -159,6 +161,48 @@ def test_an_admin_may_unsuppress_a_suppressed_recipient_and_a_viewer_nothing() -
     assert action.label == "Unsuppress ann@example.org"
     assert "email=ann%40example.org" in action.href and str(job.app_id) in action.href
     assert message_actions(viewer, job, status) == []
+
+
+def test_a_queued_job_may_be_canceled_and_one_with_failed_recipients_retried() -> None:
+    admin = Operator(uuid.uuid4(), "ann", Role.ADMIN, "t")
+    viewer = Operator(uuid.uuid4(), "vic", Role.VIEWER, "t")
+    queued = _row({"id": uuid7(), "app_id": uuid.uuid4(), "state": "queued"})
+    waiting = {"recipients": [{"email": "ann@example.org", "status": "queued"}]}
+    [cancel] = message_actions(admin, queued, waiting)
+    assert cancel.href == f"/dashboard/messages/{queued.id}/cancel"
+    failed = {"recipients": [{"email": "ann@example.org", "status": "failed"}]}
+    for state in ("done", "failed"):
+        job = _row({"id": uuid7(), "app_id": uuid.uuid4(), "state": state})
+        [retry] = message_actions(admin, job, failed)
+        assert retry.href == f"/dashboard/messages/{job.id}/retry"
+        assert message_actions(viewer, job, failed) == []
+    sent = _row({"id": uuid7(), "app_id": uuid.uuid4(), "state": "done"})
+    assert (
+        message_actions(admin, sent, {"recipients": [{"email": "a@b.c", "status": "sent"}]}) == []
+    )
+
+
+def _wait(ahead: bool, attempted: bool) -> QueueWait:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    first = now + (timedelta(minutes=5) if ahead else -timedelta(minutes=5))
+    return cast(
+        QueueWait,
+        SimpleNamespace(
+            ahead=ahead, attempted=attempted, first_run_at=first, oldest_created_at=first, now=now
+        ),
+    )
+
+
+def test_the_queue_page_says_why_jobs_wait_as_the_status_document_does() -> None:
+    paused = Hold("paused", None)
+    limited = Hold("rate_limited", datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC))
+    assert wait_reason(_wait(ahead=True, attempted=False), None) == "scheduled"
+    assert wait_reason(_wait(ahead=True, attempted=True), paused) == "retrying"
+    assert wait_reason(_wait(ahead=True, attempted=False), paused) == "scheduled"
+    assert wait_reason(_wait(ahead=False, attempted=False), None) == "due"
+    assert wait_reason(_wait(ahead=False, attempted=True), None) == "retrying"
+    assert wait_reason(_wait(ahead=False, attempted=False), paused) == "paused"
+    assert wait_reason(_wait(ahead=False, attempted=True), limited) == "rate_limited"
 
 
 @given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)))

@@ -8,11 +8,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from mailer.dashboard import web
-from mailer.dashboard.actions import record_action
+from mailer.dashboard.actions import log_action, record_action
 from mailer.dashboard.operators import LoginThrottled, authenticate
 from mailer.dashboard.sessions import close_session, open_session, session_for, tokens_match
 
 router = APIRouter(prefix=web.BASE, include_in_schema=False)
+
+MAX_NAME_SHOWN = 100
+"""A refused login's name is logged and audited up to this many characters."""
 
 
 def _login_page(
@@ -53,7 +56,7 @@ async def login(request: Request) -> Response:
     try:
         operator = await authenticate(web.pool_of(request), name, password, ip, config.logins)
     except LoginThrottled:
-        record_action("operator_login_throttled", operator=name, ip=ip)
+        log_action("operator.login_throttled", operator=name[:MAX_NAME_SHOWN], ip=ip)
         return _login_page(
             request,
             next_path,
@@ -61,10 +64,14 @@ async def login(request: Request) -> Response:
             status=429,
         )
     if operator is None:
-        record_action("operator_login_failed", operator=name, ip=ip)
+        # The name as typed, cut short: a stranger's form must not fill the audit log.
+        typed = name[:MAX_NAME_SHOWN]
+        await record_action(web.pool_of(request), "operator.login_failed", operator=typed, ip=ip)
         return _login_page(request, next_path, error="Wrong name or password.", status=401)
     token = await open_session(web.pool_of(request), operator.id, ip, config.sessions)
-    record_action("operator_login", operator=operator.name, ip=ip, role=operator.role)
+    await record_action(
+        web.pool_of(request), "operator.login", operator=operator.name, ip=ip, role=operator.role
+    )
     response = web.redirect(next_path)
     web.set_session_cookie(request, response, token, config.sessions.absolute_seconds)
     return response
@@ -78,7 +85,9 @@ async def logout(request: Request) -> Response:
     if not tokens_match(operator.csrf_token, form.get("csrf")):
         raise web.NotAllowed(operator, "This form has expired or did not come from this page.")
     await close_session(web.pool_of(request), request.cookies.get(web.SESSION_COOKIE))
-    record_action("operator_logout", operator=operator.name, ip=web.client_ip(request))
+    await record_action(
+        web.pool_of(request), "operator.logout", operator=operator.name, ip=web.client_ip(request)
+    )
     response = web.redirect(f"{web.BASE}/login")
     web.clear_session_cookie(response)
     return response

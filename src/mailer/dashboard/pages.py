@@ -18,15 +18,23 @@ import asyncpg
 
 from mailer.dashboard.rows import (
     AppRow,
+    AuditRow,
+    BulkJob,
     JobHeader,
+    LimitedApp,
     MessageKey,
     MessageRow,
+    QueueCount,
     QueueDepth,
+    QueueWait,
     SuppressionRow,
 )
 from mailer.dashboard.sessions import Operator
 from mailer.db.queries import Queries
-from mailer.delivery.job_status import read_job_status
+from mailer.delivery import limits
+from mailer.delivery.job_search import JobFilters, id_range
+from mailer.delivery.job_status import QueueFacts, read_job_status, waiting_of
+from mailer.delivery.limits import Hold
 from mailer.ids import uuid7_floor
 from mailer.ops import heartbeat
 from mailer.ops.status import last_events
@@ -34,27 +42,43 @@ from mailer.stats.rollups import Counts, Granularity, aligned, read_periods, tot
 from mailer.tracking.precedence import RecipientStatus
 
 __all__ = [
+    "AUDIT_SCAN",
     "BOUNCE_RATE",
+    "BULK_ACTIONS",
+    "BULK_MAX",
     "COMPLAINT_RATE",
+    "COUNT_CAP",
     "MESSAGE_FIELDS",
     "PAGE_SIZE",
     "PERIODS",
+    "QUEUE_STATES_SHOWN",
     "SCAN_LIMIT",
+    "WAIT_REASONS",
+    "WAIT_SAMPLE",
     "Action",
+    "AppQueue",
+    "AuditFilter",
+    "AuditPage",
+    "BulkFilter",
+    "BulkSelection",
     "MessageCursor",
     "MessageFilter",
     "MessagePage",
     "Overview",
     "Period",
+    "QueuePage",
     "Summary",
     "Threshold",
     "apps",
+    "audit_page",
     "mailjet_health",
     "message_actions",
     "message_detail",
     "overview",
+    "queue",
     "search_messages",
     "search_suppressions",
+    "select_bulk",
 ]
 
 Q = Queries("mailer.dashboard")
@@ -325,16 +349,21 @@ class Action:
 
 
 def message_actions(operator: Operator, job: JobHeader, status: dict[str, Any]) -> list[Action]:
-    """What an admin may do to a job from its page (nothing for a viewer).
-
-    Today: take a suppressed recipient off the app's list. This is the seam for the job
-    actions of branch `jobs` (cancel a queued job, retry a failed one): each is one more
-    `Action` here, its confirmation page and POST route beside `unsuppress`.
-    """
+    """What an admin may do to a job from its page (nothing for a viewer): cancel it while
+    it is queued, retry it once it ended with failed recipients, take a suppressed recipient
+    off the app's list. Each is a link to a confirmation page; the POST behind it uses the
+    same functions as the app API (`POST /jobs/{id}/cancel`, `/retry`), which still refuse
+    when it has become too late meanwhile."""
     if not operator.may_act:
         return []
     page = f"/dashboard/messages/{job.id}"
-    return [
+    found: list[Action] = []
+    if job.state == "queued":
+        found.append(Action("Cancel this job", f"{page}/cancel"))
+    statuses = {r["status"] for r in status["recipients"]}
+    if job.state in ("done", "failed") and RecipientStatus.FAILED in statuses:
+        found.append(Action("Retry the failed recipients", f"{page}/retry"))
+    found.extend(
         Action(
             f"Unsuppress {r['email']}",
             "/dashboard/suppressions/remove?"
@@ -342,7 +371,8 @@ def message_actions(operator: Operator, job: JobHeader, status: dict[str, Any]) 
         )
         for r in status["recipients"]
         if r["status"] == RecipientStatus.SUPPRESSED
-    ]
+    )
+    return found
 
 
 def prefix_successor(prefix: str) -> str | None:
@@ -397,3 +427,215 @@ async def mailjet_health(pool: asyncpg.Pool) -> dict[str, Any]:
         "last_event_by_type": events,
         "last_callback_seconds_ago": callback,
     }
+
+
+# The Queue page counts each app's jobs per state up to this many (shown as "10000+"), so
+# that a large backlog costs a bounded read of jobs_by_app_state per app.
+COUNT_CAP = 10_000
+WAIT_SAMPLE = 1000
+"""Why queued jobs wait is read from the rows of each app's oldest this many queued jobs
+(a heap read each, where the counts need only the index)."""
+QUEUE_STATES_SHOWN = ("queued", "sending", "failed", "canceled")
+WAIT_REASONS = ("due", "scheduled", "retrying", "paused", "rate_limited")
+"""Why queued jobs wait, as `/status` says (`waiting.reason`); `due`: they do not, they go
+as workers free up."""
+
+
+@dataclass
+class AppQueue:
+    """One app on the Queue page."""
+
+    app_id: uuid.UUID
+    name: str
+    counts: dict[str, int]
+    waits: dict[str, int]
+    oldest_queued_seconds: float | None
+    hold: Hold | None
+    limits: LimitedApp | None
+
+    @property
+    def paused(self) -> bool:
+        return self.limits is not None and self.limits.paused_at is not None
+
+
+@dataclass
+class QueuePage:
+    """The Queue page: the whole queue now, then per app."""
+
+    depth: QueueDepth
+    apps: list[AppQueue]
+    cap: int = COUNT_CAP
+    sample: int = WAIT_SAMPLE
+
+
+def wait_reason(row: QueueWait, hold: Hold | None) -> str:
+    """Why the jobs of a `queued_by_wait` group wait, by `delivery.job_status.waiting_of`
+    (the one place the reasons are decided) applied to the group's facts."""
+    facts = QueueFacts(
+        state="queued",
+        run_at=row.first_run_at,
+        attempts=1 if row.attempted else 0,
+        last_error=None,
+        hold=hold,
+    )
+    waiting = waiting_of(facts, row.now)
+    return "due" if waiting is None else str(waiting["reason"])
+
+
+async def queue(pool: asyncpg.Pool) -> QueuePage:
+    """Jobs by state and app, why the queued ones wait, each app's oldest queued job and
+    its pause or limits; every count bounded by `COUNT_CAP` per app."""
+    async with pool.acquire() as conn:
+        depth = await conn.fetchrow(Q.queue_depth, record_class=QueueDepth)
+        counts: list[QueueCount] = await conn.fetch(
+            Q.queue_by_app, COUNT_CAP, list(QUEUE_STATES_SHOWN), record_class=QueueCount
+        )
+        waits: list[QueueWait] = await conn.fetch(
+            Q.queued_by_wait, WAIT_SAMPLE, record_class=QueueWait
+        )
+        limited: list[LimitedApp] = await conn.fetch(Q.limited_apps, record_class=LimitedApp)
+        holds = {row.app_id: await limits.hold_of(conn, row.app_id) for row in limited}
+    assert depth is not None
+    by_app: dict[uuid.UUID, AppQueue] = {}
+    limits_by_app = {row.app_id: row for row in limited}
+    for count in counts:
+        entry = by_app.get(count.app_id)
+        if entry is None:
+            entry = by_app[count.app_id] = AppQueue(
+                app_id=count.app_id,
+                name=count.app,
+                counts={},
+                waits=dict.fromkeys(WAIT_REASONS, 0),
+                oldest_queued_seconds=None,
+                hold=holds.get(count.app_id),
+                limits=limits_by_app.get(count.app_id),
+            )
+        entry.counts[count.state] = count.jobs
+    for wait in waits:
+        entry = by_app[wait.app_id]
+        entry.waits[wait_reason(wait, entry.hold)] += wait.jobs
+        age = (wait.now - wait.oldest_created_at).total_seconds()
+        entry.oldest_queued_seconds = max(entry.oldest_queued_seconds or 0.0, age)
+    return QueuePage(depth=depth, apps=list(by_app.values()))
+
+
+BULK_MAX = 1000
+"""A bulk action acts on at most this many jobs (the newest that match); the confirmation
+says when more may match, and the action can be run again for them."""
+BULK_SCAN = 20_000
+"""The selection looks at most at this many of the app's jobs in the action's state."""
+BULK_ACTIONS = {"cancel": "queued", "retry": "failed"}
+"""Each bulk action and the queue state it selects: cancel queued jobs (scheduled or
+waiting), retry failed ones (the state a job ends in when its attempts ran out)."""
+
+
+@dataclass(frozen=True)
+class BulkFilter:
+    """Which of an app's jobs a bulk action is for."""
+
+    action: str
+    app: uuid.UUID
+    tag: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+    @property
+    def state(self) -> str:
+        """The queue state of the jobs the action applies to."""
+        return BULK_ACTIONS[self.action]
+
+    def query(self) -> dict[str, str]:
+        """The filter as the Queue page's form fields."""
+        fields = {"action": self.action, "app": str(self.app), "tag": self.tag or ""}
+        for name in ("created_from", "created_to"):
+            value: datetime | None = getattr(self, name)
+            fields[name] = "" if value is None else value.strftime("%Y-%m-%dT%H:%M")
+        return fields
+
+
+@dataclass(frozen=True)
+class BulkSelection:
+    """The jobs a bulk action will act on; `more`: others may match beyond them."""
+
+    job_ids: list[uuid.UUID]
+    more: bool
+
+
+async def select_bulk(pool: asyncpg.Pool, bulk: BulkFilter) -> BulkSelection:
+    """The app's jobs in the action's state matching the filter, newest first, at most
+    `BULK_MAX` among the `BULK_SCAN` newest in that state (jobs_by_app_state)."""
+    below, lowest = id_range(
+        JobFilters(created_from=bulk.created_from, created_to=bulk.created_to), None
+    )
+    rows: list[BulkJob] = await pool.fetch(
+        Q.bulk_jobs,
+        bulk.app,
+        bulk.state,
+        below,
+        lowest,
+        bulk.created_from,
+        bulk.created_to,
+        bulk.tag,
+        BULK_SCAN,
+        BULK_MAX + 1,
+        record_class=BulkJob,
+    )
+    found = [r.id for r in rows]
+    if len(found) > BULK_MAX:
+        return BulkSelection(found[:BULK_MAX], more=True)
+    full = await pool.fetchval(Q.bulk_scan_full, bulk.app, bulk.state, below, lowest, BULK_SCAN)
+    return BulkSelection(found, more=bool(full))
+
+
+AUDIT_SCAN = 5000
+"""The Audit page looks at most at this many entries of its leading index per page."""
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """A search of the Audit page; every field is optional."""
+
+    app: uuid.UUID | None = None
+    actor: str | None = None
+    action: str | None = None
+    before: int | None = None
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """Entries newest first; `next`: the entry id the next page starts below; `partial`:
+    the page stopped at `AUDIT_SCAN` entries looked at before it was full."""
+
+    rows: list[AuditRow]
+    next: int | None
+    partial: bool = False
+
+
+async def audit_page(pool: asyncpg.Pool, search: AuditFilter) -> AuditPage:
+    """A page of the audit log, newest first, from the index of its first filter."""
+    if search.app is not None:
+        query = Q.audit_page_by_app
+    elif search.actor is not None:
+        query = Q.audit_page_by_actor
+    elif search.action is not None:
+        query = Q.audit_page_by_action
+    else:
+        query = Q.audit_page
+    before = search.before if search.before is not None else (1 << 63) - 1
+    found: list[AuditRow] = await pool.fetch(
+        query,
+        search.app,
+        search.actor,
+        search.action,
+        before,
+        PAGE_SIZE + 1,
+        AUDIT_SCAN,
+        record_class=AuditRow,
+    )
+    rows = [r for r in found if r.id is not None]
+    if len(rows) > PAGE_SIZE:
+        return AuditPage(rows[:PAGE_SIZE], rows[PAGE_SIZE - 1].id)
+    edge = found[0] if found else None
+    if edge is not None and edge.scanned >= AUDIT_SCAN and edge.scan_floor is not None:
+        return AuditPage(rows, edge.scan_floor, partial=True)
+    return AuditPage(rows, None)

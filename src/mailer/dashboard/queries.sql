@@ -262,3 +262,180 @@ SELECT w.id, w.app_id, a.name AS app, w.url, w.description, w.event_types, w.ena
 FROM webhook_endpoints w
 JOIN apps a ON a.id = w.app_id
 WHERE w.id = $1;
+-- name: queue_by_app
+-- Each app's jobs not done, by state, each count stopping at $1 (so a big backlog costs at
+-- most $1 index entries per app and state): one range of jobs_by_app_state per count.
+-- `state <> 'done'` lets the planner use that partial index for a state known only at run
+-- time. Done jobs are not counted here (they are the bulk of the table).
+SELECT a.id AS app_id, a.name AS app, s.state,
+       (SELECT count(*) FROM (
+            SELECT 1 FROM jobs j
+            WHERE j.app_id = a.id AND j.state = s.state AND j.state <> 'done'
+            LIMIT $1) AS capped)::int AS jobs
+FROM apps a
+CROSS JOIN unnest($2::text[]) AS s (state)
+ORDER BY a.name, s.state;
+
+-- name: queued_by_wait
+-- Why each app's queued jobs wait, grouped by what decides it (delivery.job_status's
+-- waiting_of): whether the job's time is ahead, and whether an attempt was made; of the
+-- app's oldest $1 queued jobs (jobs_by_app_state, then each job's row: the cost is $1
+-- heap reads per app, hence a sample). `first_run_at`: the group's
+-- earliest; `oldest_created_at`: the app's oldest queued job's creation.
+SELECT a.id AS app_id, w.ahead, w.attempted, count(*)::int AS jobs,
+       min(w.run_at) AS first_run_at, min(w.created_at) AS oldest_created_at,
+       now() AS now
+FROM apps a
+CROSS JOIN LATERAL (
+    SELECT j.run_at > now() AS ahead, (j.attempts > 0 OR j.last_error IS NOT NULL) AS attempted,
+           j.run_at, j.created_at
+    FROM (
+        -- The sample's ids from the index alone, then only their rows.
+        SELECT id FROM jobs
+        WHERE app_id = a.id AND state = 'queued' AND state <> 'done'
+        ORDER BY id
+        LIMIT $1
+    ) AS s
+    JOIN jobs j ON j.id = s.id
+    WHERE j.state = 'queued'
+) AS w
+GROUP BY a.id, w.ahead, w.attempted;
+
+-- name: limited_apps
+-- The apps paused or limited (one app_limits row each; none for the others).
+SELECT l.app_id, a.name AS app, l.paused_at, l.rate_per_second, l.daily_quota
+FROM app_limits l
+JOIN apps a ON a.id = l.app_id
+ORDER BY a.name;
+
+-- name: audit_page
+-- Audit entries newest first, older than entry $4, of app $1 / actor $2 / action $3 (each
+-- null: any), at most $5. The first filter given leads (audit_page_by_app, _by_actor,
+-- _by_action: one range of audit_log_app, audit_log_actor, audit_log_action; else the
+-- primary key), and at most $6 entries of that range are looked at per page whatever the
+-- other filters keep: `scan_floor` and `scanned` say where the look stopped (one row with
+-- only those when nothing matched).
+WITH scanned AS MATERIALIZED (
+    SELECT id, at, app_id, actor, action, target, source, details
+    FROM audit_log
+    WHERE id < $4
+    ORDER BY id DESC
+    LIMIT $6
+), page AS (
+    SELECT s.id, s.at, s.app_id, a.name AS app, s.actor, s.action, s.target, s.source,
+           s.details
+    FROM scanned s
+    LEFT JOIN apps a ON a.id = s.app_id
+    WHERE ($1::uuid IS NULL OR s.app_id = $1)
+      AND ($2::text IS NULL OR s.actor = $2)
+      AND ($3::text IS NULL OR s.action = $3)
+    ORDER BY s.id DESC
+    LIMIT $5
+)
+SELECT p.*, (SELECT min(id) FROM scanned) AS scan_floor,
+       (SELECT count(*) FROM scanned)::int AS scanned
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN page p ON true
+ORDER BY p.id DESC;
+
+-- name: audit_page_by_app
+WITH scanned AS MATERIALIZED (
+    SELECT id, at, app_id, actor, action, target, source, details
+    FROM audit_log
+    WHERE app_id = $1 AND id < $4
+    ORDER BY id DESC
+    LIMIT $6
+), page AS (
+    SELECT s.id, s.at, s.app_id, a.name AS app, s.actor, s.action, s.target, s.source,
+           s.details
+    FROM scanned s
+    LEFT JOIN apps a ON a.id = s.app_id
+    WHERE ($1::uuid IS NULL OR s.app_id = $1)
+      AND ($2::text IS NULL OR s.actor = $2)
+      AND ($3::text IS NULL OR s.action = $3)
+    ORDER BY s.id DESC
+    LIMIT $5
+)
+SELECT p.*, (SELECT min(id) FROM scanned) AS scan_floor,
+       (SELECT count(*) FROM scanned)::int AS scanned
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN page p ON true
+ORDER BY p.id DESC;
+
+-- name: audit_page_by_actor
+WITH scanned AS MATERIALIZED (
+    SELECT id, at, app_id, actor, action, target, source, details
+    FROM audit_log
+    WHERE actor = $2 AND id < $4
+    ORDER BY id DESC
+    LIMIT $6
+), page AS (
+    SELECT s.id, s.at, s.app_id, a.name AS app, s.actor, s.action, s.target, s.source,
+           s.details
+    FROM scanned s
+    LEFT JOIN apps a ON a.id = s.app_id
+    WHERE ($1::uuid IS NULL OR s.app_id = $1)
+      AND ($2::text IS NULL OR s.actor = $2)
+      AND ($3::text IS NULL OR s.action = $3)
+    ORDER BY s.id DESC
+    LIMIT $5
+)
+SELECT p.*, (SELECT min(id) FROM scanned) AS scan_floor,
+       (SELECT count(*) FROM scanned)::int AS scanned
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN page p ON true
+ORDER BY p.id DESC;
+
+-- name: audit_page_by_action
+WITH scanned AS MATERIALIZED (
+    SELECT id, at, app_id, actor, action, target, source, details
+    FROM audit_log
+    WHERE action = $3 AND id < $4
+    ORDER BY id DESC
+    LIMIT $6
+), page AS (
+    SELECT s.id, s.at, s.app_id, a.name AS app, s.actor, s.action, s.target, s.source,
+           s.details
+    FROM scanned s
+    LEFT JOIN apps a ON a.id = s.app_id
+    WHERE ($1::uuid IS NULL OR s.app_id = $1)
+      AND ($2::text IS NULL OR s.actor = $2)
+      AND ($3::text IS NULL OR s.action = $3)
+    ORDER BY s.id DESC
+    LIMIT $5
+)
+SELECT p.*, (SELECT min(id) FROM scanned) AS scan_floor,
+       (SELECT count(*) FROM scanned)::int AS scanned
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN page p ON true
+ORDER BY p.id DESC;
+
+-- name: bulk_jobs
+-- The jobs of app $1 in queue state $2 a bulk action is for: newest first, below id $3 and
+-- at or above $4 (the created range $5..$6 widened to ids), tagged $7 (null: any), at most
+-- $9 of them among the $8 newest of that state (one range of jobs_by_app_state, however
+-- many jobs are done; the scan stops as soon as $9 matched).
+SELECT j.id
+FROM (
+    SELECT id FROM jobs
+    WHERE app_id = $1 AND state = $2 AND state <> 'done' AND id < $3 AND id >= $4
+    ORDER BY id DESC
+    LIMIT $8
+) AS s
+JOIN jobs j ON j.id = s.id
+WHERE j.state = $2
+  AND ($5::timestamptz IS NULL OR j.created_at >= $5)
+  AND ($6::timestamptz IS NULL OR j.created_at < $6)
+  AND ($7::text IS NULL OR j.tags @> ARRAY[$7::text])
+ORDER BY s.id DESC
+LIMIT $9;
+
+-- name: bulk_scan_full
+-- Whether bulk_jobs' look at the newest $5 jobs of that state in the id range stopped at
+-- $5 (so older jobs may match): an index-only count, bounded by $5.
+SELECT count(*) >= $5 AS full
+FROM (
+    SELECT 1 FROM jobs
+    WHERE app_id = $1 AND state = $2 AND state <> 'done' AND id < $3 AND id >= $4
+    LIMIT $5
+) AS s;

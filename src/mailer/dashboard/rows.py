@@ -11,9 +11,12 @@ from mailer.db.rows import Column, Row
 __all__ = [
     "AppRow",
     "AttemptLogRow",
+    "AuditRow",
+    "BulkJob",
     "DeliveryRow",
     "EndpointRow",
     "JobHeader",
+    "LimitedApp",
     "LoginFailures",
     "MessageDelivery",
     "MessageKey",
@@ -21,7 +24,9 @@ __all__ = [
     "OperatorLogin",
     "OperatorRow",
     "OperatorSeen",
+    "QueueCount",
     "QueueDepth",
+    "QueueWait",
     "RawEvent",
     "SessionRow",
     "SuppressionRow",
@@ -214,3 +219,58 @@ class DeliveryRow(Row):
     last_status = Column[int | None]()
     last_error = Column[str | None]()
     created_at = Column[datetime]()
+
+
+class QueueCount(Row):
+    """An app's jobs in one state, counted up to a cap (``queue_by_app``)."""
+
+    app_id = Column[uuid.UUID]()
+    app = Column[str]()
+    state = Column[str]()
+    jobs = Column[int]()
+
+
+class QueueWait(Row):
+    """An app's queued jobs that wait for the same kind of reason (``queued_by_wait``)."""
+
+    app_id = Column[uuid.UUID]()
+    ahead = Column[bool]()
+    """Their time (`send_at`, or the next attempt's) is still ahead."""
+    attempted = Column[bool]()
+    jobs = Column[int]()
+    first_run_at = Column[datetime]()
+    oldest_created_at = Column[datetime]()
+    now = Column[datetime]()
+
+
+class LimitedApp(Row):
+    """An app that is paused or has a rate or quota (``limited_apps``)."""
+
+    app_id = Column[uuid.UUID]()
+    app = Column[str]()
+    paused_at = Column[datetime | None]()
+    rate_per_second = Column[float | None]()
+    daily_quota = Column[int | None]()
+
+
+class AuditRow(Row):
+    """An audit entry on the Audit page, with where its page's look stopped
+    (``audit_page``: one row with only `scan_floor` and `scanned` when none matched)."""
+
+    id = Column[int | None]()
+    at = Column[datetime | None]()
+    app_id = Column[uuid.UUID | None]()
+    app = Column[str | None]()
+    actor = Column[str | None]()
+    action = Column[str | None]()
+    target = Column[str | None]()
+    source = Column[str | None]()
+    details = Column[dict[str, Any] | None]()
+    scan_floor = Column[int | None]()
+    scanned = Column[int]()
+
+
+class BulkJob(Row):
+    """A job a bulk action is for (``bulk_jobs``)."""
+
+    id = Column[uuid.UUID]()

@@ -163,12 +163,13 @@ async def replay(request: Request) -> Response:
     if queued is None:  # deleted with its endpoint between the two reads
         return _not_found(request, operator, "webhook delivery")
     if queued:
-        record_action(
-            "webhook_replayed",
+        await record_action(
+            pool,
+            "webhook.replayed",
             operator=operator.name,
             ip=web.client_ip(request),
             target=str(found.id),
-            app_id=str(found.app_id),
+            app_id=found.app_id,
             endpoint_id=str(found.endpoint_id),
             event_id=found.event_id,
         )
@@ -249,12 +250,13 @@ async def recover(request: Request) -> Response:
     if found is None or done is None:
         return _not_found(request, operator, "webhook endpoint")
     _, requeued = done
-    record_action(
-        "webhook_endpoint_recovered",
+    await record_action(
+        pool,
+        "webhook.endpoint_recovered",
         operator=operator.name,
         ip=web.client_ip(request),
         target=str(found.id),
-        app_id=str(found.app_id),
+        app_id=found.app_id,
         since=since.isoformat(),
         was_enabled=found.enabled,
         requeued=requeued,

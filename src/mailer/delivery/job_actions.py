@@ -8,16 +8,28 @@ its 409 (`TooLate`).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 import asyncpg
 
+from mailer import audit
+from mailer.audit import Actor
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.delivery.rows import JobState, Rescheduled
 from mailer.tracking.canceled import record_canceled
 
-__all__ = ["NotFound", "TooLate", "cancel", "reschedule", "retry"]
+__all__ = [
+    "BATCH_SIZE",
+    "NotFound",
+    "TooLate",
+    "cancel",
+    "cancel_many",
+    "reschedule",
+    "retry",
+    "retry_many",
+]
 
 Q = Queries("mailer.delivery")
 
@@ -42,9 +54,12 @@ async def _refusal(conn: Conn, app_id: uuid.UUID, job_id: uuid.UUID, why: str) -
     return TooLate(row.state, f"the job is {row.state}: {why}")
 
 
-async def cancel(pool: asyncpg.Pool, app_id: uuid.UUID, job_id: uuid.UUID) -> None:
+async def cancel(
+    pool: asyncpg.Pool, app_id: uuid.UUID, job_id: uuid.UUID, *, actor: Actor | None = None
+) -> None:
     """Cancel a scheduled or queued job: it will never be sent. Its recipients get a
-    `canceled` event (feed, timeline, `email.canceled` webhooks) in the same transaction.
+    `canceled` event (feed, timeline, `email.canceled` webhooks) in the same transaction,
+    and so does an audit entry (`job.canceled`) when an `actor` (an operator) is given.
 
     Raises:
         NotFound: not one of the app's jobs.
@@ -56,6 +71,8 @@ async def cancel(pool: asyncpg.Pool, app_id: uuid.UUID, job_id: uuid.UUID) -> No
             canceled = await conn.fetchval(Q.cancel_job, job_id, app_id)
             if canceled is not None:
                 await record_canceled(conn, job_id)
+                if actor is not None:
+                    await _audit(conn, actor, "job.canceled", app_id, [job_id])
                 return
         row = await conn.fetchrow(Q.job_state, job_id, app_id, record_class=JobState)
     if row is None:
@@ -86,17 +103,89 @@ async def reschedule(
         raise await _refusal(conn, app_id, job_id, "only a scheduled job can be moved")
 
 
-async def retry(pool: asyncpg.Pool, app_id: uuid.UUID, job_id: uuid.UUID) -> None:
+async def retry(
+    pool: asyncpg.Pool, app_id: uuid.UUID, job_id: uuid.UUID, *, actor: Actor | None = None
+) -> None:
     """Send a job whose recipients failed again: same job, its failed recipients queued
     again, a new round of attempts; what the earlier round ended with stays in `history`.
+    With an `actor` (an operator), audited (`job.retried`) in the same transaction.
 
     Raises:
         NotFound: not one of the app's jobs.
         TooLate: the job has no failed recipient, or is still in the queue.
     """
     async with pool.acquire() as conn:
-        if await conn.fetchval(Q.retry_job, job_id, app_id) is not None:
-            return
+        async with conn.transaction():
+            if await conn.fetchval(Q.retry_job, job_id, app_id) is not None:
+                if actor is not None:
+                    await _audit(conn, actor, "job.retried", app_id, [job_id])
+                return
         raise await _refusal(
             conn, app_id, job_id, "only a job with failed recipients can be retried"
         )
+
+
+BATCH_SIZE = 100
+"""Jobs acted on per transaction by `cancel_many` and `retry_many`: each batch holds its
+rows' locks only for its own few statements, so workers claiming meanwhile skip past them
+briefly, never for the whole bulk action."""
+
+
+async def cancel_many(
+    pool: asyncpg.Pool, app_id: uuid.UUID, job_ids: Sequence[uuid.UUID], *, actor: Actor
+) -> list[uuid.UUID]:
+    """Cancel each of the app's jobs in `job_ids` that `cancel` would cancel, by the same
+    guarded statement, `BATCH_SIZE` per transaction with one `jobs.canceled` audit entry
+    each; answers the jobs canceled (the others were too late, or not the app's)."""
+    return await _many(pool, app_id, job_ids, actor, "jobs.canceled", _cancel_one)
+
+
+async def retry_many(
+    pool: asyncpg.Pool, app_id: uuid.UUID, job_ids: Sequence[uuid.UUID], *, actor: Actor
+) -> list[uuid.UUID]:
+    """Retry each of the app's jobs in `job_ids` that `retry` would retry, by the same
+    statement, `BATCH_SIZE` per transaction with one `jobs.retried` audit entry each;
+    answers the jobs retried."""
+    return await _many(pool, app_id, job_ids, actor, "jobs.retried", _retry_one)
+
+
+async def _cancel_one(conn: Conn, app_id: uuid.UUID, job_id: uuid.UUID) -> bool:
+    if await conn.fetchval(Q.cancel_job, job_id, app_id) is None:
+        return False
+    await record_canceled(conn, job_id)
+    return True
+
+
+async def _retry_one(conn: Conn, app_id: uuid.UUID, job_id: uuid.UUID) -> bool:
+    return await conn.fetchval(Q.retry_job, job_id, app_id) is not None
+
+
+async def _many(
+    pool: asyncpg.Pool,
+    app_id: uuid.UUID,
+    job_ids: Sequence[uuid.UUID],
+    actor: Actor,
+    action: str,
+    one: Callable[[Conn, uuid.UUID, uuid.UUID], Awaitable[bool]],
+) -> list[uuid.UUID]:
+    # In id order, so two bulk actions over the same jobs lock them in the same order.
+    ordered = sorted(set(job_ids))
+    done: list[uuid.UUID] = []
+    async with pool.acquire() as conn:
+        for start in range(0, len(ordered), BATCH_SIZE):
+            async with conn.transaction():
+                acted = [
+                    j for j in ordered[start : start + BATCH_SIZE] if await one(conn, app_id, j)
+                ]
+                if acted:
+                    await _audit(conn, actor, action, app_id, acted)
+            done.extend(acted)
+    return done
+
+
+async def _audit(
+    conn: Conn, actor: Actor, action: str, app_id: uuid.UUID, job_ids: list[uuid.UUID]
+) -> None:
+    target = str(job_ids[0]) if len(job_ids) == 1 else f"{len(job_ids)} jobs"
+    details = {"jobs": [str(j) for j in job_ids]} if len(job_ids) > 1 else None
+    await audit.record(conn, actor, action, app_id=app_id, target=target, details=details)
