@@ -231,6 +231,25 @@ async def test_find_a_message_by_recipient_and_open_it(service: Service) -> None
         assert "next attempt" in page and "queue state queued" in page
 
 
+async def test_messages_are_found_by_tag(service: Service) -> None:
+    key = await service.create_app("shop")
+    welcome = await service.queue(key, email("ann@example.org", tags=["welcome", "v2"]))
+    receipt = await service.queue(key, email("ann@example.org", tags=["receipt"]))
+    untagged = await service.queue(key, email("bob@example.org"))
+    password = await new_operator(service.dsn, "vic", Role.VIEWER)
+    async with browser(service) as b:
+        await b.login("vic", password)
+        status, page, _ = await b.get("/dashboard/messages?tag=welcome")
+        assert status == 200 and welcome in page
+        assert receipt not in page and untagged not in page
+        _, page, _ = await b.get("/dashboard/messages?tag=receipt&recipient=ann%40example.org")
+        assert receipt in page and welcome not in page
+        _, page, _ = await b.get("/dashboard/messages?tag=none-has-it")
+        assert welcome not in page and receipt not in page and untagged not in page
+        status, page, _ = await b.get("/dashboard/messages?tag=no%20spaces")
+        assert status == 400 and "tag: 1-64 of the characters" in page
+
+
 async def test_the_overview_counts_per_app_and_draws_the_chart(service: Service) -> None:
     key = await service.create_app("shop")
     job_id = await service.queue(key, email("ann@example.org", "bob@example.org"))

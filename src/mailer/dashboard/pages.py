@@ -84,7 +84,7 @@ __all__ = [
 Q = Queries("mailer.dashboard")
 
 PAGE_SIZE = 50
-MESSAGE_FIELDS = ("recipient", "app", "status", "since", "until")
+MESSAGE_FIELDS = ("recipient", "app", "status", "tag", "since", "until")
 # A search without an address looks at most at this many recipient messages per page
 # (newest first), whatever its app or status filter keeps, so that a rare status costs
 # the same as a common one; the page then offers to look further back.
@@ -279,6 +279,7 @@ class MessageFilter:
     recipient: str | None = None
     app: uuid.UUID | None = None
     status: str | None = None
+    tag: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     after: MessageCursor = field(default_factory=MessageCursor)
@@ -306,13 +307,13 @@ async def search_messages(
         address = search.recipient.strip().lower()
         rows = await pool.fetch(
             Q.messages_to_recipient,
-            *(wanted, address, low, high, search.status, *cursor, PAGE_SIZE + 1),
+            *(wanted, address, low, high, search.status, *cursor, PAGE_SIZE + 1, search.tag),
             record_class=MessageRow,
         )
     else:
         rows = await pool.fetch(
             Q.recent_messages,
-            *(wanted, low, high, search.status, *cursor, PAGE_SIZE + 1, SCAN_LIMIT),
+            *(wanted, low, high, search.status, *cursor, PAGE_SIZE + 1, SCAN_LIMIT, search.tag),
             record_class=MessageRow,
         )
     if len(rows) > PAGE_SIZE:

@@ -93,7 +93,8 @@ SELECT (SELECT count(*) FROM waiting)::int AS queued,
 
 -- name: messages_to_recipient
 -- Recipient messages to one address across the given apps, newest first, before the
--- cursor ($6, $7), within the job id range [$3, $4) (messages_by_app_email).
+-- cursor ($6, $7), within the job id range [$3, $4) (messages_by_app_email), of jobs
+-- tagged $9 when it is given.
 SELECT m.job_id, m.position, m.email, m.kind, m.status, m.updated_at,
        j.app_id, a.name AS app, j.state, j.created_at, j.message ->> 'Subject' AS subject
 FROM messages m
@@ -102,14 +103,16 @@ JOIN apps a ON a.id = j.app_id
 WHERE m.app_id = ANY ($1::uuid[]) AND m.email = $2
   AND m.job_id >= $3 AND m.job_id < $4
   AND ($5::text IS NULL OR m.status = $5)
+  AND ($9::text IS NULL OR $9 = ANY (j.tags))
   AND (m.job_id, m.position) < ($6, $7)
 ORDER BY m.job_id DESC, m.position DESC
 LIMIT $8;
 
 -- name: recent_messages
--- The latest recipient messages of the given apps, in the given status, among the $8
--- latest before the cursor ($5, $6) in the job id range [$2, $3): a backward scan of the
--- primary key that stops after $8 rows whatever the filters keep (see scan_edge).
+-- The latest recipient messages of the given apps, in the given status, of jobs tagged
+-- $9 when given, among the $8 latest before the cursor ($5, $6) in the job id range
+-- [$2, $3): a backward scan of the primary key that stops after $8 rows whatever the
+-- filters keep (see scan_edge).
 WITH scanned AS (
     SELECT job_id, position, app_id, email, kind, status, updated_at
     FROM messages
@@ -123,6 +126,7 @@ FROM scanned s
 JOIN jobs j ON j.id = s.job_id
 JOIN apps a ON a.id = j.app_id
 WHERE s.app_id = ANY ($1::uuid[]) AND ($4::text IS NULL OR s.status = $4)
+  AND ($9::text IS NULL OR $9 = ANY (j.tags))
 ORDER BY s.job_id DESC, s.position DESC
 LIMIT $7;
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
@@ -18,6 +19,7 @@ from mailer.dashboard.chart import bar_chart
 from mailer.dashboard.rows import AppRow, JobHeader
 from mailer.dashboard.sessions import Operator
 from mailer.delivery import job_actions, limits
+from mailer.delivery.email import MAX_TAG_LENGTH, TAG_PATTERN
 from mailer.delivery.job_actions import NotFound, TooLate
 from mailer.tracking import suppressions
 from mailer.tracking.precedence import RecipientStatus
@@ -96,6 +98,7 @@ def _message_filter(
     recipient: str | None,
     app: str | None,
     status: str | None,
+    tag: str | None,
     since: str | None,
     until: str | None,
     after: str | None,
@@ -104,6 +107,10 @@ def _message_filter(
     if status and status not in set(RecipientStatus):
         errors.append(f"status: {status!r} is not a recipient status")
         status = None
+    tag = (tag or "").strip() or None
+    if tag is not None and (len(tag) > MAX_TAG_LENGTH or not re.fullmatch(TAG_PATTERN, tag)):
+        errors.append(f"tag: 1-{MAX_TAG_LENGTH} of the characters A-Z a-z 0-9 _ . : -")
+        tag = None
     cursor = pages.MessageCursor()
     if after:
         try:
@@ -115,6 +122,7 @@ def _message_filter(
         recipient=recipient or None,
         app=web.parse_uuid(app),
         status=status or None,
+        tag=tag,
         since=_start_of(_day(since, "since", errors)),
         until=_start_of(last_day + timedelta(days=1) if last_day else None),
         after=cursor,
@@ -128,15 +136,16 @@ async def messages(
     recipient: Text = None,
     app: Text = None,
     status: Text = None,
+    tag: Text = None,
     since: Text = None,
     until: Text = None,
     after: Text = None,
 ) -> Response:
-    """Search recipient messages by address, app, status and day."""
+    """Search recipient messages by address, app, status, tag and day."""
     operator = await web.operator_of(request)
     pool = web.pool_of(request)
     known: list[AppRow] = await pages.apps(pool)
-    search, errors = _message_filter(recipient, app, status, since, until, after)
+    search, errors = _message_filter(recipient, app, status, tag, since, until, after)
     found = (
         pages.MessagePage([], None)
         if errors
