@@ -310,8 +310,25 @@ WHERE e.app_id = $1
   AND ($4::text[] IS NULL OR e.status = ANY($4::text[]))  -- the types' statuses
   AND ($5::timestamptz IS NULL OR e.occurred_at >= $5)
   AND ($6::timestamptz IS NULL OR e.occurred_at < $6)
-  -- `@>`, not `= ANY`: the form `events_by_tag` (GIN, migration 0017) serves.
-  AND ($8::text IS NULL OR e.tags @> ARRAY[$8::text])
+ORDER BY e.feed_xid, e.id
+LIMIT $7;
+
+-- name: feed_page_tagged
+-- `feed_page` of the events of jobs with tag $8 (the event's copy of its job's tags, set when
+-- it was linked), found through `events_by_tag` (GIN, migration 0017) when the tag is rare
+-- rather than by walking the app's whole feed; a statement of its own so that no generic
+-- plan has to serve both (`@>`, not `= ANY`: the form the index serves).
+SELECT e.id, e.feed_xid::text AS feed_xid, e.type, e.status, e.occurred_at, e.message_id,
+       e.email, e.is_test, e.details, e.machine_reason, e.job_id, j.metadata, j.tags
+FROM events e
+JOIN jobs j ON j.id = e.job_id
+WHERE e.app_id = $1
+  AND e.tags @> ARRAY[$8::text]
+  AND (e.feed_xid, e.id) > ($2::text::xid8, $3::int8)
+  AND e.feed_xid < pg_snapshot_xmin(pg_current_snapshot())
+  AND ($4::text[] IS NULL OR e.status = ANY($4::text[]))  -- the types' statuses
+  AND ($5::timestamptz IS NULL OR e.occurred_at >= $5)
+  AND ($6::timestamptz IS NULL OR e.occurred_at < $6)
 ORDER BY e.feed_xid, e.id
 LIMIT $7;
 
