@@ -10,10 +10,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import orjson
 
+from mailer.apps import store
 from mailer.db import migrate
 from mailer.db.pool import connect
+from mailer.delivery import send
+from mailer.delivery import store as delivery_store
+from mailer.delivery.batching import AcceptedRecipient
+from mailer.delivery.email import EmailRequest
+from mailer.delivery.enqueue import insert_jobs, new_job
 from mailer.simulator.server import SimulatorServer
 from mailer.stats.rollups import Counts, read_periods, total
 from mailer.tracking.intake import store_body
@@ -110,6 +117,32 @@ async def test_tagged_emails_are_counted_under_each_tag_and_the_total_is_unchang
     finally:
         await conn.close()
     assert [(r["tag"], r["n"]) for r in rows] == [("", 4), ("news", 3), ("promo", 2)]
+
+
+async def test_sent_is_counted_under_the_tags_named_or_looked_up(pool: asyncpg.Pool) -> None:
+    """The worker names its claimed jobs' tags to `record_sends`; a recipient recorded
+    without its app (nor tags) has both looked up by its job."""
+    async with pool.acquire() as conn:
+        app, _ = await store.create_app(conn, "shop")
+        tagged = EmailRequest.model_validate(
+            email("a@example.org", "b@example.org", tags=["news", "promo"])
+        )
+        await insert_jobs(conn, [new_job(app.id, tagged) for _ in range(2)])
+    first, second = await delivery_store.claim(pool, limit=2, lease_seconds=60, worker_id="t")
+    assert first.tags == second.tags == ("news", "promo")
+    named = [AcceptedRecipient(first.id, p, 10 + p, None, app.id, first.tags) for p in (0, 1)]
+    unnamed = [AcceptedRecipient(second.id, p, 20 + p, None) for p in (0, 1)]
+    outcome = send.Outcome(
+        accepted=named + unnamed, finished=[send.Finish(j.id, "done") for j in (first, second)]
+    )
+    await delivery_store.record(pool, outcome, worker_id="t")
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT tag, sum(accepted) AS accepted, sum(sent) AS sent FROM stats_hourly"
+            " WHERE app_id = $1 GROUP BY tag ORDER BY tag",
+            app.id,
+        )
+    assert [tuple(r) for r in rows] == [("", 4, 4), ("news", 4, 4), ("promo", 4, 4)]
 
 
 async def test_a_bad_tag_is_refused(service: Service) -> None:
