@@ -3,6 +3,7 @@ as Mailjet groups them, and raw Send API calls for the simulator's own ceiling."
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import Any
@@ -13,11 +14,14 @@ from mailer.delivery.email import EmailRequest
 from mailer.delivery.enqueue import NewJob, new_job
 
 EVENT_TYPES = ("sent", "open", "click")
+# MAILER_BENCH_TAGS=N gives every email N tags (default none): what tags cost the hot paths,
+# the stats counting each tagged email under each of its tags too (docs/benchmarks.md).
+TAGS = [f"tag{k}" for k in range(int(os.environ.get("MAILER_BENCH_TAGS", "0")))]
 
 
 def email_body(index: int, run: str = "") -> dict[str, Any]:
     """A typical one-recipient transactional email, as an app posts it."""
-    return {
+    body: dict[str, Any] = {
         "from": {"email": "noreply@shop.example", "name": "Shop"},
         "to": [{"email": f"user{index}{run}@example.org", "name": f"User {index}"}],
         "subject": f"Your order #{index} has shipped",
@@ -25,6 +29,9 @@ def email_body(index: int, run: str = "") -> dict[str, Any]:
         "html": f"<p>Hello User {index},</p><p>your order <b>#{index}</b> is on its way.</p>",
         "metadata": {"order": index},
     }
+    if TAGS:
+        body["tags"] = TAGS
+    return body
 
 
 def new_jobs(app_id: uuid.UUID, count: int, run: str = "") -> list[NewJob]:

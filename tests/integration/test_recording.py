@@ -103,7 +103,7 @@ async def test_the_one_statement_writes_nothing_while_an_event_waits(pool: async
     async with pool.acquire() as conn:
         await _insert_pending_open(conn)
     sends = ([by_message_id], [0], [MESSAGE_ID], ["uuid-1"], [by_message_id], ["done"], [None])
-    assert await pool.fetchval(Q.record_sends, *sends, True, [None]) is False
+    assert await pool.fetchval(Q.record_sends, *sends, True, [None], [], []) is False
     assert await _state(pool, by_message_id) == ("sending", "queued", None)
 
     # An unlinked event naming the job as its CustomID (for another address, say) may
@@ -113,7 +113,7 @@ async def test_the_one_statement_writes_nothing_while_an_event_waits(pool: async
         await _insert_pending_open(conn, message_id=7, custom_job_id=by_custom_id)
     other = MESSAGE_ID + 1
     sends = ([by_custom_id], [0], [other], ["uuid-2"], [by_custom_id], ["done"], [None])
-    assert await pool.fetchval(Q.record_sends, *sends, True, [None]) is False
+    assert await pool.fetchval(Q.record_sends, *sends, True, [None], [], []) is False
     assert await _state(pool, by_custom_id) == ("sending", "queued", None)
 
 

@@ -342,5 +342,6 @@ class Stats(BaseModel):
     from_: datetime = Field(alias="from")
     to: datetime
     granularity: str
+    tag: str | None = Field(description="the tag asked for; null: all the app's emails")
     periods: list[StatPeriod]
     total: StatCounts

@@ -40,6 +40,8 @@ class ClaimedJob:
     retried_at: datetime | None = None
     lookup_missed: bool = False
     """The last attempt looked the job up, found nothing and waited for Mailjet's index."""
+    tags: tuple[str, ...] = ()
+    """The app's tags of the job (the stats count its sends under each)."""
 
     @property
     def custom_id(self) -> str:
@@ -96,14 +98,15 @@ def pack(
 
 @dataclass(frozen=True)
 class AcceptedRecipient:
-    """A recipient Mailjet accepted, matched to our row (with its job's app, which the
-    stats count it under; None: looked up when recorded)."""
+    """A recipient Mailjet accepted, matched to our row (with its job's app and tags, which
+    the stats count it under; app None: both looked up when recorded)."""
 
     job_id: uuid.UUID
     position: int
     message_id: int | None
     message_uuid: str | None
     app_id: uuid.UUID | None = None
+    tags: tuple[str, ...] = ()
 
 
 def match_accepted(
@@ -123,10 +126,14 @@ def match_accepted(
         candidates = by_email.get(recipient.email, [])
         chosen = next((c for c in candidates if c[0] in (None, recipient.kind)), None)
         if chosen is None:
-            matched.append(AcceptedRecipient(job.id, recipient.position, None, None, job.app_id))
+            matched.append(
+                AcceptedRecipient(job.id, recipient.position, None, None, job.app_id, job.tags)
+            )
             continue
         candidates.remove(chosen)
         matched.append(
-            AcceptedRecipient(job.id, recipient.position, chosen[1], chosen[2], job.app_id)
+            AcceptedRecipient(
+                job.id, recipient.position, chosen[1], chosen[2], job.app_id, job.tags
+            )
         )
     return matched

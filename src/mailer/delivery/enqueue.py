@@ -155,12 +155,12 @@ async def copy_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
             await conn.copy_records_to_table(
                 "job_tags", columns=["app_id", "tag", "job_id"], records=tagged
             )
-        if any(j.merged is not None for j in jobs):
+        if tagged or any(j.merged is not None for j in jobs):
             await conn.copy_records_to_table(
                 "messages",
-                columns=["job_id", "position", "app_id", "kind", "email", "merged"],
+                columns=["job_id", "position", "app_id", "kind", "email", "merged", "tags"],
                 records=[
-                    (j.id, position, j.app_id, kind, email, _merged_at(j, position))
+                    (j.id, position, j.app_id, kind, email, _merged_at(j, position), j.tags)
                     for j in jobs
                     for position, (kind, email) in enumerate(j.recipients)
                 ],
@@ -175,10 +175,18 @@ async def copy_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
                     for position, (kind, email) in enumerate(j.recipients)
                 ],
             )
-        counts: dict[uuid.UUID, int] = {}
+        # `accepted` per app under '' (all) and each tag of its jobs.
+        counts: dict[tuple[uuid.UUID, str], int] = {}
         for job in jobs:
-            counts[job.app_id] = counts.get(job.app_id, 0) + len(job.recipients)
-        await conn.execute(Q.count_accepted_emails, list(counts), list(counts.values()))
+            for tag in ("", *(job.tags or ())):
+                key = (job.app_id, tag)
+                counts[key] = counts.get(key, 0) + len(job.recipients)
+        await conn.execute(
+            Q.count_accepted_emails,
+            [app_id for app_id, _ in counts],
+            [tag for _, tag in counts],
+            list(counts.values()),
+        )
         if due_now:
             await conn.execute(Q.notify_jobs)
     return [Accepted(j.id) for j in jobs]

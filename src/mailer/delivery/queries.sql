@@ -5,7 +5,7 @@
 -- block (one round trip, no BEGIN/COMMIT). $1 is a JSON array, one object per job, its
 -- `recipients` an array of [kind, email] in position order; `merged` null or, per
 -- position (a string), the mentions folded into that recipient; `request_hash` is hex;
--- `tags` null or an array, also written to `job_tags`. A job
+-- `tags` null or an array, also written to `job_tags` and to each recipient. A job
 -- whose idempotency key exists already is skipped with its recipients. If a stored job is
 -- due now, NOTIFY once (the extra NULL row). Answers the stored jobs' ids.
 -- (A CTE that nothing reads, like `counted`, still runs: PostgreSQL runs every data-modifying
@@ -25,9 +25,9 @@ WITH input AS (
     ON CONFLICT (app_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, run_at
 ), recipients AS (
-    INSERT INTO messages (job_id, position, app_id, kind, email, merged)
+    INSERT INTO messages (job_id, position, app_id, kind, email, merged, tags)
     SELECT i.id, r.position - 1, i.app_id, r.recipient ->> 0, r.recipient ->> 1,
-           i.merged -> (r.position - 1)::text
+           i.merged -> (r.position - 1)::text, i.tags
     FROM input i
     JOIN stored s ON s.id = i.id
     CROSS JOIN LATERAL jsonb_array_elements(i.recipients) WITH ORDINALITY
@@ -39,13 +39,15 @@ WITH input AS (
     JOIN stored s ON s.id = i.id
     CROSS JOIN LATERAL unnest(i.tags) AS t(tag)
 ), counted AS (
-    -- The hourly stats' `accepted`, per recipient, in this connection's own row.
+    -- The hourly stats' `accepted`, per recipient, in this connection's own row: under ''
+    -- (all) and each of the job's tags (none for an untagged job: unnest(NULL) is empty).
     INSERT INTO stats_hourly AS s (app_id, tag, hour, shard, accepted)
-    SELECT i.app_id, '', date_trunc('hour', now(), 'UTC'), pg_backend_pid(),
+    SELECT i.app_id, t.tag, date_trunc('hour', now(), 'UTC'), pg_backend_pid(),
            sum(jsonb_array_length(i.recipients))
     FROM input i
     JOIN stored st ON st.id = i.id
-    GROUP BY i.app_id
+    CROSS JOIN LATERAL unnest(array_prepend('', i.tags)) AS t(tag)
+    GROUP BY i.app_id, t.tag
     ON CONFLICT (app_id, tag, hour, shard) DO UPDATE SET accepted = s.accepted + EXCLUDED.accepted
 )
 SELECT id FROM stored
@@ -55,11 +57,12 @@ SELECT NULL FROM (
 ) AS notified;
 
 -- name: count_accepted_emails
--- The hourly stats' `accepted` for jobs stored by COPY: $2 recipients of app $1.
+-- The hourly stats' `accepted` for jobs stored by COPY: $3 recipients of app $1 under tag
+-- $2 ('' for all; the caller sums them per app and tag).
 INSERT INTO stats_hourly AS s (app_id, tag, hour, shard, accepted)
-SELECT app_id, '', date_trunc('hour', now(), 'UTC'), pg_backend_pid(), sum(recipients)
-FROM unnest($1::uuid[], $2::int8[]) AS c(app_id, recipients)
-GROUP BY app_id
+SELECT app_id, tag, date_trunc('hour', now(), 'UTC'), pg_backend_pid(), sum(recipients)
+FROM unnest($1::uuid[], $2::text[], $3::int8[]) AS c(app_id, tag, recipients)
+GROUP BY app_id, tag
 ON CONFLICT (app_id, tag, hour, shard) DO UPDATE SET accepted = s.accepted + EXCLUDED.accepted;
 
 -- name: transaction_now
@@ -141,7 +144,7 @@ WITH due AS (
           ))
       AND j.state = 'queued'
     RETURNING j.id, j.app_id, j.message, j.attempts, j.created_at, j.retried_at,
-              j.needs_lookup, j.run_at,
+              j.needs_lookup, j.run_at, j.tags,
               coalesce(j.last_error->>'reason' = 'lookup_missed', false) AS lookup_missed
 ), suppressed AS (
     -- By ctid, and one job at a time (OFFSET 0 keeps the subquery a lookup by job_id): a
@@ -182,7 +185,7 @@ WITH due AS (
     RETURNING m.job_id, m.position
 )
 SELECT c.id, c.app_id, c.message, c.attempts, c.created_at, c.retried_at, c.needs_lookup,
-       c.lookup_missed,
+       c.lookup_missed, c.tags,
        r.positions, r.kinds, r.emails, r.statuses
 FROM claimed c
 CROSS JOIN LATERAL (
@@ -222,27 +225,40 @@ SELECT least(
 -- of the function that records both under the MessageIDs' bucket locks (migration 0005).
 -- $8: write nothing and answer false if an unlinked event might be waiting for them.
 -- What was written counts in the hourly stats' `sent`, in this connection's own row, under
--- each recipient's app ($9; a null one is looked up by its job).
+-- each recipient's app ($9; a null one is looked up by its job, with its tags) and tag:
+-- '' and the tags of the jobs the worker named ($10 jobs, $11 a tag of each: as many
+-- pairs as tags, none for untagged jobs).
 WITH recorded AS (
     SELECT record_sends($1::uuid[], $2::int2[], $3::int8[], $4::text[],
                         $5::uuid[], $6::text[], $7::jsonb[], $8::boolean) AS wrote
-), counted AS (
+), per_job AS (
     -- A lookup is one index probe per job (OFFSET 0: a join planned without statistics
     -- became a scan of all jobs), and none when the worker named the app.
-    INSERT INTO stats_hourly AS s (app_id, tag, hour, shard, sent)
-    SELECT coalesce(a.app_id, j.app_id), '', date_trunc('hour', now(), 'UTC'),
-           pg_backend_pid(), sum(a.recipients)
-    FROM recorded r
-    CROSS JOIN (
+    SELECT a.job_id, coalesce(a.app_id, j.app_id) AS app_id, a.recipients, j.tags
+    FROM (
         SELECT job_id, app_id, count(*) AS recipients
         FROM unnest($1::uuid[], $9::uuid[]) AS u(job_id, app_id)
         GROUP BY 1, 2
     ) AS a
     LEFT JOIN LATERAL (
-        SELECT app_id FROM jobs WHERE id = a.job_id AND a.app_id IS NULL OFFSET 0
+        SELECT app_id, tags FROM jobs WHERE id = a.job_id AND a.app_id IS NULL OFFSET 0
     ) AS j ON true
+), counted AS (
+    INSERT INTO stats_hourly AS s (app_id, tag, hour, shard, sent)
+    SELECT c.app_id, c.tag, date_trunc('hour', now(), 'UTC'), pg_backend_pid(),
+           sum(c.recipients)
+    FROM recorded r
+    CROSS JOIN (
+        SELECT p.app_id, t.tag, p.recipients
+        FROM per_job p
+        CROSS JOIN LATERAL unnest(array_prepend('', p.tags)) AS t(tag)
+        UNION ALL
+        SELECT p.app_id, k.tag, p.recipients
+        FROM per_job p
+        JOIN unnest($10::uuid[], $11::text[]) AS k(job_id, tag) ON k.job_id = p.job_id
+    ) AS c
     WHERE r.wrote
-    GROUP BY 1
+    GROUP BY 1, 2
     ON CONFLICT (app_id, tag, hour, shard) DO UPDATE SET sent = s.sent + EXCLUDED.sent
 )
 SELECT wrote FROM recorded;

@@ -39,6 +39,7 @@ class ClaimedRow(Row):
     retried_at = Column[datetime | None]()
     needs_lookup = Column[bool]()
     lookup_missed = Column[bool]()
+    tags = Column[list[str] | None]()
     positions = Column[list[int] | None]()
     kinds = Column[list[str] | None]()
     emails = Column[list[str] | None]()

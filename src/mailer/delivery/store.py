@@ -46,6 +46,7 @@ async def claim(
             retried_at=row.retried_at,
             needs_lookup=row.needs_lookup,
             lookup_missed=row.lookup_missed,
+            tags=tuple(row.tags or ()),
             recipients=[
                 Recipient(position, kind, email, status)
                 for position, kind, email, status in zip(
@@ -77,12 +78,12 @@ async def record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> Non
 
 async def _record(pool: asyncpg.Pool, outcome: Outcome, *, worker_id: str) -> None:
     if not outcome.rejected and not outcome.retries and not outcome.suppressed:
-        if await pool.fetchval(Q.record_sends, *_sends(outcome), True, _apps(outcome)):
+        if await pool.fetchval(Q.record_sends, *_sends(outcome), True, *_counted(outcome)):
             return
     counts = Pending()
     async with pool.acquire() as conn, conn.transaction():
         if outcome.accepted or outcome.finished:
-            await conn.fetchval(Q.record_sends, *_sends(outcome), False, _apps(outcome))
+            await conn.fetchval(Q.record_sends, *_sends(outcome), False, *_counted(outcome))
         if outcome.accepted:
             # Tracking events that arrived before this result wait for it: link them now.
             a = outcome.accepted
@@ -133,9 +134,13 @@ def _sends(outcome: Outcome) -> tuple[list[Any], ...]:
     )
 
 
-def _apps(outcome: Outcome) -> list[uuid.UUID | None]:
-    """`record_sends`' $9: each accepted recipient's app, for the stats' `sent`."""
-    return [x.app_id for x in outcome.accepted]
+def _counted(outcome: Outcome) -> tuple[list[Any], list[Any], list[Any]]:
+    """`record_sends`' $9-$11, for the stats' `sent`: each accepted recipient's app, then
+    (job, tag) pairs, one per tag of each tagged job (none for untagged jobs)."""
+    apps = [x.app_id for x in outcome.accepted]
+    tags = {x.job_id: x.tags for x in outcome.accepted if x.tags}
+    pairs = [(job_id, tag) for job_id, job_tags in tags.items() for tag in job_tags]
+    return apps, [job_id for job_id, _ in pairs], [tag for _, tag in pairs]
 
 
 def _failed_event(row: FailedRecipient) -> OutboxEvent:

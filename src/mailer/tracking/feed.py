@@ -178,8 +178,7 @@ async def read_feed(
     ``next_cursor`` is where the next page starts: the last event's position, or ``after``
     itself when the page is empty (poll again with it later).
     """
-    rows = await pool.fetch(
-        Q.feed_page,
+    args = [
         app_id,
         str(after.xid),
         after.event_id,
@@ -187,9 +186,11 @@ async def read_feed(
         since,
         until,
         limit + 1,
-        tag,
-        record_class=FeedEvent,
-    )
+    ]
+    if tag is None:
+        rows = await pool.fetch(Q.feed_page, *args, record_class=FeedEvent)
+    else:
+        rows = await pool.fetch(Q.feed_page_tagged, *args, tag, record_class=FeedEvent)
     has_more = len(rows) > limit
     rows = rows[:limit]
     events = [event_view(row, row.metadata, row.tags) for row in rows]

@@ -5,7 +5,7 @@
 -- name: insert_events
 -- Store new events (a redelivered one conflicts on its dedupe key and is skipped), each
 -- linked at once to its recipient message: by MessageID, else by CustomID (our job id) and
--- address. Ids are drawn in the order given (event time, then body order), rows are
+-- address; a linked event takes its message's tags (the feed's tag filter, the stats). Ids are drawn in the order given (event time, then body order), rows are
 -- inserted in dedupe-key order (concurrent writers of overlapping bodies then take the
 -- unique index's locks in one order: no deadlock). The inserted rows come back; those
 -- without job_id wait for their message.
@@ -36,23 +36,23 @@ numbered AS (
 INSERT INTO events (
     id, post_id, dedupe_key, type, understood, status, rank, occurred_at, time_estimated,
     message_id, message_uuid, email, custom_id, custom_job_id, payload, is_test,
-    suppress_reason, details, raw, machine_reason, app_id, job_id, position, feed_xid,
+    suppress_reason, details, raw, machine_reason, app_id, job_id, position, tags, feed_xid,
     linked_at
 )
 OVERRIDING SYSTEM VALUE
 SELECT u.id, coalesce($22::int8, (SELECT id FROM post)), u.dedupe_key, u.type, u.understood, u.status, u.rank,
        u.occurred_at, u.time_estimated, u.message_id, u.message_uuid, u.email, u.custom_id,
        u.custom_job_id, u.payload, u.is_test, u.suppress_reason, u.details, u.raw,
-       u.machine_reason, t.app_id, t.job_id, t.position,
+       u.machine_reason, t.app_id, t.job_id, t.position, t.tags,
        CASE WHEN t.job_id IS NOT NULL THEN pg_current_xact_id() END,
        CASE WHEN t.job_id IS NOT NULL THEN now() END
 FROM numbered u
 LEFT JOIN LATERAL (
-    (SELECT m.app_id, m.job_id, m.position FROM messages m
+    (SELECT m.app_id, m.job_id, m.position, m.tags FROM messages m
      WHERE u.message_id <> 0 AND m.message_id = u.message_id
      LIMIT 1)
     UNION ALL
-    (SELECT m.app_id, m.job_id, m.position FROM messages m
+    (SELECT m.app_id, m.job_id, m.position, m.tags FROM messages m
      WHERE m.job_id = u.custom_job_id AND m.email = u.email
      LIMIT 1)
     LIMIT 1
@@ -83,20 +83,20 @@ SELECT lock_message_id_buckets($1::int8[], true);
 -- Retry linking these pending events (by MessageID, else CustomID and address), after the
 -- MessageID buckets are locked, or after reprocessing changed what they carry.
 WITH found AS (
-    SELECT DISTINCT ON (c.id) c.id, c.app_id, c.job_id, c.position
+    SELECT DISTINCT ON (c.id) c.id, c.app_id, c.job_id, c.position, c.tags
     FROM (
-        SELECT e.id, m.app_id, m.job_id, m.position, 0 AS pref
+        SELECT e.id, m.app_id, m.job_id, m.position, m.tags, 0 AS pref
         FROM events e JOIN messages m ON m.message_id = e.message_id
         WHERE e.id = ANY($1::int8[]) AND e.job_id IS NULL AND e.message_id <> 0
         UNION ALL
-        SELECT e.id, m.app_id, m.job_id, m.position, 1 AS pref
+        SELECT e.id, m.app_id, m.job_id, m.position, m.tags, 1 AS pref
         FROM events e JOIN messages m ON m.job_id = e.custom_job_id AND m.email = e.email
         WHERE e.id = ANY($1::int8[]) AND e.job_id IS NULL
     ) c
     ORDER BY c.id, c.pref, c.job_id, c.position
 )
 UPDATE events e
-SET app_id = f.app_id, job_id = f.job_id, position = f.position,
+SET app_id = f.app_id, job_id = f.job_id, position = f.position, tags = f.tags,
     feed_xid = pg_current_xact_id(), linked_at = now()
 FROM found f
 WHERE e.id = f.id AND e.job_id IS NULL
@@ -107,19 +107,19 @@ RETURNING e.id, e.message_id, e.job_id, e.position, e.rank, e.suppress_reason, e
 -- Link the events that waited for these messages (their send results were just recorded,
 -- or an event just gave them their MessageID): by MessageID, or CustomID and address.
 WITH m AS (
-    SELECT m.app_id, m.job_id, m.position, m.email, m.message_id
+    SELECT m.app_id, m.job_id, m.position, m.email, m.message_id, m.tags
     FROM messages m
     JOIN unnest($1::uuid[], $2::int2[]) AS k(job_id, position)
       ON m.job_id = k.job_id AND m.position = k.position
 ),
 found AS (
-    SELECT DISTINCT ON (c.id) c.id, c.app_id, c.job_id, c.position
+    SELECT DISTINCT ON (c.id) c.id, c.app_id, c.job_id, c.position, c.tags
     FROM (
-        SELECT e.id, m.app_id, m.job_id, m.position, 0 AS pref
+        SELECT e.id, m.app_id, m.job_id, m.position, m.tags, 0 AS pref
         FROM m JOIN events e
           ON e.message_id = m.message_id AND e.job_id IS NULL AND e.message_id <> 0
         UNION ALL
-        SELECT e.id, m.app_id, m.job_id, m.position, 1 AS pref
+        SELECT e.id, m.app_id, m.job_id, m.position, m.tags, 1 AS pref
         FROM m JOIN events e
           ON e.custom_job_id = m.job_id AND e.email = m.email AND e.job_id IS NULL
              AND e.custom_job_id IS NOT NULL
@@ -127,7 +127,7 @@ found AS (
     ORDER BY c.id, c.pref
 )
 UPDATE events e
-SET app_id = f.app_id, job_id = f.job_id, position = f.position,
+SET app_id = f.app_id, job_id = f.job_id, position = f.position, tags = f.tags,
     feed_xid = pg_current_xact_id(), linked_at = now()
 FROM found f
 WHERE e.id = f.id AND e.job_id IS NULL
@@ -141,11 +141,13 @@ RETURNING e.id, e.message_id, e.job_id, e.position, e.rank, e.suppress_reason, e
 -- address on its app's suppression list. Rows are locked in key order so that concurrent
 -- posts cannot deadlock. The hourly stats count the events ($8: unless they were applied
 -- before, as reprocessing re-applies them) and the first opens and clicks, in this
--- connection's own row (no waiting on a shared counter). Returns the messages that just
+-- connection's own row (no waiting on a shared counter), under '' and each tag of the
+-- event's job (the event's and message's copy of them: no lookup of the job). Returns the messages that just
 -- got their MessageID, then one row (job_id NULL) per address newly suppressed, with its
 -- reason.
 WITH ev AS (
-    SELECT u.*, e.app_id, e.type, e.status, e.occurred_at, e.machine_reason IS NULL AS human
+    SELECT u.*, e.app_id, e.type, e.status, e.occurred_at, e.machine_reason IS NULL AS human,
+           e.tags
     FROM unnest($1::int8[], $2::uuid[], $3::int2[], $4::int2[], $5::int8[], $6::text[])
         AS u(id, job_id, position, rank, message_id, suppress_reason)
     JOIN events e ON e.id = u.id
@@ -195,7 +197,7 @@ updated AS (
         updated_at = now()
     FROM locked l
     WHERE m.job_id = l.job_id AND m.position = l.position
-    RETURNING m.job_id, m.position, m.message_id, l.fills_id, l.app_id,
+    RETURNING m.job_id, m.position, m.message_id, l.fills_id, l.app_id, m.tags,
               l.opened_at, l.human_opened_at, l.clicked_at, l.human_clicked_at,
               l.first_open, l.first_human_open, l.first_click, l.first_human_click
 ),
@@ -213,8 +215,8 @@ suppressed AS (
     RETURNING reason
 ),
 tallies AS (
-    -- One row per thing counted: (app, when, what).
-    SELECT ev.app_id, ev.occurred_at AS at, t.metric
+    -- One row per thing counted: (app, when, what, tags).
+    SELECT ev.app_id, ev.occurred_at AS at, t.metric, ev.tags
     FROM ev
     CROSS JOIN LATERAL (VALUES
         (CASE ev.type
@@ -232,7 +234,7 @@ tallies AS (
     ) AS t(metric)
     WHERE $8::boolean AND t.metric IS NOT NULL
     UNION ALL
-    SELECT u.app_id, f.at, f.metric
+    SELECT u.app_id, f.at, f.metric, u.tags
     FROM updated u
     CROSS JOIN LATERAL (VALUES
         (u.first_open, u.opened_at, 'opened_unique'),
@@ -248,7 +250,7 @@ counted AS (
         unsubscribed, opened, opened_unique, opened_human, opened_human_unique, clicked,
         clicked_unique, clicked_human, clicked_human_unique
     )
-    SELECT app_id, '', date_trunc('hour', at, 'UTC'), pg_backend_pid(),
+    SELECT app_id, k.tag, date_trunc('hour', at, 'UTC'), pg_backend_pid(),
            count(*) FILTER (WHERE metric = 'delivered'),
            count(*) FILTER (WHERE metric = 'bounced_hard'),
            count(*) FILTER (WHERE metric = 'bounced_soft'),
@@ -264,7 +266,8 @@ counted AS (
            count(*) FILTER (WHERE metric = 'clicked_human'),
            count(*) FILTER (WHERE metric = 'clicked_human_unique')
     FROM tallies
-    GROUP BY 1, 3
+    CROSS JOIN LATERAL unnest(array_prepend('', tallies.tags)) AS k(tag)
+    GROUP BY 1, 2, 3
     ON CONFLICT (app_id, tag, hour, shard) DO UPDATE
     SET delivered = s.delivered + EXCLUDED.delivered,
         bounced_hard = s.bounced_hard + EXCLUDED.bounced_hard,
@@ -307,7 +310,25 @@ WHERE e.app_id = $1
   AND ($4::text[] IS NULL OR e.status = ANY($4::text[]))  -- the types' statuses
   AND ($5::timestamptz IS NULL OR e.occurred_at >= $5)
   AND ($6::timestamptz IS NULL OR e.occurred_at < $6)
-  AND ($8::text IS NULL OR $8::text = ANY (j.tags))
+ORDER BY e.feed_xid, e.id
+LIMIT $7;
+
+-- name: feed_page_tagged
+-- `feed_page` of the events of jobs with tag $8 (the event's copy of its job's tags, set when
+-- it was linked), found through `events_by_tag` (GIN, migration 0017) when the tag is rare
+-- rather than by walking the app's whole feed; a statement of its own so that no generic
+-- plan has to serve both (`@>`, not `= ANY`: the form the index serves).
+SELECT e.id, e.feed_xid::text AS feed_xid, e.type, e.status, e.occurred_at, e.message_id,
+       e.email, e.is_test, e.details, e.machine_reason, e.job_id, j.metadata, j.tags
+FROM events e
+JOIN jobs j ON j.id = e.job_id
+WHERE e.app_id = $1
+  AND e.tags @> ARRAY[$8::text]
+  AND (e.feed_xid, e.id) > ($2::text::xid8, $3::int8)
+  AND e.feed_xid < pg_snapshot_xmin(pg_current_snapshot())
+  AND ($4::text[] IS NULL OR e.status = ANY($4::text[]))  -- the types' statuses
+  AND ($5::timestamptz IS NULL OR e.occurred_at >= $5)
+  AND ($6::timestamptz IS NULL OR e.occurred_at < $6)
 ORDER BY e.feed_xid, e.id
 LIMIT $7;
 
@@ -499,11 +520,11 @@ WHERE e.id = ANY ($1::bigint[]) AND e.app_id IS NOT NULL AND e.status IS NOT NUL
 -- need them.
 INSERT INTO events AS e (
     post_id, dedupe_key, type, understood, status, occurred_at, time_estimated, message_id,
-    email, is_test, details, raw, app_id, job_id, position, feed_xid, linked_at
+    email, is_test, details, raw, app_id, job_id, position, tags, feed_xid, linked_at
 )
 SELECT 0, sha256(convert_to('canceled:' || m.job_id || ':' || m.position, 'UTF8')),
        'canceled', true, 'canceled', now(), false, 0, m.email, false, '{}', '{}', m.app_id,
-       m.job_id, m.position, pg_current_xact_id(), now()
+       m.job_id, m.position, m.tags, pg_current_xact_id(), now()
 FROM messages m
 WHERE m.job_id = $1 AND m.status = 'queued'
 ORDER BY m.position
