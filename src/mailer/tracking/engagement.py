@@ -62,6 +62,7 @@ __all__ = [
     "ENGAGEMENT_TYPES",
     "MachineReason",
     "engagement_of",
+    "in_burst",
     "machine_fields",
     "machine_reason",
     "timing_reason",
@@ -181,10 +182,16 @@ def timing_reason(
         return None
     if (at - delivered_at).total_seconds() > window:
         return None
+    return MachineReason.SCANNER_TIMING if in_burst(at, clicks) else None
+
+
+def in_burst(at: datetime, clicks: Iterable[tuple[str | None, datetime]]) -> bool:
+    """Whether at least :data:`BURST_LINKS` distinct links of ``clicks`` (``(url, time)``)
+    were clicked within :data:`BURST_SECONDS` of ``at``."""
     links = {
         url for url, time in clicks if url and abs((time - at).total_seconds()) <= BURST_SECONDS
     }
-    return MachineReason.SCANNER_TIMING if len(links) >= BURST_LINKS else None
+    return len(links) >= BURST_LINKS
 
 
 def machine_fields(event_type: str | None, reason: str | None) -> dict[str, Any]:

@@ -68,9 +68,10 @@ ON CONFLICT (dedupe_key) DO NOTHING
 RETURNING id, message_id, job_id, position, rank, suppress_reason, type, app_id;
 
 -- name: engagement_context
--- For the sent, open and click events of a body about to be stored ($1 their places in
--- it), their recipient message (found like insert_events links: MessageID, else CustomID
--- and address) and what timing classification needs of it (tracking/timing.py): its
+-- For the messages a body about to be stored has opens or clicks of (one event's
+-- MessageID, CustomID and address each, $1 numbering them), the recipient message (found
+-- like insert_events links: MessageID, else CustomID and address) and what timing
+-- classification needs of it (tracking/timing.py): its
 -- earliest stored `sent` event, the time Mailer recorded Mailjet's acceptance of its job,
 -- and its stored clicks. Every lookup is an index probe (messages by MessageID or by
 -- primary key, events by events_message); a message has a handful of events.

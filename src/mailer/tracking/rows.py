@@ -13,6 +13,7 @@ __all__ = [
     "BackfillMessage",
     "BackfillRun",
     "CurrentSuppression",
+    "EngagementContext",
     "FeedEvent",
     "FilledMessage",
     "LinkedEvent",

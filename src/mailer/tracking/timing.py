@@ -1,12 +1,18 @@
 """Timing classification at intake: the message-level half of :mod:`engagement`'s rules.
 
-Whether an open or click is a scanner's burst depends on its message's delivery time and
-on the message's other clicks, which may have come in earlier posts. So before a body's
-events are stored, one query (``engagement_context``) finds, for its ``sent``, ``open`` and
-``click`` events, their message, its delivery time and its stored clicks; the body's own
-``sent`` events and clicks are added to those, and :func:`engagement.timing_reason`
-decides. One statement per body, whatever its size, and none for a body without opens or
-clicks left to classify.
+Whether an open or click is part of a scanner's burst depends on its message's delivery
+time and on the message's other clicks, some of which may have come in earlier posts. So
+before a body's events are stored, one query (``engagement_context``) finds, for the
+events that may be classified, their message, its delivery time and its stored clicks; the
+body's own ``sent`` events and clicks of the same message are added to those, and
+:func:`engagement.timing_reason` decides. One statement per body whatever its size, and
+none for a body with nothing to classify.
+
+What may be classified: every click that its User-Agent and address left human, and an
+open that its User-Agent and address left human when the same body holds a burst of
+clicks of its message around it. Opens are most of the traffic and a scanner's pixel
+fetch comes with its clicks (Mailjet groups a second of events per callback body), so an
+open is not looked up otherwise.
 
 The delivery time is the message's earliest ``sent`` event (stored, or in the same body);
 until one has arrived, the time Mailer recorded Mailjet's acceptance of the job
@@ -16,9 +22,9 @@ not classified by timing.
 
 The classification is made once, when the event is stored, like the others: what the
 feed, webhooks and stats were told does not change afterwards. The first click of a burst
-that Mailjet splits across two posts (it groups a second of events per body, so this is
-rare), or two posts that run concurrently, therefore leave the earlier click human: the
-rule errs towards people. ``mailer events reprocess`` re-derives with everything stored.
+that Mailjet splits across two posts, or clicks in two posts stored concurrently, are
+therefore left human: the rule errs towards people. ``mailer events reprocess``
+re-derives with everything stored.
 """
 
 from __future__ import annotations
@@ -26,81 +32,129 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.tracking.columns import EventColumns
-from mailer.tracking.engagement import ENGAGEMENT_TYPES, timing_reason
+from mailer.tracking.engagement import ENGAGEMENT_TYPES, in_burst, timing_reason
 from mailer.tracking.rows import EngagementContext
 
-__all__ = ["with_timing"]
+__all__ = ["BodyKey", "MessageTiming", "candidates", "classify", "with_timing"]
 
 Q = Queries("mailer.tracking")
 
-_LOOKED_UP = ENGAGEMENT_TYPES | {"sent"}
+BodyKey = int | tuple[uuid.UUID | None, str]
+Click = tuple[str | None, datetime]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageTiming:
+    """What is stored of a message that timing needs."""
+
+    sent_at: datetime | None
+    """Its earliest stored ``sent`` event."""
+    accepted_at: datetime | None
+    """When Mailer recorded Mailjet's acceptance of its job."""
+    clicks: frozenset[Click] = frozenset()
+    """Its stored clicks, ``(url, time)``."""
+
+    @classmethod
+    def of(cls, row: EngagementContext) -> MessageTiming:
+        """From a row of ``engagement_context``."""
+        clicks = zip(row.click_urls or [], row.click_times or [], strict=True)
+        return cls(row.sent_at, row.accepted_at, frozenset(clicks))
+
+
+def _body_key(columns: EventColumns, place: int) -> BodyKey:
+    """Which message an event of the body is about, as far as the body tells."""
+    message_id = columns.message_id[place]
+    return message_id if message_id else (columns.custom_job_id[place], columns.email[place])
+
+
+def _groups(columns: EventColumns) -> dict[BodyKey, list[int]]:
+    groups: defaultdict[BodyKey, list[int]] = defaultdict(list)
+    for place, (kind, test) in enumerate(zip(columns.type, columns.is_test, strict=True)):
+        if not test and (kind in ENGAGEMENT_TYPES or kind == "sent"):
+            groups[_body_key(columns, place)].append(place)
+    return groups
+
+
+def _body_clicks(columns: EventColumns, places: Sequence[int]) -> list[Click]:
+    return [
+        (columns.details[p].get("url"), columns.occurred_at[p])
+        for p in places
+        if columns.type[p] == "click"
+    ]
+
+
+def candidates(columns: EventColumns) -> dict[BodyKey, list[int]]:
+    """The body's events about messages with something to classify by timing, by message
+    (see the module's docstring); empty when there is nothing to look up."""
+    found: dict[BodyKey, list[int]] = {}
+    for key, places in _groups(columns).items():
+        clicks = _body_clicks(columns, places)
+        for place in places:
+            kind = columns.type[place]
+            if columns.machine_reason[place] is not None:
+                continue
+            if kind == "click" or (kind == "open" and in_burst(columns.occurred_at[place], clicks)):
+                found[key] = places
+                break
+    return found
 
 
 async def with_timing(conn: Conn, columns: EventColumns, window: float) -> EventColumns:
     """``columns`` with the opens and clicks that timing makes a machine's classified so
-    (``machine_reason`` ``scanner_timing``); the same object when there is nothing to do."""
-    if window <= 0 or not any(
-        kind in ENGAGEMENT_TYPES and reason is None and not test
-        for kind, reason, test in zip(
-            columns.type, columns.machine_reason, columns.is_test, strict=True
-        )
-    ):
+    (``machine_reason`` ``scanner_timing``); the same object when nothing changes."""
+    if window <= 0:
         return columns
-    places = [
-        i
-        for i, (kind, test) in enumerate(zip(columns.type, columns.is_test, strict=True))
-        if kind in _LOOKED_UP and not test
-    ]
+    found = candidates(columns)
+    if not found:
+        return columns
+    keys = list(found)
+    first = [found[key][0] for key in keys]  # one event per message names it
     rows = await conn.fetch(
         Q.engagement_context,
-        places,
-        [columns.message_id[i] for i in places],
-        [columns.custom_job_id[i] for i in places],
-        [columns.email[i] for i in places],
+        list(range(len(keys))),
+        [columns.message_id[p] for p in first],
+        [columns.custom_job_id[p] for p in first],
+        [columns.email[p] for p in first],
         record_class=EngagementContext,
     )
-    return classify(columns, rows, window)
+    stored = {keys[row.ord]: MessageTiming.of(row) for row in rows}
+    return classify(columns, found, stored, window)
 
 
 def classify(
-    columns: EventColumns, context: list[EngagementContext], window: float
+    columns: EventColumns,
+    found: dict[BodyKey, list[int]],
+    stored: dict[BodyKey, MessageTiming],
+    window: float,
 ) -> EventColumns:
-    """Apply the timing rule to ``columns`` given each event's message ``context``
-    (pure: the database part is :func:`with_timing`)."""
-    message: dict[int, tuple[uuid.UUID, int]] = {}
-    sent: dict[tuple[uuid.UUID, int], datetime | None] = {}
-    accepted: dict[tuple[uuid.UUID, int], datetime | None] = {}
-    clicks: defaultdict[tuple[uuid.UUID, int], set[tuple[str | None, datetime]]] = defaultdict(set)
-    for row in context:
-        key = (row.job_id, row.position)
-        message[row.ord] = key
-        sent[key] = row.sent_at
-        accepted[key] = row.accepted_at
-        if key not in clicks:
-            clicks[key] = set(zip(row.click_urls or [], row.click_times or [], strict=True))
-    for place, key in message.items():
-        kind, at = columns.type[place], columns.occurred_at[place]
-        if kind == "sent":
-            earliest = sent[key]
-            sent[key] = at if earliest is None else min(earliest, at)
-        elif kind == "click":
-            clicks[key].add((columns.details[place].get("url"), at))
+    """Apply the timing rule to the ``found`` events of ``columns`` (:func:`candidates`)
+    given what is ``stored`` of their messages (those without an entry are not ours, or
+    not known yet). Pure: the database part is :func:`with_timing`."""
     reasons = list(columns.machine_reason)
     changed = False
-    for place, key in message.items():
-        kind = columns.type[place]
-        if kind not in ENGAGEMENT_TYPES or reasons[place] is not None:
+    for key, places in found.items():
+        row = stored.get(key)
+        if row is None:
             continue
-        delivered = sent[key] or accepted[key]
-        reason = timing_reason(
-            kind, columns.occurred_at[place], delivered, clicks[key], window=window
-        )
-        if reason is not None:
-            reasons[place] = reason
-            changed = True
+        clicks = set(row.clicks)
+        clicks.update(_body_clicks(columns, places))
+        sent = [columns.occurred_at[p] for p in places if columns.type[p] == "sent"]
+        if row.sent_at is not None:
+            sent.append(row.sent_at)
+        delivered = min(sent) if sent else row.accepted_at
+        for place in places:
+            kind = columns.type[place]
+            if kind not in ENGAGEMENT_TYPES or reasons[place] is not None:
+                continue
+            at = columns.occurred_at[place]
+            reason = timing_reason(kind, at, delivered, clicks, window=window)
+            if reason is not None:
+                reasons[place] = reason
+                changed = True
     return dataclasses.replace(columns, machine_reason=reasons) if changed else columns
