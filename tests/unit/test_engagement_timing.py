@@ -40,11 +40,12 @@ SAMPLES = [
         SCANNER,
     ),
     (
-        "a gateway's burst that straddles a second boundary",
+        "two links a second apart, soon after delivery: a fast person, or a burst that "
+        "straddles a second boundary (counted human)",
         "click",
         2,
         [(ORDER, 2), (HELP, 3)],
-        SCANNER,
+        None,
     ),
     (
         "a before-queue scanner clicking before Mailjet saw the 250",

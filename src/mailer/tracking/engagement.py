@@ -37,7 +37,7 @@ The rules, in order, with the signal each one relies on:
     A scanner that follows every link does so within seconds of delivery, all at once. An
     open or click is a machine's when it came within ``MAILER_SCANNER_CLICK_SECONDS`` of
     the message's delivery **and** at least two distinct links of that message were
-    clicked within a second of it. Timing alone never suffices: a person who clicks the
+    clicked in the same second as it. Timing alone never suffices: a person who clicks the
     one link of a password reset as soon as it lands stays a person; nobody clicks two
     different links within the same second.
 
@@ -86,8 +86,9 @@ DEFAULT_SCANNER_SECONDS: Final = 10.0
 """``MAILER_SCANNER_CLICK_SECONDS``: how soon after delivery a click burst is a scanner's."""
 
 BURST_SECONDS: Final = 1.0
-"""Clicks this close to each other are one burst. Mailjet's ``time`` has whole seconds, so
-this is the same or the next second: a burst that straddles a second boundary counts."""
+"""Clicks less than this apart are one burst. Mailjet's ``time`` has whole seconds, so this
+is the same second: a burst that straddles a second boundary does not count (a person who
+clicks a second link a second later must not)."""
 
 BURST_LINKS: Final = 2
 """Distinct links clicked within :data:`BURST_SECONDS` that make a burst."""
@@ -172,8 +173,8 @@ def timing_reason(
 ) -> str | None:
     """``scanner_timing`` when an open or click at ``at`` came within ``window`` seconds of
     the message's delivery (``delivered_at``; also when before it) and at least
-    :data:`BURST_LINKS` distinct links of the message were clicked within
-    :data:`BURST_SECONDS` of it, else ``None``.
+    :data:`BURST_LINKS` distinct links of the message were clicked less than
+    :data:`BURST_SECONDS` from it (the same second), else ``None``.
 
     ``clicks`` are the message's clicks as ``(url, time)``, the event itself included when
     it is one. Without a delivery time, or with ``window`` 0, nothing is classified.
@@ -187,9 +188,9 @@ def timing_reason(
 
 def in_burst(at: datetime, clicks: Iterable[tuple[str | None, datetime]]) -> bool:
     """Whether at least :data:`BURST_LINKS` distinct links of ``clicks`` (``(url, time)``)
-    were clicked within :data:`BURST_SECONDS` of ``at``."""
+    were clicked less than :data:`BURST_SECONDS` from ``at``."""
     links = {
-        url for url, time in clicks if url and abs((time - at).total_seconds()) <= BURST_SECONDS
+        url for url, time in clicks if url and abs((time - at).total_seconds()) < BURST_SECONDS
     }
     return len(links) >= BURST_LINKS
 
