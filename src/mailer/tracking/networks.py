@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 __all__ = ["MACHINE_NETWORKS", "MachineNetwork", "network_of"]
@@ -101,6 +102,11 @@ def network_of(event_type: str | None, ip: str | None) -> MachineNetwork | None:
     event type; ``None`` when it is in none, or is not an address."""
     if not ip or event_type is None:
         return None
+    return _network_of(event_type, ip)
+
+
+@lru_cache(maxsize=4096)  # proxies and scanners come back from a few addresses, often
+def _network_of(event_type: str, ip: str) -> MachineNetwork | None:
     try:
         address = ipaddress.ip_address(ip.strip())
     except ValueError:

@@ -38,12 +38,14 @@ from datetime import datetime
 from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.tracking.columns import EventColumns
-from mailer.tracking.engagement import ENGAGEMENT_TYPES, in_burst, timing_reason
+from mailer.tracking.engagement import BURST_LINKS, ENGAGEMENT_TYPES, in_burst, timing_reason
 from mailer.tracking.rows import EngagementContext
 
 __all__ = ["BodyKey", "MessageTiming", "candidates", "classify", "with_timing"]
 
 Q = Queries("mailer.tracking")
+
+_LOOKED_UP = ENGAGEMENT_TYPES | {"sent"}
 
 BodyKey = int | tuple[uuid.UUID | None, str]
 Click = tuple[str | None, datetime]
@@ -73,14 +75,6 @@ def _body_key(columns: EventColumns, place: int) -> BodyKey:
     return message_id if message_id else (columns.custom_job_id[place], columns.email[place])
 
 
-def _groups(columns: EventColumns) -> dict[BodyKey, list[int]]:
-    groups: defaultdict[BodyKey, list[int]] = defaultdict(list)
-    for place, (kind, test) in enumerate(zip(columns.type, columns.is_test, strict=True)):
-        if not test and (kind in ENGAGEMENT_TYPES or kind == "sent"):
-            groups[_body_key(columns, place)].append(place)
-    return groups
-
-
 def _body_clicks(columns: EventColumns, places: Sequence[int]) -> list[Click]:
     return [
         (columns.details[p].get("url"), columns.occurred_at[p])
@@ -90,19 +84,36 @@ def _body_clicks(columns: EventColumns, places: Sequence[int]) -> list[Click]:
 
 
 def candidates(columns: EventColumns) -> dict[BodyKey, list[int]]:
-    """The body's events about messages with something to classify by timing, by message
-    (see the module's docstring); empty when there is nothing to look up."""
-    found: dict[BodyKey, list[int]] = {}
-    for key, places in _groups(columns).items():
-        clicks = _body_clicks(columns, places)
-        for place in places:
-            kind = columns.type[place]
-            if columns.machine_reason[place] is not None:
-                continue
-            if kind == "click" or (kind == "open" and in_burst(columns.occurred_at[place], clicks)):
-                found[key] = places
-                break
-    return found
+    """The body's ``sent``, ``open`` and ``click`` events about messages with something to
+    classify by timing, by message (see the module's docstring); empty when there is
+    nothing to look up. One pass over the body, then one over the messages found."""
+    clicks: defaultdict[BodyKey, list[Click]] = defaultdict(list)
+    wanted: set[BodyKey] = set()
+    opens: list[tuple[BodyKey, int]] = []
+    for place, kind in enumerate(columns.type):
+        if (kind != "click" and kind != "open") or columns.is_test[place]:
+            continue
+        key = _body_key(columns, place)
+        human = columns.machine_reason[place] is None
+        if kind == "click":
+            clicks[key].append((columns.details[place].get("url"), columns.occurred_at[place]))
+            if human:
+                wanted.add(key)
+        elif human:
+            opens.append((key, place))
+    for key, place in opens:
+        if key not in wanted and len(clicks.get(key, ())) >= BURST_LINKS:
+            if in_burst(columns.occurred_at[place], clicks[key]):
+                wanted.add(key)
+    if not wanted:
+        return {}
+    found: defaultdict[BodyKey, list[int]] = defaultdict(list)
+    for place, kind in enumerate(columns.type):
+        if kind in _LOOKED_UP and not columns.is_test[place]:
+            key = _body_key(columns, place)
+            if key in wanted:
+                found[key].append(place)
+    return dict(found)
 
 
 async def with_timing(conn: Conn, columns: EventColumns, window: float) -> EventColumns:
