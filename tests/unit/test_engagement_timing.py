@@ -16,7 +16,7 @@ from mailer.tracking.engagement import (
     timing_reason,
 )
 from mailer.tracking.parse import parse_event
-from mailer.tracking.timing import MessageTiming, candidates, classify
+from mailer.tracking.timing import BodyKey, MessageTiming, candidates, classify
 
 DELIVERED = datetime(2026, 12, 3, 9, 30, 0, tzinfo=UTC)  # the `sent` event's time
 SCANNER = MachineReason.SCANNER_TIMING
@@ -175,6 +175,15 @@ CHROME = (
 )
 
 
+def stored_as(
+    sent: datetime | None,
+    accepted: datetime | None,
+    clicks: frozenset[tuple[str, datetime]] = frozenset(),
+) -> dict[BodyKey, MessageTiming]:
+    """What is stored of the message, as `engagement_context` would find it."""
+    return {MESSAGE_ID: MessageTiming(sent, accepted, frozenset(clicks))}
+
+
 def reasons(columns: EventColumns) -> dict[tuple[str | None, int], str | None]:
     return {
         (kind, int(at.timestamp()) - T): reason
@@ -184,15 +193,26 @@ def reasons(columns: EventColumns) -> dict[tuple[str | None, int], str | None]:
     }
 
 
-def test_a_body_with_only_lone_opens_is_not_looked_up() -> None:
-    # Opens are most of the traffic: without a burst of clicks beside them, no query.
-    columns = body(mj("sent", 0), mj("open", 1), mj("open", 30, message_id=MESSAGE_ID + 1))
+def test_a_body_without_a_burst_is_not_looked_up() -> None:
+    # Ordinary opens and clicks, nearly all the traffic, cost no query.
+    columns = body(
+        mj("sent", 0),
+        mj("open", 1),
+        mj("click", 2, url=RESET),
+        mj("click", 2, url=RESET),  # a double click: one link
+        mj("click", 3, url=HELP),  # another link, but the next second
+        mj("open", 30, message_id=MESSAGE_ID + 1),
+    )
     assert candidates(columns) == {}
-    # Opens and clicks their User-Agent already names a machine's need nothing either.
-    assert candidates(body(mj("click", 1, url=ORDER, agent="curl/8.5.0"))) == {}
+    # Nor a burst whose clicks their User-Agent already names a machine's.
+    scanner = "Mimecast-URL-Protect/1.0"
+    columns = body(
+        mj("click", 1, url=ORDER, agent=scanner), mj("click", 1, url=HELP, agent=scanner)
+    )
+    assert candidates(columns) == {}
 
 
-def test_clicks_and_opens_beside_a_burst_are_looked_up_once_per_message() -> None:
+def test_a_burst_is_looked_up_once_per_message_with_its_events() -> None:
     columns = body(
         mj("sent", 0),
         mj("open", 1),
@@ -201,31 +221,34 @@ def test_clicks_and_opens_beside_a_burst_are_looked_up_once_per_message() -> Non
         mj("click", 400, message_id=MESSAGE_ID + 1, url=RESET),
     )
     found = candidates(columns)
-    assert set(found) == {MESSAGE_ID, MESSAGE_ID + 1}
-    assert len(found[MESSAGE_ID]) == 4
-
-
-def test_the_body_s_sent_event_and_clicks_join_what_is_stored() -> None:
-    columns = body(mj("sent", 0), mj("open", 1), mj("click", 1, url=ORDER))
-    found = candidates(columns)
-    # The message's other link was clicked in an earlier post, in the same second.
-    stored = {MESSAGE_ID: MessageTiming(None, at(-5), frozenset({(HELP, at(1))}))}
+    assert list(found) == [MESSAGE_ID]
+    assert len(found[MESSAGE_ID]) == 4  # the sent event gives the delivery time
+    stored = stored_as(None, at(-5))
     assert reasons(classify(columns, found, stored, 10.0)) == {
         ("sent", 0): None,
         ("open", 1): SCANNER,
         ("click", 1): SCANNER,
+        ("click", 400): None,
     }
-    # Without that stored click, one link is no burst; for an unknown message, nothing.
-    alone = {MESSAGE_ID: MessageTiming(None, at(-5))}
-    assert set(reasons(classify(columns, found, alone, 10.0)).values()) == {None}
+    # A message that is not ours (no stored entry) is left alone.
     assert classify(columns, found, {}, 10.0) is columns
+
+
+def test_stored_clicks_count_towards_the_burst() -> None:
+    columns = body(mj("open", 1), mj("click", 1, url=ORDER))
+    found: dict[BodyKey, list[int]] = {MESSAGE_ID: [0, 1]}
+    # The message's other link was clicked in an earlier post, in the same second.
+    stored = stored_as(at(0), at(-5), frozenset({(HELP, at(1))}))
+    assert set(reasons(classify(columns, found, stored, 10.0)).values()) == {SCANNER}
+    alone = stored_as(at(0), at(-5))
+    assert set(reasons(classify(columns, found, alone, 10.0)).values()) == {None}
 
 
 def test_before_the_sent_event_the_accept_time_stands_in() -> None:
     columns = body(mj("click", 8, url=ORDER), mj("click", 8, url=HELP))
     found = candidates(columns)
-    accepted_just_before = {MESSAGE_ID: MessageTiming(None, at(0))}
+    accepted_just_before = stored_as(None, at(0))
     assert set(reasons(classify(columns, found, accepted_just_before, 10.0)).values()) == {SCANNER}
     # A stored `sent` event is preferred to the accept time.
-    delivered_long_before = {MESSAGE_ID: MessageTiming(at(-600), at(0))}
+    delivered_long_before = stored_as(at(-600), at(0))
     assert set(reasons(classify(columns, found, delivered_long_before, 10.0)).values()) == {None}

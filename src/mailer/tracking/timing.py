@@ -8,11 +8,12 @@ body's own ``sent`` events and clicks of the same message are added to those, an
 :func:`engagement.timing_reason` decides. One statement per body whatever its size, and
 none for a body with nothing to classify.
 
-What may be classified: every click that its User-Agent and address left human, and an
-open that its User-Agent and address left human when the same body holds a burst of
-clicks of its message around it. Opens are most of the traffic and a scanner's pixel
-fetch comes with its clicks (Mailjet groups a second of events per callback body), so an
-open is not looked up otherwise.
+What is looked up: the messages whose opens or clicks, left human by their User-Agent and
+address, have a burst of clicks of the same message around them in the body itself.
+Mailjet posts the events of one second together (one body per second and callback URL),
+so a scanner's burst, and the pixel fetch that comes with it, arrive in one body; a body
+of ordinary opens and clicks, nearly all of them, costs no query. Once a message is looked
+up, its stored clicks count towards the burst too.
 
 The delivery time is the message's earliest ``sent`` event (stored, or in the same body);
 until one has arrived, the time Mailer recorded Mailjet's acceptance of the job
@@ -21,10 +22,8 @@ later, never sooner. A message with neither, or an event not linked to a message
 not classified by timing.
 
 The classification is made once, when the event is stored, like the others: what the
-feed, webhooks and stats were told does not change afterwards. The first click of a burst
-that Mailjet splits across two posts, or clicks in two posts stored concurrently, are
-therefore left human: the rule errs towards people. ``mailer events reprocess``
-re-derives with everything stored.
+feed, webhooks and stats were told does not change afterwards. A burst that Mailjet splits
+across two posts (rare, see above) is therefore left human: the rule errs towards people.
 """
 
 from __future__ import annotations
@@ -84,24 +83,21 @@ def _body_clicks(columns: EventColumns, places: Sequence[int]) -> list[Click]:
 
 
 def candidates(columns: EventColumns) -> dict[BodyKey, list[int]]:
-    """The body's ``sent``, ``open`` and ``click`` events about messages with something to
+    """The body's ``sent``, ``open`` and ``click`` events about messages with a burst to
     classify by timing, by message (see the module's docstring); empty when there is
     nothing to look up. One pass over the body, then one over the messages found."""
     clicks: defaultdict[BodyKey, list[Click]] = defaultdict(list)
-    wanted: set[BodyKey] = set()
-    opens: list[tuple[BodyKey, int]] = []
+    human: list[tuple[BodyKey, int]] = []
     for place, kind in enumerate(columns.type):
         if (kind != "click" and kind != "open") or columns.is_test[place]:
             continue
         key = _body_key(columns, place)
-        human = columns.machine_reason[place] is None
         if kind == "click":
             clicks[key].append((columns.details[place].get("url"), columns.occurred_at[place]))
-            if human:
-                wanted.add(key)
-        elif human:
-            opens.append((key, place))
-    for key, place in opens:
+        if columns.machine_reason[place] is None:
+            human.append((key, place))
+    wanted: set[BodyKey] = set()
+    for key, place in human:
         if key not in wanted and len(clicks.get(key, ())) >= BURST_LINKS:
             if in_burst(columns.occurred_at[place], clicks[key]):
                 wanted.add(key)
