@@ -8,16 +8,19 @@ from typing import Any
 
 import orjson
 
-from mailer.db.pool import connect
+from mailer.db.pool import connect, create_pool
 from mailer.simulator.server import SimulatorServer
-from tests.integration.harness import Service
+from mailer.tracking.reprocess import reprocess
+from tests.integration.harness import Service, running_service
 from tests.integration.tracking_helpers import (
+    FAST_RETRY,
     T0,
     email,
     feed_until,
     mj_event,
     post_events,
     sent_messages,
+    tracking_settings,
 )
 
 CHROME = (
@@ -36,7 +39,9 @@ LINKS = [
 
 
 def click(message: Any, at: int, url: str, **fields: Any) -> dict[str, Any]:
-    return mj_event("click", message, at=at, url=url, agent=CHROME, ip="198.51.100.7", **fields)
+    return mj_event(
+        "click", message, at=at, **{"url": url, "agent": CHROME, "ip": "198.51.100.7", **fields}
+    )
 
 
 async def webhook_bodies(service: Service, event_type: str) -> list[dict[str, Any]]:
@@ -105,6 +110,14 @@ async def test_a_scanner_burst_is_a_machine_and_a_later_click_a_person(
     ]
     assert reasons == [(True, "scanner_timing")] * 3 + [(False, None)]
 
+    # Reprocessing re-derives the same classification: nothing changes.
+    pool = await create_pool(service.dsn, min_size=1, max_size=2)
+    try:
+        report = await reprocess(pool)
+    finally:
+        await pool.close()
+    assert (report.events, report.changed_events, report.new_events) == (5, 0, 0)
+
 
 async def test_a_fast_person_and_a_burst_without_delivery_event(
     service: Service, simulator: SimulatorServer
@@ -150,3 +163,21 @@ async def test_a_privacy_proxy_open_by_address_is_a_machine_and_a_later_real_one
     )
     assert recipient["engagement"]["opened_by"] == "human"
     assert (recipient["engagement"]["opens"], recipient["engagement"]["human_opens"]) == (2, 1)
+
+
+async def test_the_timing_rule_follows_the_setting(db_dsn: str, simulator: SimulatorServer) -> None:
+    """MAILER_SCANNER_CLICK_SECONDS=0 turns the rule off; the address rules stay."""
+    settings = tracking_settings(scanner_click_seconds=0)
+    async with running_service(db_dsn, simulator, policy=FAST_RETRY, settings=settings) as service:
+        key = await service.create_app()
+        job_id = await service.queue(key, email("eve@example.org"))
+        [m] = await sent_messages(service, simulator, key, job_id)
+        burst = [click(m, T0 + 1, url) for url in LINKS]
+        safe_links = click(m, T0 + 1, LINKS[0], ip="40.107.22.93")
+        assert (await post_events(service, [mj_event("sent", m, at=T0), *burst]))[0] == 200
+        assert (await post_events(service, safe_links))[0] == 200
+        [recipient] = (await service.status(key, job_id))["recipients"]
+        reasons = [
+            e["machine_reason"] for e in recipient["events"] if e["mailjet_event"] == "click"
+        ]
+        assert sorted(reasons, key=str) == [None, None, None, "security_scanner"]
