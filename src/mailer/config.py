@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     key_cache_seconds: float = Field(default=10.0, ge=0, le=300)
     event_silence_after: float = Field(default=900.0, gt=0)
     lookup_grace_seconds: float = Field(default=30.0, ge=0, le=600)
+    # Opens and clicks this soon after delivery, with a burst of distinct links clicked in
+    # the same second, are a scanner's (tracking/engagement.py); 0 turns timing off.
+    scanner_click_seconds: float = Field(default=10.0, ge=0, le=3600)
     # Prometheus metrics: counted and served at the API's /metrics unless off; a worker
     # serves its own on metrics_port (docs/operations.md, "Metrics").
     metrics: bool = True

@@ -274,9 +274,9 @@ async def test_a_reprocess_batch_that_loses_a_deadlock_runs_again_and_counts_onc
     real = reprocess_module._reprocess_post
     aborted = False
 
-    async def aborted_once(conn: Any, post: Any, report: Any) -> None:
+    async def aborted_once(conn: Any, post: Any, report: Any, *args: Any) -> None:
         nonlocal aborted
-        await real(conn, post, report)
+        await real(conn, post, report, *args)
         if not aborted:
             aborted = True
             raise asyncpg.DeadlockDetectedError("deadlock detected")

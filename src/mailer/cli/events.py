@@ -38,7 +38,9 @@ def events_reprocess(batch: int, as_json: bool) -> None:
         await runtime.check_migrations(dsn)
         pool = await create_pool(dsn, min_size=1, max_size=2)
         try:
-            return (await reprocess(pool, batch=batch)).as_dict()
+            return (
+                await reprocess(pool, batch=batch, scanner_seconds=settings.scanner_click_seconds)
+            ).as_dict()
         finally:
             await pool.close()
 

@@ -189,5 +189,5 @@ def columns_of(events: Sequence[MailjetEvent], *, nul_free: bool = False) -> Eve
         suppress_reason=[suppression_reason(e) for e in ordered],
         details=[_details(e) for e in ordered],
         raw=[e.raw for e in ordered] if nul_free else [_jsonb(e.raw) for e in ordered],
-        machine_reason=[machine_reason(e.type, e.agent) for e in ordered],
+        machine_reason=[machine_reason(e.type, e.agent, e.ip) for e in ordered],
     )

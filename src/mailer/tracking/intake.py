@@ -32,8 +32,10 @@ from mailer.metrics import count
 from mailer.ops.event_clock import RECEIVED
 from mailer.tracking.apply import apply_linked, link_unlinked
 from mailer.tracking.columns import EventColumns, columns_of, may_contain_nul
+from mailer.tracking.engagement import DEFAULT_SCANNER_SECONDS
 from mailer.tracking.parse import decode_callback_body, parse_callback_body, parse_event
 from mailer.tracking.rows import LinkedEvent
+from mailer.tracking.timing import with_timing
 
 __all__ = ["CHUNK_EVENTS", "IntakeResult", "store_body", "store_callback"]
 
@@ -65,8 +67,11 @@ async def store_callback(
     *,
     acquire_timeout: float = 10.0,
     chunk: int = CHUNK_EVENTS,
+    scanner_seconds: float = DEFAULT_SCANNER_SECONDS,
 ) -> IntakeResult:
     """Parse and store one callback body; apply its events (see the module's docstring).
+
+    ``scanner_seconds`` is ``MAILER_SCANNER_CLICK_SECONDS`` (:mod:`mailer.tracking.timing`).
 
     Raises:
         InvalidCallbackBody: the body is not JSON, or not an object or array.
@@ -79,7 +84,7 @@ async def store_callback(
     async def in_transaction(columns: EventColumns, post_id: int | None) -> IntakeResult:
         async def attempt() -> IntakeResult:
             async with pool.acquire(timeout=acquire_timeout) as conn, conn.transaction():
-                return await _store(conn, body, now, len(items), columns, post_id)
+                return await _store(conn, body, now, len(items), columns, post_id, scanner_seconds)
 
         # A deadlock is possible in rare interleavings (two posts naming the same messages
         # in a different order, or a post and a worker recording them); the loser runs again.
@@ -104,10 +109,17 @@ async def store_callback(
     return result
 
 
-async def store_body(conn: Conn, body: bytes, *, now: datetime | None = None) -> IntakeResult:
+async def store_body(
+    conn: Conn,
+    body: bytes,
+    *,
+    now: datetime | None = None,
+    scanner_seconds: float = DEFAULT_SCANNER_SECONDS,
+) -> IntakeResult:
     """Parse and store one callback body inside the caller's transaction; apply its events.
 
-    ``now`` is the arrival time (the time given to events without a valid ``time``).
+    ``now`` is the arrival time (the time given to events without a valid ``time``);
+    ``scanner_seconds`` as for :func:`store_callback`.
 
     Raises:
         InvalidCallbackBody: the body is not JSON, or not an object or array.
@@ -115,7 +127,7 @@ async def store_body(conn: Conn, body: bytes, *, now: datetime | None = None) ->
     now = now or datetime.now(UTC)
     events = parse_callback_body(body, now=now)
     columns = columns_of(events, nul_free=not may_contain_nul(body))
-    return await _store(conn, body, now, len(events), columns, None)
+    return await _store(conn, body, now, len(events), columns, None, scanner_seconds)
 
 
 def _columns(items: Sequence[Any], now: datetime, nul_free: bool) -> EventColumns:
@@ -129,7 +141,9 @@ async def _store(
     received: int,
     columns: EventColumns,
     post_id: int | None,
+    scanner_seconds: float,
 ) -> IntakeResult:
+    columns = await with_timing(conn, columns, scanner_seconds)
     rows = await conn.fetch(
         Q.insert_events,
         received,

@@ -67,6 +67,50 @@ ORDER BY u.dedupe_key
 ON CONFLICT (dedupe_key) DO NOTHING
 RETURNING id, message_id, job_id, position, rank, suppress_reason, type, app_id;
 
+-- name: engagement_context
+-- For the messages a body about to be stored has opens or clicks of (one event's
+-- MessageID, CustomID and address each, $1 numbering them), the recipient message (found
+-- like insert_events links: MessageID, else CustomID and address) and what timing
+-- classification needs of it (tracking/timing.py): its
+-- earliest stored `sent` event, the time Mailer recorded Mailjet's acceptance of its job,
+-- and its stored clicks. Every lookup is an index probe (messages by MessageID or by
+-- primary key, events by events_message); a message has a handful of events.
+WITH k AS (
+    SELECT u.ord, t.job_id, t.position
+    FROM unnest($1::int4[], $2::int8[], $3::uuid[], $4::text[])
+         AS u(ord, message_id, custom_job_id, email)
+    CROSS JOIN LATERAL (
+        (SELECT m.job_id, m.position FROM messages m
+         WHERE u.message_id <> 0 AND m.message_id = u.message_id
+         LIMIT 1)
+        UNION ALL
+        (SELECT m.job_id, m.position FROM messages m
+         WHERE m.job_id = u.custom_job_id AND m.email = u.email
+         LIMIT 1)
+        LIMIT 1
+    ) t
+),
+msg AS (
+    SELECT DISTINCT job_id, position FROM k
+),
+ctx AS (
+    SELECT msg.job_id, msg.position, s.sent_at, j.sent_at AS accepted_at, c.urls, c.times
+    FROM msg
+    LEFT JOIN jobs j ON j.id = msg.job_id
+    CROSS JOIN LATERAL (
+        SELECT min(e.occurred_at) AS sent_at FROM events e
+        WHERE e.job_id = msg.job_id AND e.position = msg.position AND e.type = 'sent'
+    ) s
+    CROSS JOIN LATERAL (
+        SELECT array_agg(e.details ->> 'url') AS urls, array_agg(e.occurred_at) AS times
+        FROM events e
+        WHERE e.job_id = msg.job_id AND e.position = msg.position AND e.type = 'click'
+    ) c
+)
+SELECT k.ord, k.job_id, k.position, ctx.sent_at, ctx.accepted_at,
+       ctx.urls AS click_urls, ctx.times AS click_times
+FROM k JOIN ctx ON ctx.job_id = k.job_id AND ctx.position = k.position;
+
 -- name: insert_post
 -- A large body is stored first, on its own; its events follow in chunks (insert_events $22).
 INSERT INTO event_posts (event_count, body, received_at) VALUES ($1, $2, $3) RETURNING id;

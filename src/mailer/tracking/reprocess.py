@@ -34,9 +34,11 @@ from mailer.db.pool import Conn
 from mailer.db.queries import Queries
 from mailer.tracking.apply import apply_linked, link_unlinked
 from mailer.tracking.columns import columns_of, may_contain_nul
+from mailer.tracking.engagement import DEFAULT_SCANNER_SECONDS
 from mailer.tracking.parse import InvalidCallbackBody, parse_callback_body
 from mailer.tracking.precedence import STATUS_CHAIN, STATUS_RANK, RecipientStatus
 from mailer.tracking.rows import LinkedEvent, PendingEvent, Post, ReparsedEvent
+from mailer.tracking.timing import with_timing
 
 __all__ = ["ReprocessReport", "reprocess"]
 
@@ -70,8 +72,13 @@ class ReprocessReport:
             setattr(self, name, getattr(self, name) + value)
 
 
-async def reprocess(pool: asyncpg.Pool, *, batch: int = 100) -> ReprocessReport:
+async def reprocess(
+    pool: asyncpg.Pool, *, batch: int = 100, scanner_seconds: float = DEFAULT_SCANNER_SECONDS
+) -> ReprocessReport:
     """Re-derive events, links, statuses and suppressions from every stored body.
+
+    Opens and clicks are classified by timing (``scanner_seconds``, see
+    :mod:`mailer.tracking.timing`) with every event stored so far.
 
     Each batch of ``batch`` bodies is one transaction, so an interrupted run can simply be
     started again; one that loses a deadlock (with an intake or a worker recording the
@@ -79,7 +86,7 @@ async def reprocess(pool: asyncpg.Pool, *, batch: int = 100) -> ReprocessReport:
     """
     report = ReprocessReport()
     async for posts in _pages(pool, Q.posts_after, Post, batch):
-        batch_report = partial(_reprocess_posts, pool, posts)
+        batch_report = partial(_reprocess_posts, pool, posts, scanner_seconds)
         report.add(await retrying_conflicts(batch_report, action="events_reprocess_retry"))
         log.info(
             "reprocessed event posts",
@@ -96,18 +103,22 @@ async def reprocess(pool: asyncpg.Pool, *, batch: int = 100) -> ReprocessReport:
 REPROCESS_REASON = "reprocessed: the event that caused it no longer suppresses"
 
 
-async def _reprocess_posts(pool: asyncpg.Pool, posts: list[Post]) -> ReprocessReport:
+async def _reprocess_posts(
+    pool: asyncpg.Pool, posts: list[Post], scanner_seconds: float
+) -> ReprocessReport:
     """Reprocess `posts` in one transaction; what it did, once committed."""
     counts = ReprocessReport()
     async with pool.acquire() as conn, conn.transaction():
         # What the suppression history records for the changes this transaction makes.
         await conn.execute(Q.set_change_context, REPROCESS_REASON, "reprocess")
         for post in posts:
-            await _reprocess_post(conn, post, counts)
+            await _reprocess_post(conn, post, counts, scanner_seconds)
     return counts
 
 
-async def _reprocess_post(conn: Conn, post: Post, report: ReprocessReport) -> None:
+async def _reprocess_post(
+    conn: Conn, post: Post, report: ReprocessReport, scanner_seconds: float
+) -> None:
     report.posts += 1
     received = post.received_at.astimezone(UTC)
     try:
@@ -120,6 +131,7 @@ async def _reprocess_post(conn: Conn, post: Post, report: ReprocessReport) -> No
     columns = columns_of(events, nul_free=not may_contain_nul(body))
     if not columns:
         return
+    columns = await with_timing(conn, columns, scanner_seconds)
     changed = await conn.fetch(
         Q.reparse_events, post.id, *columns.args(), record_class=ReparsedEvent
     )

@@ -13,6 +13,7 @@ __all__ = [
     "BackfillMessage",
     "BackfillRun",
     "CurrentSuppression",
+    "EngagementContext",
     "FeedEvent",
     "FilledMessage",
     "LinkedEvent",
@@ -62,6 +63,18 @@ class ReparsedEvent(PendingEvent):
 
     position = Column[int | None]()
     inserted = Column[bool]()
+
+
+class EngagementContext(Row):
+    """What timing needs to know of an event's message (``engagement_context``)."""
+
+    ord = Column[int]()
+    job_id = Column[uuid.UUID]()
+    position = Column[int]()
+    sent_at = Column[datetime | None]()
+    accepted_at = Column[datetime | None]()
+    click_urls = Column[list[str | None] | None]()
+    click_times = Column[list[datetime] | None]()
 
 
 class Post(Row):

@@ -49,7 +49,9 @@ async def mailjet_events(request: Request, services: ServicesDep) -> Json:
     body = await request.body()
     try:
         # Shielded: once started, the write completes even if the caller goes away.
-        result = await asyncio.shield(store_callback(services.pool, body))
+        result = await asyncio.shield(
+            store_callback(services.pool, body, scanner_seconds=settings.scanner_click_seconds)
+        )
     except InvalidCallbackBody as exc:
         raise ApiError(400, "invalid_body", str(exc)) from None
     except Exception as exc:
