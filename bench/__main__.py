@@ -2,6 +2,7 @@
 
     python -m bench                      # --size full: every scenario, < 15 min on 2 cores
     python -m bench --size smoke         # seconds: checks the harness, not the figures
+    python -m bench --size medium --only stack   # minutes: a first look, rough figures
     python -m bench --only delivery,latency
     python -m bench --long               # adds the soak
     python -m bench --only metrics       # the hot paths with MAILER_METRICS off and on
@@ -32,6 +33,7 @@ from bench import (
     scenarios_queue,
     scenarios_retention,
     scenarios_sizing,
+    scenarios_stack,
     scenarios_stats,
 )
 from bench.load import pick_generator
@@ -48,6 +50,8 @@ SCENARIOS: dict[str, Scenario] = {
     "delivery": scenarios_queue.delivery,
     "events": scenarios_api.events,
     "latency": scenarios_api.latency,
+    "stack": scenarios_stack.stack,
+    "webhooks": scenarios_stack.webhooks,
     "backlog": scenarios_queue.backlog,
     "jobs": scenarios_jobs.jobs,
     "sizing": scenarios_sizing.sizing,

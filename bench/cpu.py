@@ -122,10 +122,18 @@ class ProcessKinds:
     """CPU seconds by process kind (Mailer processes by name, and PostgreSQL's backends of
     one database), measured between `start()` and `stop()`."""
 
-    def __init__(self, conn: asyncpg.Connection, procs: dict[str, infra.Proc]) -> None:
+    def __init__(
+        self, conn: asyncpg.Connection, procs: dict[str, infra.Proc], exclude: Iterable[int] = ()
+    ) -> None:
         lock = asyncio.Lock()
         self.meters = {name: CpuMeter(mailer_pids(proc)) for name, proc in procs.items()}
-        self.meters["PostgreSQL backends"] = CpuMeter(pg_pids(conn, BACKENDS, lock))
+        backends = pg_pids(conn, BACKENDS, lock)
+        left_out = set(exclude)  # the harness's own connections besides `conn`
+
+        async def serving() -> Iterable[int]:
+            return [pid for pid in await backends() if pid not in left_out]
+
+        self.meters["PostgreSQL backends"] = CpuMeter(serving)
 
     async def start(self) -> None:
         """Take the first samples."""
