@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 import traceback
 import warnings
 from collections.abc import Awaitable, Callable
@@ -114,7 +115,7 @@ async def run(args: argparse.Namespace, command: str) -> Report:
         report.note("wrk not found: the Python load generator is used (apt-get install wrk)")
     for name in args.scenarios:
         print(f"== {name}", flush=True)
-        ticks = cpu_ticks()
+        ticks, began = cpu_ticks(), time.monotonic()
         try:
             await SCENARIOS[name](bench)
         except Exception as exc:
@@ -124,6 +125,7 @@ async def run(args: argparse.Namespace, command: str) -> Report:
             report.note(f"{name}: {type(exc).__name__}: {exc}")
         # On a shared virtual machine the hypervisor may run other guests on "our" cores:
         # figures measured while much was stolen are not comparable with other runs.
+        print(f"   ({name}: {time.monotonic() - began:.0f} s)", flush=True)
         stolen = stolen_share(ticks, cpu_ticks())
         if stolen is not None:
             report.note(f"{name}: CPU time stolen by the hypervisor: {stolen:.0%}")
