@@ -78,7 +78,7 @@ FULL = Size(
     sizing_batches=200,
     stack_seconds=60.0,
     stack_backlog=5_000,
-    webhook_events=20_000,
+    webhook_events=10_000,
 )
 
 MEDIUM = Size(
