@@ -32,7 +32,9 @@ from mailer.webhooks.signing import generate_secret
 # first full run on the quiet machine records it here.
 FIRST_STACK_CPU_PER_1000: float | None = None
 
-_QUEUED = "SELECT count(*) FROM jobs WHERE state = 'queued'"
+# Queued jobs, counted no further than $1 (the index finds them, each row is then read:
+# ~5 µs a row here), so the poll stays cheap even when the backlog is at its limit.
+_QUEUED = "SELECT count(*) FROM (SELECT FROM jobs WHERE state = 'queued' LIMIT $1) AS q"
 
 
 async def stack(b: Bench) -> None:
@@ -168,7 +170,7 @@ async def _hold_backlog(
     for good at `deadline` (so no client waits past the run)."""
     try:
         while time.perf_counter() < deadline:
-            queued = int(await conn.fetchval(_QUEUED))
+            queued = int(await conn.fetchval(_QUEUED, limit + 1))
             seen.append(queued)
             if queued > limit:
                 gate.clear()
