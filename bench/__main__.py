@@ -2,6 +2,7 @@
 
     python -m bench                      # --size full: every scenario, < 15 min on 2 cores
     python -m bench --size smoke         # seconds: checks the harness, not the figures
+    python -m bench --size medium --only stack   # minutes: a first look, rough figures
     python -m bench --only delivery,latency
     python -m bench --long               # adds the soak
     python -m bench --only metrics       # the hot paths with MAILER_METRICS off and on
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 import traceback
 import warnings
 from collections.abc import Awaitable, Callable
@@ -32,6 +34,7 @@ from bench import (
     scenarios_queue,
     scenarios_retention,
     scenarios_sizing,
+    scenarios_stack,
     scenarios_stats,
 )
 from bench.load import pick_generator
@@ -48,6 +51,8 @@ SCENARIOS: dict[str, Scenario] = {
     "delivery": scenarios_queue.delivery,
     "events": scenarios_api.events,
     "latency": scenarios_api.latency,
+    "stack": scenarios_stack.stack,
+    "webhooks": scenarios_stack.webhooks,
     "backlog": scenarios_queue.backlog,
     "jobs": scenarios_jobs.jobs,
     "sizing": scenarios_sizing.sizing,
@@ -110,7 +115,7 @@ async def run(args: argparse.Namespace, command: str) -> Report:
         report.note("wrk not found: the Python load generator is used (apt-get install wrk)")
     for name in args.scenarios:
         print(f"== {name}", flush=True)
-        ticks = cpu_ticks()
+        ticks, began = cpu_ticks(), time.monotonic()
         try:
             await SCENARIOS[name](bench)
         except Exception as exc:
@@ -120,6 +125,7 @@ async def run(args: argparse.Namespace, command: str) -> Report:
             report.note(f"{name}: {type(exc).__name__}: {exc}")
         # On a shared virtual machine the hypervisor may run other guests on "our" cores:
         # figures measured while much was stolen are not comparable with other runs.
+        print(f"   ({name}: {time.monotonic() - began:.0f} s)", flush=True)
         stolen = stolen_share(ticks, cpu_ticks())
         if stolen is not None:
             report.note(f"{name}: CPU time stolen by the hypervisor: {stolen:.0%}")

@@ -4,6 +4,7 @@
     python -m bench.bare queue_lean --port P --workers 2   # the same, read as Mailer reads it
     python -m bench.bare events --port P --workers 2   # FastAPI: read and parse the JSON, 200
     python -m bench.bare canned --port P               # raw asyncio: a fixed 202, no parsing
+    python -m bench.bare receiver --port P             # a webhook receiver: 200 at once
 
 `queue` and `events` run exactly like `mailer api` (uvicorn, httptools, uvloop, the same
 worker count, the same orjson responses, the same start-up heap freeze), so the ratio to
@@ -12,6 +13,9 @@ them isolates what Mailer adds.
 `model_validate_json`, without FastAPI's handler): the ratio to it is what the database
 path costs, apart from how the body is read.
 `canned` answers as cheaply as Python can: it shows the load generator's ceiling.
+`receiver` is the webhooks scenario's endpoint, as cheap: 200 to every POST, counting the
+POSTs and their distinct `webhook-id`s (`GET /_stats`), so the scenario checks each
+delivery arrived once.
 """
 
 from __future__ import annotations
@@ -138,19 +142,51 @@ class _Canned(asyncio.Protocol):
             if len(self._buffer) < end + 4 + length:
                 return
             del self._buffer[: end + 4 + length]
-            if head.startswith(b"get /healthz"):
-                self._write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-            else:
-                self._write(_CANNED)
+            self._answer(head)
+
+    def _answer(self, head: bytes) -> None:
+        if head.startswith(b"get /healthz"):
+            self._write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        else:
+            self._write(_CANNED)
 
     def _write(self, data: bytes) -> None:
         if self._transport is not None:
             self._transport.write(data)
 
 
-async def _serve_canned(port: int) -> None:
+_RECEIVED = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+
+
+class _Receiver(_Canned):
+    """A webhook receiver answering 200 at once; counts POSTs and distinct webhook-ids."""
+
+    posts = 0
+    ids: set[bytes] = set()  # class-wide: every connection of this one receiver counts here
+
+    def _answer(self, head: bytes) -> None:
+        if head.startswith(b"get /_stats"):
+            body = orjson.dumps({"posts": _Receiver.posts, "distinct": len(_Receiver.ids)})
+            self._write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                + f"content-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            return
+        if head.startswith(b"get /healthz"):
+            super()._answer(head)
+            return
+        _Receiver.posts += 1
+        at = head.find(b"\r\nwebhook-id:")
+        if at >= 0:
+            stop = head.find(b"\r\n", at + 2)
+            _Receiver.ids.add(head[at + 13 : stop if stop >= 0 else len(head)].strip())
+        self._write(_RECEIVED)
+
+
+async def _serve_canned(port: int, protocol: type[_Canned] = _Canned) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(_Canned, "127.0.0.1", port)
+    server = await loop.create_server(protocol, "127.0.0.1", port)
     async with server:
         await server.serve_forever()
 
@@ -158,14 +194,14 @@ async def _serve_canned(port: int) -> None:
 def main() -> None:
     """Serve one of the baselines until terminated."""
     parser = argparse.ArgumentParser(prog="python -m bench.bare")
-    parser.add_argument("kind", choices=["queue", "queue_lean", "events", "canned"])
+    parser.add_argument("kind", choices=["queue", "queue_lean", "events", "canned", "receiver"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    if args.kind == "canned":
+    if args.kind in ("canned", "receiver"):
         import uvloop
 
-        uvloop.run(_serve_canned(args.port))
+        uvloop.run(_serve_canned(args.port, _Receiver if args.kind == "receiver" else _Canned))
         return
     import uvicorn
 

@@ -167,8 +167,11 @@ class PythonLoad:
         connections: int,
         duration: float,
         warmup: float,
+        gate: asyncio.Event | None = None,
     ) -> LoadResult:
-        """Closed loop: every connection sends its next request when the answer is in."""
+        """Closed loop: every connection sends its next request when the answer is in (and,
+        given a `gate`, while it is set: the whole-stack run holds back when the backlog
+        grows)."""
         start = time.perf_counter() + warmup
         end = start + duration
         statuses: Counter[int] = Counter()
@@ -181,7 +184,12 @@ class PythonLoad:
             conn = await _connect(port)
             position = index
             try:
-                while (now := time.perf_counter()) < end:
+                while time.perf_counter() < end:
+                    if gate is not None and not gate.is_set():
+                        await gate.wait()
+                    now = time.perf_counter()
+                    if now >= end:
+                        break
                     raw = requests[position % len(requests)]
                     position += connections
                     try:

@@ -1,9 +1,12 @@
 """The delivery scenario's peers: PgQueuer and procrastinate draining no-op jobs.
 
-    python -m bench.peers pgqueuer|procrastinate --dsn DSN --jobs N --concurrency 10 --cap S
+    python -m bench.peers pgqueuer|procrastinate --dsn DSN --jobs N --concurrency 10 \
+        [--batch-size 10] --cap S
 
-Runs in its own process (the harness starts it), enqueues N no-op jobs in bulk (not
-timed), then times the drain with `concurrency` consumers and prints one JSON line:
+Runs in its own process (the harness starts it, once per setting of PgQueuer's sweep),
+enqueues N no-op jobs in bulk (not timed), then times the drain with `concurrency`
+consumers (PgQueuer: QueueManagers, each on its own connection, dequeuing `batch-size`
+jobs at a time; procrastinate: one worker's concurrency) and prints one JSON line:
 `BENCH_JSON {"jobs": done, "seconds": s, "capped": bool}`. A drain still running after
 `cap` seconds is stopped, and the rate is what it did until then.
 """
@@ -23,8 +26,11 @@ import orjson
 CHUNK = 5000
 
 
-async def pgqueuer(dsn: str, jobs: int, concurrency: int, cap: float) -> dict[str, Any]:
-    """`concurrency` PgQueuer QueueManagers (asyncpg, batch 10) draining `jobs` no-ops."""
+async def pgqueuer(
+    dsn: str, jobs: int, concurrency: int, cap: float, batch_size: int = 10
+) -> dict[str, Any]:
+    """`concurrency` PgQueuer QueueManagers (asyncpg, `batch_size` jobs per dequeue)
+    draining `jobs` no-ops."""
     from pgqueuer.db import AsyncpgDriver
     from pgqueuer.qm import QueueManager
     from pgqueuer.queries import Queries
@@ -52,7 +58,8 @@ async def pgqueuer(dsn: str, jobs: int, concurrency: int, cap: float) -> dict[st
 
     began = time.perf_counter()
     runs = [
-        asyncio.create_task(qm.run(batch_size=10, mode=QueueExecutionMode.drain)) for qm in managers
+        asyncio.create_task(qm.run(batch_size=batch_size, mode=QueueExecutionMode.drain))
+        for qm in managers
     ]
     _, pending = await asyncio.wait(runs, timeout=cap)
     capped = bool(pending)
@@ -110,13 +117,17 @@ def main() -> None:
     parser.add_argument("--dsn", required=True)
     parser.add_argument("--jobs", type=int, required=True)
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=10, help="PgQueuer only")
     parser.add_argument("--cap", type=float, default=300.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    run = pgqueuer if args.peer == "pgqueuer" else procrastinate
     import uvloop
 
-    result = uvloop.run(run(args.dsn, args.jobs, args.concurrency, args.cap))
+    if args.peer == "pgqueuer":
+        run = pgqueuer(args.dsn, args.jobs, args.concurrency, args.cap, args.batch_size)
+    else:
+        run = procrastinate(args.dsn, args.jobs, args.concurrency, args.cap)
+    result = uvloop.run(run)
     print("BENCH_JSON " + orjson.dumps(result).decode(), flush=True)
 
 

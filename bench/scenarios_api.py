@@ -130,8 +130,8 @@ async def single(b: Bench) -> None:
             "req/s",
             "bare endpoint",
             base.rate,
-            target=">= 0.6x",
-            met=ok / result.seconds >= 0.6 * base.rate,
+            target=">= 0.9x",
+            met=ok / result.seconds >= 0.9 * base.rate,
             note=f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms"
             if result.p99_ms is not None
             else "",
@@ -195,8 +195,8 @@ async def batch(b: Bench) -> None:
             "emails/s",
             "COPY",
             copy_rate,
-            target=">= 20,000/s and >= 0.5x",
-            met=accepted >= 20_000 and accepted >= 0.5 * copy_rate,
+            target=">= 0.75x",
+            met=accepted >= 0.75 * copy_rate,
             note=f"p99 {result.p99_ms:.0f} ms/request" if result.p99_ms is not None else "",
         )
     )
@@ -332,8 +332,8 @@ async def events(b: Bench) -> None:
             "events/s",
             "bare endpoint",
             base_rate,
-            target=">= 10,000/s",
-            met=rate >= 10_000,
+            target=">= 0.1x",
+            met=rate >= 0.1 * base_rate,
         )
     )
     if _others(result, 200):
@@ -463,8 +463,8 @@ async def latency(b: Bench) -> None:
             "enqueue -> Mailjet call p99",
             p99,
             "ms",
-            target="<= 100 ms",
-            met=p99 <= 100,
+            target="<= 50 ms",
+            met=p99 <= 50,
             note=f"max {max(delays):.0f} ms, {len(delays)} emails",
         )
     )
@@ -477,9 +477,9 @@ async def latency(b: Bench) -> None:
     # A tail made of a few bursts (a stalled disk flush, a process waiting for a core) reads
     # differently from a steady one: name the half-seconds of sending whose worst exceeded
     # the p99 target.
-    bursts = [(k, max(v)) for k, v in sorted(by_half_second.items()) if max(v) > 100]
+    bursts = [(k, max(v)) for k, v in sorted(by_half_second.items()) if max(v) > 50]
     b.report.note(
-        f"latency: half-seconds of sending with an email over 100 ms: {len(bursts)} of "
+        f"latency: half-seconds of sending with an email over 50 ms: {len(bursts)} of "
         f"{len(by_half_second)}"
         + "".join(f"; at {k / 2:.1f} s, max {worst:.0f} ms" for k, worst in bursts[:6])
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import asyncpg
@@ -40,40 +40,12 @@ class Phase:
     cpu: dict[str, float]
 
 
-def _mailer_pids(proc: infra.Proc) -> cpu.PidSource:
-    async def pids() -> Iterable[int]:
-        return [proc.pid, *infra.child_pids(proc.pid)]
-
-    return pids
-
-
-_BACKENDS = (
-    "SELECT pid FROM pg_stat_activity "
-    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-)
-# The server's processes that serve no one client: WAL writer, checkpointer, background
-# writer, autovacuum (on a shared server, their work for other databases too).
-_SHARED = "SELECT pid FROM pg_stat_activity WHERE backend_type <> 'client backend'"
-
-
-def _pg_pids(conn: asyncpg.Connection, query: str, lock: asyncio.Lock) -> cpu.PidSource:
-    """The server processes `query` lists, read on `conn` (which `lock` guards: the meters
-    sample at the same time); `conn`'s own backend is left out."""
-
-    async def pids() -> Iterable[int]:
-        async with lock:
-            rows = await conn.fetch(query)
-        return [row["pid"] for row in rows]
-
-    return pids
-
-
 def _meters(mailer: infra.Proc, conn: asyncpg.Connection) -> dict[str, cpu.CpuMeter]:
     lock = asyncio.Lock()
     return {
-        "mailer": cpu.CpuMeter(_mailer_pids(mailer)),
-        "pg": cpu.CpuMeter(_pg_pids(conn, _BACKENDS, lock)),
-        "pg_shared": cpu.CpuMeter(_pg_pids(conn, _SHARED, lock)),
+        "mailer": cpu.CpuMeter(cpu.mailer_pids(mailer)),
+        "pg": cpu.CpuMeter(cpu.pg_pids(conn, cpu.BACKENDS, lock)),
+        "pg_shared": cpu.CpuMeter(cpu.pg_pids(conn, cpu.SHARED, lock)),
     }
 
 
@@ -99,9 +71,7 @@ async def sizing(b: Bench) -> None:
         _, key = await infra.create_app(dsn)
         meter_conn = await asyncpg.connect(dsn)
         try:
-            if not await meter_conn.fetchval(
-                "SELECT inet_server_addr() IS NULL OR host(inet_server_addr()) = '127.0.0.1'"
-            ):
+            if not await cpu.local_server(meter_conn):
                 b.report.note("sizing: PostgreSQL is not on this machine: not measured")
                 return
             rows = await _enqueue_phases(b, dsn, key, meter_conn)

@@ -31,9 +31,8 @@ def test_bench_smoke_runs_and_delivers_every_email_once(server_dsn: str, tmp_pat
 
     report = orjson.loads((tmp_path / "latest-smoke.json").read_bytes())
     scenarios = {row["scenario"] for row in report["rows"]}
-    assert {"single", "batch", "delivery", "events", "latency", "backlog", "stats"} <= scenarios, (
-        output
-    )
+    expected = {"single", "batch", "delivery", "events", "latency", "stack", "webhooks"}
+    assert expected | {"backlog", "stats"} <= scenarios, output
     assert not [r for r in report["rows"] if r["measure"] == "scenario failed"], output
     if Path("/proc/self/stat").exists():  # sizing reads CPU times there
         sizing = [r for r in report["rows"] if r["scenario"] == "sizing"]
@@ -46,6 +45,10 @@ def test_bench_smoke_runs_and_delivers_every_email_once(server_dsn: str, tmp_pat
     assert checks["single: every 202 committed"] is True
     assert checks["batch: every accepted email committed"] is True
     assert checks["stats: 30 days by the hour agrees with the events table"] is True
+    assert checks["stack: every 202 committed"] is True
+    assert checks["stack: every email sent exactly once"] is True
+    # Counted by the receiver: each fanned-out delivery's webhook-id arrived once.
+    assert checks["webhooks: every delivery received once and recorded"] is True
     assert all(checks.values()), checks
     # The table went to stdout and the Markdown file beside the JSON.
     assert "| scenario | measure | value | baseline | ratio | target | met |" in proc.stdout
