@@ -23,7 +23,8 @@ def test_bench_smoke_runs_and_delivers_every_email_once(server_dsn: str, tmp_pat
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        # A bound, not a speed check: the smoke run takes ~3 min on 2 loaded cores.
+        timeout=600,
         check=False,
     )
     output = proc.stdout[-4000:] + proc.stderr[-4000:]
