@@ -37,6 +37,8 @@ class Size:
     soak_checkpoint: int  # the RSS reference point
     sizing_seconds: float  # each enqueue phase of the sizing scenario
     sizing_batches: int  # distinct batches of 500 its batch phase sends round
+    retention_jobs: int  # the jobs kept at their retention: the 10 million
+    retention_sends: int  # emails sent in each phase of the retention scenario
 
 
 FULL = Size(
@@ -68,6 +70,8 @@ FULL = Size(
     soak_checkpoint=100_000,
     sizing_seconds=5.0,
     sizing_batches=200,
+    retention_jobs=10_000_000,
+    retention_sends=50_000,
 )
 
 SMOKE = Size(
@@ -99,6 +103,8 @@ SMOKE = Size(
     soak_checkpoint=1_000,
     sizing_seconds=1.0,
     sizing_batches=4,
+    retention_jobs=20_000,
+    retention_sends=500,
 )
 
 SIZES = {s.name: s for s in (FULL, SMOKE)}

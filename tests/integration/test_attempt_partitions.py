@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from mailer.db import migrate
-from mailer.db.pool import connect
+from mailer.db.pool import Conn, connect
 from mailer.lifecycle import partitions
 from mailer.lifecycle.retention import Periods, run_once
 from mailer.simulator.server import SimulatorServer
@@ -94,7 +94,7 @@ async def _attempts(conn: asyncpg.Connection) -> list[tuple[object, ...]]:
     return [tuple(r.values()) for r in rows]
 
 
-async def _children(conn: asyncpg.Connection) -> list[str]:
+async def _children(conn: Conn) -> list[str]:
     rows = await conn.fetch(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
         "WHERE i.inhparent = 'webhook_attempts'::regclass ORDER BY c.relname"
@@ -160,7 +160,7 @@ async def test_migration_0019_partitions_existing_attempts_and_everything_goes_o
             )
             == 0
         )
-        last_id = max(r[0] for r in before)
+        last_id: int = await conn.fetchval("SELECT max(id) FROM webhook_attempts_until_0019")
     finally:
         await conn.close()
 
@@ -236,9 +236,12 @@ async def test_retention_drops_expired_attempt_days_whole_and_rollups_outlive_ro
             endpoint,
             today + timedelta(days=offset),
         )
-    parts = dict(
-        await pool.fetch("SELECT created_at, tableoid::regclass::text FROM webhook_attempts")
-    )
+    parts: dict[datetime, str] = {
+        r[0]: r[1]
+        for r in await pool.fetch(
+            "SELECT created_at, tableoid::regclass::text FROM webhook_attempts"
+        )
+    }
     assert parts[today] == f"webhook_attempts_p{today:%Y%m%d}"
     assert parts[today + timedelta(days=10)] == "webhook_attempts_default"
 
