@@ -2,21 +2,24 @@
 goes on, the send rate with retention running against without, and the database size.
 
 One database holds a history of `retention_jobs` finished jobs (10 million at full size),
-each with its recipient, made within the retention period (the last 399 days, time-ordered
-UUIDv7 ids), so retention keeps all of them. Beside them, two bands of expired jobs (500
-days old, each job with its recipient and an event) of `2 x retention_sends` each, held by
-apps whose override keeps them for now (100 years). Then four phases, alternating, each a
-drain of `retention_sends` new emails by one `mailer worker` through the simulator:
+each with its recipient (made in SQL, a million per statement, foreign-key triggers off),
+within the retention period (the last 399 days; time-ordered UUIDv7 ids), so retention
+keeps all of them. Beside them, four bands of `retention_sends` expired jobs (500 days
+old, each with its recipient and an event), held by apps whose override keeps them for
+now (100 years). Then four phases, alternating off, on, off, on; each drains
+`retention_sends` new emails through one `mailer worker` and the simulator, while the
+phase's band expires (its app loses its override as the phase starts):
 
-- off: retention off in the worker; the table grows by the sends;
-- on: retention every second in the worker, and one band's app loses its override as the
-  phase starts: retention removes twice as many jobs as are sent (more than a steady state
-  asks), so the table is back to its size by the end of the phase.
+- on: retention runs every second in the worker, and removes the band while the emails
+  are sent (at once, as fast as it goes: harder on sending than a steady trickle);
+- off: retention is off in the worker; the band is removed once the drain is timed.
 
-So the jobs table ends with as many rows as it began with, and its size should be flat
-(after a `VACUUM`, as autovacuum would do between phases). Reported: emails/s of each
-phase, the median of on over the median of off, how long each band took to go, and the
-sizes of the database and of `jobs`, `messages`, `events` at the start and the end.
+Every phase adds as many jobs as it removes, so the table stays at its retention: it ends
+with as many rows as it began with, and its size should be flat (a `VACUUM` after each
+phase, as autovacuum would do, makes the freed pages reusable by the next). Reported:
+emails/s of each phase, the median of on over the median of off, how long each band took
+to go while sending, and the sizes of the database and of `jobs`, `messages`, `events` at
+the start, after the first round and at the end.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import os
 import statistics
 import time
 import uuid
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -35,10 +39,12 @@ from bench.report import Row
 from bench.stack import Bench, Simulator
 from mailer.db.pool import connect
 from mailer.delivery.enqueue import insert_jobs
+from mailer.lifecycle.retention import Periods, run_once
 
 SIMULATOR_LATENCY_MS = 50.0
+PHASES = ("off", "on", "off", "on")
 TABLES = ("jobs", "messages", "events")
-FILL_CHUNK = 250_000
+FILL_CHUNK = 1_000_000
 KEEP = '{"jobs_days": 36500, "bodies_days": 36500}'
 
 # Job `g` of a history, `$2` ms after the epoch of its first one and $3 ms apart: a
@@ -85,7 +91,7 @@ async def retention(b: Bench) -> None:
     # MAILER_BENCH_RETENTION_JOBS: another history size, to try one between smoke and full.
     history = int(os.environ.get("MAILER_BENCH_RETENTION_JOBS", s.retention_jobs))
     sends = s.retention_sends
-    band = 2 * sends
+    band = sends
     rates: dict[str, list[float]] = {"off": [], "on": []}
     removal: list[float] = []
     async with b.simulator(SIMULATOR_LATENCY_MS) as sim, infra.fresh_database(b.server) as dsn:
@@ -93,17 +99,19 @@ async def retention(b: Bench) -> None:
         conn = await connect(dsn)
         try:
             began = time.perf_counter()
-            bands = await _fill(conn, app_id, history, band)
+            bands = await _fill(conn, app_id, history, band, len(PHASES))
             fill_s = time.perf_counter() - began
             start = await _sizes(conn)
             start_rows = await conn.fetchval("SELECT count(*) FROM jobs")
-            for phase, mode in enumerate(("off", "on", "off", "on")):
+            for phase, mode in enumerate(PHASES):
                 await sim.reset()
-                expiring = bands.pop(0) if mode == "on" else None
-                rate, gone_s = await _phase(b, sim, dsn, conn, app_id, sends, expiring, phase)
+                running = mode == "on"
+                rate, gone_s = await _phase(b, sim, dsn, conn, app_id, sends, bands[phase], running)
                 rates[mode].append(rate)
                 if gone_s is not None:
                     removal.append(gone_s)
+                else:  # the same removal, once the drain is timed: the table stays level
+                    await run_once(conn, Periods(), now=datetime.now(UTC))
                 await conn.execute("VACUUM")  # as autovacuum would: freed pages reusable
                 if phase == 1:
                     settled = await _sizes(conn)  # one round (off, on) in: the steady state
@@ -120,7 +128,7 @@ async def retention(b: Bench) -> None:
     b.report.add(
         Row(
             "retention",
-            f"{what}, retention on (removing {band:,} expired jobs a run)",
+            f"{what}, retention on (removing {band:,} expired jobs meanwhile)",
             on,
             "emails/s",
             "retention off",
@@ -162,22 +170,23 @@ async def retention(b: Bench) -> None:
 
 
 async def _fill(
-    conn: asyncpg.Connection, app_id: uuid.UUID, history: int, band: int
+    conn: asyncpg.Connection, app_id: uuid.UUID, history: int, band: int, bands: int
 ) -> list[uuid.UUID]:
-    """The history of `app_id` within its retention, and two expired bands held by apps
-    that keep them for now; return those apps' ids."""
+    """The history of `app_id` within its retention, and `bands` expired bands held by
+    apps that keep them for now; return those apps' ids."""
     # The sending app keeps bodies as long as jobs: the scenario is about whole jobs going.
     await conn.execute(
         "UPDATE apps SET retention = '{\"bodies_days\": 400}'::jsonb WHERE id = $1", app_id
     )
+    await conn.execute("SET session_replication_role = replica")  # no FK triggers
     now_ms = int(time.time() * 1000)
     day_ms = 86_400_000
     # The history over the last 399 days, the newest one day ago.
     first = now_ms - 399 * day_ms
     step = (398 * day_ms) / max(history, 1)
     await _chunks(conn, (_FILL_JOBS, _FILL_MESSAGES), app_id, first, step, 1, history)
-    bands = []
-    for number in (2, 3):
+    held = []
+    for number in range(2, bands + 2):
         band_app: uuid.UUID = await conn.fetchval(
             "INSERT INTO apps (id, name, retention) "
             "VALUES (gen_random_uuid(), $1, $2::text::jsonb) RETURNING id",
@@ -188,10 +197,11 @@ async def _fill(
         await _chunks(
             conn, (_FILL_JOBS, _FILL_MESSAGES, _FILL_EVENTS), band_app, start, 1.0, number, band
         )
-        bands.append(band_app)
+        held.append(band_app)
+    await conn.execute("RESET session_replication_role")
     await conn.execute("VACUUM ANALYZE")
     await conn.execute("CHECKPOINT")
-    return bands
+    return held
 
 
 async def _chunks(
@@ -216,20 +226,19 @@ async def _phase(
     conn: asyncpg.Connection,
     app_id: uuid.UUID,
     sends: int,
-    expiring: uuid.UUID | None,
-    phase: int,
+    expiring: uuid.UUID,
+    on: bool,
 ) -> tuple[float, float | None]:
-    """One drain of `sends` new emails; with `expiring`, retention is on and that app's
-    jobs expire as it starts. Return emails/s and the seconds until they were gone."""
-    env = {"MAILER_RETENTION_INTERVAL_SECONDS": "1" if expiring else "0"}
+    """One drain of `sends` new emails, as `expiring`'s jobs expire; retention on or off in
+    the worker. Return emails/s and (on) the seconds until the expired jobs were gone."""
+    env = {"MAILER_RETENTION_INTERVAL_SECONDS": "1" if on else "0"}
     async with b.worker(dsn, sim, env=env):
-        jobs = new_jobs(app_id, sends, run=f"p{phase}")
+        jobs = new_jobs(app_id, sends, run=str(expiring))
         began = time.perf_counter()
-        if expiring is not None:
-            await conn.execute("UPDATE apps SET retention = NULL WHERE id = $1", expiring)
+        await conn.execute("UPDATE apps SET retention = NULL WHERE id = $1", expiring)
         await insert_jobs(conn, jobs)
         drained = await _drained(conn)
-        gone = await _band_gone(conn, expiring, began) if expiring else None
+        gone = await _band_gone(conn, expiring, began) if on else None
     return sends / (drained - began), gone
 
 
