@@ -32,6 +32,7 @@ import uuid
 from datetime import UTC, datetime
 
 import asyncpg
+import orjson
 
 from bench import infra
 from bench.payloads import new_jobs
@@ -49,30 +50,34 @@ KEEP = '{"jobs_days": 36500, "bodies_days": 36500}'
 
 # Job `g` of a history, `$2` ms after the epoch of its first one and $3 ms apart: a
 # time-ordered id (UUIDv7 layout, the time in the first 48 bits) and its creation time.
+_TIME = "CROSS JOIN LATERAL (SELECT $2::bigint + (g * $3::float8)::bigint AS ms) t"
 _ID = (
-    "(lpad(to_hex($2::bigint + (g * $3::float8)::bigint), 12, '0') || '7000' || '8'"
+    "(lpad(to_hex(t.ms), 12, '0') || '7000' || '8'"
     " || lpad(to_hex($4::int), 3, '0') || lpad(to_hex(g), 12, '0'))::uuid"
 )
-_AT = "to_timestamp(($2::bigint + (g * $3::float8)::bigint) / 1000.0)"
+_AT = "to_timestamp(t.ms / 1000.0)"
+# One message for every job of a history (a constant, so the fill spends no time making
+# it), with the size of a new email's: its recipient is in `messages`.
+_MESSAGE = orjson.dumps(
+    {
+        "From": {"Email": "noreply@shop.example", "Name": "Shop"},
+        "To": [{"Email": "old@example.org", "Name": "User"}],
+        "Subject": "Your order #1000000 has shipped",
+        "TextPart": "Hello User 1000000,\n\nyour order #1000000 is on its way.\n\nShop",
+        "HTMLPart": "<p>Hello User 1000000,</p><p>your order <b>#1000000</b> is on its way.</p>",
+    }
+).decode()
 
-# A chunk [$5, $6] of a history of app $1, with a body like the new emails', done.
+# A chunk [$5, $6] of a history of app $1, done.
 _FILL_JOBS = f"""
 INSERT INTO jobs (id, app_id, message, state, created_at, updated_at, sent_at)
-SELECT {_ID}, $1, jsonb_build_object(
-           'From', jsonb_build_object('Email', 'noreply@shop.example', 'Name', 'Shop'),
-           'To', jsonb_build_array(jsonb_build_object('Email', 'old' || g || '@example.org',
-                                                      'Name', 'User ' || g)),
-           'Subject', 'Your order #' || g || ' has shipped',
-           'TextPart', 'Hello User ' || g || ', your order #' || g || ' is on its way. Shop',
-           'HTMLPart', '<p>Hello User ' || g || ',</p><p>your order <b>#' || g
-                       || '</b> is on its way.</p>'),
-       'done', {_AT}, {_AT}, {_AT}
-FROM generate_series($5::int, $6::int) g
+SELECT {_ID}, $1, '{_MESSAGE}'::jsonb, 'done', {_AT}, {_AT}, {_AT}
+FROM generate_series($5::int, $6::int) g {_TIME}
 """
 _FILL_MESSAGES = f"""
 INSERT INTO messages (job_id, position, app_id, kind, email, status, message_id)
 SELECT {_ID}, 0, $1, 'to', 'old' || g || '@example.org', 'opened', $4::bigint << 40 | g
-FROM generate_series($5::int, $6::int) g
+FROM generate_series($5::int, $6::int) g {_TIME}
 """
 _FILL_EVENTS = f"""
 INSERT INTO events (post_id, dedupe_key, type, understood, status, rank, occurred_at,
@@ -81,7 +86,7 @@ INSERT INTO events (post_id, dedupe_key, type, understood, status, rank, occurre
 SELECT 0, sha256(convert_to({_ID}::text, 'UTF8')), 'open', true, 'opened', 5, {_AT}, false,
        $4::bigint << 40 | g, 'old' || g || '@example.org', false, '{{}}', '{{}}', $1, {_ID}, 0,
        pg_current_xact_id(), {_AT}, {_AT}
-FROM generate_series($5::int, $6::int) g
+FROM generate_series($5::int, $6::int) g {_TIME}
 """
 
 
@@ -151,8 +156,21 @@ async def retention(b: Bench) -> None:
             start["database"],
             target="<= 1.05x",
             met=end["database"] <= 1.05 * start["database"],
-            note=f"{settled['database']:,.1f} MB after the first off and on; "
-            f"history filled in {fill_s:.0f} s",
+            note=f"history filled in {fill_s:.0f} s",
+        )
+    )
+    # The first round grows the files by what it inserts before any page is freed; from
+    # then on the inserts reuse the pages the removals free.
+    b.report.add(
+        Row(
+            "retention",
+            "database size at the end",
+            end["database"],
+            "MB",
+            "after the first off and on",
+            settled["database"],
+            target="<= 1.05x",
+            met=end["database"] <= 1.05 * settled["database"],
         )
     )
     b.report.add(

@@ -24,19 +24,24 @@ from mailer.vault import SecretBox
 
 router = APIRouter(prefix=web.BASE, include_in_schema=False)
 
-PATH = f"{web.BASE}/erase"
 MAX_ADDRESS = 320
 
 
-def _box(request: Request, operator: Operator) -> SecretBox:
+def _box(request: Request) -> SecretBox | None:
+    """The key erased addresses are hashed under; None without MAILER_SECRET_KEY."""
     box: SecretBox | None = request.app.state.services.box
-    if box is None:
-        raise web.NotAllowed(
-            operator,
-            "Erasure needs MAILER_SECRET_KEY: an erased address's suppression is kept as a "
-            "hash keyed with it.",
-        )
     return box
+
+
+def _no_key_page(request: Request, operator: Operator) -> Response:
+    return web.render(
+        request,
+        "error.html",
+        operator,
+        status=503,
+        message="Erasure needs MAILER_SECRET_KEY: an erased address's suppression is kept "
+        "as a hash keyed with it.",
+    )
 
 
 def _admin(operator: Operator) -> None:
@@ -87,7 +92,8 @@ async def erase_form(request: Request) -> Response:
     """The form: which address, of which app (or of every app)."""
     operator = await web.operator_of(request)
     _admin(operator)
-    _box(request, operator)
+    if _box(request) is None:
+        return _no_key_page(request, operator)
     return await _form_page(request, operator)
 
 
@@ -95,7 +101,9 @@ async def erase_form(request: Request) -> Response:
 async def confirm_erase(request: Request) -> Response:
     """What erasing the address would remove, counted now, and the button that does it."""
     operator, form = await web.admin_form(request)
-    box = _box(request, operator)
+    box = _box(request)
+    if box is None:
+        return _no_key_page(request, operator)
     parsed = await _parsed(request, operator, form)
     if isinstance(parsed, Response):
         return parsed
@@ -119,7 +127,9 @@ async def confirm_erase(request: Request) -> Response:
 async def do_erase(request: Request) -> Response:
     """Erase the address (admins, CSRF-checked): the CLI's erasure, audited."""
     operator, form = await web.admin_form(request)
-    box = _box(request, operator)
+    box = _box(request)
+    if box is None:
+        return _no_key_page(request, operator)
     parsed = await _parsed(request, operator, form)
     if isinstance(parsed, Response):
         return parsed
