@@ -266,3 +266,28 @@ async def test_retention_drops_expired_attempt_days_whole_and_rollups_outlive_ro
 async def _children_of(pool: asyncpg.Pool) -> list[str]:
     async with pool.acquire() as conn:
         return await _children(conn)
+
+
+async def test_a_busy_table_is_left_to_the_next_run_instead_of_queueing_writers(
+    pool: asyncpg.Pool,
+) -> None:
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    async with pool.acquire() as conn:
+        await partitions.add_ahead(conn, today.date(), tables=(partitions.ATTEMPTS,))
+    later = today + timedelta(days=45)
+    async with pool.acquire() as reader, pool.acquire() as conn:
+        # A long read holds the table: detaching a partition would wait for it, and every
+        # insert would queue behind that wait.
+        reader_tx = reader.transaction()
+        await reader_tx.start()
+        await reader.execute("LOCK TABLE webhook_attempts IN ACCESS SHARE MODE")
+        try:
+            assert await partitions.drop_expired(conn, partitions.ATTEMPTS, later) == []
+            assert (
+                await partitions.add_ahead(conn, later.date(), tables=(partitions.ATTEMPTS,)) == 0
+            )
+        finally:
+            await reader_tx.rollback()
+        dropped = await partitions.drop_expired(conn, partitions.ATTEMPTS, later)
+        assert f"webhook_attempts_p{today:%Y%m%d}" in dropped
+        assert await partitions.add_ahead(conn, later.date(), tables=(partitions.ATTEMPTS,)) == 4

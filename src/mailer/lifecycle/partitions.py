@@ -5,9 +5,10 @@ and dropped whole once expired.
 Mailer makes each day's partition a few days ahead (at every retention run and when a
 worker starts), so no operator cron job is needed; a day no partition covers lands in the
 default partition, and is emptied by retention's batch deletes. A day whose end is older
-than the retention period is detached and dropped: no row-by-row delete, no bloat. The
-rows from before a table was partitioned form one partition (``<table>_until_NNNN``),
-emptied by the batch deletes and dropped once empty.
+than the retention period is detached and dropped: no row-by-row delete, no bloat, and no
+long wait for writers (making or dropping a partition that cannot lock the table within a
+second is left to the next run). The rows from before a table was partitioned form one
+partition (``<table>_until_NNNN``), emptied by the batch deletes and dropped once empty.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ async def drop_expired(conn: Conn, spec: DayPartitioned, cutoff: datetime) -> li
         day = datetime.strptime(row.name.removeprefix(prefix), "%Y%m%d").date()
         if day + timedelta(days=1) > cutoff.date():
             break
-        await conn.execute(Q.drop_day_partition, spec.table, row.name)
+        if not await conn.fetchval(Q.drop_day_partition, spec.table, row.name):
+            break  # the table is busy: the next run drops it
         dropped.append(row.name)
     return dropped
 

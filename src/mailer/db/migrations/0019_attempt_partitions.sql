@@ -33,27 +33,38 @@ BEGIN
     IF to_regclass(name) IS NOT NULL THEN
         RETURN false;
     END IF;
+    -- As for a drop (below): never make writers queue for long behind this.
+    PERFORM set_config('lock_timeout', '1s', true);
     EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
                    name, parent, low, low + interval '1 day');
     RETURN true;
 EXCEPTION
-    -- Overlapping a partition, rows of that day in the default one, or another worker
-    -- making the same day at the same moment.
-    WHEN invalid_object_definition OR check_violation OR duplicate_table THEN
+    -- Overlapping a partition, rows of that day in the default one, another worker making
+    -- the same day at the same moment, or the table busy (the next run tries again).
+    WHEN invalid_object_definition OR check_violation OR duplicate_table
+         OR lock_not_available THEN
         RETURN false;
 END
 $$;
 
--- Detach and drop one partition of `parent` (a day's, or the rows from before).
-CREATE FUNCTION mailer_drop_day_partition(parent text, name text) RETURNS void
+-- Detach and drop one partition of `parent` (a day's, or the rows from before): true when
+-- dropped. Detaching locks the whole table, and writers queue behind a lock that waits: if
+-- another session holds the table for more than a second, this gives up (false) and the
+-- next retention run tries again, so inserts never wait long on retention.
+CREATE FUNCTION mailer_drop_day_partition(parent text, name text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM mailer_day_partitioned(parent);
     IF name !~ ('^' || parent || '_(p[0-9]{8}|until_[0-9]{4})$') THEN
         RAISE EXCEPTION 'not a partition of %: %', parent, name;
     END IF;
+    PERFORM set_config('lock_timeout', '1s', true);
     EXECUTE format('ALTER TABLE %I DETACH PARTITION %I', parent, name);
     EXECUTE format('DROP TABLE %I', name);
+    RETURN true;
+EXCEPTION
+    WHEN lock_not_available THEN
+        RETURN false;
 END
 $$;
 
@@ -72,8 +83,7 @@ BEGIN
     IF any_row THEN
         RETURN false;
     END IF;
-    PERFORM mailer_drop_day_partition(parent, name);
-    RETURN true;
+    RETURN mailer_drop_day_partition(parent, name);
 END
 $$;
 
