@@ -43,6 +43,8 @@ class Size:
     stack_seconds: float  # the whole stack's sustained run, measured
     stack_backlog: int  # queued jobs above which the stack run's clients hold back
     webhook_events: int  # events fanned out to the local receiver
+    retention_jobs: int  # the jobs kept at their retention: the 10 million
+    retention_sends: int  # emails sent in each phase of the retention scenario
 
 
 FULL = Size(
@@ -79,6 +81,8 @@ FULL = Size(
     stack_seconds=60.0,
     stack_backlog=5_000,
     webhook_events=10_000,
+    retention_jobs=10_000_000,
+    retention_sends=50_000,
 )
 
 MEDIUM = Size(
@@ -115,6 +119,8 @@ MEDIUM = Size(
     stack_seconds=15.0,
     stack_backlog=2_000,
     webhook_events=5_000,
+    retention_jobs=1_000_000,
+    retention_sends=20_000,
 )
 
 SMOKE = Size(
@@ -151,6 +157,8 @@ SMOKE = Size(
     stack_seconds=2.0,
     stack_backlog=500,
     webhook_events=300,
+    retention_jobs=20_000,
+    retention_sends=500,
 )
 
 SIZES = {s.name: s for s in (FULL, MEDIUM, SMOKE)}

@@ -193,8 +193,9 @@ async def test_raw_callbacks_live_in_day_partitions_made_ahead_and_dropped_whole
         return f"event_posts_p{today + timedelta(days=offset):%Y%m%d}"
 
     async with pool.acquire() as conn:
-        assert await partitions.add_ahead(conn, today.date()) == 3  # today: the old rows'
-        assert await partitions.add_ahead(conn, today.date()) == 0
+        posts = (partitions.POSTS,)
+        assert await partitions.add_ahead(conn, today.date(), tables=posts) == 3  # today: old rows'
+        assert await partitions.add_ahead(conn, today.date(), tables=posts) == 0
     assert await partition_names(pool) == sorted(
         [day(1), day(2), day(3), "event_posts_default", "event_posts_until_0011"]
     )

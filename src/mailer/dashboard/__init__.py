@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from mailer.dashboard import login, routes, web, webhook_routes
+from mailer.dashboard import erase, login, routes, web, webhook_routes
 from mailer.dashboard.callbacks import CallbackCheck
 from mailer.dashboard.web import DashboardConfig
 
@@ -25,6 +25,7 @@ def install(app: FastAPI, config: DashboardConfig | None = None) -> None:
     app.router.routes.extend(login.router.routes)
     app.router.routes.extend(routes.router.routes)
     app.router.routes.extend(webhook_routes.router.routes)
+    app.router.routes.extend(erase.router.routes)
     app.mount(f"{web.BASE}/static", StaticFiles(directory=web.STATIC_DIR), name="dashboard")
 
     @app.exception_handler(web.LoginRequired)

@@ -9,6 +9,9 @@ the audit log. One audit entry records that an erasure happened, and how much it
 never the address.
 
 A job with several recipients is erased for all of them: its body and headers name each.
+
+:func:`preview` counts what an erasure would remove (the dashboard's confirmation) by
+running it in a transaction that is rolled back: the same statements, so the same counts.
 """
 
 from __future__ import annotations
@@ -65,6 +68,25 @@ async def erase(
         )
         await audit.record(conn, actor, "erasure", app_id=app_id, details=asdict(erased))
     return erased
+
+
+class _RolledBack(Exception):
+    def __init__(self, erased: Erased) -> None:
+        super().__init__("preview")
+        self.erased = erased
+
+
+async def preview(conn: Conn, address: str, *, app_id: uuid.UUID | None, box: SecretBox) -> Erased:
+    """What :func:`erase` would remove now, removing nothing (and auditing nothing): the
+    erasure itself, rolled back."""
+    try:
+        async with conn.transaction():
+            erased = await erase(
+                conn, address, app_id=app_id, box=box, actor=Actor.system("erasure-preview")
+            )
+            raise _RolledBack(erased)
+    except _RolledBack as done:
+        return done.erased
 
 
 async def _erase_from_posts(conn: Conn, address: str, post_ids: list[int]) -> int:

@@ -185,23 +185,20 @@ SELECT pg_try_advisory_lock(7315002018);
 -- name: retention_unlock
 SELECT pg_advisory_unlock(7315002018);
 
--- name: post_partitions
--- The day partitions of event_posts (event_posts_pYYYYMMDD), oldest first.
+-- name: day_partitions
+-- The day partitions of table $1 (<table>_pYYYYMMDD), oldest first.
 SELECT c.relname AS name
 FROM pg_inherits i
 JOIN pg_class c ON c.oid = i.inhrelid
-WHERE i.inhparent = 'event_posts'::regclass AND c.relname ~ '^event_posts_p[0-9]{8}$'
+WHERE i.inhparent = $1::text::regclass AND c.relname ~ ('^' || $1 || '_p[0-9]{8}$')
 ORDER BY c.relname;
 
--- name: leftover_posts
--- Whether the partition of the rows from before partitioning still holds any.
-SELECT EXISTS (SELECT 1 FROM event_posts_until_0011);
+-- name: drop_emptied_leftover
+-- Drop $1's partition $2 of the rows from before partitioning if retention emptied it.
+SELECT mailer_drop_emptied_leftover($1, $2);
 
--- name: leftover_partition_exists
-SELECT to_regclass('event_posts_until_0011') IS NOT NULL;
+-- name: add_day_partition
+SELECT mailer_add_day_partition($1, $2::date);
 
--- name: add_post_partition
-SELECT mailer_add_post_partition($1::date);
-
--- name: drop_post_partition
-SELECT mailer_drop_post_partition($1);
+-- name: drop_day_partition
+SELECT mailer_drop_day_partition($1, $2);

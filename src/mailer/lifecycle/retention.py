@@ -2,8 +2,9 @@
 
 Periods (settings, an app may override the first two; see :class:`Periods`): email bodies
 and attachments, jobs with their recipients and events, raw callback bodies, webhook
-attempts and finished deliveries. Raw callbacks are partitioned by day: an expired day is
-dropped whole (:mod:`mailer.lifecycle.partitions`). Everything else goes in batches: each
+attempts and finished deliveries. Raw callbacks and webhook attempts are partitioned by
+day: an expired day is dropped whole (:mod:`mailer.lifecycle.partitions`). Everything else
+(and their rows no day partition holds) goes in batches: each
 batch is one short statement over the oldest rows by the time-ordered primary key
 (``LIMIT`` rows, a few milliseconds, no long lock), so sending goes on beside it and
 autovacuum reuses the space freed (no bloat from one huge DELETE). One worker at a time
@@ -84,6 +85,8 @@ class Removed:
     callback_days: int = 0
     """Day partitions of raw callbacks dropped whole."""
     webhook_attempts: int = 0
+    webhook_attempt_days: int = 0
+    """Day partitions of webhook attempts dropped whole."""
     webhook_deliveries: int = 0
 
     @property
@@ -122,15 +125,25 @@ async def _run(conn: Conn, periods: Periods, now: datetime, batch: int) -> Remov
     removed.events += await _drain(
         conn, Q.expire_events_unlinked, batch, now - _days(periods.jobs_days)
     )
-    callbacks_cutoff = now - _days(periods.callbacks_days)
     # Whole expired days go; what no day partition holds (from before partitioning, or in
     # the default partition) goes row by row; then the coming days are made.
-    removed.callback_days += len(await partitions.drop_expired(conn, callbacks_cutoff))
+    callbacks_cutoff = now - _days(periods.callbacks_days)
+    removed.callback_days += len(
+        await partitions.drop_expired(conn, partitions.POSTS, callbacks_cutoff)
+    )
     removed.callbacks += await _drain(conn, Q.expire_posts, batch, callbacks_cutoff)
-    removed.callback_days += await partitions.drop_emptied_leftover(conn)
-    await partitions.add_ahead(conn, now.date())
+    removed.callback_days += await partitions.drop_emptied_leftover(conn, partitions.POSTS)
     attempts_cutoff = now - _days(periods.webhook_attempts_days)
+    removed.webhook_attempt_days += len(
+        await partitions.drop_expired(conn, partitions.ATTEMPTS, attempts_cutoff)
+    )
     removed.webhook_attempts += await _drain(conn, Q.expire_attempts, batch, attempts_cutoff)
+    removed.webhook_attempt_days += await partitions.drop_emptied_leftover(
+        conn, partitions.ATTEMPTS
+    )
+    await partitions.add_ahead(conn, now.date())
+    # A finished delivery's remaining attempts (made after the cutoff) go with it, found by
+    # their index on delivery_id.
     removed.webhook_deliveries += await _drain(conn, Q.expire_deliveries, batch, attempts_cutoff)
     return removed
 

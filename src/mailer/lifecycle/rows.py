@@ -68,6 +68,6 @@ class BodiesPassed(Row):
 
 
 class PartitionName(Row):
-    """A day partition of ``event_posts`` (``post_partitions``)."""
+    """A day partition of a table partitioned by day (``day_partitions``)."""
 
     name = Column[str]()
