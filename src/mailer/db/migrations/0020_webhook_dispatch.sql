@@ -1,0 +1,141 @@
+-- Webhook dispatch at the receiver's pace (issue 20; docs/webhooks.md, "Dispatching").
+--
+-- The claim's index gets the delivery id as a tiebreak. Deliveries fanned out together share
+-- one `next_attempt_at` (the transaction's now()), so the old index held them as a few
+-- posting lists of hundreds of TIDs each; a posting list is marked dead only once every
+-- TID in it is, so each claim visited the heap for every delivery already claimed from the
+-- list it stopped in (a claim of one cost ~0.1 ms alone and several ms with 16 claimers,
+-- 4.6 ms of PostgreSQL CPU per delivery). With unique keys each dead entry is its own
+-- index tuple, marked dead by the first scan that passes it, whether or not vacuum runs.
+CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (next_attempt_at, id)
+    WHERE state = 'pending';
+DROP INDEX webhook_deliveries_due;
+
+-- Record a batch of attempts in one round trip: each delivery's new state (only where
+-- `dispatcher` still holds its claim), its attempt in the log, and each endpoint's run of
+-- failures, as if the attempts had been recorded one by one in the order given: a success
+-- ends the run, a failure starts one (or continues it), a 410 disables the endpoint, and so
+-- does a failure `disable_after` or more after the start of its run.
+--
+-- Answers one row per delivery written (the others were taken over after their lease
+-- ran out), `disabled` naming why ('gone', 'failing') on the attempt that disabled its
+-- endpoint, if that attempt is the one that changed it.
+CREATE FUNCTION record_webhook_attempts(
+    ids uuid[], states text[], next_ats timestamptz[], ats timestamptz[],
+    statuses integer[], errors text[], responses text[], durations integer[],
+    attempt_numbers integer[], endpoint_ids uuid[], event_ids text[],
+    dispatcher text, disable_after interval
+) RETURNS TABLE (delivery_id uuid, disabled text)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    mine uuid[];
+    e record;
+    disabled_ids uuid[] := '{}';
+    disabled_whys text[] := '{}';
+BEGIN
+    WITH written AS (
+        UPDATE webhook_deliveries d
+        SET state = u.state,
+            next_attempt_at = coalesce(u.next_at, d.next_attempt_at),
+            finished_at = CASE WHEN u.state = 'pending' THEN NULL ELSE u.at END,
+            last_status = u.status,
+            last_error = u.error,
+            manual = CASE WHEN u.state = 'pending' THEN d.manual ELSE false END,
+            locked_by = NULL
+        FROM unnest(ids, states, next_ats, ats, statuses, errors)
+             AS u(id, state, next_at, at, status, error)
+        WHERE d.id = u.id AND d.locked_by = dispatcher
+        RETURNING d.id
+    )
+    SELECT coalesce(array_agg(w.id), '{}') INTO mine FROM written w;
+
+    INSERT INTO webhook_attempts
+        (delivery_id, endpoint_id, event_id, attempt, status_code, duration_ms, error,
+         response, created_at)
+    SELECT u.id, u.endpoint_id, u.event_id, u.attempt, u.status, u.duration, u.error,
+           u.response, u.at
+    FROM unnest(ids, endpoint_ids, event_ids, attempt_numbers, statuses, durations, errors,
+                responses, ats) WITH ORDINALITY
+         AS u(id, endpoint_id, event_id, attempt, status, duration, error, response, at, ord)
+    WHERE u.id = ANY (mine)
+    ORDER BY u.ord;
+
+    -- Per endpoint: where its run of failures starts after the batch (null: the last
+    -- attempt succeeded), and the first attempt that disables it, if any.
+    FOR e IN
+        WITH batch AS (
+            SELECT u.ord, u.id, u.endpoint_id, u.at, u.status,
+                   coalesce(u.status BETWEEN 200 AND 299, false) AS ok
+            FROM unnest(ids, endpoint_ids, ats, statuses) WITH ORDINALITY
+                 AS u(id, endpoint_id, at, status, ord)
+            WHERE u.id = ANY (mine)
+        ), locked AS (
+            -- Only endpoints with something to write, locked in id order (two dispatchers
+            -- recording for the same endpoints never deadlock): a batch of successes to an
+            -- endpoint with no run of failures writes nothing and waits for no one.
+            SELECT w.id, w.first_failure_at FROM webhook_endpoints w
+            WHERE w.id IN (SELECT b.endpoint_id FROM batch b)
+              AND (w.first_failure_at IS NOT NULL
+                   OR EXISTS (SELECT 1 FROM batch b WHERE b.endpoint_id = w.id AND NOT b.ok))
+            ORDER BY w.id
+            FOR UPDATE OF w
+        ), runs AS (
+            -- `run`: the successes up to this attempt. The failures after the same success
+            -- are one run; run 0 continues the endpoint's own, if it had one.
+            SELECT b.*, l.first_failure_at AS before,
+                   count(*) FILTER (WHERE b.ok)
+                       OVER (PARTITION BY b.endpoint_id ORDER BY b.ord) AS run
+            FROM batch b JOIN locked l ON l.id = b.endpoint_id
+        ), judged AS (
+            SELECT r.*,
+                   CASE WHEN r.ok THEN NULL
+                        WHEN r.run = 0 THEN coalesce(r.before, min(r.at) FILTER (WHERE NOT r.ok)
+                                                     OVER (PARTITION BY r.endpoint_id, r.run))
+                        ELSE min(r.at) FILTER (WHERE NOT r.ok)
+                                 OVER (PARTITION BY r.endpoint_id, r.run)
+                   END AS run_started
+            FROM runs r
+        ), verdicts AS (
+            SELECT j.*, NOT j.ok AND (j.status IS NOT DISTINCT FROM 410
+                                      OR j.at - j.run_started >= disable_after) AS disables
+            FROM judged j
+        )
+        SELECT v.endpoint_id,
+               (array_agg(v.run_started ORDER BY v.ord DESC))[1] AS first_failure_at,
+               (array_agg(v.id ORDER BY v.ord) FILTER (WHERE v.disables))[1] AS disabled_by,
+               (array_agg(v.at ORDER BY v.ord) FILTER (WHERE v.disables))[1] AS disabled_at,
+               (array_agg(v.status ORDER BY v.ord) FILTER (WHERE v.disables))[1] AS status,
+               (array_agg(v.run_started ORDER BY v.ord) FILTER (WHERE v.disables))[1] AS since
+        FROM verdicts v
+        GROUP BY v.endpoint_id
+        ORDER BY v.endpoint_id
+    LOOP
+        UPDATE webhook_endpoints SET first_failure_at = e.first_failure_at
+        WHERE id = e.endpoint_id AND first_failure_at IS DISTINCT FROM e.first_failure_at;
+        IF e.disabled_by IS NOT NULL THEN
+            UPDATE webhook_endpoints
+            SET enabled = false,
+                disabled_reason = CASE
+                    WHEN e.status = 410 THEN 'the endpoint answered 410 Gone'
+                    ELSE format('every delivery failed for %s days (since %s)',
+                                extract(day FROM justify_hours(disable_after)),
+                                to_char(e.since AT TIME ZONE 'UTC',
+                                        'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'))
+                END,
+                disabled_at = e.disabled_at,
+                updated_at = e.disabled_at
+            WHERE id = e.endpoint_id AND enabled;
+            IF FOUND THEN
+                disabled_ids := disabled_ids || e.disabled_by;
+                disabled_whys := disabled_whys
+                    || CASE WHEN e.status = 410 THEN 'gone' ELSE 'failing' END;
+            END IF;
+        END IF;
+    END LOOP;
+
+    RETURN QUERY
+    SELECT m.id, x.why
+    FROM unnest(mine) AS m(id)
+    LEFT JOIN unnest(disabled_ids, disabled_whys) AS x(id, why) ON x.id = m.id;
+END
+$$;
