@@ -15,25 +15,10 @@ ON CONFLICT (endpoint_id, event_id) DO NOTHING;
 SELECT pg_notify('mailer_webhooks', '');
 
 -- name: claim
--- Lease up to $1 due deliveries to dispatcher $3 until $2 + $4 seconds ($2 is "now"),
--- walking `webhook_deliveries_pending` in its order (keys unique: see migration 0020).
-WITH due AS (
-    SELECT d.id FROM webhook_deliveries d
-    JOIN webhook_endpoints w ON w.id = d.endpoint_id
-    WHERE d.state = 'pending' AND d.next_attempt_at <= $2 AND w.enabled
-    ORDER BY d.next_attempt_at, d.id
-    LIMIT $1
-    FOR UPDATE OF d SKIP LOCKED
-)
-UPDATE webhook_deliveries d
-SET attempts = d.attempts + 1,
-    next_attempt_at = $2 + make_interval(secs => $4),
-    locked_by = $3
-FROM due, webhook_endpoints w
-WHERE d.id = due.id AND w.id = d.endpoint_id
-RETURNING d.id, d.endpoint_id, d.event_id, d.body, d.attempts, d.manual, d.created_at, w.url,
-          CASE WHEN w.previous_expires_at > $2
-               THEN ARRAY[w.secret, w.previous_secret] ELSE ARRAY[w.secret] END AS secrets;
+-- Lease up to $1 due deliveries to dispatcher $3 until $2 + $4 seconds ($2 is "now"), oldest
+-- due first (migration 0020: a function, so that its plan cannot sort every due delivery).
+SELECT id, endpoint_id, event_id, body, attempts, manual, created_at, url, secrets
+FROM claim_webhook_deliveries($1, $2, $3, $4);
 
 -- name: next_due
 SELECT min(d.next_attempt_at)

@@ -11,6 +11,43 @@ CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (next_attempt_at, 
     WHERE state = 'pending';
 DROP INDEX webhook_deliveries_due;
 
+-- Lease up to `n` due deliveries to `dispatcher` until `at` + `lease_s` seconds, oldest due
+-- first, with what signing and sending them needs (docs/webhooks.md, "Dispatching").
+-- A function for its `SET enable_sort = off`: without statistics (autovacuum off, or a
+-- table grown since its last ANALYZE) the planner took the due range for a few rows and,
+-- for a claim of 32, read and sorted every due delivery (8 ms at 7,000 due) instead of
+-- walking `webhook_deliveries_pending` in order and stopping at the 32nd.
+-- `= ANY (ARRAY(...))`, not a join to `due`, for the same reason: the join was planned as
+-- a full scan of the primary key (58 ms a claim at 10,000 deliveries).
+CREATE FUNCTION claim_webhook_deliveries(
+    n integer, at timestamptz, dispatcher text, lease_s double precision
+) RETURNS TABLE (
+    id uuid, endpoint_id uuid, event_id text, body text, attempts integer, manual boolean,
+    created_at timestamptz, url text, secrets text[]
+)
+LANGUAGE sql VOLATILE
+SET enable_sort = off
+AS $$
+    WITH due AS (
+        SELECT d.id FROM webhook_deliveries d
+        JOIN webhook_endpoints w ON w.id = d.endpoint_id
+        WHERE d.state = 'pending' AND d.next_attempt_at <= at AND w.enabled
+        ORDER BY d.next_attempt_at, d.id
+        LIMIT n
+        FOR UPDATE OF d SKIP LOCKED
+    )
+    UPDATE webhook_deliveries d
+    SET attempts = d.attempts + 1,
+        next_attempt_at = at + make_interval(secs => lease_s),
+        locked_by = dispatcher
+    FROM webhook_endpoints w
+    WHERE d.id = ANY (ARRAY(SELECT due.id FROM due)) AND w.id = d.endpoint_id
+    RETURNING d.id, d.endpoint_id, d.event_id, d.body, d.attempts, d.manual, d.created_at,
+              w.url,
+              CASE WHEN w.previous_expires_at > at
+                   THEN ARRAY[w.secret, w.previous_secret] ELSE ARRAY[w.secret] END;
+$$;
+
 -- Record a batch of attempts in one round trip: each delivery's new state (only where
 -- `dispatcher` still holds its claim), its attempt in the log, and each endpoint's run of
 -- failures, as if the attempts had been recorded one by one in the order given: a success
@@ -44,7 +81,9 @@ BEGIN
             locked_by = NULL
         FROM unnest(ids, states, next_ats, ats, statuses, errors)
              AS u(id, state, next_at, at, status, error)
-        WHERE d.id = u.id AND d.locked_by = dispatcher
+        -- `d.id = ANY (ids)`: the rows are found by their key whatever the plan (one
+        -- made without statistics may otherwise scan every delivery).
+        WHERE d.id = ANY (ids) AND d.id = u.id AND d.locked_by = dispatcher
         RETURNING d.id
     )
     SELECT coalesce(array_agg(w.id), '{}') INTO mine FROM written w;
