@@ -138,12 +138,16 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self.dispatcher_id = f"{socket.gethostname()}:{os.getpid()}:wh:{uuid7().hex[-8:]}"
         self._session: aiohttp.ClientSession | None = None
-        # Both writers start at once (as the send worker's): an attempt keeps its place in
-        # flight until recorded, so promptness beats larger groups.
+        # Both writers start at once (as the send worker's): promptness beats larger groups.
         self._recorder: Coalescer[Attempted, Recorded | None] = Coalescer(
             self._record_many, writers=2, spare_after=0.0
         )
         self._recorder_running = False
+        # An attempt gives its place in flight to the next one as soon as its answer is in;
+        # its record is written behind it. At most this many answers wait for their record
+        # (then the places in flight wait too), so claims never outrun the writes.
+        self._unrecorded = asyncio.Semaphore(2 * options.concurrency)
+        self._recording: set[asyncio.Task[None]] = set()
         # An expired lease needs no recovery: the claim takes a delivery whose
         # `next_attempt_at` (pushed forward by the lease) has passed.
         self.loop = ClaimLoop(
@@ -183,6 +187,8 @@ class Dispatcher:
     async def stop(self) -> None:
         """Stop claiming, let attempts in flight finish and record, close the HTTP session."""
         await self.loop.stop()
+        if self._recording:
+            await asyncio.gather(*self._recording, return_exceptions=True)
         if self._recorder_running:
             self._recorder_running = False
             await self._recorder.stop()
@@ -234,6 +240,30 @@ class Dispatcher:
             return
         if recorded is not None:
             self._count(delivery, recorded.state, recorded.disabled)
+
+    async def _attempt(self, delivery: ClaimedDelivery) -> None:
+        """The claim loop's unit: make one attempt, then leave its record to be written
+        behind it (with the others that end meanwhile), so the place in flight is free
+        again at once."""
+        answer = await self.post(delivery)
+        ACTIVITY.add("webhooks_delivered" if answer.ok else "webhooks_failed")
+        attempted = self._outcome(delivery, answer)
+        await self._unrecorded.acquire()
+        task = asyncio.create_task(self._record_behind(attempted))
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
+
+    async def _record_behind(self, attempted: Attempted) -> None:
+        try:
+            recorded = await self._recorder.submit(attempted)
+        except DATABASE_ERRORS:
+            # Not lost: the lease ends and the delivery is attempted again.
+            log.exception("recording a webhook attempt failed", extra={"action": "wh_record"})
+            return
+        finally:
+            self._unrecorded.release()
+        if recorded is not None:
+            self._count(attempted.delivery, recorded.state, recorded.disabled)
 
     def _count(self, delivery: ClaimedDelivery, state: str, disabled: str | None) -> None:
         """The metrics of a recorded attempt: its outcome, the lag of a delivered one, and
@@ -344,7 +374,7 @@ class Dispatcher:
     async def _claim(self, places: int) -> Claim:
         claimed = await self.claim(places)
         work = [
-            Work(run=partial(self.deliver, c), give_back=partial(self._release, [c]))
+            Work(run=partial(self._attempt, c), give_back=partial(self._release, [c]))
             for c in claimed
         ]
         return Claim(work, len(claimed) == places)

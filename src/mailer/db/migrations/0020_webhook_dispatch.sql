@@ -13,7 +13,7 @@ DROP INDEX webhook_deliveries_due;
 
 -- Lease up to `n` due deliveries to `dispatcher` until `at` + `lease_s` seconds, oldest due
 -- first, with what signing and sending them needs (docs/webhooks.md, "Dispatching").
--- A function for its `SET enable_sort = off`: without statistics (autovacuum off, or a
+-- A function for its `SET enable_sort = off` (and PL/pgSQL, which keeps its plan): without statistics (autovacuum off, or a
 -- table grown since its last ANALYZE) the planner took the due range for a few rows and,
 -- for a claim of 32, read and sorted every due delivery (8 ms at 7,000 due) instead of
 -- walking `webhook_deliveries_pending` in order and stopping at the 32nd.
@@ -25,9 +25,11 @@ CREATE FUNCTION claim_webhook_deliveries(
     id uuid, endpoint_id uuid, event_id text, body text, attempts integer, manual boolean,
     created_at timestamptz, url text, secrets text[]
 )
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET enable_sort = off
 AS $$
+BEGIN
+    RETURN QUERY
     WITH due AS (
         SELECT d.id FROM webhook_deliveries d
         JOIN webhook_endpoints w ON w.id = d.endpoint_id
@@ -46,6 +48,7 @@ AS $$
               w.url,
               CASE WHEN w.previous_expires_at > at
                    THEN ARRAY[w.secret, w.previous_secret] ELSE ARRAY[w.secret] END;
+END
 $$;
 
 -- Record a batch of attempts in one round trip: each delivery's new state (only where
