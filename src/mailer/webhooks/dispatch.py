@@ -140,13 +140,13 @@ class Dispatcher:
         self._session: aiohttp.ClientSession | None = None
         # Both writers start at once (as the send worker's): promptness beats larger groups.
         self._recorder: Coalescer[Attempted, Recorded | None] = Coalescer(
-            self._record_many, writers=2, spare_after=0.0
+            self._record_many, writers=1
         )
         self._recorder_running = False
         # An attempt gives its place in flight to the next one as soon as its answer is in;
         # its record is written behind it. At most this many answers wait for their record
         # (then the places in flight wait too), so claims never outrun the writes.
-        self._unrecorded = asyncio.Semaphore(2 * options.concurrency)
+        self._unrecorded = asyncio.Semaphore(4 * options.concurrency)
         self._recording: set[asyncio.Task[None]] = set()
         # An expired lease needs no recovery: the claim takes a delivery whose
         # `next_attempt_at` (pushed forward by the lease) has passed.
