@@ -138,7 +138,8 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self.dispatcher_id = f"{socket.gethostname()}:{os.getpid()}:wh:{uuid7().hex[-8:]}"
         self._session: aiohttp.ClientSession | None = None
-        # Both writers start at once (as the send worker's): promptness beats larger groups.
+        # One writer: two at once contended in PostgreSQL (0.74 against 0.32 ms of its CPU
+        # per delivery in the bench), and a larger group costs an attempt nothing now.
         self._recorder: Coalescer[Attempted, Recorded | None] = Coalescer(
             self._record_many, writers=1
         )

@@ -1,12 +1,10 @@
 -- Webhook dispatch at the receiver's pace (issue 20; docs/webhooks.md, "Dispatching").
 --
--- The claim's index gets the delivery id as a tiebreak. Deliveries fanned out together share
--- one `next_attempt_at` (the transaction's now()), so the old index held them as a few
--- posting lists of hundreds of TIDs each; a posting list is marked dead only once every
--- TID in it is, so each claim visited the heap for every delivery already claimed from the
--- list it stopped in (a claim of one cost ~0.1 ms alone and several ms with 16 claimers,
--- 4.6 ms of PostgreSQL CPU per delivery). With unique keys each dead entry is its own
--- index tuple, marked dead by the first scan that passes it, whether or not vacuum runs.
+-- The claim walks the pending deliveries in (next_attempt_at, id) order. Deliveries fanned
+-- out together share one `next_attempt_at` (the transaction's now()): the id makes the order
+-- total and every key unique, so each entry is its own index tuple, marked dead by the
+-- first scan that passes it once its delivery is claimed or finished (a deduplicated
+-- posting list of equal keys is marked dead only once all of its deliveries are).
 CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (next_attempt_at, id)
     WHERE state = 'pending';
 DROP INDEX webhook_deliveries_due;
