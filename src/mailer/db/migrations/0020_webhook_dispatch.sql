@@ -5,6 +5,7 @@
 -- total and every key unique, so each entry is its own index tuple, marked dead by the
 -- first scan that passes it once its delivery is claimed or finished (a deduplicated
 -- posting list of equal keys is marked dead only once all of its deliveries are).
+-- On an existing database the build reads the deliveries once (writes to them wait).
 CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (next_attempt_at, id)
     WHERE state = 'pending';
 DROP INDEX webhook_deliveries_due;
