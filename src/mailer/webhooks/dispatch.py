@@ -223,25 +223,6 @@ class Dispatcher:
             record_class=ClaimedDelivery,
         )
 
-    async def deliver(self, delivery: ClaimedDelivery) -> None:
-        """Make one attempt and record it (a failure to record leaves it to the lease).
-
-        Attempts that end while a record is being written are recorded together, in the
-        next write (group commit); a dispatcher not started records each alone."""
-        answer = await self.post(delivery)
-        ACTIVITY.add("webhooks_delivered" if answer.ok else "webhooks_failed")
-        attempted = self._outcome(delivery, answer)
-        try:
-            if self._recorder_running:
-                recorded = await self._recorder.submit(attempted)
-            else:
-                [recorded] = await self._record_many([attempted])
-        except DATABASE_ERRORS:
-            log.exception("recording a webhook attempt failed", extra={"action": "wh_record"})
-            return
-        if recorded is not None:
-            self._count(delivery, recorded.state, recorded.disabled)
-
     async def _attempt(self, delivery: ClaimedDelivery) -> None:
         """The claim loop's unit: make one attempt, then leave its record to be written
         behind it (with the others that end meanwhile), so the place in flight is free
