@@ -71,7 +71,7 @@ ORDER BY type;
 -- name: metric_gauges
 -- The database-wide gauges of /metrics, in one round trip, each from an index: queued jobs
 -- (jobs_due), those due and the oldest one's wait, jobs being sent (jobs_lease), live
--- workers (heartbeats within $1 s), webhook deliveries waiting (webhook_deliveries_due)
+-- workers (heartbeats within $1 s), webhook deliveries waiting (webhook_deliveries_pending)
 -- and the oldest one's wait, and the endpoints (one row per endpoint, a small table).
 -- Finished jobs are not counted here (a scan): the workers count them as they finish.
 SELECT

@@ -15,63 +15,32 @@ ON CONFLICT (endpoint_id, event_id) DO NOTHING;
 SELECT pg_notify('mailer_webhooks', '');
 
 -- name: claim
--- Lease up to $1 due deliveries to dispatcher $3 until $2 + $4 seconds ($2 is "now").
-WITH due AS (
-    SELECT d.id FROM webhook_deliveries d
-    JOIN webhook_endpoints w ON w.id = d.endpoint_id
-    WHERE d.state = 'pending' AND d.next_attempt_at <= $2 AND w.enabled
-    ORDER BY d.next_attempt_at
-    LIMIT $1
-    FOR UPDATE OF d SKIP LOCKED
-)
-UPDATE webhook_deliveries d
-SET attempts = d.attempts + 1,
-    next_attempt_at = $2 + make_interval(secs => $4),
-    locked_by = $3
-FROM due, webhook_endpoints w
-WHERE d.id = due.id AND w.id = d.endpoint_id
-RETURNING d.id, d.endpoint_id, d.event_id, d.body, d.attempts, d.manual, d.created_at, w.url,
-          CASE WHEN w.previous_expires_at > $2
-               THEN ARRAY[w.secret, w.previous_secret] ELSE ARRAY[w.secret] END AS secrets;
+-- Lease up to $1 due deliveries to dispatcher $3 until $2 + $4 seconds ($2 is "now"), oldest
+-- due first (migration 0020: a function, so that its plan cannot sort every due delivery).
+SELECT id, endpoint_id, event_id, body, attempts, manual, created_at, url, secrets
+FROM claim_webhook_deliveries($1, $2, $3, $4);
 
 -- name: next_due
 SELECT min(d.next_attempt_at)
 FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id
 WHERE d.state = 'pending' AND w.enabled;
 
--- name: log_attempt
-INSERT INTO webhook_attempts
-    (delivery_id, endpoint_id, event_id, attempt, status_code, duration_ms, error, response,
-     created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
+-- name: record_attempts
+-- A batch of attempts in one round trip (migration 0020): per delivery $1 its new state $2,
+-- next attempt $3 (pending), time $4, status $5, error $6, answer $7, duration $8, attempt
+-- number $9, endpoint $10 and event $11; only those dispatcher $12 still holds are written.
+-- $13: how long only failures disable an endpoint. One row per delivery written.
+SELECT delivery_id, disabled
+FROM record_webhook_attempts($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[],
+                             $5::integer[], $6::text[], $7::text[], $8::integer[],
+                             $9::integer[], $10::uuid[], $11::text[], $12::text,
+                             make_interval(secs => $13));
 
--- name: record_result
--- $2: new state; $3: next attempt time when pending. Only the holder of the claim writes.
+-- name: release
+-- A draining dispatcher gives back claims it did not start: no attempt was made.
 UPDATE webhook_deliveries
-SET state = $2::text,
-    next_attempt_at = coalesce($3::timestamptz, next_attempt_at),
-    finished_at = CASE WHEN $2::text = 'pending' THEN NULL ELSE $4::timestamptz END,
-    last_status = $5::integer,
-    last_error = $6::text,
-    manual = CASE WHEN $2::text = 'pending' THEN manual ELSE false END,
-    locked_by = NULL
-WHERE id = $1 AND locked_by = $7
-RETURNING id;
-
--- name: endpoint_succeeded
-UPDATE webhook_endpoints SET first_failure_at = NULL WHERE id = $1 AND first_failure_at IS NOT NULL;
-
--- name: endpoint_failed
--- Start (or continue) the run of failures; returns when it started.
-UPDATE webhook_endpoints
-SET first_failure_at = coalesce(first_failure_at, $2)
-WHERE id = $1
-RETURNING first_failure_at, enabled;
-
--- name: disable_endpoint
-UPDATE webhook_endpoints
-SET enabled = false, disabled_reason = $2, disabled_at = $3, updated_at = $3
-WHERE id = $1 AND enabled;
+SET attempts = attempts - 1, next_attempt_at = $3, locked_by = NULL
+WHERE id = ANY ($1::uuid[]) AND state = 'pending' AND locked_by = $2;
 
 -- name: insert_endpoint
 INSERT INTO webhook_endpoints (id, app_id, url, description, event_types, secret)

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from mailer.db.rows import Column, Row
 
-__all__ = ["Attempt", "ClaimedDelivery", "Endpoint", "EndpointSecrets", "FailureRun"]
+__all__ = ["Attempt", "ClaimedDelivery", "Endpoint", "EndpointSecrets"]
 
 
 class ClaimedDelivery(Row):
@@ -26,13 +26,6 @@ class ClaimedDelivery(Row):
     secrets = Column[list[str]]()
     """Every secret that signs now (sealed): the current one, and the previous during a
     rotation."""
-
-
-class FailureRun(Row):
-    """An endpoint's run of failures (``endpoint_failed``)."""
-
-    first_failure_at = Column[datetime]()
-    enabled = Column[bool]()
 
 
 class Endpoint(Row):
