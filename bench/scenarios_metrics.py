@@ -75,7 +75,7 @@ async def metrics(b: Bench) -> None:
     rounds = max(s.single_rounds, 2)
     async with infra.fresh_database(b.server) as dsn, b.simulator(SIMULATOR_LATENCY_MS) as sim:
         app_id, key = await infra.create_app(dsn)
-        known = await _known_messages(dsn, app_id, s.known_messages)
+        known = await known_messages(dsn, app_id, s.known_messages)
         events = event_bodies(known, EVENTS_PER_POST, 64)
         auth = _basic(EVENTS_USER, EVENTS_PASSWORD)
         async with (
@@ -185,7 +185,9 @@ async def _compare(b: Bench, what: str, unit: str, rounds: int, measure: Measure
     b.report.note(f"metrics: {what}, off vs on per round: {each}")
 
 
-async def _known_messages(dsn: str, app_id: uuid.UUID, count: int) -> list[tuple[int, str, str]]:
+async def known_messages(dsn: str, app_id: uuid.UUID, count: int) -> list[tuple[int, str, str]]:
+    """Make `count` sent jobs of `app_id` with a known MessageID each; return (MessageID,
+    email, job id) of every recipient, for event bodies about them."""
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(_KNOWN_MESSAGES, app_id, count)
