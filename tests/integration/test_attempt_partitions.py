@@ -46,16 +46,7 @@ async def pre_0019(server_dsn: str) -> AsyncIterator[str]:
     dsn = with_database(server_dsn, name)
     conn = await connect(dsn)
     try:
-        await conn.execute(
-            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
-            "applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        for m in migrate.available_migrations():
-            if m.version < 19:
-                await conn.execute(m.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations VALUES ($1, $2)", m.version, m.name
-                )
+        await migrate.migrate(conn, before=19)
         await conn.execute(
             """
             WITH app AS (INSERT INTO apps (id, name) VALUES (gen_random_uuid(), 'old')

@@ -123,16 +123,7 @@ async def test_migration_0011_brings_an_existing_database_along(
     dsn = with_database(server_dsn, name)
     conn = await connect(dsn)
     try:
-        await conn.execute(
-            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
-            "applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        for m in migrate.available_migrations():
-            if m.version < 11:
-                await conn.execute(m.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations VALUES ($1, $2)", m.version, m.name
-                )
+        await migrate.migrate(conn, before=11)
         app_id = uuid.uuid4()
         secret = generate_secret()
         await conn.execute("INSERT INTO apps (id, name) VALUES ($1, 'old')", app_id)

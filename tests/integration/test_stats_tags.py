@@ -184,16 +184,7 @@ async def test_migration_0017_keeps_the_rollups_and_counts_old_tagged_jobs_per_t
     dsn = with_database(server_dsn, name)
     conn = await connect(dsn)
     try:
-        await conn.execute(
-            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
-            "applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        for m in migrate.available_migrations():
-            if m.version < 17:
-                await conn.execute(m.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations VALUES ($1, $2)", m.version, m.name
-                )
+        await migrate.migrate(conn, before=17)
         app_id, job_id = uuid.uuid4(), uuid.uuid4()
         hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         await conn.execute("INSERT INTO apps (id, name) VALUES ($1, 'old')", app_id)

@@ -51,8 +51,9 @@ async def applied_versions(conn: asyncpg.Connection) -> set[int]:
     return {version for (version,) in rows}
 
 
-async def migrate(conn: asyncpg.Connection) -> list[Migration]:
-    """Apply every pending migration, each in its own transaction; return those applied.
+async def migrate(conn: asyncpg.Connection, *, before: int | None = None) -> list[Migration]:
+    """Apply every pending migration (or those of a version below `before`, to build a
+    database as an older Mailer left it), each in its own transaction; return those applied.
 
     Each transaction takes a transaction-scoped advisory lock and only then reads what is
     applied, so concurrent runs apply each migration once; no session state is needed, so
@@ -70,6 +71,8 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
         )
     applied = []
     for migration in available_migrations():
+        if before is not None and migration.version >= before:
+            break
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
             if migration.version in await applied_versions(conn):
