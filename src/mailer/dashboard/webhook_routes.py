@@ -136,7 +136,7 @@ async def confirm_replay(request: Request, delivery: Text = None) -> Response:
     )
     return web.render(
         request,
-        "webhook_confirm.html",
+        "confirm.html",
         operator,
         page="webhooks",
         question=f"Deliver {found.event_type} ({found.event_id}) to {found.url} again?",
@@ -144,7 +144,7 @@ async def confirm_replay(request: Request, delivery: Text = None) -> Response:
         f"once more now ({found.attempts} attempt(s) so far, {found.state}).{waits}",
         action=f"{web.BASE}/webhooks/replay",
         fields={"delivery": str(found.id)},
-        inputs=[],
+        back=f"{web.BASE}/webhooks",
         button="Replay",
     )
 
@@ -207,7 +207,7 @@ async def confirm_recover(request: Request, endpoint: Text = None) -> Response:
     state = "enabled" if found.enabled else f"disabled ({found.disabled_reason or 'no reason'})"
     return web.render(
         request,
-        "webhook_confirm.html",
+        "confirm.html",
         operator,
         page="webhooks",
         question=f"Recover {found.app}'s endpoint {found.url}?",
@@ -223,6 +223,7 @@ async def confirm_recover(request: Request, endpoint: Text = None) -> Response:
                 "value": since.strftime("%Y-%m-%dT%H:%M"),
             }
         ],
+        back=f"{web.BASE}/webhooks",
         button="Enable and redeliver",
     )
 
