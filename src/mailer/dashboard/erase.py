@@ -86,6 +86,21 @@ async def _parsed(
     return address, app_id, names[app_id]
 
 
+async def _erasure_asked(
+    request: Request,
+) -> tuple[Operator, dict[str, str], SecretBox, tuple[str, uuid.UUID | None, str]] | Response:
+    """What both POST steps start with: an admin's CSRF-checked form, the key, the address
+    and app asked for; or the page that says what is missing or wrong."""
+    operator, form = await web.admin_form(request)
+    box = _box(request)
+    if box is None:
+        return _no_key_page(request, operator)
+    parsed = await _parsed(request, operator, form)
+    if isinstance(parsed, Response):
+        return parsed
+    return operator, form, box, parsed
+
+
 @router.get("/erase")
 async def erase_form(request: Request) -> Response:
     """The form: which address, of which app (or of every app)."""
@@ -99,14 +114,10 @@ async def erase_form(request: Request) -> Response:
 @router.post("/erase/confirm")
 async def confirm_erase(request: Request) -> Response:
     """What erasing the address would remove, counted now, and the button that does it."""
-    operator, form = await web.admin_form(request)
-    box = _box(request)
-    if box is None:
-        return _no_key_page(request, operator)
-    parsed = await _parsed(request, operator, form)
-    if isinstance(parsed, Response):
-        return parsed
-    address, app_id, scope = parsed
+    asked = await _erasure_asked(request)
+    if isinstance(asked, Response):
+        return asked
+    operator, form, box, (address, app_id, scope) = asked
     async with web.pool_of(request).acquire() as conn:
         counts = await preview(conn, address, app_id=app_id, box=box)
     return web.render(
@@ -125,14 +136,10 @@ async def confirm_erase(request: Request) -> Response:
 @router.post("/erase")
 async def do_erase(request: Request) -> Response:
     """Erase the address (admins, CSRF-checked): the CLI's erasure, audited."""
-    operator, form = await web.admin_form(request)
-    box = _box(request)
-    if box is None:
-        return _no_key_page(request, operator)
-    parsed = await _parsed(request, operator, form)
-    if isinstance(parsed, Response):
-        return parsed
-    address, app_id, scope = parsed
+    asked = await _erasure_asked(request)
+    if isinstance(asked, Response):
+        return asked
+    operator, _, box, (address, app_id, scope) = asked
     ip = web.client_ip(request)
     async with web.pool_of(request).acquire() as conn:
         erased = await erase(conn, address, app_id=app_id, box=box, actor=actor(operator.name, ip))
