@@ -39,6 +39,8 @@ async def test_the_description_declares_keys_scopes_and_real_errors(service: Ser
         for method, operation in operations.items():
             names = [p["name"].lower() for p in operation.get("parameters", [])]
             assert "authorization" not in names, (method, path)
+            if path not in ("/livez", "/readyz"):  # every other route needs the database
+                assert "503" in operation["responses"], (method, path)
             ok = [c for c in operation["responses"] if c.startswith("2")]
             assert ok, (method, path)
             for code in ok:

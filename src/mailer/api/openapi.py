@@ -57,12 +57,14 @@ _WHY = {
     422: "Invalid fields, each named in `details`",
     429: "The app's daily quota is used up (`daily_quota_exceeded`); `Retry-After` says "
     "when the UTC day rolls over",
-    503: "Could not be stored now; retry later (or, for webhook secrets, the server has no "
-    "MAILER_SECRET_KEY)",
+    503: "The database is unreachable now (retry after `Retry-After`; with "
+    '`"outcome": "unknown"` a write may have committed: retry with the same Idempotency-Key), '
+    "or, for webhook secrets, the server has no MAILER_SECRET_KEY",
 }
 
 # Per route (method, path): the scope its key needs (None: not an API-key route) and the
-# errors it gives besides 401/403 (API-key routes) and 422 (FastAPI's own validation).
+# errors it gives besides 401/403 (API-key routes), 422 (FastAPI's own validation) and 503
+# (every one of them needs the database: api/errors.py answers 503 while it is away).
 _ROUTES: dict[tuple[str, str], tuple[str | None, tuple[int, ...]]] = {
     ("post", "/queue"): (SEND, (400, 409, 413, 429)),
     ("post", "/queue/batch"): (SEND, (400, 409, 413, 429)),
@@ -77,17 +79,17 @@ _ROUTES: dict[tuple[str, str], tuple[str | None, tuple[int, ...]]] = {
     ("post", "/suppressions"): (SEND, (413,)),
     ("delete", "/suppressions/{email}"): (SEND, (404,)),
     ("get", "/suppressions/{email}/history"): (READ, ()),
-    ("post", "/webhooks"): (WEBHOOKS, (413, 503)),
+    ("post", "/webhooks"): (WEBHOOKS, (413,)),
     ("get", "/webhooks"): (WEBHOOKS, ()),
     ("get", "/webhooks/{endpoint_id}"): (WEBHOOKS, (404,)),
     ("patch", "/webhooks/{endpoint_id}"): (WEBHOOKS, (404, 413)),
     ("delete", "/webhooks/{endpoint_id}"): (WEBHOOKS, (404,)),
-    ("post", "/webhooks/{endpoint_id}/rotate-secret"): (WEBHOOKS, (404, 503)),
+    ("post", "/webhooks/{endpoint_id}/rotate-secret"): (WEBHOOKS, (404,)),
     ("get", "/webhooks/{endpoint_id}/attempts"): (WEBHOOKS, (404,)),
     ("post", "/webhooks/{endpoint_id}/deliveries/{delivery_id}/resend"): (WEBHOOKS, (404, 409)),
     ("post", "/webhooks/{endpoint_id}/recover"): (WEBHOOKS, (404, 413)),
     ("post", "/webhooks/{endpoint_id}/test"): (WEBHOOKS, (404,)),
-    ("post", "/events"): (None, (400, 401, 413, 503)),
+    ("post", "/events"): (None, (400, 401, 413)),
     ("get", "/audit"): (READ, ()),
 }
 
@@ -195,7 +197,7 @@ def _complete(operation: dict[str, Any], route: tuple[str | None, tuple[int, ...
     if route is None:
         return
     scope, errors = route
-    codes = set(errors)
+    codes = set(errors) | {503}
     if scope is not None:
         operation["security"] = [{"apiKey": [scope]}]
         codes |= {401, 403}
