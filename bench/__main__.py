@@ -1,11 +1,12 @@
 """`python -m bench` (or `python3 dev.py bench`): Mailer's benchmarks, one table.
 
-    python -m bench                      # --size full: every scenario, < 15 min on 2 cores
+    python -m bench                      # --size full: every scenario, ~40 min on 2 cores
     python -m bench --size smoke         # seconds: checks the harness, not the figures
     python -m bench --size medium --only stack   # minutes: a first look, rough figures
     python -m bench --only delivery,latency
     python -m bench --long               # adds the soak
     python -m bench --only metrics       # the hot paths with MAILER_METRICS off and on
+    python -m bench --only features      # the hot paths with tags and a daily quota
 
 Starts everything itself on 127.0.0.1: a fresh database per scenario on the PostgreSQL of
 MAILER_BENCH_DATABASE_URL (or DATABASE_URL, or postgresql://postgres@127.0.0.1:5432/test),
@@ -29,6 +30,7 @@ from bench import (
     infra,
     scenarios_api,
     scenarios_dashboard,
+    scenarios_features,
     scenarios_jobs,
     scenarios_metrics,
     scenarios_queue,
@@ -62,10 +64,10 @@ SCENARIOS: dict[str, Scenario] = {
     "stats": scenarios_stats.stats,
     "soak": scenarios_queue.soak,
     "metrics": scenarios_metrics.metrics,
+    "features": scenarios_features.features,
 }
-# Run only when asked for: the soak (--long, or --only soak), and the metrics' cost on and
-# off (--only metrics).
-ON_REQUEST = ("soak", "metrics")
+# Run only when asked for: the soak (--long, or --only soak).
+ON_REQUEST = ("soak",)
 RESULTS = infra.ROOT / "bench" / "results"
 
 

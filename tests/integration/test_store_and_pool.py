@@ -1,6 +1,6 @@
 """Storing jobs and the pool's connections, against the real PostgreSQL: COPY wakes the
-workers only for jobs due now, coalesced writes are bounded in bytes, and every connection
-runs without JIT."""
+workers only for jobs due now, coalesced writes are bounded in bytes, an app's daily quota
+holds in coalesced writes, and every connection runs without JIT."""
 
 from __future__ import annotations
 
@@ -12,8 +12,18 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from mailer.db.pool import connect
+from mailer.delivery import limits
 from mailer.delivery.email import EmailRequest
-from mailer.delivery.enqueue import Accepted, Enqueuer, NewJob, copy_jobs, job_size, new_job
+from mailer.delivery.enqueue import (
+    Accepted,
+    Enqueuer,
+    NewJob,
+    StoreJobs,
+    copy_jobs,
+    job_size,
+    new_job,
+)
+from mailer.delivery.limits import QuotaExceeded
 from mailer.delivery.worker import JOBS_CHANNEL as CHANNEL
 
 
@@ -65,9 +75,9 @@ async def test_coalesced_writes_stop_at_their_byte_bound(pool: asyncpg.Pool) -> 
     groups: list[int] = []
 
     class CountingEnqueuer(Enqueuer):
-        async def _write(self, jobs: Sequence[NewJob]) -> list[Accepted]:
+        async def _write(self, store: StoreJobs, jobs: Sequence[NewJob]) -> list[Accepted]:
             groups.append(len(jobs))
-            return await super()._write(jobs)
+            return await super()._write(store, jobs)
 
     app_id = uuid.uuid4()
     await pool.execute("INSERT INTO apps (id, name) VALUES ($1, $2)", app_id, str(app_id))
@@ -83,3 +93,42 @@ async def test_coalesced_writes_stop_at_their_byte_bound(pool: asyncpg.Pool) -> 
     assert [a.job_id for a in accepted] == [j.id for j in jobs]
     stored = await pool.fetchval("SELECT count(*) FROM jobs WHERE app_id = $1", app_id)
     assert stored == 6
+
+
+async def test_coalesced_writes_of_a_quota_app_store_exactly_what_fits(
+    pool: asyncpg.Pool,
+) -> None:
+    groups: list[int] = []
+
+    class CountingEnqueuer(Enqueuer):
+        async def _write(self, store: StoreJobs, jobs: Sequence[NewJob]) -> list[Accepted]:
+            groups.append(len(jobs))
+            return await super()._write(store, jobs)
+
+    limited, free = uuid.uuid4(), uuid.uuid4()
+    for app_id in (limited, free):
+        await pool.execute("INSERT INTO apps (id, name) VALUES ($1, $2)", app_id, str(app_id))
+    async with pool.acquire() as conn:
+        await limits.set_limits(conn, limited, daily=5)
+    enqueuer = CountingEnqueuer(pool, writers=1)
+    await enqueuer.start()
+    try:
+        # The first write goes alone; the 11 that wait behind it go out as one group.
+        first = await enqueuer.enqueue(new_job(limited, _email()))
+        answers = await asyncio.gather(
+            *(enqueuer.enqueue(new_job(limited, _email())) for _ in range(11)),
+            enqueuer.enqueue(new_job(free, _email())),
+            return_exceptions=True,
+        )
+    finally:
+        await enqueuer.stop()
+    stored = [a for a in answers[:11] if isinstance(a, Accepted)]
+    refused = [a for a in answers[:11] if isinstance(a, QuotaExceeded)]
+    assert isinstance(first, Accepted) and isinstance(answers[11], Accepted)
+    # The group of 11 did not fit: written one by one, exactly the 4 that fit are stored.
+    assert (len(stored), len(refused)) == (4, 7)
+    assert 11 in groups
+    counted = await pool.fetchval("SELECT accepted FROM app_daily_usage WHERE app_id = $1", limited)
+    assert counted == 5
+    kept = await pool.fetchval("SELECT count(*) FROM jobs WHERE app_id = $1", limited)
+    assert kept == 5

@@ -9,10 +9,11 @@ after its rows are committed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -206,18 +207,23 @@ async def store_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
         return await insert_jobs(conn, jobs)
 
 
-async def store_counted(conn: Conn, jobs: Sequence[NewJob]) -> list[Accepted]:
-    """Store jobs of one app with a daily quota and count them against it, in one
-    transaction: `QuotaExceeded` (and nothing stored) when they do not fit. Replays of jobs
-    stored before are not counted again."""
+async def store_counted(conn: Conn, jobs: Sequence[NewJob], *, bulk: bool = True) -> list[Accepted]:
+    """Store jobs whose apps have a daily quota and count them against it, in one
+    transaction: `QuotaExceeded` (and nothing stored) when an app's do not fit. Replays of
+    jobs stored before are not counted again. `bulk` COPYs jobs without idempotency keys (a
+    batch); otherwise, as for coalesced single jobs, one statement stores them all."""
     async with conn.transaction():
-        if all(j.idempotency_key is None for j in jobs):
+        if bulk and all(j.idempotency_key is None for j in jobs):
             accepted = await copy_jobs(conn, jobs)
         else:
             accepted = await insert_jobs(conn, jobs)
-        fresh = sum(not a.replayed for a in accepted)
-        if fresh and await conn.fetchval(Q.count_accepted, jobs[0].app_id, fresh) is None:
-            raise QuotaExceeded(seconds_until_next_utc_day(datetime.now(UTC)))
+        fresh: dict[uuid.UUID, int] = {}
+        for job, answer in zip(jobs, accepted, strict=True):
+            if not answer.replayed:
+                fresh[job.app_id] = fresh.get(job.app_id, 0) + 1
+        for app_id, emails in fresh.items():
+            if await conn.fetchval(Q.count_accepted, app_id, emails) is None:
+                raise QuotaExceeded(seconds_until_next_utc_day(datetime.now(UTC)))
     return accepted
 
 
@@ -248,6 +254,8 @@ async def _resolve_replays(
     return answers
 
 
+StoreJobs = Callable[[Conn, Sequence[NewJob]], Awaitable[list[Accepted]]]
+
 # A coalesced write is one jsonb parameter, which PostgreSQL caps at 256 MB; far below
 # that, a group of large emails goes out in several writes instead of one huge one.
 MAX_GROUP_BYTES = 32 * 1024 * 1024
@@ -270,27 +278,37 @@ class Enqueuer:
         # Jobs of a combined write whose outcome is unknown: the coalescer writes them again
         # one by one, and each must still answer "unknown", not "not stored", if that fails.
         self._uncertain: set[uuid.UUID] = set()
-        self._coalescer: Coalescer[NewJob, Accepted] = Coalescer(
-            self._write,
-            writers=writers,
-            max_group=max_group,
-            weigh=job_size,
-            max_weight=max_group_bytes,
-        )
+
+        def coalescer(store: StoreJobs) -> Coalescer[NewJob, Accepted]:
+            return Coalescer(
+                functools.partial(self._write, store),
+                writers=writers,
+                max_group=max_group,
+                weigh=job_size,
+                max_weight=max_group_bytes,
+            )
+
+        self._coalescer = coalescer(store_jobs)
+        # Jobs of apps with a daily quota are grouped too, each group counted in the
+        # transaction that stores it. A group that does not fit fails whole, and the
+        # coalescer then writes its jobs one by one: as many as fit are stored.
+        self._counted = coalescer(functools.partial(store_counted, bulk=False))
 
     async def start(self) -> None:
         """Start the writers."""
         await self._coalescer.start()
+        await self._counted.start()
 
     async def stop(self) -> None:
         """Finish what is queued, then stop the writers."""
         await self._coalescer.stop()
+        await self._counted.stop()
 
     async def enqueue(self, job: NewJob) -> Accepted:
         """Store one job; returns once it is committed (even if the client goes away).
         `QuotaExceeded` when its app has used its daily quota (nothing is stored)."""
         if await self._quotas.has_quota(job.app_id):
-            return (await self._store_batch([job], counted=True))[0]
+            return await self._counted.submit(job)
         return await self._coalescer.submit(job)
 
     async def enqueue_batch(self, jobs: Sequence[NewJob]) -> list[Accepted]:
@@ -312,12 +330,12 @@ class Enqueuer:
                     raise CommitOutcomeUnknown(str(exc)) from exc
                 raise
 
-    async def _write(self, jobs: Sequence[NewJob]) -> list[Accepted]:
+    async def _write(self, store: StoreJobs, jobs: Sequence[NewJob]) -> list[Accepted]:
         uncertain = len(jobs) == 1 and jobs[0].id in self._uncertain
         try:
             async with self._pool.acquire() as conn:
                 try:
-                    return await store_jobs(conn, jobs)
+                    return await store(conn, jobs)
                 except Exception as exc:
                     if is_connection_lost(exc):
                         if len(jobs) > 1:
