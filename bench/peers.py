@@ -1,7 +1,8 @@
-"""The delivery scenario's peers: PgQueuer and procrastinate draining no-op jobs.
+"""The delivery scenario's peers: PgQueuer and procrastinate draining no-op jobs, and
+PgQueuer sending each job's email to the simulator.
 
     python -m bench.peers pgqueuer|procrastinate --dsn DSN --jobs N --concurrency 10 \
-        [--batch-size 10] --cap S
+        [--batch-size 10] [--send URL] --cap S
 
 Runs in its own process (the harness starts it, once per setting of PgQueuer's sweep),
 enqueues N no-op jobs in bulk (not timed), then times the drain with `concurrency`
@@ -9,6 +10,10 @@ consumers (PgQueuer: QueueManagers, each on its own connection, dequeuing `batch
 jobs at a time; procrastinate: one worker's concurrency) and prints one JSON line:
 `BENCH_JSON {"jobs": done, "seconds": s, "capped": bool}`. A drain still running after
 `cap` seconds is stopped, and the rate is what it did until then.
+
+With `--send URL` (PgQueuer only), each job holds one email and its handler makes the Send
+API call a team would write beside PgQueuer: one message per call, through one aiohttp
+session, to the simulator at URL; the result also counts the calls not answered 200.
 """
 
 from __future__ import annotations
@@ -20,17 +25,26 @@ import logging
 import time
 from typing import Any
 
+import aiohttp
 import asyncpg
 import orjson
+
+from bench.payloads import send_call_body
+from mailer.runtime import SIMULATOR_KEY, SIMULATOR_SECRET
 
 CHUNK = 5000
 
 
 async def pgqueuer(
-    dsn: str, jobs: int, concurrency: int, cap: float, batch_size: int = 10
+    dsn: str,
+    jobs: int,
+    concurrency: int,
+    cap: float,
+    batch_size: int = 10,
+    send_url: str | None = None,
 ) -> dict[str, Any]:
     """`concurrency` PgQueuer QueueManagers (asyncpg, `batch_size` jobs per dequeue)
-    draining `jobs` no-ops."""
+    draining `jobs` no-ops, or with `send_url` sending each job's email there."""
     from pgqueuer.db import AsyncpgDriver
     from pgqueuer.qm import QueueManager
     from pgqueuer.queries import Queries
@@ -41,7 +55,19 @@ async def pgqueuer(
     await queries.install()
     for start in range(0, jobs, CHUNK):
         n = min(CHUNK, jobs - start)
-        await queries.enqueue(["noop"] * n, [None] * n, [0] * n)
+        if send_url is None:
+            await queries.enqueue(["noop"] * n, [None] * n, [0] * n)
+        else:
+            emails = [send_call_body(start + i, 1) for i in range(n)]
+            await queries.enqueue(["send"] * n, emails, [0] * n)
+    session = None
+    failed = 0
+    if send_url is not None:
+        session = aiohttp.ClientSession(
+            auth=aiohttp.BasicAuth(SIMULATOR_KEY, SIMULATOR_SECRET),
+            headers={"Content-Type": "application/json"},
+            connector=aiohttp.TCPConnector(limit=0),
+        )
 
     managers = []
     connections = []
@@ -53,6 +79,14 @@ async def pgqueuer(
         @qm.entrypoint("noop")
         async def noop(job: Any) -> None:
             return None
+
+        @qm.entrypoint("send")
+        async def send(job: Any) -> None:
+            nonlocal failed
+            assert session is not None and send_url is not None
+            async with session.post(send_url + "/v3.1/send", data=job.payload) as answer:
+                await answer.read()
+                failed += answer.status != 200
 
         managers.append(qm)
 
@@ -70,7 +104,9 @@ async def pgqueuer(
     left = await conn.fetchval("SELECT count(*) FROM pgqueuer")
     for c in [conn, *connections]:
         await c.close()
-    return {"jobs": jobs - int(left), "seconds": seconds, "capped": capped}
+    if session is not None:
+        await session.close()
+    return {"jobs": jobs - int(left), "seconds": seconds, "capped": capped, "failed": failed}
 
 
 async def procrastinate(dsn: str, jobs: int, concurrency: int, cap: float) -> dict[str, Any]:
@@ -118,13 +154,14 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, required=True)
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=10, help="PgQueuer only")
+    parser.add_argument("--send", metavar="URL", help="PgQueuer only: send to this simulator")
     parser.add_argument("--cap", type=float, default=300.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import uvloop
 
     if args.peer == "pgqueuer":
-        run = pgqueuer(args.dsn, args.jobs, args.concurrency, args.cap, args.batch_size)
+        run = pgqueuer(args.dsn, args.jobs, args.concurrency, args.cap, args.batch_size, args.send)
     else:
         run = procrastinate(args.dsn, args.jobs, args.concurrency, args.cap)
     result = uvloop.run(run)

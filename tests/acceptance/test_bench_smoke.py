@@ -33,7 +33,7 @@ def test_bench_smoke_runs_and_delivers_every_email_once(server_dsn: str, tmp_pat
     report = orjson.loads((tmp_path / "latest-smoke.json").read_bytes())
     scenarios = {row["scenario"] for row in report["rows"]}
     expected = {"single", "batch", "delivery", "events", "latency", "stack", "webhooks"}
-    assert expected | {"backlog", "stats"} <= scenarios, output
+    assert expected | {"backlog", "stats", "metrics", "features"} <= scenarios, output
     assert not [r for r in report["rows"] if r["measure"] == "scenario failed"], output
     if Path("/proc/self/stat").exists():  # sizing reads CPU times there
         sizing = [r for r in report["rows"] if r["scenario"] == "sizing"]
