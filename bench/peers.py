@@ -58,7 +58,7 @@ async def pgqueuer(
         if send_url is None:
             await queries.enqueue(["noop"] * n, [None] * n, [0] * n)
         else:
-            emails = [send_call_body(start + i, 1) for i in range(n)]
+            emails: list[bytes | None] = [send_call_body(start + i, 1) for i in range(n)]
             await queries.enqueue(["send"] * n, emails, [0] * n)
     session = None
     failed = 0
