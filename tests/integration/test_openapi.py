@@ -35,6 +35,9 @@ async def test_the_description_declares_keys_scopes_and_real_errors(service: Ser
     assert "404" in paths["/status/{job_id}"]["get"]["responses"]
     assert paths["/webhooks"]["get"]["security"] == [{"apiKey": ["webhooks"]}]
     assert {"400", "401", "503"} <= set(paths["/events"]["post"]["responses"])
+    ready = paths["/readyz"]["get"]["responses"]
+    assert {"200", "503"} <= set(ready), ready
+    assert ready["503"]["content"]["application/json"]["schema"]["$ref"].endswith("/NotReady")
     for path, operations in paths.items():
         for method, operation in operations.items():
             names = [p["name"].lower() for p in operation.get("parameters", [])]

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from mailer import __version__, logs
 from mailer.api import errors, metrics, openapi
-from mailer.api.models import Health
+from mailer.api.models import Health, NotReady, Ready
 from mailer.api.responses import Json
 from mailer.api.routes import (
     audit,
@@ -128,7 +128,12 @@ def create_app(
         """The process answers (the database is not consulted): restart it if this fails."""
         return Json({"ok": True})
 
-    @app.get("/readyz", tags=["health"])
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        response_model=Ready,
+        responses={503: {"model": NotReady, "description": "Not ready: retry after `Retry-After`"}},
+    )
     async def readyz() -> Json:
         """Ready to serve: the database answers and has every migration; 503 with the
         reason otherwise. Reports how many workers are alive (heartbeat within 30 s)."""

@@ -267,6 +267,21 @@ class Health(BaseModel):
     ok: bool
 
 
+class Ready(BaseModel):
+    """`/readyz` when the process can serve."""
+
+    ready: bool = Field(description="true")
+    live_workers: int = Field(description="workers with a heartbeat in the last 30 s")
+
+
+class NotReady(BaseModel):
+    """`/readyz` when the process cannot serve (answered with 503 and Retry-After)."""
+
+    ready: bool = Field(description="false")
+    reason: str = Field(description="`database_unreachable` or `migrations_pending`")
+    message: str
+
+
 class AuditEntry(BaseModel):
     """One change recorded in the audit log."""
 
