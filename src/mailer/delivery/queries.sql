@@ -88,11 +88,9 @@ JOIN unnest($1::uuid[], $2::text[]) AS k(app_id, idempotency_key)
 -- by one claimer at a time (SKIP LOCKED: the others pass it by), gives as many of its held
 -- jobs as it has whole tokens (`allowed`), and is charged for them (`spent`).
 WITH due AS (
-    SELECT id, app_id FROM jobs
-    WHERE state = 'queued' AND NOT held AND run_at <= now()
-    ORDER BY run_at
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
+    -- `due_jobs` (migration 0024): the oldest due jobs no one holds, locked (SKIP LOCKED),
+    -- in a plan that walks `jobs_due` in order whatever the statistics say.
+    SELECT id, app_id FROM due_jobs($1)
 ), limited AS (
     SELECT app_id FROM app_limits
     WHERE paused_at IS NOT NULL OR rate_per_second IS NOT NULL
