@@ -15,9 +15,7 @@ from mailer.delivery.enqueue import insert_jobs, new_job
 Q = Queries("mailer.delivery")
 
 BACKLOG = 3_000
-_READ = (
-    "SELECT idx_tup_fetch + seq_tup_read FROM pg_stat_xact_user_tables WHERE relname = 'jobs'"
-)
+_READ = "SELECT idx_tup_fetch + seq_tup_read FROM pg_stat_xact_user_tables WHERE relname = 'jobs'"
 
 
 def _email(index: int) -> EmailRequest:
