@@ -290,3 +290,20 @@ async def test_successes_only_end_a_failing_endpoints_run_and_touch_no_healthy_o
     assert by_id[failing]["first_failure_at"] is None and by_id[failing]["enabled"]
     assert by_id[healthy]["xmin"] == before  # not written
     assert await pool.fetchval("SELECT count(*) FROM webhook_attempts") == 6
+
+
+async def test_recording_leaves_the_planner_settings_as_it_found_them(pool: asyncpg.Pool) -> None:
+    """The record's UPDATE is planned with only TID scans allowed (migration 0021); the
+    settings are back as they were for the rest of the caller's transaction."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_bitmapscan = off")
+        rows = await conn.fetch(
+            "SELECT * FROM record_webhook_attempts('{}', '{}', '{}', '{}', '{}', '{}', '{}',"
+            " '{}', '{}', '{}', '{}', 'd', interval '5 days')"
+        )
+        assert rows == []
+        settings = [
+            await conn.fetchval(f"SHOW {name}")
+            for name in ("enable_seqscan", "enable_indexscan", "enable_bitmapscan")
+        ]
+        assert settings == ["on", "on", "off"]
