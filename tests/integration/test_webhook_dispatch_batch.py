@@ -242,3 +242,68 @@ async def test_claims_not_started_are_given_back(pool: asyncpg.Pool) -> None:
     assert [rows[c.id]["locked_by"] for c in claimed[:2]] == [None, None]
     again = await Dispatcher(pool, targets=LOOPBACK, box=TEST_BOX).claim(3)
     assert sorted(c.id for c in again) == sorted(c.id for c in claimed[:2])
+
+
+async def test_a_claim_commits_without_waiting_for_the_disk_and_only_the_claim(
+    pool: asyncpg.Pool,
+) -> None:
+    """Migration 0021: the claim's transaction alone has `synchronous_commit` off (a lost
+    claim is only a delivery due again); the next statement on the connection is durable."""
+    app_id = await new_app(pool)
+    await new_endpoint(pool, app_id, "http://127.0.0.1:9/hook")
+    assert await store_events(pool, app_id, range(1, 3)) == 2
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            claimed = await conn.fetch(
+                "SELECT id FROM claim_webhook_deliveries(16, now(), 'd', 60)"
+            )
+            assert len(claimed) == 2
+            assert await conn.fetchval("SHOW synchronous_commit") == "off"
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"
+
+
+async def test_successes_only_end_a_failing_endpoints_run_and_touch_no_healthy_one(
+    pool: asyncpg.Pool,
+) -> None:
+    """The record's shortcut for batches of successes (migration 0021) still ends the run of
+    failures of an endpoint that had one, and writes nothing to a healthy endpoint."""
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    app_id = await new_app(pool)
+    healthy = await new_endpoint(pool, app_id, "http://127.0.0.1:9/a")
+    failing = await new_endpoint(
+        pool, app_id, "http://127.0.0.1:9/b", failing_since=now - timedelta(hours=1)
+    )
+    assert await store_events(pool, app_id, range(1, 4)) == 6
+    before = await pool.fetchval("SELECT xmin::text FROM webhook_endpoints WHERE id = $1", healthy)
+    dispatcher = Dispatcher(pool, clock=lambda: now, targets=LOOPBACK, box=TEST_BOX)
+    claimed = await dispatcher.claim(16)
+    assert len(claimed) == 6
+    recorded = await dispatcher._record_many(
+        [dispatcher._outcome(c, Answer(200, 3, response="ok")) for c in claimed]
+    )
+    assert [r.state if r else None for r in recorded] == ["delivered"] * 6
+    assert all(r is not None and r.disabled is None for r in recorded)
+    rows = await pool.fetch(
+        "SELECT id, first_failure_at, enabled, xmin::text FROM webhook_endpoints"
+    )
+    by_id = {r["id"]: r for r in rows}
+    assert by_id[failing]["first_failure_at"] is None and by_id[failing]["enabled"]
+    assert by_id[healthy]["xmin"] == before  # not written
+    assert await pool.fetchval("SELECT count(*) FROM webhook_attempts") == 6
+
+
+async def test_recording_leaves_the_planner_settings_as_it_found_them(pool: asyncpg.Pool) -> None:
+    """The record's UPDATE is planned with only TID scans allowed (migration 0021); the
+    settings are back as they were for the rest of the caller's transaction."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_bitmapscan = off")
+        rows = await conn.fetch(
+            "SELECT * FROM record_webhook_attempts('{}', '{}', '{}', '{}', '{}', '{}', '{}',"
+            " '{}', '{}', '{}', '{}', 'd', interval '5 days')"
+        )
+        assert rows == []
+        settings = [
+            await conn.fetchval(f"SHOW {name}")
+            for name in ("enable_seqscan", "enable_indexscan", "enable_bitmapscan")
+        ]
+        assert settings == ["on", "on", "off"]
