@@ -44,10 +44,20 @@ def batch_body(start: int, count: int) -> bytes:
     return orjson.dumps({"emails": [email_body(start + i) for i in range(count)]})
 
 
-def event_bodies(known: list[tuple[int, str, str]], per_body: int, bodies: int) -> list[bytes]:
+def event_bodies(
+    known: list[tuple[int, str, str]],
+    per_body: int,
+    bodies: int,
+    *,
+    distinct: bool = False,
+    later: int = 0,
+) -> list[bytes]:
     """Grouped Mailjet event callbacks (JSON arrays) about known (message_id, email,
-    custom_id) messages: sent, open and click events in turn."""
-    now = int(time.time())
+    custom_id) messages: sent, open and click events in turn. All at one time, so bodies
+    posted again are redeliveries; with `distinct`, each pass over the known messages a
+    second later than the one before, so that no two events in the bodies are the same
+    (nor the same as those of another call `later` seconds on)."""
+    now = int(time.time()) + later
     out = []
     position = 0
     for _ in range(bodies):
@@ -57,7 +67,7 @@ def event_bodies(known: list[tuple[int, str, str]], per_body: int, bodies: int) 
             kind = EVENT_TYPES[position % len(EVENT_TYPES)]
             event: dict[str, Any] = {
                 "event": kind,
-                "time": now,
+                "time": now + position // len(known) if distinct else now,
                 "MessageID": message_id,
                 "Message_GUID": str(uuid.UUID(int=message_id)),
                 "email": email,

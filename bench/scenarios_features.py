@@ -30,7 +30,7 @@ from bench import cpu, infra
 from bench.load import raw_request
 from bench.payloads import email_body, event_bodies
 from bench.report import Row
-from bench.scenarios_api import EVENTS_PER_POST, _basic, _bearer
+from bench.scenarios_api import EVENTS_PER_POST, _basic, _bearer, _fresh_bodies
 from bench.stack import EVENTS_PASSWORD, EVENTS_USER, Bench, wait_drained
 from mailer.db.pool import connect
 from mailer.delivery.email import EmailRequest
@@ -96,13 +96,16 @@ async def features(b: Bench) -> None:
             auth = _basic(EVENTS_USER, EVENTS_PASSWORD)
             tagged_known = [k for k in known if k[1].startswith("tagged")]
             plain_known = [k for k in known if not k[1].startswith("tagged")]
-            bodies = {
-                "plain": event_bodies(plain_known, EVENTS_PER_POST, 32),
-                "tags": event_bodies(tagged_known, EVENTS_PER_POST, 32),
-            }
+            known_by = {"plain": plain_known, "tags": tagged_known}
+            # New events only (tags count for those, not for redeliveries): bodies enough
+            # for the run, each round's a day after the last's.
+            count = _fresh_bodies(s)
 
             async def intake(setting: str, turn: int) -> Run:
-                raws = [raw_request(api.port, "POST", "/events", x, auth) for x in bodies[setting]]
+                bodies = event_bodies(
+                    known_by[setting], EVENTS_PER_POST, count, distinct=True, later=turn * 86_400
+                )
+                raws = [raw_request(api.port, "POST", "/events", x, auth) for x in bodies]
                 async with _meter(dsn, api) as meter:
                     result = await b.load.closed(
                         api.port, raws, connections=16, duration=s.duration, warmup=s.warmup
