@@ -156,6 +156,30 @@ async def test_redelivery_is_stored_once_and_new_opens_are_kept(
     assert len(await feed_until(service, key, 5)) == 5
 
 
+async def test_a_body_stored_before_is_kept_again_and_a_partly_new_one_applied(
+    service: Service, simulator: SimulatorServer
+) -> None:
+    key = await service.create_app()
+    job_id = await service.queue(key, email("a@example.org", "b@example.org"))
+    m = await sent_messages(service, simulator, key, job_id)
+    first = orjson.dumps([mj_event("sent", m[0]), mj_event("sent", m[1]), 42])
+    answer = {"received": 3, "stored": 3, "linked": 2}
+    assert await post_events(service, first, raw=True) == (200, answer)
+    # Every event stored already: the body is kept as received, nothing else changes.
+    answer = {"received": 3, "stored": 0, "linked": 0}
+    assert await post_events(service, first, raw=True) == (200, answer)
+    posts = await _db(service, "SELECT body, event_count FROM event_posts ORDER BY id")
+    assert [(bytes(p["body"]), p["event_count"]) for p in posts] == [(first, 3), (first, 3)]
+    assert len(await _db(service, "SELECT id FROM events")) == 3
+    # One new event among stored ones: that one is stored, linked and applied.
+    mixed = [mj_event("sent", m[0]), mj_event("open", m[1], at=T0 + 10)]
+    answer = {"received": 2, "stored": 1, "linked": 1}
+    assert await post_events(service, mixed) == (200, answer)
+    doc = await service.status(key, job_id)
+    assert [r["status"] for r in doc["recipients"]] == ["sent", "opened"]
+    assert len(await _db(service, "SELECT id FROM event_posts")) == 3
+
+
 @pytest.mark.parametrize("seed", range(4))
 async def test_any_arrival_order_gives_the_same_statuses(
     service: Service, simulator: SimulatorServer, seed: int

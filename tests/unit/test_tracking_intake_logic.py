@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from mailer.config import ConfigError, Settings
-from mailer.tracking.columns import columns_of, job_id_of, may_contain_nul
+from mailer.tracking.columns import columns_of, job_id_of, may_contain_nul, stored_type
 from mailer.tracking.credentials import basic_auth_matches, ensure_event_credentials
 from mailer.tracking.feed import FeedCursor, InvalidCursor, event_view
-from mailer.tracking.parse import parse_event
+from mailer.tracking.parse import dedupe_key_of, parse_event
 from mailer.tracking.precedence import STATUS_CHAIN, STATUS_RANK, RecipientStatus
 from mailer.tracking.suppressions import SuppressionReason, suppression_reason
 
@@ -144,6 +144,34 @@ def test_columns_of_unknown_and_odd_items() -> None:
     assert cols.status.count(None) == 3
     assert cols.is_test == [e == 0 for e in cols.message_id]
     assert cols.raw[cols.type.index(None)] in ({"_non_object_item": 42}, {"no": "event"})
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        ev("open"),
+        ev(" Bounce ", hard_bounce=True),
+        ev("TypoFix"),
+        ev("ty\x00po"),
+        ev("   "),
+        ev("sent", MessageID=0),
+        ev("click", MessageID="576460752303423489"),
+        ev("spam", MessageID="oops"),
+        ev("unsub", MessageID=-1),
+        {"no": "event"},
+        {"event": 7, "MessageID": 1},
+        42,
+        None,
+        ["open"],
+        "open",
+    ],
+)
+def test_what_a_redelivery_is_counted_by_matches_the_full_parse(item: Any) -> None:
+    # A body stored before is counted from these alone (intake's `_stored_before`).
+    event = parse_event(item, now=NOW)
+    cols = columns_of([event])
+    assert dedupe_key_of(item) == event.dedupe_key
+    assert stored_type(item) == (cols.type[0], cols.understood[0], cols.is_test[0])
 
 
 def test_nul_characters_are_replaced_for_postgres_but_not_in_the_event() -> None:

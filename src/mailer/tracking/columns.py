@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from mailer.tracking.engagement import machine_reason
-from mailer.tracking.parse import MailjetEvent, status_of
-from mailer.tracking.precedence import STATUS_RANK, RecipientStatus
+from mailer.tracking.parse import MailjetEvent, status_of, type_and_test
+from mailer.tracking.precedence import STATUS_RANK, EventType, RecipientStatus
 from mailer.tracking.suppressions import suppression_reason
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "columns_of",
     "job_id_of",
     "may_contain_nul",
+    "stored_type",
 ]
 
 DETAIL_FIELDS: tuple[str, ...] = (
@@ -148,11 +149,23 @@ class EventColumns:
         )
 
 
-def _type_of(event: MailjetEvent) -> str | None:
-    if event.type is not None:
-        return str(event.type)
-    value = event.raw.get("event")
+def _type_text(event_type: EventType | None, raw: dict[str, Any]) -> str | None:
+    if event_type is not None:
+        return str(event_type)
+    value = raw.get("event")
     return _text(value.strip().lower()) if isinstance(value, str) and value.strip() else None
+
+
+def _type_of(event: MailjetEvent) -> str | None:
+    return _type_text(event.type, event.raw)
+
+
+def stored_type(item: object) -> tuple[str | None, bool, bool]:
+    """The ``type``, ``understood`` and ``is_test`` columns of a decoded item, as
+    :func:`columns_of` of its parsed event has them, without the rest of the parse."""
+    event_type, is_test = type_and_test(item)
+    raw = item if isinstance(item, dict) else {}
+    return _type_text(event_type, raw), event_type is not None, is_test
 
 
 def may_contain_nul(body: bytes) -> bool:

@@ -12,6 +12,11 @@ locks and exhaust PostgreSQL's lock table (``max_locks_per_transaction``), and p
 million items at once held up every other request for seconds. The answer is still 200
 only once every chunk is stored; if one fails, Mailjet sends the whole body again and the
 chunks stored already are recognised by their dedupe keys, so nothing is applied twice.
+
+A body of that size all of whose events are stored already (Mailjet posts a body again
+when our 200 did not reach it) is stored by one statement that first checks its dedupe
+keys, and nothing is parsed further: storing its events would insert, link, apply and
+hand to webhooks nothing. A body with any new event goes the usual way.
 """
 
 from __future__ import annotations
@@ -31,9 +36,14 @@ from mailer.db.queries import Queries
 from mailer.metrics import count
 from mailer.ops.event_clock import RECEIVED
 from mailer.tracking.apply import apply_linked, link_unlinked
-from mailer.tracking.columns import EventColumns, columns_of, may_contain_nul
+from mailer.tracking.columns import EventColumns, columns_of, may_contain_nul, stored_type
 from mailer.tracking.engagement import DEFAULT_SCANNER_SECONDS
-from mailer.tracking.parse import decode_callback_body, parse_callback_body, parse_event
+from mailer.tracking.parse import (
+    decode_callback_body,
+    dedupe_key_of,
+    parse_callback_body,
+    parse_event,
+)
 from mailer.tracking.rows import LinkedEvent
 from mailer.tracking.timing import with_timing
 
@@ -81,28 +91,45 @@ async def store_callback(
     items = decode_callback_body(body)
     nul_free = not may_contain_nul(body)
 
-    async def in_transaction(columns: EventColumns, post_id: int | None) -> IntakeResult:
-        async def attempt() -> IntakeResult:
-            async with pool.acquire(timeout=acquire_timeout) as conn, conn.transaction():
-                return await _store(conn, body, now, len(items), columns, post_id, scanner_seconds)
-
-        # A deadlock is possible in rare interleavings (two posts naming the same messages
-        # in a different order, or a post and a worker recording them); the loser runs again.
-        result = await retrying_conflicts(attempt, action="events_retry")
+    def committed(result: IntakeResult, types: Sequence[str | None]) -> IntakeResult:
         result.counts.commit()
-        count.events_arrived(count.event_type(kind) for kind in columns.type)
+        count.events_arrived(count.event_type(kind) for kind in types)
         return result
 
     if len(items) <= chunk:
-        result = await in_transaction(_columns(items, now, nul_free), None)
+        keys = [dedupe_key_of(item) for item in items]
+        columns: EventColumns | None = None
+
+        async def attempt() -> tuple[IntakeResult, Sequence[str | None]]:
+            nonlocal columns
+            async with pool.acquire(timeout=acquire_timeout) as conn:
+                again = await conn.fetchval(Q.insert_post_if_stored, len(items), body, now, keys)
+                if again is not None:  # stored, and nothing else to do
+                    return _stored_before(items, keys)
+                if columns is None:
+                    columns = _columns(items, now, nul_free, keys)
+                async with conn.transaction():
+                    done = await _store(conn, body, now, len(items), columns, None, scanner_seconds)
+                return done, columns.type
+
+        # A deadlock is possible in rare interleavings (two posts naming the same messages
+        # in a different order, or a post and a worker recording them); the loser runs again.
+        result = committed(*await retrying_conflicts(attempt, action="events_retry"))
     else:
         post_id: int = await pool.fetchval(Q.insert_post, len(items), body, now)
         stored = linked = 0
         types: frozenset[str] = frozenset()
         for start in range(0, len(items), chunk):
             await asyncio.sleep(0)  # other requests go first between chunks
-            columns = _columns(items[start : start + chunk], now, nul_free)
-            part = await in_transaction(columns, post_id)
+            part_columns = _columns(items[start : start + chunk], now, nul_free)
+
+            async def chunk_attempt(part: EventColumns = part_columns) -> IntakeResult:
+                async with pool.acquire(timeout=acquire_timeout) as conn, conn.transaction():
+                    return await _store(conn, body, now, len(items), part, post_id, scanner_seconds)
+
+            part = committed(
+                await retrying_conflicts(chunk_attempt, action="events_retry"), part_columns.type
+            )
             stored, linked, types = stored + part.stored, linked + part.linked, types | part.types
         result = IntakeResult(len(items), stored, linked, types)
     await RECEIVED.note(pool, result.types)  # for event-silence detection (ops/event_clock)
@@ -130,8 +157,42 @@ async def store_body(
     return await _store(conn, body, now, len(events), columns, None, scanner_seconds)
 
 
-def _columns(items: Sequence[Any], now: datetime, nul_free: bool) -> EventColumns:
-    return columns_of([parse_event(item, now=now) for item in items], nul_free=nul_free)
+def _columns(
+    items: Sequence[Any], now: datetime, nul_free: bool, keys: Sequence[bytes] | None = None
+) -> EventColumns:
+    if keys is None:
+        events = [parse_event(item, now=now) for item in items]
+    else:
+        events = [parse_event(i, now=now, dedupe_key=k) for i, k in zip(items, keys, strict=True)]
+    return columns_of(events, nul_free=nul_free)
+
+
+def _stored_before(
+    items: Sequence[Any], keys: Sequence[bytes]
+) -> tuple[IntakeResult, list[str | None]]:
+    """What :func:`_store` answers and counts for a body all of whose events were stored
+    before (``insert_post_if_stored`` stored the body): every distinct event a duplicate.
+    With the type of each distinct event (``EventColumns.type``)."""
+    types: list[str | None] = []
+    understood: list[bool] = []
+    is_test: list[bool] = []
+    seen: set[bytes] = set()
+    for item, key in zip(items, keys, strict=True):
+        if key not in seen:  # repeats inside the body count once, as columns_of keeps one
+            seen.add(key)
+            kind, known, test = stored_type(item)
+            types.append(kind)
+            understood.append(known)
+            is_test.append(test)
+    counts = count.Pending()
+    for kind, n in Counter(types).items():
+        counts.events[(kind, "duplicate", 0)] += n
+    held = frozenset(
+        kind
+        for kind, known, test in zip(types, understood, is_test, strict=True)
+        if kind is not None and known and not test
+    )
+    return IntakeResult(len(items), 0, 0, held, counts), types
 
 
 async def _store(

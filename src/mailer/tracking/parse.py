@@ -28,9 +28,11 @@ __all__ = [
     "NON_OBJECT_KEY",
     "InvalidCallbackBody",
     "MailjetEvent",
+    "dedupe_key_of",
     "parse_callback_body",
     "parse_event",
     "status_of",
+    "type_and_test",
 ]
 
 _BOM = b"\xef\xbb\xbf"
@@ -119,9 +121,12 @@ def decode_callback_body(body: bytes) -> list[Any]:
     raise InvalidCallbackBody(f"callback body is a JSON {type(decoded).__name__}")
 
 
-def parse_event(item: object, *, now: datetime | None = None) -> MailjetEvent:
+def parse_event(
+    item: object, *, now: datetime | None = None, dedupe_key: bytes | None = None
+) -> MailjetEvent:
     """Parse one decoded event (e.g. a stored ``raw`` re-read from the database).
 
+    ``dedupe_key`` is the item's :func:`dedupe_key_of` when the caller has it already.
     Never raises: a non-object ``item`` is wrapped as ``{NON_OBJECT_KEY: item}``.
     """
     raw: dict[str, Any] = item if isinstance(item, dict) else {NON_OBJECT_KEY: item}
@@ -157,8 +162,21 @@ def parse_event(item: object, *, now: datetime | None = None) -> MailjetEvent:
         mj_list_id=_as_int(raw.get("mj_list_id")),
         is_test=message_id == 0,
         raw=raw,
-        dedupe_key=_dedupe_key(raw),
+        dedupe_key=_dedupe_key(raw) if dedupe_key is None else dedupe_key,
     )
+
+
+def dedupe_key_of(item: object) -> bytes:
+    """The :attr:`MailjetEvent.dedupe_key` :func:`parse_event` gives ``item``, alone."""
+    return _dedupe_key(item if isinstance(item, dict) else {NON_OBJECT_KEY: item})
+
+
+def type_and_test(item: object) -> tuple[EventType | None, bool]:
+    """The :attr:`MailjetEvent.type` and :attr:`MailjetEvent.is_test` :func:`parse_event`
+    gives ``item``, without the rest of the parse."""
+    if not isinstance(item, dict):
+        return None, True  # wrapped: no event, no MessageID
+    return _as_event_type(item.get("event")), _as_message_id(item.get("MessageID")) == 0
 
 
 def status_of(event: MailjetEvent) -> RecipientStatus | None:

@@ -111,6 +111,12 @@ SELECT k.ord, k.job_id, k.position, ctx.sent_at, ctx.accepted_at,
        ctx.urls AS click_urls, ctx.times AS click_times
 FROM k JOIN ctx ON ctx.job_id = k.job_id AND ctx.position = k.position;
 
+-- name: insert_post_if_stored
+-- A body all of whose events are stored already (a redelivery) is stored as received, on its
+-- own: insert_events would insert, link and apply none of its events. $4: their dedupe
+-- keys. Stores nothing and answers NULL when any of them is new (migration 0022).
+SELECT store_post_if_stored($1, $2, $3, $4::bytea[]);
+
 -- name: insert_post
 -- A large body is stored first, on its own; its events follow in chunks (insert_events $22).
 INSERT INTO event_posts (event_count, body, received_at) VALUES ($1, $2, $3) RETURNING id;
