@@ -11,7 +11,8 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 from fastapi import Depends, Header, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
-from starlette.types import Scope
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope
 
 from mailer.api.errors import ApiError, invalid_fields, invalid_request
 from mailer.apps.access import READ, SEND, WEBHOOKS, Grant
@@ -191,7 +192,7 @@ class EnqueuingRoute(APIRoute):
             authorization, idempotency_key, content_type = enqueuing_headers(request.scope)
             caller = await enqueuing(request, authorization, idempotency_key)
             request.scope[_CALLER] = caller
-            raw = await request.body()
+            raw = await read_body(request.receive)
             try:
                 body = json_body(model, content_type, raw)
                 if NUL_ESCAPE in raw:  # `may_hold_nul`, inline: the walk is for the rare body
@@ -205,6 +206,24 @@ class EnqueuingRoute(APIRoute):
             return await endpoint(body, request)
 
         return handle_enqueuing
+
+
+async def read_body(receive: Receive) -> bytes:
+    """A request's whole body, read as Starlette's `Request.body()` reads it (a disconnect
+    raises `ClientDisconnect`), without its async generator and its cache: a few µs of
+    each enqueue request."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def json_body(model: type[Body], content_type: str | None, raw: bytes) -> Body:
