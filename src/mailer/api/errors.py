@@ -168,7 +168,7 @@ class ErrorBoundary:
         except Exception as exc:
             if status:
                 raise
-            answer = self._answer(scope, exc)
+            answer = self.answer(scope, exc)
             status = answer.status_code
             await answer(scope, receive, send)
         finally:
@@ -177,7 +177,9 @@ class ErrorBoundary:
             count.http_answer(scope, status or 500, time.perf_counter() - began)
 
     @staticmethod
-    def _answer(scope: Scope, exc: Exception) -> Json:
+    def answer(scope: Scope, exc: Exception) -> Json:
+        """The answer to an exception that no handler took: 503 when the database is
+        unavailable (the outage noted), else a bare 500, logged."""
         outage = getattr(scope["app"].state, "outage", None) if "app" in scope else None
         if isinstance(exc, CommitOutcomeUnknown) or is_unavailable(exc):
             return unavailable_answer(exc, outage)
@@ -210,10 +212,9 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._too_large(send)
-                return
+        if declared_too_large(scope, self.max_bytes):
+            await self._too_large(send)
+            return
         received = 0
 
         async def limited_receive() -> Message:
@@ -222,23 +223,33 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    raise BodyTooLarge
             return message
 
         try:
             await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
+        except BodyTooLarge:
             await self._too_large(send)
 
     async def _too_large(self, send: Send) -> None:
-        response = Json(
-            error_body("body_too_large", f"request body exceeds {self.max_bytes} bytes"), 413
-        )
-        await response({"type": "http"}, _empty_receive, send)
+        await body_too_large(self.max_bytes)({"type": "http"}, _empty_receive, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+def declared_too_large(scope: Scope, max_bytes: int) -> bool:
+    """Whether the request's Content-Length exceeds `max_bytes`."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length" and value.isdigit() and int(value) > max_bytes:
+            return True
+    return False
+
+
+def body_too_large(max_bytes: int) -> Json:
+    """The 413 for a request body over `max_bytes`."""
+    return Json(error_body("body_too_large", f"request body exceeds {max_bytes} bytes"), 413)
+
+
+class BodyTooLarge(Exception):
+    """Raised by a receive that counted more than the body limit."""
 
 
 async def _empty_receive() -> Message:

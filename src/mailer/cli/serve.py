@@ -19,6 +19,7 @@ from mailer.cli.common import (
     started_or_exit,
     with_event_credentials,
 )
+from mailer.cli.one_write import OneWriteHttpTools
 from mailer.config import DEMO_WEBHOOK_NETWORKS, Settings
 from mailer.serving import GracefulServer
 
@@ -229,7 +230,7 @@ async def _serve(
         port=port,
         log_level=log_level,
         access_log=False,
-        http="httptools",
+        http=OneWriteHttpTools,
         lifespan="on",
         log_config=None,
     )
@@ -273,7 +274,7 @@ def api(host: str | None, port: int | None, workers: int) -> None:
             "log_level": settings.log_level,
             "log_config": None,  # uvicorn's lines go through our format too
             "access_log": False,
-            "http": "httptools",
+            "http": OneWriteHttpTools,
             "loop": "uvloop",
         }
         if workers == 1:

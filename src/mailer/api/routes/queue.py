@@ -6,12 +6,12 @@ import uuid
 from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from mailer.api.deps import ENQUEUING_OPENAPI, EnqueuingRoute, caller_of
 from mailer.api.errors import ApiError
-from mailer.api.responses import Json
+from mailer.api.responses import Json, Queued
 from mailer.apps.access import refused_sender
 from mailer.delivery.email import EmailRequest
 from mailer.delivery.enqueue import Accepted, IdempotencyConflict, new_job, request_hash
@@ -72,7 +72,7 @@ def _body_of(email: EmailRequest) -> dict[str, Any]:
 
 
 @router.post("/queue", status_code=202, response_model=QueuedJob, openapi_extra=ENQUEUING_OPENAPI)
-async def queue_email(email: EmailRequest, request: Request) -> Json:
+async def queue_email(email: EmailRequest, request: Request) -> Response:
     """Queue one email. Answers 202 with the job's id once it is durably stored."""
     caller = caller_of(request)
     app_id, services, key = caller.app_id, caller.services, caller.idempotency_key
@@ -96,7 +96,7 @@ async def queue_email(email: EmailRequest, request: Request) -> Json:
     if accepted.replayed:
         status = await _current_status(services, app_id, accepted)
         return Json({"job_id": str(accepted.job_id), "status": status}, 202, headers=_REPLAYED)
-    return Json({"job_id": str(accepted.job_id), "status": "queued"}, 202)
+    return Queued(str(accepted.job_id))
 
 
 @router.post(
