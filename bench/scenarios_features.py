@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -31,6 +31,7 @@ from bench.load import raw_request
 from bench.payloads import email_body, event_bodies
 from bench.report import Row
 from bench.scenarios_api import EVENTS_PER_POST, _basic, _bearer, _fresh_bodies
+from bench.scenarios_metrics import Measure, Run, median_by_cpu
 from bench.stack import EVENTS_PASSWORD, EVENTS_USER, Bench, wait_drained
 from mailer.db.pool import connect
 from mailer.delivery.email import EmailRequest
@@ -41,17 +42,6 @@ SIMULATOR_LATENCY_MS = 50.0
 TAGS = ["receipt", "shop"]
 # Far above what the scenario sends: the quota is checked and counted, never reached.
 DAILY_QUOTA = 1_000_000_000
-
-
-@dataclass(frozen=True)
-class Run:
-    """One measured run: its throughput and the CPU time per unit of work."""
-
-    rate: float
-    cpu_us: float
-
-
-Measure = Callable[[str, int], Awaitable[Run]]
 
 
 async def features(b: Bench) -> None:
@@ -199,8 +189,7 @@ async def _compare(
         order = settings[shift:] + settings[:shift]
         runs.append({setting: await measure(setting, turn) for setting in order})
     for other in others:
-        ratios = [r[other].cpu_us / r["plain"].cpu_us if r["plain"].cpu_us else 0.0 for r in runs]
-        median = runs[sorted(range(rounds), key=ratios.__getitem__)[rounds // 2]]
+        median = runs[median_by_cpu([(r["plain"], r[other]) for r in runs])]
         base, run = median["plain"], median[other]
         label = f"{len(TAGS)} tags per email" if other == "tags" else "an app with a daily quota"
         b.report.add(

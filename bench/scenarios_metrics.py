@@ -55,6 +55,12 @@ class Run:
 Measure = Callable[[str, int], Awaitable[Run]]
 
 
+def median_by_cpu(pairs: list[tuple[Run, Run]]) -> int:
+    """The index of the round, of (baseline, other) runs, with the median CPU ratio."""
+    ratios = [other.cpu_us / base.cpu_us if base.cpu_us else 0.0 for base, other in pairs]
+    return sorted(range(len(pairs)), key=ratios.__getitem__)[len(pairs) // 2]
+
+
 def cpu_seconds(pid: int) -> float:
     """User and system CPU time of a process and its live descendants (Linux /proc)."""
     total = 0.0
@@ -151,9 +157,7 @@ async def _compare(b: Bench, what: str, unit: str, rounds: int, measure: Measure
         order = SETTINGS if turn % 2 == 0 else SETTINGS[::-1]
         got = {setting: await measure(setting, turn) for setting in order}
         pairs.append((got["off"], got["on"]))
-    cpu_ratios = [on.cpu_us / off.cpu_us if off.cpu_us else 0.0 for off, on in pairs]
-    median = sorted(range(rounds), key=cpu_ratios.__getitem__)[rounds // 2]
-    off, on = pairs[median]
+    off, on = pairs[median_by_cpu(pairs)]
     limit = 1 / TARGET
     b.report.add(
         Row(
