@@ -31,7 +31,7 @@ from bench.load import raw_request
 from bench.payloads import email_body, event_bodies
 from bench.report import Row
 from bench.scenarios_api import EVENTS_PER_POST, _basic, _bearer, _fresh_bodies
-from bench.scenarios_metrics import Measure, Run, median_by_cpu
+from bench.scenarios_metrics import Measure, Run, known_messages, median_by_cpu
 from bench.stack import EVENTS_PASSWORD, EVENTS_USER, Bench, wait_drained
 from mailer.db.pool import connect
 from mailer.delivery.email import EmailRequest
@@ -55,7 +55,9 @@ async def features(b: Bench) -> None:
         try:
             quota_app = await conn.fetchval("SELECT id FROM apps WHERE name = 'quota'")
             await set_limits(conn, quota_app, daily=DAILY_QUOTA)
-            known = await _known_messages(conn, plain_app, s.known_messages)
+            known = await known_messages(dsn, plain_app, s.known_messages)
+            tagged = {job_id for _, _, job_id in known[::2]}  # every other message
+            await conn.execute(_TAG_JOBS, [uuid.UUID(j) for j in tagged], TAGS)
         finally:
             await conn.close()
         kinds = {"plain": (plain_key, None), "tags": (plain_key, TAGS), "quota": (quota_key, None)}
@@ -84,8 +86,8 @@ async def features(b: Bench) -> None:
             await _compare(b, "POST /queue", "req/s", "request", rounds, enqueue, ["tags", "quota"])
 
             auth = _basic(EVENTS_USER, EVENTS_PASSWORD)
-            tagged_known = [k for k in known if k[1].startswith("tagged")]
-            plain_known = [k for k in known if not k[1].startswith("tagged")]
+            tagged_known = [k for k in known if k[2] in tagged]
+            plain_known = [k for k in known if k[2] not in tagged]
             known_by = {"plain": plain_known, "tags": tagged_known}
             # New events only (tags count for those, not for redeliveries): bodies enough
             # for the run, each round's a day after the last's.
@@ -207,31 +209,8 @@ async def _compare(
         b.report.note(f"features: {what}, untagged vs {other}, CPU per {per} per round: {each}")
 
 
-_KNOWN_JOBS = """
-INSERT INTO jobs (id, app_id, message, state, sent_at, tags)
-SELECT ('00000000-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, $1, '{}'::jsonb,
-       'done', now(), CASE WHEN i % 2 = 0 THEN $3::text[] END
-FROM generate_series(1, $2) AS i
+# Known jobs, and their recipients, given TAGS as `POST /queue` would have stored them.
+_TAG_JOBS = """
+WITH tagged AS (UPDATE jobs SET tags = $2 WHERE id = ANY ($1::uuid[]) RETURNING id)
+UPDATE messages m SET tags = $2 FROM tagged t WHERE m.job_id = t.id
 """
-
-_KNOWN_RECIPIENTS = """
-INSERT INTO messages (job_id, position, app_id, kind, email, status, message_id, message_uuid,
-                      tags)
-SELECT id, 0, app_id, 'to',
-       CASE WHEN tags IS NULL THEN 'user' ELSE 'tagged' END
-           || row_number() OVER (ORDER BY id) || '@example.org',
-       'accepted', 576460752303423488 + row_number() OVER (ORDER BY id),
-       gen_random_uuid()::text, tags
-FROM jobs
-"""
-
-
-async def _known_messages(
-    conn: asyncpg.Connection, app_id: uuid.UUID, count: int
-) -> list[tuple[int, str, str]]:
-    """`count` sent jobs of one recipient each, every other one with `TAGS`; (MessageID,
-    email, job id) of each, for event bodies about them."""
-    await conn.execute(_KNOWN_JOBS, app_id, count, TAGS)
-    await conn.execute(_KNOWN_RECIPIENTS)
-    rows = await conn.fetch("SELECT message_id, email, job_id FROM messages")
-    return [(r["message_id"], r["email"], str(r["job_id"])) for r in rows]

@@ -215,19 +215,8 @@ class BodySizeLimit:
         if declared_too_large(scope, self.max_bytes):
             await self._too_large(send)
             return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge
-            return message
-
         try:
-            await self.app(scope, limited_receive, send)
+            await self.app(scope, limited_receive(receive, self.max_bytes), send)
         except BodyTooLarge:
             await self._too_large(send)
 
@@ -241,6 +230,23 @@ def declared_too_large(scope: Scope, max_bytes: int) -> bool:
         if name == b"content-length" and value.isdigit() and int(value) > max_bytes:
             return True
     return False
+
+
+def limited_receive(receive: Receive, max_bytes: int) -> Receive:
+    """`receive`, raising `BodyTooLarge` once the body it has delivered passes
+    `max_bytes` (a body streamed without a Content-Length, or past it)."""
+    received = 0
+
+    async def limited() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > max_bytes:
+                raise BodyTooLarge
+        return message
+
+    return limited
 
 
 def body_too_large(max_bytes: int) -> Json:

@@ -38,7 +38,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from mailer.api.deps import EnqueuingRoute
 from mailer.api.errors import (
@@ -47,6 +47,7 @@ from mailer.api.errors import (
     ErrorBoundary,
     body_too_large,
     declared_too_large,
+    limited_receive,
 )
 from mailer.metrics import count
 
@@ -182,18 +183,7 @@ class FastRoute:
         max_bytes = self.max_bytes
         if declared_too_large(scope, max_bytes):
             return body_too_large(max_bytes)
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > max_bytes:
-                    raise BodyTooLarge
-            return message
-
-        request = Request(scope, limited_receive)
+        request = Request(scope, limited_receive(receive, max_bytes))
         try:
             return await self.handler(request)
         except BodyTooLarge:
